@@ -1,0 +1,1 @@
+"""ASR models and tasks (issue 4)"""

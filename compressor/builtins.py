@@ -1,0 +1,24 @@
+"""Core components, registered through the same entry-point group as every plugin."""
+
+from __future__ import annotations
+
+from compressor.data.synthetic_features import (
+    SyntheticFeaturesArgs,
+    build_synthetic_features,
+    synthetic_features_info,
+)
+from compressor.hookspecs import hookimpl
+from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+from compressor.registry import Registry
+from compressor.schedules import BUILTIN_SCHEDULES
+from compressor.tasks.classification import Classification
+
+
+@hookimpl
+def compressor_register(registry: Registry) -> None:
+    for schedule in BUILTIN_SCHEDULES:
+        registry.add("schedule", schedule.name, schedule, doc=(schedule.__doc__ or "").split("\n")[0])
+    registry.add("task", Classification.name, Classification)
+    registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs)
+    registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,
+                 info=synthetic_features_info)

@@ -1,0 +1,66 @@
+"""What the engine tells plugins about the stage being run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from compressor.data.base import DataModule
+    from compressor.spec import StageSpec
+    from compressor.task import Task
+
+
+@dataclass
+class StageContext:
+    """State of one training stage, passed to every hook as ``ctx``.
+
+    Counters: ``step`` is the number of optimizer steps done in this stage, ``epoch`` the 0-based epoch,
+    ``total_steps``/``total_epochs``/``steps_per_epoch`` the stage's budget. ``models`` maps names to modules
+    (plugins may add wrappers); ``forward_model`` names the one the task's forward runs on.
+    """
+
+    name: str
+    index: int
+    stage: StageSpec
+    models: dict[str, nn.Module]
+    forward_model: str
+    task: Task
+    data: DataModule
+    device: torch.device
+    run_dir: Path
+    spec: dict[str, Any]
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    step: int = 0
+    epoch: int = 0
+    total_steps: int = 1
+    total_epochs: int = 1
+    steps_per_epoch: int = 1
+    training: bool = True
+    batch_error: float | None = None
+    scalars: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the stage's optimizer steps done, in [0, 1]."""
+        return min(1.0, self.step / max(1, self.total_steps))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log_scalar(self, name: str, value: float) -> None:
+        """Log a scheduled or diagnostic value for the current step; it is written and plotted."""
+        self.scalars[name] = float(value)
+
+    def model(self, name: str) -> nn.Module:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"no model '{name}' in this stage (models: {', '.join(self.models)})") from None

@@ -1,0 +1,11 @@
+"""Registers the components of the speech data layer (issue 3)."""
+
+from __future__ import annotations
+
+from compressor.hookspecs import hookimpl
+from compressor.registry import Registry
+
+
+@hookimpl
+def compressor_register(registry: Registry) -> None:
+    pass

@@ -1,0 +1,71 @@
+"""User-facing errors.
+
+Anything that is the user's fault (a bad spec, a missing file, a plugin argument out of range) is raised
+as a :class:`UserError`. The CLI prints its message on one line and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+KeyPath = Sequence["str | int"]
+
+
+def format_path(path: KeyPath) -> str:
+    """``("stages", 1, "plugins", 0, "base")`` -> ``stages[1].plugins[0].base``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest valid name for a typo, or None."""
+    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    choices = sorted(set(choices))
+    guess = closest(name, choices)
+    hint = f"; did you mean '{guess}'?" if guess else ""
+    listing = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", ..."
+    return f"{hint} (valid: {listing})" if choices else hint
+
+
+class UserError(Exception):
+    """An error caused by input: reported as one clear line, exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(UserError):
+    """A problem at a key path of a spec file, with the line it stands on when known."""
+
+    def __init__(self, message: str, path: KeyPath = (), file: str | None = None, line: int | None = None):
+        self.message = message
+        self.path = tuple(path)
+        self.file = file
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" at {format_path(self.path)}" if self.path else ""
+        return f"{where}{key}: {self.message}"
+
+
+class PluginError(Exception):
+    """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
+
+    def __init__(self, plugin: str, hook: str, original: BaseException):
+        self.plugin = plugin
+        self.hook = hook
+        self.original = original
+        super().__init__(f"plugin '{plugin}' failed in hook '{hook}': {type(original).__name__}: {original}")

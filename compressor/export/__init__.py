@@ -1,0 +1,1 @@
+"""edge export (issue 5)"""

@@ -1,0 +1,123 @@
+"""Plugin discovery and hook calls.
+
+All plugins, built-in or third-party, are found through the ``compressor.plugins`` entry-point group
+(:data:`compressor.hookspecs.ENTRY_POINT_GROUP`). Each is registered with one pluggy ``PluginManager``;
+strategies are registered per stage (see :func:`stage_strategies`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata as md
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from compressor import hookspecs
+from compressor.errors import PluginError, UserError
+from compressor.registry import Registry
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    package: str
+    version: str
+    module: Any
+
+
+class Plugins:
+    """The plugin manager, the registry it filled, and what was loaded from where."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.loaded: list[PluginInfo] = []
+
+    def load_entry_points(self) -> None:
+        for ep in sorted(md.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                module = ep.load()
+            except Exception as e:  # a broken third-party package must not hide the others' names
+                raise UserError(f"plugin '{ep.name}' ({ep.value}) failed to import: {type(e).__name__}: {e}"
+                                ) from e
+            dist = ep.dist
+            self.add(ep.name, module, dist.name if dist else "?", dist.version if dist else "?")
+
+    def add(self, name: str, module: Any, package: str = "?", version: str = "?") -> None:
+        """Register a plugin module/object and let it add its components."""
+        self.pm.register(module, name=name)
+        self.loaded.append(PluginInfo(name, package, version, module))
+        impl = getattr(module, "compressor_register", None)
+        if impl is not None:
+            self.registry.current_package = f"{package} ({name})"
+            try:
+                impl(registry=self.registry)
+            except Exception as e:
+                raise PluginError(name, "compressor_register", e) from e
+            finally:
+                self.registry.current_package = "?"
+
+    def hooks_of(self, plugin: Any) -> list[str]:
+        return sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+
+    def call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call a hook on every registered implementation; failures name the plugin and the hook."""
+        caller = getattr(self.pm.hook, hook)
+        results = []
+        # Call implementations one by one (pluggy's order) so a failure can name its plugin.
+        for impl in reversed(caller.get_hookimpls()):
+            fn = impl.function
+            accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            try:
+                out = fn(**accepted)
+            except PluginError:
+                raise
+            except Exception as e:
+                raise PluginError(impl.plugin_name, hook, e) from e
+            if out is not None:
+                results.append(out)
+        return results
+
+
+_PLUGINS: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, loading entry points on first use."""
+    global _PLUGINS
+    if _PLUGINS is None:
+        plugins = Plugins()
+        plugins.load_entry_points()
+        _PLUGINS = plugins
+    return _PLUGINS
+
+
+def get_registry() -> Registry:
+    return get_plugins().registry
+
+
+def reset_plugins() -> None:
+    """Forget loaded plugins (tests that install a package at run time call this)."""
+    global _PLUGINS
+    _PLUGINS = None
+
+
+@contextlib.contextmanager
+def stage_strategies(plugins: Plugins, strategies: list[tuple[str, Any]]) -> Iterator[None]:
+    """Register strategy instances for the duration of one stage."""
+    names = []
+    try:
+        for i, (name, obj) in enumerate(strategies):
+            reg_name = f"{name}#{i}"
+            plugins.pm.register(obj, name=reg_name)
+            names.append(reg_name)
+        yield
+    finally:
+        for reg_name in names:
+            plugins.pm.unregister(name=reg_name)

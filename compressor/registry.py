@@ -1,0 +1,106 @@
+"""Component registries: a spec names components by key, the registry resolves them.
+
+Every component kind (models, tasks, datasets, schedules, strategies, exporters) lives in one
+:class:`Registry`. Plugins add to it from the :func:`compressor.hookspecs.compressor_register` hook::
+
+    @hookimpl
+    def compressor_register(registry):
+        registry.add("model", "my_lstm", build_my_lstm, args=MyLstmArgs, doc="A small LSTM.")
+
+Each entry carries a pydantic model describing its arguments, so specs are validated before any work
+and ``compressor plugins`` can print every argument schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from compressor.errors import SpecError, did_you_mean
+
+KINDS = ("model", "task", "dataset", "schedule", "strategy", "exporter")
+
+
+class Args(BaseModel):
+    """Base class for argument schemas: unknown keys are errors, values are validated strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+
+
+class NoArgs(Args):
+    """A component that takes no arguments."""
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    args: type[BaseModel] = NoArgs
+    doc: str = ""
+    package: str = "?"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Name -> component, per kind."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        self.current_package = "?"
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any],
+        args: type[BaseModel] | None = None,
+        doc: str = "",
+        **extra: Any,
+    ) -> Entry:
+        """Register ``factory`` under ``kind``/``name``; ``args`` is its pydantic argument schema."""
+        if kind not in self._entries:
+            raise ValueError(f"unknown component kind '{kind}' (kinds: {', '.join(KINDS)})")
+        if name in self._entries[kind]:
+            prev = self._entries[kind][name]
+            raise ValueError(f"{kind} '{name}' registered twice (by {prev.package} and {self.current_package})")
+        doc = doc or (factory.__doc__ or "").strip().split("\n")[0]
+        entry = Entry(kind, name, factory, args or getattr(factory, "Args", NoArgs), doc,
+                      self.current_package, dict(extra))
+        self._entries[kind][name] = entry
+        return entry
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self._entries[kind]
+
+    def get(self, kind: str, name: str, path: tuple = (), file: str | None = None) -> Entry:
+        """The entry, or a :class:`SpecError` naming the closest valid name."""
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            raise SpecError(f"unknown {kind} '{name}'{did_you_mean(name, self._entries[kind])}",
+                            path, file) from None
+
+    def entries(self, kind: str | None = None) -> Iterator[Entry]:
+        for k in [kind] if kind else KINDS:
+            yield from (self._entries[k][n] for n in sorted(self._entries[k]))
+
+    def parse_args(self, kind: str, name: str, values: Mapping[str, Any], path: tuple = ()) -> BaseModel:
+        """Validate ``values`` against the entry's schema (errors carry key paths below ``path``)."""
+        from compressor.spec import validate_model  # local: spec imports registry
+
+        return validate_model(self.get(kind, name, path).args, dict(values), path)
+
+    def build(self, kind: str, ref: Mapping[str, Any], path: tuple = (), **context: Any) -> Any:
+        """Build a component from a flat spec reference ``{name: X, arg: value, ...}``."""
+        values = dict(ref)
+        name = values.pop("name")
+        entry = self.get(kind, name, path)
+        args = self.parse_args(kind, name, values, path)
+        return entry.factory(args, **context) if context else entry.factory(args)

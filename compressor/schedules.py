@@ -1,0 +1,206 @@
+"""Scalar schedules: a value that changes over a stage (a KD weight, a replacing rate).
+
+A spec names a schedule by key wherever a plugin takes one::
+
+    weight: {name: exp_decay}                              # beta_t = exp(1 - t), seed 001 Eq. 5b
+    replacing_rate: {name: log_curriculum, base: 40, b: 1.2}   # p_T = min(log_B(k T + b), 1), seed 002 Eq. 5
+
+``t`` counts epochs from 1 (``unit: epoch``) or optimizer steps from 0 (``unit: step``). Third parties add
+schedules with ``registry.add("schedule", name, MySchedule)`` where ``MySchedule(args)`` is callable on a
+:class:`Clock` (the stage context satisfies it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Protocol
+
+from pydantic import Field, model_validator
+
+from compressor.registry import Args
+
+
+class Clock(Protocol):
+    step: int
+    epoch: int
+    total_steps: int
+    total_epochs: int
+    steps_per_epoch: int
+    batch_error: float | None
+
+
+class Schedule:
+    """Base class: ``schedule(clock) -> float``."""
+
+    name: ClassVar[str] = ""
+    Args: ClassVar[type[Args]]
+
+    def __init__(self, args: Args) -> None:
+        self.args = args
+
+    def __call__(self, clock: Clock) -> float:
+        return self.value(self.t(clock), self.horizon(clock), clock)
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        raise NotImplementedError
+
+    def t(self, clock: Clock) -> float:
+        return float(clock.epoch + 1) if getattr(self.args, "unit", "step") == "epoch" else float(clock.step)
+
+    def horizon(self, clock: Clock) -> float:
+        """T of the stage in this schedule's unit (epochs, or optimizer steps)."""
+        if getattr(self.args, "unit", "step") == "epoch":
+            return float(clock.total_epochs)
+        return float(clock.total_steps)
+
+    def final_value(self, total_steps: int, total_epochs: int) -> float:
+        """The value at the last step of a stage of that size (used to validate replacing rates)."""
+        last = _FixedClock(step=max(0, total_steps - 1), epoch=max(0, total_epochs - 1),
+                           total_steps=total_steps, total_epochs=total_epochs,
+                           steps_per_epoch=max(1, total_steps // max(1, total_epochs)), batch_error=None)
+        return self(last)
+
+
+class _FixedClock:
+    def __init__(self, **kw: object) -> None:
+        self.__dict__.update(kw)
+
+
+class UnitArgs(Args):
+    unit: Literal["step", "epoch"] = "step"
+
+
+class Constant(Schedule):
+    """A fixed value (seed 001's beta_t = 0.1 / 0.5; seed 002's constant replacing rate p = 0.75)."""
+
+    name = "constant"
+
+    class Args(UnitArgs):
+        value: float = 1.0
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        return self.args.value
+
+
+class Linear(Schedule):
+    """From ``start`` to ``end`` linearly over ``duration`` units (default: the whole stage), then ``end``.
+
+    As a replacing-rate scheduler this is BERT-of-Theseus's ``p = min(1, k t + b)`` with b = start and
+    k = (end - start) / duration.
+    """
+
+    name = "linear"
+
+    class Args(UnitArgs):
+        start: float = 0.5
+        end: float = 1.0
+        duration: float | None = Field(default=None, gt=0)
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        duration = self.args.duration or max(horizon - (1 if self.args.unit == "epoch" else 0), 1.0)
+        t0 = t - 1 if self.args.unit == "epoch" else t
+        frac = min(max(t0 / duration, 0.0), 1.0)
+        return self.args.start + (self.args.end - self.args.start) * frac
+
+
+class ExpDecay(Schedule):
+    """beta_t = scale * exp(1 - t): the teacher's influence fades exponentially (seed 001, Eq. 5b)."""
+
+    name = "exp_decay"
+
+    class Args(Args):
+        unit: Literal["step", "epoch"] = "epoch"
+        scale: float = Field(default=1.0, ge=0)
+
+    def t(self, clock: Clock) -> float:
+        if self.args.unit == "epoch":
+            return float(clock.epoch + 1)
+        return 1.0 + clock.step / max(1, clock.steps_per_epoch)  # continuous epochs
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        return self.args.scale * math.exp(1.0 - t)
+
+
+class Triangular(Schedule):
+    """beta_t = peak * max(0, 1 - |t - mu| / (0.5 mu)), mu = T / 2 (seed 001, Eq. 5c; peak 0.1 there)."""
+
+    name = "triangular"
+
+    class Args(Args):
+        unit: Literal["step", "epoch"] = "epoch"
+        peak: float = Field(default=0.1, ge=0)
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        mu = horizon / 2.0
+        if mu <= 0:
+            return 0.0
+        return self.args.peak * max(0.0, -abs(t - mu) / (0.5 * mu) + 1.0)
+
+
+class ErrorRate(Schedule):
+    """beta_t = the current training batch's error rate (seed 001, Eq. 5a); ``initial`` before any batch."""
+
+    name = "error_rate"
+
+    class Args(Args):
+        initial: float = Field(default=1.0, ge=0, le=1)
+        scale: float = Field(default=1.0, ge=0)
+
+    def __call__(self, clock: Clock) -> float:
+        err = clock.batch_error
+        return self.args.scale * (self.args.initial if err is None else float(err))
+
+
+class LogCurriculum(Schedule):
+    """p_T = min(log_B(k T + b), 1.0), T the training step (seed 002, Eq. 5; B = 40 was best there).
+
+    ``log_B(b)`` is the basic replacing rate at T = 0. Give ``k`` directly, or ``reach_at`` (the fraction of
+    the stage at which p reaches 1) and k = (B - b) / (reach_at * T_stage) is derived from the stage length.
+    """
+
+    name = "log_curriculum"
+
+    class Args(UnitArgs):
+        base: float = Field(default=40.0, gt=1)
+        b: float = Field(default=2.0, ge=1)
+        k: float | None = Field(default=None, gt=0)
+        reach_at: float = Field(default=0.75, gt=0, le=1)
+
+        @model_validator(mode="after")
+        def _b_below_base(self) -> LogCurriculum.Args:
+            if self.b >= self.base:
+                raise ValueError(f"b ({self.b}) must be below base ({self.base}): otherwise p_0 = 1 from the start")
+            return self
+
+    def slope(self, horizon: float) -> float:
+        if self.args.k is not None:
+            return self.args.k
+        return (self.args.base - self.args.b) / max(1e-9, self.args.reach_at * horizon)
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        x = self.slope(horizon) * t + self.args.b
+        return min(math.log(x) / math.log(self.args.base), 1.0)
+
+
+class Exponential(Schedule):
+    """p_T = min(p_0 * exp(k T), 1.0): slow start, fast finish (the convex counterpart of log curriculum).
+
+    Give ``k``, or ``reach_at`` (fraction of the stage at which p reaches 1): k = ln(1 / p_0) / (reach_at T).
+    """
+
+    name = "exponential"
+
+    class Args(UnitArgs):
+        p0: float = Field(default=0.1, gt=0, le=1)
+        k: float | None = Field(default=None, gt=0)
+        reach_at: float = Field(default=0.75, gt=0, le=1)
+
+    def value(self, t: float, horizon: float, clock: Clock) -> float:
+        k = self.args.k if self.args.k is not None else math.log(1.0 / self.args.p0) / max(
+            1e-9, self.args.reach_at * horizon)
+        return min(self.args.p0 * math.exp(k * t), 1.0)
+
+
+BUILTIN_SCHEDULES: tuple[type[Schedule], ...] = (
+    Constant, Linear, ExpDecay, Triangular, ErrorRate, LogCurriculum, Exponential,
+)

@@ -1,0 +1,1 @@
+"""Built-in strategy plugins, installed as the ``compressor_plugins`` package."""

@@ -87,11 +87,15 @@ class DataModule:
         batches = self.batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)[skip:]
         if world_size > 1:
             batches = [shard(b, rank, world_size) for b in batches]
+        # A private generator: creating the iterator must not consume the global RNG, or a resumed run
+        # (which creates its iterator at another point of the RNG stream) would diverge from the original.
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         return DataLoader(
             self.dataset(split),
             batch_sampler=batches,
             collate_fn=self.collate,
             num_workers=num_workers,
+            generator=generator,
             persistent_workers=False,
         )
 

@@ -1,0 +1,49 @@
+"""``summary.md``: what a run produced, for a person to read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compressor.spec import LoadedSpec
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "-" if v is None else str(v)
+
+
+def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], export_md: str = "") -> Path:
+    spec = loaded.spec
+    params = results.get("parameters", {})
+    lines = [f"# Run summary: {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += [f"- spec: `{loaded.file}`", f"- run directory: `{run_dir}`", f"- seed: {spec.seed}", ""]
+    lines += ["## Models", "", "| model | registry name | parameters |", "|---|---|---:|"]
+    for name, ms in spec.all_models().items():
+        lines.append(f"| {name} | {ms.name} | {params.get(name, 0):,} |")
+    if "teacher" in params and "student" in params and params["teacher"]:
+        ratio = params["student"] / params["teacher"]
+        lines += ["", f"Student/teacher parameters: {ratio:.3f} ({1 / ratio:.2f}x smaller)." if ratio else ""]
+    lines += ["", "## Stages", "", "| # | stage | steps | epochs | seconds | best validation |", "|---|---|---:|---:|---:|---|"]
+    for i, st in enumerate(results.get("stages", [])):
+        metric = st.get("metric")
+        lines.append(f"| {i} | {st['stage']} | {st['steps']} | {st['epochs']} | {st['seconds']:.1f} | "
+                     f"{metric} = {_fmt(st.get(f'best_{metric}'))} |")
+    final = results.get("final", {})
+    if final:
+        keys = sorted({k for m in final.values() for k in m})
+        lines += ["", f"## Final evaluation ({spec.evaluate.split} split)", "",
+                  "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        for name, metrics in final.items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")
+    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").exists() else []
+    if plots:
+        lines += ["", "## Plots", ""] + [f"- [{p.stem}](plots/{p.name})" for p in plots]
+    if export_md:
+        lines += ["", export_md.strip()]
+    path = run_dir / "summary.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,310 @@
+"""The engine loop of one training stage.
+
+:class:`StageRunner` runs a stage of a spec: it activates the stage's strategies, lets them prepare the
+models, builds the optimizer over what still requires gradients, and loops over deterministic batches with
+gradient accumulation, clipping, autocast, evaluation, best-checkpoint tracking and atomic checkpoints that
+a killed run resumes from exactly. The hook call order is documented in :mod:`compressor.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from compressor.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from compressor.context import StageContext
+from compressor.errors import UserError
+from compressor.lr import build_optimizer, build_scheduler
+from compressor.losses import LossTerms
+from compressor.plugins import stage_strategies
+from compressor.task import to_device
+
+if TYPE_CHECKING:
+    from compressor.engine import Run
+
+
+def unique_trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
+    seen: set[int] = set()
+    out = []
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if mode == "min" else value > best
+
+
+class StageRunner:
+    """Runs stage ``index`` of ``run``'s spec, optionally resuming from a mid-stage checkpoint."""
+
+    def __init__(self, run: Run, index: int) -> None:
+        self.run = run
+        self.index = index
+        self.stage = run.loaded.spec.stages[index]
+        self.task = run.task
+        metric = self.stage.eval.metric or run.task.main_metric
+        self.metric = metric
+        self.mode = self.stage.eval.mode or run.task.metric_mode
+        self.best: float | None = None
+        self.best_path = run.run_dir / "checkpoints" / f"{self.stage.name}-best.pt"
+
+    # -- budget ------------------------------------------------------------------------------------
+    def _steps_per_epoch(self, epoch: int) -> int:
+        st = self.stage
+        n = self.run.data.num_batches("train", st.batch_size, shuffle=True, seed=self.run.seed, epoch=epoch)
+        return n // st.grad_accum
+
+    def budget(self) -> tuple[list[int], int]:
+        """Optimizer steps of each epoch, and the stage's total steps (``steps`` caps ``epochs``)."""
+        st = self.stage
+        per_epoch: list[int] = []
+        total = 0
+        limit = st.epochs if st.epochs is not None else 10_000
+        while len(per_epoch) < limit:
+            n = self._steps_per_epoch(len(per_epoch))
+            if n == 0:
+                raise UserError(f"stage '{st.name}': batch_size {st.batch_size} x grad_accum {st.grad_accum} "
+                                f"leaves no full step in an epoch of the training split")
+            if st.steps is not None and total + n >= st.steps:
+                per_epoch.append(st.steps - total)
+                total = st.steps
+                break
+            per_epoch.append(n)
+            total += n
+        return per_epoch, total
+
+    # -- the stage -----------------------------------------------------------------------------------
+    def execute(self, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+        run, st = self.run, self.stage
+        registry = run.plugins.registry
+        strategies = [
+            (ref.name, registry.get("strategy", ref.name).factory(args))
+            for ref, args in zip(st.plugins, run.loaded.plugin_args[self.index])
+        ]
+        for name, model in run.models.items():
+            trainable = name in st.train
+            model.requires_grad_(trainable)
+            model.train(trainable)
+        per_epoch, total_steps = self.budget()
+        ctx = StageContext(
+            name=st.name, index=self.index, stage=st, models=dict(run.models), forward_model=st.forward_model,
+            task=run.task, data=run.data, device=run.device, run_dir=run.run_dir, spec=run.loaded.raw,
+            seed=run.seed, rank=run.rank, world_size=run.world_size, total_steps=total_steps,
+            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0],
+        )
+        started = time.time()
+        with stage_strategies(run.plugins, strategies):
+            run.plugins.call("compressor_prepare_models", ctx=ctx)
+            for model in ctx.models.values():
+                model.to(run.device)
+            forward_model = ctx.models[ctx.forward_model]
+            params = unique_trainable([ctx.models[n] for n in st.train if n in ctx.models] + [forward_model])
+            if not params:
+                raise UserError(f"stage '{st.name}' has no parameter left to train after its plugins prepared "
+                                f"the models")
+            optimizer = build_optimizer(params, st.optimizer)
+            scheduler = build_scheduler(optimizer, st.lr_schedule, st.optimizer.lr, total_steps)
+            scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
+            train_model: nn.Module = forward_model
+            if run.world_size > 1:
+                train_model = nn.parallel.DistributedDataParallel(
+                    forward_model, find_unused_parameters=run.loaded.spec.trainer.find_unused_parameters)
+
+            start_epoch, skip = 0, 0
+            if resume is not None:
+                start_epoch, skip = self._restore(resume, ctx, optimizer, scheduler, scaler, strategies)
+
+            self._loop(ctx, train_model, optimizer, scheduler, scaler, strategies, per_epoch, start_epoch, skip)
+
+            if st.handoff == "best" and self.best is not None and self.best_path.exists():
+                best = load_checkpoint(self.best_path)
+                for name, state in best["models"].items():
+                    if name in ctx.models:
+                        ctx.models[name].load_state_dict(state)
+            run.plugins.call("compressor_finalize_student", ctx=ctx)
+        for name in run.models:
+            run.models[name] = ctx.models[name]
+        return {"stage": st.name, "steps": ctx.step, "epochs": ctx.epoch + 1, "seconds": time.time() - started,
+                f"best_{self.metric}": self.best, "metric": self.metric}
+
+    def _loop(self, ctx: StageContext, train_model: nn.Module, optimizer: torch.optim.Optimizer,
+              scheduler: Any, scaler: Any, strategies: list, per_epoch: list[int], start_epoch: int,
+              skip: int) -> None:
+        run, st = self.run, self.stage
+        accum = st.grad_accum
+        every = st.eval.every
+        progress = self._progress_bar(ctx)
+        t0 = time.time()
+        for epoch in range(start_epoch, len(per_epoch)):
+            ctx.epoch = epoch
+            ctx.steps_per_epoch = per_epoch[epoch]
+            done_in_epoch = skip if epoch == start_epoch else 0
+            if done_in_epoch == 0:
+                run.plugins.call("compressor_epoch_start", ctx=ctx)
+            remaining = per_epoch[epoch] * accum - done_in_epoch
+            loader = run.data.loader("train", st.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
+                                     skip=done_in_epoch, rank=run.rank, world_size=run.world_size,
+                                     num_workers=run.loaded.spec.trainer.num_workers)
+            micro = 0
+            logs: dict[str, float] = {}
+            for batch in islice(loader, max(0, remaining)):
+                if micro == 0:
+                    ctx.scalars = {}
+                    ctx.training = True
+                    run.plugins.call("compressor_step_start", ctx=ctx)
+                batch = to_device(batch, run.device)
+                run.plugins.call("compressor_transform_batch", ctx=ctx, batch=batch)
+                last_micro = micro == accum - 1
+                sync = contextlib.nullcontext() if last_micro or run.world_size == 1 else train_model.no_sync()
+                with sync:
+                    with run.autocast():
+                        outputs = self.task.forward(train_model, batch)
+                        losses = LossTerms()
+                        losses.add("task", self.task.loss(outputs, batch))
+                        ctx.batch_error = self.task.batch_error(outputs, batch)
+                        run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
+                                         losses=losses)
+                        total = losses.total()
+                    if not torch.isfinite(total):
+                        raise FloatingPointError(f"stage '{st.name}' step {ctx.step}: loss is {float(total)} "
+                                                 f"({losses.log_dict()})")
+                    scaled = total / accum
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                for k, v in losses.log_dict().items():
+                    logs[k] = logs.get(k, 0.0) + v / accum
+                logs["loss/total"] = logs.get("loss/total", 0.0) + float(total.detach()) / accum
+                micro += 1
+                done_in_epoch += 1
+                if micro < accum:
+                    continue
+                micro = 0
+                lr = optimizer.param_groups[0]["lr"]
+                self._optimizer_step(optimizer, scheduler, scaler)
+                ctx.step += 1
+                record = {"stage": st.name, "stage_index": self.index, "step": ctx.step, "epoch": epoch,
+                          "lr": lr, **logs, **ctx.scalars,
+                          "time": round(time.time() - t0, 3)}
+                logs = {}
+                run.log(record)
+                run.plugins.call("compressor_step_end", ctx=ctx, metrics=record)
+                if progress is not None:
+                    progress.update(1)
+                    if ctx.step % run.loaded.spec.trainer.log_every == 0:
+                        progress.set_postfix({"loss": f"{record['loss/total']:.4f}"})
+                if isinstance(every, int) and ctx.step % every == 0:
+                    self._evaluate(ctx)
+                if st.checkpoint_every and ctx.step % st.checkpoint_every == 0:
+                    self._save(ctx, optimizer, scheduler, scaler, strategies, epoch, done_in_epoch)
+                if ctx.step >= ctx.total_steps:
+                    break
+            metrics = self._evaluate(ctx) if every == "epoch" else {}
+            run.plugins.call("compressor_epoch_end", ctx=ctx, metrics=metrics)
+            self._save(ctx, optimizer, scheduler, scaler, strategies, epoch + 1, 0)
+            if ctx.step >= ctx.total_steps:
+                break
+        if progress is not None:
+            progress.close()
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
+        clip = self.stage.grad_clip
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _progress_bar(self, ctx: StageContext) -> Any:
+        if not self.run.loaded.spec.trainer.progress_bar or not self.run.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=ctx.total_steps, initial=ctx.step, desc=f"[{self.index}] {self.stage.name}",
+                    unit="step", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _evaluate(self, ctx: StageContext) -> dict[str, float]:
+        st, run = self.stage, self.run
+        model = ctx.models[ctx.forward_model]
+        was_training = model.training
+        model.eval()
+        ctx.training = False
+        loader = run.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
+        batches = islice(loader, st.eval.max_batches) if st.eval.max_batches else loader
+        metrics = self.task.evaluate(model, batches, run.device)
+        model.train(was_training)
+        ctx.training = True
+        if self.metric not in metrics:
+            raise UserError(f"stage '{st.name}': eval.metric '{self.metric}' is not among the task's metrics "
+                            f"({', '.join(metrics)})")
+        value = float(metrics[self.metric])
+        improved = is_better(value, self.best, self.mode)
+        if improved:
+            self.best = value
+            if run.is_main and st.handoff == "best":
+                save_atomic({"models": {n: m.state_dict() for n, m in ctx.models.items()}, "step": ctx.step,
+                             "metric": self.metric, "value": value}, self.best_path)
+        record = {"type": "eval", "stage": st.name, "stage_index": self.index, "step": ctx.step,
+                  "epoch": ctx.epoch, **{f"{st.eval.split}/{k}": v for k, v in metrics.items()},
+                  "best": self.best}
+        run.log(record)
+        return {f"{st.eval.split}/{k}": v for k, v in metrics.items()}
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def _save(self, ctx: StageContext, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+              strategies: list, epoch: int, batch_in_epoch: int) -> None:
+        if not self.run.is_main:
+            return
+        state = {
+            "kind": "mid_stage",
+            "stage_index": self.index,
+            "stage": self.stage.name,
+            "position": {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": ctx.step},
+            "models": {n: m.state_dict() for n, m in ctx.models.items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "strategies": [s.state_dict() for _, s in strategies],
+            "best": self.best,
+            "rng": rng_state(),
+            "results": self.run.results,
+        }
+        save_atomic(state, self.run.run_dir / "checkpoints" / "last.pt")
+
+    def _restore(self, state: dict[str, Any], ctx: StageContext, optimizer: torch.optim.Optimizer,
+                 scheduler: Any, scaler: Any, strategies: list) -> tuple[int, int]:
+        for name, sd in state["models"].items():
+            if name not in ctx.models:
+                raise UserError(f"checkpoint has model '{name}' that stage '{self.stage.name}' does not build")
+            ctx.models[name].load_state_dict(sd)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        for (_, strategy), sd in zip(strategies, state["strategies"]):
+            strategy.load_state_dict(sd)
+        self.best = state.get("best")
+        pos = state["position"]
+        ctx.step = pos["step"]
+        ctx.epoch = pos["epoch"]
+        set_rng_state(state["rng"])
+        return pos["epoch"], pos["batch_in_epoch"]

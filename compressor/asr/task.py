@@ -1,0 +1,108 @@
+"""The ``rnnt`` task: RNN-T loss (torchaudio ``rnnt_loss``), greedy or beam decoding, WER and CER.
+
+Models return ``{"logits": (B, T', U+1, V), "logit_lengths": (B,)}`` for the batch's ``tokens`` (see
+:class:`compressor.asr.model.RNNTModel`) and provide ``encode``/``predict``/``join`` for decoding.
+The blank is the last token id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torchaudio.functional import rnnt_loss
+
+from compressor.asr.decoding import beam_search, greedy_search
+from compressor.asr.metrics import ErrorCounter, detokenize
+from compressor.registry import Args
+from compressor.task import Task, to_device
+
+
+def rnnt_lattice_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], blank_id: int,
+                      reduction: str = "mean", clamp: float = -1.0) -> torch.Tensor:
+    """torchaudio's RNN-T loss (-log P(y|x), seed 002 Eq. 3) of the lattice in ``outputs``."""
+    logits = outputs["logits"]
+    if logits.dtype not in (torch.float32, torch.float16):
+        logits = logits.float()
+    return rnnt_loss(logits, batch["tokens"].int(), outputs["logit_lengths"].int(), batch["token_lengths"].int(),
+                     blank=blank_id, reduction=reduction, clamp=clamp)
+
+
+class RNNTTask(Task):
+    """RNN-T speech recognition: loss = rnnt_loss, metrics = WER (main, lower is better), CER, loss."""
+
+    name = "rnnt"
+    main_metric = "wer"
+    metric_mode = "min"
+
+    class Args(Args):
+        decoding: Literal["greedy", "beam"] = "greedy"
+        beam_width: int = Field(default=4, ge=1)
+        max_symbols_per_frame: int = Field(default=5, ge=1)
+        reduction: Literal["mean", "sum"] = Field(
+            default="mean", description="of the per-utterance -log P(y|x) over the batch")
+        examples: int = Field(default=0, ge=0, description="decoded examples to log with the metrics")
+
+    def __init__(self, args: Args, info: dict[str, Any] | None = None) -> None:
+        super().__init__(args, info)
+        self.tokens: list[str] | None = self.info.get("tokens")
+        vocab = self.info.get("vocab_size") or (len(self.tokens) if self.tokens else None)
+        self.blank_id: int | None = self.info.get("blank_id", None if vocab is None else int(vocab) - 1)
+        self.last_examples: list[tuple[str, str]] = []
+
+    def _blank(self, outputs: dict[str, torch.Tensor] | None = None, model: nn.Module | None = None) -> int:
+        if self.blank_id is not None:
+            return int(self.blank_id)
+        if outputs is not None:
+            return int(outputs["logits"].shape[-1]) - 1
+        return int(getattr(model, "blank_id"))
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return rnnt_lattice_loss(outputs, batch, self._blank(outputs), self.args.reduction)
+
+    def decode(self, model: nn.Module, batch: dict[str, Any]) -> list[list[int]]:
+        """Token ids (no blanks) for each utterance of the batch."""
+        blank = self._blank(model=model)
+        if self.args.decoding == "beam":
+            return beam_search(model, batch["features"], batch["feature_lengths"], blank, self.args.beam_width,
+                               self.args.max_symbols_per_frame)
+        return greedy_search(model, batch["features"], batch["feature_lengths"], blank,
+                             self.args.max_symbols_per_frame)
+
+    def references(self, batch: dict[str, Any]) -> list[str]:
+        blank = self._blank()
+        out = []
+        for i in range(batch["tokens"].shape[0]):
+            n = int(batch["token_lengths"][i])
+            out.append(detokenize(batch["tokens"][i, :n].tolist(), self.tokens, blank))
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]], device: torch.device
+                 ) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        counter = ErrorCounter()
+        loss_sum, count = 0.0, 0
+        self.last_examples = []
+        try:
+            for batch in batches:
+                batch = to_device(batch, device)
+                out = self.forward(model, batch)
+                n = int(batch["tokens"].shape[0])
+                loss_sum += float(rnnt_lattice_loss(out, batch, self._blank(out), "sum"))
+                count += n
+                del out
+                hyps = self.decode(model, batch)
+                blank = self._blank(model=model)
+                for hyp, ref in zip(hyps, self.references(batch)):
+                    text = detokenize(hyp, self.tokens, blank)
+                    counter.add(text, ref)
+                    if len(self.last_examples) < self.args.examples:
+                        self.last_examples.append((ref, text))
+        finally:
+            model.train(was_training)
+        return {"loss": loss_sum / max(1, count), "wer": counter.wer, "cer": counter.cer}

@@ -1,11 +1,558 @@
-"""Strategy plugin: module_replacing (issue 4)."""
+"""Module replacing (BERT-of-Theseus; seed 002's LCMR for RNN-T, Eq. 1-5).
+
+A *module* is a group of layers. Each student module stands in for a group of teacher modules. At every
+training step an independent draw ``r_i ~ Bernoulli(p)`` per student module decides whether the student
+module replaces its teacher group (Eq. 1-2)::
+
+    p_i = (1 - r_i) * H_i^teacher(p_{i-1}) + r_i * H_i^student(p_{i-1})
+
+and the hybrid is trained with the task loss alone (Eq. 3). The replacing rate ``p`` follows a registered
+schedule (``constant``, ``linear``, ``log_curriculum`` = Eq. 5, ``exponential``, or a third party's) and
+is logged every step as ``replacing_rate``. At the end of the stage the student modules, trained in place,
+already *are* the compact student's modules (Eq. 4); the parts of the model that are not replaced
+(embeddings, projections, the joint network) are shared from the teacher, as in BERT-of-Theseus, and
+copied into the student. A following stage fine-tunes the student with the task loss alone.
+
+Two training strategies (seed 002, Sec. 3.1), chosen by the stage:
+
+* strategy 1, teacher trained too (from scratch): ``train: [teacher, student]``
+* strategy 2, pre-trained teacher frozen, only student modules update: ``train: [student], frozen: [teacher]``
+
+Spec::
+
+    stages:
+      - name: lcmr
+        train: [student]
+        frozen: [teacher]
+        plugins:
+          - name: module_replacing
+            modules:                                   # explicit groups ...
+              - {teacher: [encoder.layers.0, encoder.layers.1], student: [encoder.layers.0]}
+              - {teacher: [encoder.layers.2, encoder.layers.3], student: [encoder.layers.1]}
+              - {teacher: [predictor.layers.0, predictor.layers.1], student: [predictor.layers.0]}
+            # containers: [encoder.layers, predictor.layers]   # ... or pair containers' children evenly
+            replacing_rate: {name: log_curriculum, base: 40}
+
+Nothing here is RNN-T specific: any model whose teacher and student modules are named works (a
+Transformer encoder's ``layers.N``, an MLP's ``blocks.N``). How it works: the hybrid (``ctx.models["theseus"]``,
+the stage's forward model) is a shallow copy of the teacher's module tree in which the first module of each
+teacher group is replaced by a switch and the rest of the group by pass-throughs; all layers are shared
+objects, so neither the teacher's nor the student's own structure (or checkpoint keys) changes. Grouped
+teacher modules must run one after another, each one's output feeding the next (a ModuleList/Sequential
+stack); a module returning a tuple (an LSTM's ``(output, state)``) feeds its first element on. In eval mode
+the hybrid uses every student module, so validation during the stage measures the student.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field, model_validator
+from torch import nn
+
+from compressor.context import StageContext
+from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
+from compressor.registry import Args, Registry
+from compressor.schedules import Schedule
+from compressor.spec import CheckContext
+from compressor.strategy import Strategy
+
+# --------------------------------------------------------------------------------------------------
+# Pairing
+# --------------------------------------------------------------------------------------------------
+
+
+class ModuleGroup(BaseModel):
+    """One student module (a list of consecutive layers) standing in for a group of teacher layers."""
+
+    teacher: list[str] = Field(min_length=1)
+    student: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _listify(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: ([v] if isinstance(v, str) else v) for k, v in data.items()}
+        return data
+
+
+class ContainerPair(BaseModel):
+    teacher: str
+    student: str
+
+
+@dataclass(frozen=True)
+class Pairing:
+    teacher: tuple[str, ...]
+    student: tuple[str, ...]
+
+
+def pair_containers(teacher: nn.Module, student: nn.Module, t_path: str, s_path: str) -> list[Pairing]:
+    """Split the ``t_path`` container's N children evenly over the ``s_path`` container's M children."""
+    t_children = [n for n, _ in _get(teacher, t_path, "teacher").named_children()]
+    s_children = [n for n, _ in _get(student, s_path, "student").named_children()]
+    if not t_children or not s_children:
+        raise ValueError(f"'{t_path if not t_children else s_path}' has no child modules to pair")
+    n, m = len(t_children), len(s_children)
+    if n % m != 0 or n < m:
+        raise ValueError(f"{n} teacher modules in '{t_path}' cannot be split evenly onto {m} student modules "
+                         f"in '{s_path}'; list the groups explicitly under 'modules:'")
+    k = n // m
+    return [Pairing(tuple(f"{t_path}.{c}" for c in t_children[i * k:(i + 1) * k]), (f"{s_path}.{s_children[i]}",))
+            for i in range(m)]
+
+
+def _get(model: nn.Module, path: str, who: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if path not in modules:
+        names = [n for n in modules if n]
+        raise KeyError(f"no module '{path}' in the {who}{did_you_mean(path, names)}")
+    return modules[path]
+
+
+def _in_out_dims(module: nn.Module) -> tuple[int | None, int | None]:
+    """Feature widths a module reads and writes, inferred from its first and last known layers."""
+
+    def dims(m: nn.Module) -> tuple[int, int] | None:
+        if isinstance(m, nn.RNNBase):
+            out = m.proj_size if getattr(m, "proj_size", 0) else m.hidden_size
+            return m.input_size, out * (2 if m.bidirectional else 1)
+        if isinstance(m, nn.Linear):
+            return m.in_features, m.out_features
+        if isinstance(m, nn.MultiheadAttention):
+            return m.embed_dim, m.embed_dim
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            return m.in_channels, m.out_channels
+        if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
+            return m.normalized_shape[0], m.normalized_shape[0]
+        if isinstance(m, nn.Embedding):
+            return None
+        return None
+
+    known = [d for d in (dims(m) for m in module.modules()) if d is not None]
+    if not known:
+        return None, None
+    return known[0][0], known[-1][1]
+
+
+def validate_pairings(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
+    """Raise ``ValueError`` for unknown names, overlaps, non-consecutive groups or mismatched widths."""
+    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+    seen: dict[str, set[str]] = {"teacher": set(), "student": set()}
+    for g in pairings:
+        for who, paths, mods in (("teacher", g.teacher, t_mods), ("student", g.student, s_mods)):
+            for p in paths:
+                if p not in mods or not p:
+                    raise ValueError(f"no module '{p}' in the {who}{did_you_mean(p, [n for n in mods if n])}")
+                for q in seen[who]:
+                    if p == q or p.startswith(q + ".") or q.startswith(p + "."):
+                        raise ValueError(f"{who} module '{p}' is paired twice (overlaps '{q}')")
+                seen[who].add(p)
+            _check_consecutive(paths, mods, who)
+        t_in, _ = _in_out_dims(t_mods[g.teacher[0]])
+        _, t_out = _in_out_dims(t_mods[g.teacher[-1]])
+        s_in, _ = _in_out_dims(s_mods[g.student[0]])
+        _, s_out = _in_out_dims(s_mods[g.student[-1]])
+        if t_in is not None and s_in is not None and t_in != s_in:
+            raise ValueError(f"student module {list(g.student)} reads width {s_in} but teacher group "
+                             f"{list(g.teacher)} reads {t_in}: paired modules must take the same input")
+        if t_out is not None and s_out is not None and t_out != s_out:
+            raise ValueError(f"student module {list(g.student)} writes width {s_out} but teacher group "
+                             f"{list(g.teacher)} writes {t_out}: paired modules must give the same output")
+
+
+def _check_consecutive(paths: tuple[str, ...], mods: dict[str, nn.Module], who: str) -> None:
+    if len(paths) == 1:
+        return
+    parents = {p.rpartition(".")[0] for p in paths}
+    idx = [p.rpartition(".")[2] for p in paths]
+    parent = mods.get(next(iter(parents)))
+    ok = (len(parents) == 1 and isinstance(parent, (nn.ModuleList, nn.Sequential))
+          and all(i.isdigit() for i in idx) and [int(i) for i in idx] == list(range(int(idx[0]),
+                                                                                   int(idx[0]) + len(idx))))
+    if not ok:
+        raise ValueError(f"{who} group {list(paths)} must be consecutive children of one ModuleList/Sequential "
+                         "(they run one after another)")
+
+
+def shared_keys(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> list[str]:
+    """Student state keys outside its paired modules (the parts shared with the teacher)."""
+    prefixes = tuple(p + "." for g in pairings for p in g.student)
+    return [k for k in student.state_dict() if not k.startswith(prefixes)]
+
+
+def check_shared(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
+    t_state = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        if key.startswith(tuple(p + "." for g in pairings for p in g.student)):
+            continue
+        if key not in t_state:
+            raise ValueError(f"student tensor '{key}' is outside the paired modules and has no teacher "
+                             "counterpart to share; pair its module or set copy_shared: false")
+        if tuple(t_state[key].shape) != tuple(value.shape):
+            raise ValueError(f"student '{key}' {tuple(value.shape)} and teacher {tuple(t_state[key].shape)} "
+                             "differ in shape: parts outside the paired modules must match (copy_shared)")
+
+
+# --------------------------------------------------------------------------------------------------
+# The hybrid model
+# --------------------------------------------------------------------------------------------------
+
+
+def _main(out: Any) -> Any:
+    """The part of a module's output the next layer reads: an LSTM's output of ``(output, state)``."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _run_chain(chain: nn.ModuleList, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Run layers one after another; extra arguments (masks) reach every layer except an RNN's initial
+    state, which belongs to the first layer only."""
+    out = chain[0](*args, **kwargs)
+    for layer in list(chain)[1:]:
+        if isinstance(layer, nn.RNNBase):
+            out = layer(_main(out))
+        else:
+            out = layer(_main(out), *args[1:], **kwargs)
+    return out
+
+
+class _Gates:
+    """Per-step draws shared by the switches (not a module: holds no weights)."""
+
+    def __init__(self, n: int) -> None:
+        self.r = torch.ones(n)
+        self.pending: dict[int, Any] = {}
+
+
+class ReplaceSwitch(nn.Module):
+    """Stands where a teacher group starts: runs the teacher group (r_i = 0) or the student module (r_i = 1)."""
+
+    def __init__(self, index: int, teacher: list[nn.Module], student: list[nn.Module], gates: _Gates,
+                 group_size: int) -> None:
+        super().__init__()
+        self.index = index
+        self.teacher = nn.ModuleList(teacher)
+        self.student = nn.ModuleList(student)
+        self._gates = gates
+        self._group_size = group_size
+        t_rnn, s_rnn = isinstance(teacher[-1], nn.RNNBase), isinstance(student[-1], nn.RNNBase)
+        self._adapt = "wrap" if t_rnn and not s_rnn else "unwrap" if s_rnn and not t_rnn else None
+
+    def use_student(self) -> bool:
+        return (not self.training) or bool(self._gates.r[self.index] > 0.5)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.use_student():
+            out = _run_chain(self.student, args, kwargs)
+            if self._adapt == "wrap":
+                out = (out, None)
+            elif self._adapt == "unwrap":
+                out = out[0]
+        else:
+            out = _run_chain(self.teacher, args, kwargs)
+        if self._group_size > 1:
+            self._gates.pending[self.index] = out
+        return out
+
+
+class PassThrough(nn.Module):
+    """Stands at the other positions of a teacher group: returns the group's output (already computed)."""
+
+    def __init__(self, index: int, gates: _Gates) -> None:
+        super().__init__()
+        self.index = index
+        self._gates = gates
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.index not in self._gates.pending:
+            raise RuntimeError(f"module group {self.index} ran out of order: a grouped teacher module was "
+                               "called before the first module of its group")
+        return self._gates.pending[self.index]
+
+
+class TheseusModel(nn.Module):
+    """The teacher with its module groups switchable to student modules (shares every layer)."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
+        super().__init__()
+        self.pairings = pairings
+        self.gates = _Gates(len(pairings))
+        t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+        root = _shallow(teacher)
+        copies: dict[str, nn.Module] = {"": root}
+
+        def copied(path: str) -> nn.Module:
+            if path not in copies:
+                parent_path, _, name = path.rpartition(".")
+                parent = copied(parent_path)
+                new = _shallow(t_mods[path])
+                parent._modules[name] = new
+                copies[path] = new
+            return copies[path]
+
+        for i, g in enumerate(pairings):
+            switch = ReplaceSwitch(i, [t_mods[p] for p in g.teacher], [s_mods[p] for p in g.student],
+                                   self.gates, len(g.teacher))
+            for j, path in enumerate(g.teacher):
+                parent_path, _, name = path.rpartition(".")
+                copied(parent_path)._modules[name] = switch if j == 0 else PassThrough(i, self.gates)
+        self.model = root
+
+    def draw(self, p: float) -> torch.Tensor:
+        """r_i ~ Bernoulli(p) for every student module (Eq. 1), from torch's global generator."""
+        self.gates.r = torch.bernoulli(torch.full((len(self.pairings),), float(p)))
+        return self.gates.r
+
+    def set_gates(self, r: list[int] | torch.Tensor) -> None:
+        self.gates.r = torch.as_tensor(r, dtype=torch.float32)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.gates.pending.clear()
+        try:
+            return self.model(*args, **kwargs)
+        finally:
+            self.gates.pending.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            model = self._modules.get("model")
+            if model is None or name.startswith("_"):
+                raise
+            return getattr(model, name)  # encode/predict/join etc. of the hybrid tree
+
+
+def _shallow(module: nn.Module) -> nn.Module:
+    """A new module object sharing all parameters, buffers and children, with its own child table."""
+    new = copy.copy(module)
+    new._modules = dict(module._modules)
+    return new
+
+
+@torch.no_grad()
+def copy_shared(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
+    """Copy the teacher's tensors outside the paired modules into the student (the shared parts)."""
+    t_state = teacher.state_dict()
+    s_state = student.state_dict()
+    for key in shared_keys(teacher, student, pairings):
+        s_state[key].copy_(t_state[key])
+
+
+# --------------------------------------------------------------------------------------------------
+# The strategy
+# --------------------------------------------------------------------------------------------------
+
+
+class _EndClock:
+    def __init__(self, steps: int, epochs: int) -> None:
+        self.step, self.epoch = steps, max(0, epochs - 1)
+        self.total_steps, self.total_epochs = steps, epochs
+        self.steps_per_epoch = max(1, steps // max(1, epochs))
+        self.batch_error = None
+
+
+def end_value(schedule: Schedule, total_steps: int, total_epochs: int) -> float:
+    """The replacing rate when the stage ends (after its last step), and at its last step; the larger."""
+    last = schedule.final_value(total_steps, total_epochs)
+    return max(last, schedule(_EndClock(total_steps, total_epochs)))
+
+
+class ModuleReplacing(Strategy):
+    """Progressive module replacing (BERT-of-Theseus / LCMR): student modules randomly replace teacher groups."""
+
+    name = "module_replacing"
+
+    class Args(Args):
+        teacher: str = "teacher"
+        student: str = "student"
+        modules: list[ModuleGroup] | None = Field(
+            default=None, description="explicit groups: [{teacher: [a, b], student: [c]}, ...]")
+        containers: list[str | ContainerPair] | None = Field(
+            default=None, description="pair containers' children evenly, e.g. [encoder.layers, predictor.layers]")
+        replacing_rate: dict[str, Any] = Field(
+            default_factory=lambda: {"name": "log_curriculum", "base": 40.0},
+            description="schedule of p, the replacing rate (any registered schedule)")
+        copy_shared: bool = Field(
+            default=True, description="share the teacher's unpaired parts (embedding, joint network) with "
+                                      "the student: copied at the start and at the end of the stage")
+        allow_partial: bool = Field(
+            default=False, description="accept a schedule that ends below p = 1 (e.g. constant 0.75 followed "
+                                       "by a fine-tuning stage, as in seed 002's Table 5)")
+        wrapper: str = Field(default="theseus", description="name of the hybrid in ctx.models")
+
+        @model_validator(mode="after")
+        def _one_way(self) -> ModuleReplacing.Args:
+            if (self.modules is None) == (self.containers is None):
+                raise ValueError("give exactly one of 'modules' (explicit groups) or 'containers' (even split)")
+            if "name" not in self.replacing_rate:
+                raise ValueError("replacing_rate needs a schedule 'name' (e.g. log_curriculum)")
+            return self
+
+    def __init__(self, args: Args, registry: Registry | None = None) -> None:
+        super().__init__(args)
+        from compressor.plugins import get_registry
+
+        self.registry = registry or get_registry()
+        self.schedule: Schedule = self.registry.build("schedule", args.replacing_rate)
+        self.hybrid: TheseusModel | None = None
+        self._previous_forward: str | None = None
+
+    # -- pairing ------------------------------------------------------------------------------------
+    def pairings(self, teacher: nn.Module, student: nn.Module) -> list[Pairing]:
+        if self.args.modules is not None:
+            return [Pairing(tuple(g.teacher), tuple(g.student)) for g in self.args.modules]
+        out: list[Pairing] = []
+        for item in self.args.containers or []:
+            t, s = (item, item) if isinstance(item, str) else (item.teacher, item.student)
+            out += pair_containers(teacher, student, t, s)
+        return out
+
+    # -- validation ---------------------------------------------------------------------------------
+    @classmethod
+    def check(cls, args: Args, check: CheckContext) -> None:
+        names = check.model_names()
+        for key in ("teacher", "student"):
+            name = getattr(args, key)
+            if name not in names:
+                raise check.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
+        if args.teacher == args.student:
+            raise check.error("teacher and student must be different models", "student")
+        stage = check.stage
+        if args.student not in stage.train:
+            raise check.error(f"the student '{args.student}' must be listed under the stage's train")
+        if args.teacher not in stage.train and args.teacher not in stage.frozen:
+            raise check.error(f"list the teacher '{args.teacher}' under the stage's train (strategy 1: trained "
+                              "with the student) or frozen (strategy 2: pre-trained, only student modules update)")
+        if args.wrapper in names:
+            raise check.error(f"wrapper name '{args.wrapper}' is already a model's name", "wrapper")
+        for who in ("teacher", "student"):
+            check_checkpoint(check, getattr(args, who))
+        teacher, student = check.build_model(args.teacher), check.build_model(args.student)
+        strategy = cls.__new__(cls)
+        strategy.args = args
+        try:
+            pairings = strategy.pairings(teacher, student)
+        except (KeyError, ValueError) as e:
+            raise check.error(str(e).strip("'\""), "containers") from None
+        where = "modules" if args.modules is not None else "containers"
+        try:
+            validate_pairings(teacher, student, pairings)
+            if args.copy_shared:
+                check_shared(teacher, student, pairings)
+        except ValueError as e:
+            raise check.error(str(e), where) from None
+        schedule = check_schedule(check, args.replacing_rate, "replacing_rate")
+        if not args.allow_partial:
+            check_reaches_one(check, schedule)
+
+    # -- hooks --------------------------------------------------------------------------------------
+    @hookimpl
+    def compressor_prepare_models(self, ctx: StageContext) -> None:
+        teacher, student = ctx.model(self.args.teacher), ctx.model(self.args.student)
+        pairings = self.pairings(teacher, student)
+        validate_pairings(teacher, student, pairings)
+        if self.args.copy_shared:
+            copy_shared(teacher, student, pairings)
+        if not self.args.allow_partial:
+            final = end_value(self.schedule, ctx.total_steps, ctx.total_epochs)
+            if final < 1.0 - 1e-6:
+                raise UserError(f"stage '{ctx.name}': the replacing rate ends at p = {final:.3f} < 1 after "
+                                f"{ctx.total_steps} steps; the student would never run alone "
+                                "(set allow_partial: true if a fine-tuning stage follows)")
+        self.hybrid = TheseusModel(teacher, student, pairings).to(ctx.device)
+        ctx.models[self.args.wrapper] = self.hybrid
+        self._previous_forward = ctx.forward_model
+        ctx.forward_model = self.args.wrapper
+
+    @hookimpl
+    def compressor_step_start(self, ctx: StageContext) -> None:
+        assert self.hybrid is not None
+        p = float(min(max(self.schedule(ctx), 0.0), 1.0))
+        r = self.hybrid.draw(p)
+        ctx.log_scalar("replacing_rate", p)
+        ctx.log_scalar("student_modules_used", float(r.mean()))
+
+    @hookimpl
+    def compressor_finalize_student(self, ctx: StageContext) -> None:
+        teacher, student = ctx.model(self.args.teacher), ctx.model(self.args.student)
+        if self.args.copy_shared and self.hybrid is not None:
+            copy_shared(teacher, student, self.hybrid.pairings)
+        ctx.models.pop(self.args.wrapper, None)
+        if ctx.forward_model == self.args.wrapper:
+            ctx.forward_model = self._previous_forward or self.args.student
+        self.hybrid = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation helpers (shared with lattice_kd)
+# --------------------------------------------------------------------------------------------------
+
+
+def check_schedule(check: CheckContext, ref: dict[str, Any], key: str) -> Schedule:
+    values = dict(ref)
+    name = values.pop("name", None)
+    if not isinstance(name, str):
+        raise check.error("a schedule needs a 'name'", key)
+    entry = check.registry.get("schedule", name, check.path + (key, "name"))
+    args = check.registry.parse_args("schedule", name, values, check.path + (key,))
+    return entry.factory(args)
+
+
+def check_reaches_one(check: CheckContext, schedule: Schedule, key: str = "replacing_rate") -> None:
+    """Refuse a schedule that ends below p = 1 over the stage (or for any plausible stage length)."""
+    stage = check.stage
+    budgets: list[tuple[int, int]]
+    if stage.steps is not None:
+        epochs = stage.epochs or 1
+        budgets = [(stage.steps, min(epochs, stage.steps))]
+    elif getattr(schedule.args, "unit", "step") == "epoch":
+        budgets = [(stage.epochs or 1, stage.epochs or 1)]
+    else:  # steps per epoch unknown before the data is built: try a range, refuse if none reaches 1
+        epochs = stage.epochs or 1
+        budgets = [(epochs * spe, epochs) for spe in (1, 10, 100, 1000, 10000)]
+    finals = [end_value(schedule, s, e) for s, e in budgets]
+    if max(finals) < 1.0 - 1e-6:
+        p = finals[0] if len(finals) == 1 else max(finals)
+        raise check.error(f"the {key} schedule ends at p = {p:.3g} < 1, so the student never runs alone "
+                          "(raise it to reach 1, or set allow_partial: true when a fine-tuning stage follows)",
+                          key)
+    if any(math.isnan(f) for f in finals):
+        raise check.error(f"the {key} schedule gives NaN", key)
+
+
+def check_checkpoint(check: CheckContext, name: str) -> None:
+    """Refuse a model ``checkpoint:`` whose tensors do not match the model its spec builds."""
+    ms = check.spec.all_models().get(name)
+    if ms is None or ms.checkpoint is None:
+        return
+    try:
+        state = torch.load(ms.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # not a torch file, or unsafe content
+        raise SpecError(f"cannot read checkpoint {ms.checkpoint}: {type(e).__name__}: {e}",
+                        (name, "checkpoint")) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise SpecError(f"checkpoint {ms.checkpoint} holds no state dict", (name, "checkpoint"))
+    expected = check.build_model(name).state_dict()
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or bad:
+        what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else
+                f"shape of '{bad[0]}' is {tuple(state[bad[0]].shape)}, the spec builds "
+                f"{tuple(expected[bad[0]].shape)}")
+        raise SpecError(f"checkpoint {ms.checkpoint} does not match the '{name}' model of the spec: {what}",
+                        (name, "checkpoint"))
 
 
 @hookimpl
 def compressor_register(registry: Registry) -> None:
-    pass
+    registry.add("strategy", ModuleReplacing.name, ModuleReplacing)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from compressor.data.datasets import DATASETS
 from compressor.hookspecs import hookimpl
 from compressor.registry import Registry
 
 
 @hookimpl
 def compressor_register(registry: Registry) -> None:
-    pass
+    for name, (factory, args, info) in DATASETS.items():
+        registry.add("dataset", name, factory, args=args, info=info)

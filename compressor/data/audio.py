@@ -1,0 +1,77 @@
+"""Reading audio with ``soundfile``: mono, 16 kHz, float in [-1, 1], with bad files reported as
+:class:`AudioError` (missing, unreadable/corrupt, empty, truncated, NaN/inf samples)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(Exception):
+    """A file that cannot be used as training audio; ``reason`` is a short machine-readable tag."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@lru_cache(maxsize=32)
+def _resampler_kernel(orig: int, new: int) -> tuple[int, int]:
+    g = int(np.gcd(orig, new))
+    return orig // g, new // g
+
+
+def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """Band-limited resampling (``torchaudio.functional.resample``, sinc interpolation)."""
+    if orig_sr == new_sr:
+        return waveform
+    import torchaudio.functional as AF
+
+    orig, new = _resampler_kernel(int(orig_sr), int(new_sr))
+    return AF.resample(waveform, orig, new)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples: int = 400,
+               offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
+    """Read ``path`` as a mono float32 tensor ``(S,)`` at ``sample_rate``.
+
+    Multi-channel audio is averaged to mono; other rates are resampled. Raises :class:`AudioError` when
+    the file is missing, unreadable, shorter than ``min_samples`` (one 25 ms frame at 16 kHz), truncated
+    (fewer frames than its header promises) or contains NaN/inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing", f"audio file not found: {path}")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            expected = f.frames
+            start = int(round(offset * sr))
+            if start:
+                f.seek(min(start, max(expected, 0)))
+            n = -1 if duration is None else int(round(duration * sr))
+            data = f.read(frames=n, dtype="float32", always_2d=True)
+            if duration is None:
+                expected = max(expected - start, 0)
+            else:
+                expected = min(n, max(expected - start, 0))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise AudioError("corrupt", f"cannot decode audio {path}: {e}") from None
+    if data.shape[0] == 0:
+        raise AudioError("empty", f"audio file has no samples: {path}")
+    if 0 < expected and data.shape[0] < expected:
+        raise AudioError("truncated", f"audio file truncated: {path} ({data.shape[0]} of {expected} frames)")
+    if not np.isfinite(data).all():
+        raise AudioError("nan", f"audio file contains NaN or infinite samples: {path}")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = torch.from_numpy(np.ascontiguousarray(mono))
+    wave = resample(wave, sr, sample_rate)
+    if wave.numel() < min_samples:
+        raise AudioError("empty", f"audio too short: {path} ({wave.numel()} samples at {sample_rate} Hz)")
+    return wave

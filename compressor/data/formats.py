@@ -1,0 +1,192 @@
+"""Readers for the real corpus layouts users already have. Each returns :class:`Utterance` records for one
+split plus the manifest problems it found (missing fields, bad JSON, unreadable rows) as skip records;
+audio problems are found later, when features are extracted.
+
+* NeMo JSONL manifests: one JSON object a line with ``audio_filepath``, ``duration``, ``text`` (optional
+  ``offset``, ``speaker``, and for SLU ``intent``/``action``/``object``/``location``); relative audio paths
+  are relative to the manifest's folder.
+* Fluent Speech Commands CSV (``data/{train,valid,test}_data.csv``): columns ``path, speakerId,
+  transcription, action, object, location``; paths relative to the corpus root (the CSV folder's parent
+  when the CSV lives in ``data/``).
+* LibriSpeech directories: ``<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` lines ``<utt-id> TEXT``
+  beside ``<utt-id>.flac``.
+* Common Voice TSV (``train.tsv``, ``dev.tsv``, ``test.tsv``): columns ``client_id, path, sentence``; clips in
+  ``clips/`` beside the TSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.data.speech import SLOTS, Utterance
+from compressor.errors import UserError
+
+Skips = list[dict[str, Any]]
+
+
+def _problem(skips: Skips, strict: bool, split: str, source: str, reason: str, message: str) -> None:
+    if strict:
+        raise UserError(f"{source}: {message}")
+    skips.append({"split": split, "id": None, "source": source, "reason": reason, "message": message})
+
+
+def _need_file(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{what} not found: {p}")
+    return p
+
+
+def read_nemo_manifest(
+    path: str | Path, split: str, *, strict: bool = False
+) -> tuple[list[Utterance], Skips]:
+    path = _need_file(path, "NeMo manifest")
+    utts: list[Utterance] = []
+    skips: Skips = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            source = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                _problem(skips, strict, split, source, "bad_line", f"not valid JSON ({e.msg})")
+                continue
+            if not isinstance(row, dict):
+                _problem(skips, strict, split, source, "bad_line", "a manifest line must be a JSON object")
+                continue
+            missing = [k for k in ("audio_filepath", "duration", "text") if k not in row]
+            if missing:
+                _problem(
+                    skips, strict, split, source, "missing_field", f"missing field(s): {', '.join(missing)}"
+                )
+                continue
+            try:
+                duration = float(row["duration"])
+                offset = float(row.get("offset", 0.0) or 0.0)
+            except (TypeError, ValueError):
+                _problem(
+                    skips, strict, split, source, "bad_line", f"bad duration/offset: {row.get('duration')!r}"
+                )
+                continue
+            audio = Path(str(row["audio_filepath"])).expanduser()
+            if not audio.is_absolute():
+                audio = path.parent / audio
+            labels = {k: str(row[k]) for k in ("intent", *SLOTS) if k in row}
+            utts.append(
+                Utterance(
+                    id=str(row.get("id", f"{path.stem}-{n}")),
+                    audio=audio,
+                    text=str(row["text"]),
+                    speaker=str(row.get("speaker", "")),
+                    duration=duration,
+                    offset=offset,
+                    labels=labels,
+                    source=source,
+                )
+            )
+    return utts, skips
+
+
+def read_fsc_csv(
+    path: str | Path, split: str, *, audio_root: str | Path | None = None, strict: bool = False
+) -> tuple[list[Utterance], Skips]:
+    path = _need_file(path, "Fluent Speech Commands CSV")
+    root = (
+        Path(audio_root).expanduser()
+        if audio_root
+        else (path.parent.parent if path.parent.name == "data" else path.parent)
+    )
+    utts: list[Utterance] = []
+    skips: Skips = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        need = ("path", "speakerId", "transcription", *SLOTS)
+        absent = [c for c in need if c not in (reader.fieldnames or [])]
+        if absent:
+            raise UserError(
+                f"{path}:1: FSC CSV lacks column(s) {', '.join(absent)} (has "
+                f"{', '.join(reader.fieldnames or [])})"
+            )
+        for n, row in enumerate(reader, 2):
+            source = f"{path}:{n}"
+            empty = [c for c in need if not (row.get(c) or "").strip()]
+            if empty:
+                _problem(skips, strict, split, source, "missing_field", f"empty field(s): {', '.join(empty)}")
+                continue
+            labels = {k: row[k].strip() for k in SLOTS}
+            labels["intent"] = "_".join(labels[k].replace(" ", "_") for k in SLOTS)
+            rel = row["path"].strip()
+            utts.append(
+                Utterance(
+                    id=Path(rel).stem,
+                    audio=root / rel,
+                    text=row["transcription"],
+                    speaker=row["speakerId"].strip(),
+                    labels=labels,
+                    source=source,
+                )
+            )
+    return utts, skips
+
+
+def read_librispeech(
+    directory: str | Path, split: str, *, strict: bool = False
+) -> tuple[list[Utterance], Skips]:
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise UserError(f"LibriSpeech directory not found: {directory}")
+    transcripts = sorted(directory.rglob("*.trans.txt"))
+    if not transcripts:
+        raise UserError(f"no *.trans.txt files under {directory} (expected <speaker>/<chapter>/ layout)")
+    utts: list[Utterance] = []
+    skips: Skips = []
+    for trans in transcripts:
+        for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            source = f"{trans}:{n}"
+            parts = line.strip().split(maxsplit=1)
+            if len(parts) != 2:
+                _problem(
+                    skips, strict, split, source, "missing_field", "expected '<utterance-id> TRANSCRIPT'"
+                )
+                continue
+            uid, text = parts
+            audio = trans.parent / f"{uid}.flac"
+            utts.append(Utterance(id=uid, audio=audio, text=text, speaker=uid.split("-")[0], source=source))
+    return utts, skips
+
+
+def read_common_voice(
+    path: str | Path, split: str, *, clips_dir: str | Path | None = None, strict: bool = False
+) -> tuple[list[Utterance], Skips]:
+    path = _need_file(path, "Common Voice TSV")
+    clips = Path(clips_dir).expanduser() if clips_dir else path.parent / "clips"
+    utts: list[Utterance] = []
+    skips: Skips = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        absent = [c for c in ("client_id", "path", "sentence") if c not in (reader.fieldnames or [])]
+        if absent:
+            raise UserError(f"{path}:1: Common Voice TSV lacks column(s) {', '.join(absent)}")
+        for n, row in enumerate(reader, 2):
+            source = f"{path}:{n}"
+            if not (row.get("path") or "").strip() or row.get("sentence") is None:
+                _problem(skips, strict, split, source, "missing_field", "empty 'path' or 'sentence'")
+                continue
+            rel = row["path"].strip()
+            utts.append(
+                Utterance(
+                    id=Path(rel).stem,
+                    audio=clips / rel,
+                    text=row["sentence"],
+                    speaker=(row.get("client_id") or "").strip(),
+                    source=source,
+                )
+            )
+    return utts, skips

@@ -1,0 +1,471 @@
+"""The speech :class:`DataModule`: utterance records -> cached fbank features, tokens, labels; length-bucketed
+batches bounded by total frames; bad audio skipped and counted (or a :class:`UserError` when ``strict``).
+
+Every dataset component (synthetic corpora and the real-format readers) produces :class:`Utterance`
+records per split and hands them to :func:`build_speech_module`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from torch.utils.data import Dataset
+
+from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
+from compressor.data.augment import AugmentArgs, augment
+from compressor.data.base import DataModule
+from compressor.data.features import FRONTENDS, NUM_BINS, fbank, feature_stats
+from compressor.data.text import normalize, out_of_alphabet
+from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
+from compressor.errors import UserError
+from compressor.registry import Args
+
+FEATURE_CACHE_VERSION = 1
+SLOTS = ("action", "object", "location")
+
+
+@dataclass
+class Utterance:
+    """One utterance of a manifest. ``source`` is ``file:line`` for error messages."""
+
+    id: str
+    audio: Path
+    text: str
+    speaker: str = ""
+    duration: float | None = None
+    offset: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)  # intent / action / object / location
+    source: str = ""
+
+
+class SubsetArgs(Args):
+    """K disjoint random subsets of the training split (``count`` = K), each a ``fraction`` of it or ``size``
+    utterances; ``index`` picks one (seeds 000/001 average over 10 x 10% and 20 x 1% subsets)."""
+
+    fraction: float | None = Field(default=None, gt=0, le=1)
+    size: int | None = Field(default=None, ge=1)
+    count: int = Field(default=1, ge=1)
+    index: int = Field(default=0, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SubsetArgs:
+        if (self.fraction is None) == (self.size is None):
+            raise ValueError("give exactly one of 'fraction' or 'size'")
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} out of range for count {self.count}")
+        return self
+
+
+class SpeechArgs(Args):
+    """Arguments shared by every speech dataset."""
+
+    tokenizer: str = Field(default="char", description="char | sentencepiece | bpe | unigram")
+    vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
+    frontend: str = Field(default="nemo", description="sherpa-onnx feature front end: nemo | kaldi")
+    num_buckets: int = Field(default=6, ge=1, description="length buckets for training batches")
+    max_frames: int | None = Field(default=None, ge=1, description="cap on padded frames per batch")
+    strict: bool = Field(default=False, description="raise on bad audio/manifest lines instead of skipping")
+    subset: SubsetArgs | None = None
+    augment: AugmentArgs = Field(default_factory=AugmentArgs)
+    max_duration: float | None = Field(default=None, gt=0, description="skip longer utterances (seconds)")
+
+    @model_validator(mode="after")
+    def _frontend(self) -> SpeechArgs:
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}")
+        if self.tokenizer not in ("char", "sentencepiece", "bpe", "unigram"):
+            raise ValueError("tokenizer must be char, sentencepiece, bpe or unigram")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# Dataset and module
+# ------------------------------------------------------------------------------------------------
+
+
+class SpeechSplit(Dataset):
+    """One split: items are dicts with ``features`` (T, 80), ``tokens``, ``text``, ``id`` (+ SLU labels)."""
+
+    def __init__(
+        self,
+        utts: list[Utterance],
+        features: list[torch.Tensor],
+        tokens: list[list[int]],
+        labels: list[dict[str, int]],
+        augment_args: AugmentArgs | None = None,
+        frontend: str = "nemo",
+        seed: int = 0,
+    ) -> None:
+        self.utts = utts
+        self.features = features
+        self.tokens = tokens
+        self.labels = labels
+        self.augment_args = augment_args if augment_args is not None and augment_args.active() else None
+        self.frontend = frontend
+        self.seed = seed
+        self.epoch = 0
+        self.lengths = [int(f.shape[0]) for f in features]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        u = self.utts[i]
+        if self.augment_args is not None:
+            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            wave = augment(wave, self.augment_args, seed=(self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
+            feats = fbank(wave, SAMPLE_RATE, self.frontend)  # type: ignore[arg-type]
+        else:
+            feats = self.features[i]
+        item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id}
+        item.update(self.labels[i])
+        return item
+
+
+class SpeechDataModule(DataModule):
+    """Speech splits with padding collation and length-bucketed, frame-bounded batches.
+
+    ``skipped`` lists every utterance left out (split, id, source file:line, reason, message); the engine
+    writes it to the run directory as ``skipped.jsonl``.
+    """
+
+    def __init__(
+        self,
+        datasets: dict[str, SpeechSplit],
+        info: dict[str, Any],
+        *,
+        num_buckets: int = 6,
+        max_frames: int | None = None,
+        skipped: list[dict[str, Any]] | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        super().__init__(datasets, info)
+        self.num_buckets = num_buckets
+        self.max_frames = max_frames
+        self.skipped: list[dict[str, Any]] = list(skipped or [])
+        self.tokenizer = tokenizer
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        if not items:
+            raise ValueError("empty batch")
+        blank = int(self.info.get("blank_id", 0))
+        lengths = torch.tensor([it["features"].shape[0] for it in items], dtype=torch.int64)
+        feats = torch.zeros(len(items), int(lengths.max()), items[0]["features"].shape[1])
+        for i, it in enumerate(items):
+            feats[i, : it["features"].shape[0]] = it["features"]
+        tok_lengths = torch.tensor([len(it["tokens"]) for it in items], dtype=torch.int64)
+        tokens = torch.full((len(items), max(1, int(tok_lengths.max()))), blank, dtype=torch.int64)
+        for i, it in enumerate(items):
+            if it["tokens"]:
+                tokens[i, : len(it["tokens"])] = torch.tensor(it["tokens"], dtype=torch.int64)
+        batch: dict[str, Any] = {
+            "features": feats,
+            "feature_lengths": lengths,
+            "tokens": tokens,
+            "token_lengths": tok_lengths,
+            "text": [it["text"] for it in items],
+            "ids": [it["id"] for it in items],
+        }
+        for key in ("label", *SLOTS):
+            if key in items[0]:
+                batch[key] = torch.tensor([it[key] for it in items], dtype=torch.int64)
+        return batch
+
+    def batches(
+        self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int
+    ) -> list[list[int]]:
+        """Length-bucketed batches of at most ``batch_size`` utterances and ``max_frames`` padded frames.
+
+        Evaluation (``shuffle=False``): utterances sorted by length, cut in order. Training: utterances
+        sorted by length into ``num_buckets`` equal buckets, shuffled within each bucket by (seed, epoch),
+        the buckets laid end to end and cut into batches, and the batches shuffled. Deterministic in (seed, epoch), so a resumed run skips
+        exactly the batches it consumed.
+        """
+        ds = self.dataset(split)
+        assert isinstance(ds, SpeechSplit)
+        ds.epoch = epoch
+        lengths = ds.lengths
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        if not shuffle:
+            return self._cut(order, lengths, batch_size)
+        rng = random.Random(f"{seed}:{epoch}")
+        k = max(1, min(self.num_buckets, len(order)))
+        mixed: list[int] = []
+        for b in range(k):
+            bucket = order[b * len(order) // k : (b + 1) * len(order) // k]
+            rng.shuffle(bucket)
+            mixed.extend(bucket)
+        out = self._cut(mixed, lengths, batch_size)
+        rng.shuffle(out)
+        return out
+
+    def _cut(self, order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+        out: list[list[int]] = []
+        cur: list[int] = []
+        longest = 0
+        for i in order:
+            new_longest = max(longest, lengths[i])
+            too_many = len(cur) >= batch_size
+            too_long = self.max_frames is not None and cur and new_longest * (len(cur) + 1) > self.max_frames
+            if cur and (too_many or too_long):
+                out.append(cur)
+                cur, new_longest = [], lengths[i]
+            cur.append(i)
+            longest = new_longest
+        if cur:
+            out.append(cur)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Building
+# ------------------------------------------------------------------------------------------------
+
+
+def _skip(
+    skipped: list[dict[str, Any]],
+    strict: bool,
+    split: str,
+    utt: Utterance | None,
+    source: str,
+    reason: str,
+    message: str,
+) -> None:
+    if strict:
+        raise UserError(f"{source}: {message}")
+    skipped.append(
+        {
+            "split": split,
+            "id": utt.id if utt else None,
+            "source": source,
+            "reason": reason,
+            "message": message,
+        }
+    )
+
+
+def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
+    h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}:{frontend}".encode())
+    for u in utts:
+        try:
+            st = u.audio.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{u.audio.resolve()}|{stamp}|{u.offset}|{u.duration if u.offset else ''}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def extract_features(
+    utts: list[Utterance], frontend: str, cache_dir: Path | None
+) -> tuple[list[torch.Tensor | None], list[tuple[str, str] | None]]:
+    """fbank features of every utterance (``None`` + (reason, message) for bad audio), cached on disk."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "features" / f"{_feature_cache_key(utts, frontend)}.pt"
+        if path.exists():
+            try:
+                blob = torch.load(path, weights_only=True)
+                if blob.get("n") == len(utts):
+                    return blob["features"], [tuple(e) if e else None for e in blob["errors"]]
+            except Exception:  # a damaged cache file is rebuilt
+                pass
+    feats: list[torch.Tensor | None] = []
+    errors: list[tuple[str, str] | None] = []
+    for u in utts:
+        try:
+            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            feats.append(fbank(wave, SAMPLE_RATE, frontend))  # type: ignore[arg-type]
+            errors.append(None)
+        except AudioError as e:
+            feats.append(None)
+            errors.append((e.reason, str(e)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{id(utts)}")
+        torch.save(
+            {"n": len(utts), "features": feats, "errors": [list(e) if e else None for e in errors]}, tmp
+        )
+        tmp.replace(path)
+    return feats, errors
+
+
+def draw_subset(n: int, args: SubsetArgs) -> list[int]:
+    """Indices of subset ``index`` among ``count`` disjoint random subsets of ``range(n)``."""
+    size = args.size if args.size is not None else max(1, int(round(n * float(args.fraction or 0))))
+    if size * args.count > n:
+        raise UserError(
+            f"subset: {args.count} disjoint subsets of {size} need {size * args.count} training "
+            f"utterances, the split has {n}"
+        )
+    perm = list(range(n))
+    random.Random(f"subset:{args.seed}").shuffle(perm)
+    return sorted(perm[args.index * size : (args.index + 1) * size])
+
+
+def build_speech_module(
+    splits: dict[str, list[Utterance]],
+    args: SpeechArgs,
+    *,
+    language: str = "en",
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    label_values: dict[str, list[str]] | None = None,
+    skipped: list[dict[str, Any]] | None = None,
+    extra_info: dict[str, Any] | None = None,
+) -> SpeechDataModule:
+    """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring)."""
+    skipped = list(skipped or [])
+    kept: dict[str, list[Utterance]] = {}
+    feats_by_split: dict[str, list[torch.Tensor]] = {}
+    for split, utts in splits.items():
+        good: list[Utterance] = []
+        for u in utts:
+            text = normalize(u.text)
+            bad = out_of_alphabet(text, language)
+            if not text:
+                _skip(skipped, args.strict, split, u, u.source, "empty_text", f"empty transcript for {u.id}")
+                continue
+            if bad:
+                _skip(
+                    skipped,
+                    args.strict,
+                    split,
+                    u,
+                    u.source,
+                    "alphabet",
+                    f"transcript of {u.id} has characters outside the {language} alphabet: {''.join(bad)!r}",
+                )
+                continue
+            if args.max_duration is not None and u.duration is not None and u.duration > args.max_duration:
+                _skip(
+                    skipped,
+                    args.strict,
+                    split,
+                    u,
+                    u.source,
+                    "too_long",
+                    f"{u.id} is longer than max_duration ({u.duration:.2f}s > {args.max_duration}s)",
+                )
+                continue
+            u.text = text
+            good.append(u)
+        feats, errors = extract_features(good, args.frontend, cache_dir)
+        kept[split], feats_by_split[split] = [], []
+        for u, f, err in zip(good, feats, errors):
+            if f is None or err is not None:
+                reason, message = err or ("corrupt", f"no features for {u.id}")
+                _skip(skipped, args.strict, split, u, u.source or str(u.audio), reason, message)
+                continue
+            kept[split].append(u)
+            feats_by_split[split].append(f)
+    if "train" not in kept or not kept["train"]:
+        raise UserError(
+            "the training split has no usable utterances"
+            + (f" ({len(skipped)} skipped: first {skipped[0]['message']})" if skipped else "")
+        )
+    if args.subset is not None:
+        idx = draw_subset(len(kept["train"]), args.subset)
+        kept["train"] = [kept["train"][i] for i in idx]
+        feats_by_split["train"] = [feats_by_split["train"][i] for i in idx]
+
+    texts = [u.text for u in kept["train"]]
+    try:
+        tokenizer = build_tokenizer(args.tokenizer, language, texts, args.vocab_size, seed)
+    except RuntimeError as e:
+        raise UserError(f"SentencePiece training failed (vocab_size={args.vocab_size}): {e}") from None
+    mean, std = feature_stats(feats_by_split["train"])
+
+    labels_info: dict[str, Any] = {}
+    if label_values is None and any(u.labels for u in kept["train"]):
+        label_values = {
+            k: sorted({u.labels[k] for us in kept.values() for u in us if k in u.labels})
+            for k in ("intent", *SLOTS)
+        }
+        label_values = {k: v for k, v in label_values.items() if v}
+    if label_values:
+        labels_info = {
+            "labels": label_values.get("intent", []),
+            "num_classes": len(label_values.get("intent", [])),
+            "slot_labels": {k: label_values[k] for k in SLOTS if k in label_values},
+        }
+
+    datasets: dict[str, SpeechSplit] = {}
+    for split, utts in kept.items():
+        tokens, labels = [], []
+        for u in utts:
+            tokens.append(tokenizer.encode(u.text))
+            lab: dict[str, int] = {}
+            if label_values:
+                for key, out_key in (("intent", "label"), *((s, s) for s in SLOTS)):
+                    if key in label_values and key in u.labels:
+                        lab[out_key] = label_values[key].index(u.labels[key])
+            labels.append(lab)
+        datasets[split] = SpeechSplit(
+            utts,
+            feats_by_split[split],
+            tokens,
+            labels,
+            args.augment if split == "train" else None,
+            args.frontend,
+            seed,
+        )
+
+    info: dict[str, Any] = {
+        "feature_dim": NUM_BINS,
+        "sample_rate": SAMPLE_RATE,
+        "frontend": args.frontend,
+        "language": language,
+        "tokens": list(tokenizer.tokens),
+        "vocab_size": tokenizer.vocab_size,
+        "blank_id": tokenizer.blank_id,
+        "tokenizer": tokenizer.kind,
+        "feature_mean": mean,
+        "feature_std": std,
+        "num_utterances": {s: len(u) for s, u in kept.items()},
+        "num_skipped": len(skipped),
+    }
+    info.update(labels_info)
+    info.update(extra_info or {})
+    if cache_dir is not None:
+        tok_dir = (
+            Path(cache_dir)
+            / "tokenizers"
+            / hashlib.sha1(json.dumps(tokenizer.tokens, ensure_ascii=False).encode()).hexdigest()[:12]
+        )
+        info["tokens_file"] = str(tokenizer.write_tokens(tok_dir / "tokens.txt"))
+        if isinstance(tokenizer, SentencePieceTokenizer):
+            info["bpe_model"] = str(tokenizer.save(tok_dir / "bpe.model"))
+    return SpeechDataModule(
+        datasets,
+        info,
+        num_buckets=args.num_buckets,
+        max_frames=args.max_frames,
+        skipped=skipped,
+        tokenizer=tokenizer,
+    )
+
+
+def speech_info(args: SpeechArgs, language: str = "en", **extra: Any) -> dict[str, Any]:
+    """What is known before any data is read (for validation-time model building)."""
+    info: dict[str, Any] = {
+        "feature_dim": NUM_BINS,
+        "sample_rate": SAMPLE_RATE,
+        "frontend": args.frontend,
+        "language": language,
+    }
+    if args.tokenizer == "char":
+        tok = CharTokenizer(language)
+        info.update(tokens=list(tok.tokens), vocab_size=tok.vocab_size, blank_id=tok.blank_id)
+    else:
+        info.update(vocab_size=args.vocab_size, blank_id=args.vocab_size - 1)
+    info.update(extra)
+    return info

@@ -78,7 +78,8 @@ def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16)
             ids = torch.randint(0, len(LETTERS), (k,), generator=g).tolist()
             wave = synth(ids, g)
             items.append({"features": _features(wave, frontend), "waveform": wave,
-                          "tokens": torch.tensor(ids), "text": "".join(LETTERS[i] for i in ids), "label": ids[0]})
+                          "tokens": torch.tensor(ids), "text": "".join(LETTERS[i] for i in ids),
+                          "label": ids[0]})
         splits[name] = _Split(items)
     allf = torch.cat([it["features"] for it in splits["train"].items])
     info = {"feature_dim": 80, "sample_rate": 16000, "tokens": TOKENS, "vocab_size": len(TOKENS),

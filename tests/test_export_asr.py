@@ -1,0 +1,134 @@
+"""Export of CTC and RNN-T models: sherpa-onnx decodes the WAVs as PyTorch does; int8 guarded; report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import torch
+from test_export_fixtures import LETTERS, trained_ctc, trained_rnnt
+
+from compressor.errors import UserError
+from compressor.export.base import ExportJob
+from compressor.export.exporter import OnnxExportArgs, OnnxExporter
+from compressor.export.parity import torch_greedy
+
+REPO = Path(__file__).resolve().parent.parent
+ARGS = dict(decode_utterances=16, valid_utterances=16, bench_utterances=4, calibration_utterances=16)
+
+
+@pytest.fixture(scope="module", params=["ctc", "rnnt"])
+def exported(request, tmp_path_factory):
+    torch.set_num_threads(1)
+    model, task, data = trained_ctc() if request.param == "ctc" else trained_rnnt(steps=250)
+    out = tmp_path_factory.mktemp(f"export_{request.param}")
+    args = OnnxExportArgs(**ARGS)
+    teacher = trained_rnnt(data, steps=20)[0] if request.param == "rnnt" else None
+    job = ExportJob(model, "student", {"name": "conv_ctc" if request.param == "ctc" else "rnnt_lstm"}, task,
+                    data, out, None, teacher, args)
+    result = OnnxExporter(args).export(job)
+    return request.param, model, data, out, result
+
+
+def test_files_and_metadata(exported):
+    family, model, data, out, result = exported
+    names = sorted(p.name for p in result.files)
+    if family == "rnnt":
+        for part in ("encoder", "decoder", "joiner"):
+            assert f"{part}.onnx" in names
+        meta = ort.InferenceSession(str(out / "encoder.onnx")).get_modelmeta().custom_metadata_map
+        assert meta["vocab_size"] == str(len(data.info["tokens"]) - 1)  # NeMo counts without the blank
+        assert meta["pred_rnn_layers"] == "1" and meta["subsampling_factor"] == "3"
+        assert "streaming" in result.report
+    else:
+        assert "model.onnx" in names
+        meta = ort.InferenceSession(str(out / "model.onnx")).get_modelmeta().custom_metadata_map
+        assert meta["vocab_size"] == str(len(data.info["tokens"]))
+    lines = (out / "tokens.txt").read_text().splitlines()
+    assert lines[-1] == f"<blk> {len(lines) - 1}"
+    assert (out / "export_report.png").stat().st_size > 1000
+
+
+def test_parity_figures(exported):
+    family, model, data, out, result = exported
+    rep = result.report
+    assert all(v < 1e-3 for v in rep["parity"]["max_abs_diff"].values())
+    # several batch sizes and time lengths went through every graph
+    assert all(len(shapes) >= 3 for shapes in rep["parity"]["shapes"].values())
+    t = rep["transcripts"]
+    assert t["exact_match"] >= 0.9
+    assert t["nonempty_pytorch"] > 0.5  # a model that only emits blanks would make parity trivial
+    assert t["wer_pytorch"] < 0.9
+    assert abs(t["wer_sherpa"] - t["wer_pytorch"]) <= 0.1
+    q = rep["int8"]
+    assert q["size_int8"] < q["size_fp32"]
+    assert q["kept"] == (q["delta"] <= q["tolerance"])
+    assert q["kept"] == (out / ("model.int8.onnx" if family == "ctc" else "encoder.int8.onnx")).exists()
+    variants = [r["variant"] for r in rep["benchmark"]["rows"]]
+    assert "student (PyTorch)" in variants and "student ONNX fp32" in variants
+    if family == "rnnt":
+        assert "teacher (PyTorch)" in variants
+    assert all(r["rtf"] > 0 for r in rep["benchmark"]["rows"])
+    assert "| student ONNX fp32 |" in result.summary_md
+
+
+def test_other_lengths_in_onnxruntime(exported):
+    family, model, data, out, result = exported
+    name = "encoder.onnx" if family == "rnnt" else "model.onnx"
+    sess = ort.InferenceSession(str(out / name))
+    for t in (9, 64, 333):
+        x = torch.randn(2, 80, t) * 3 + torch.tensor(data.info["feature_mean"])[None, :, None]
+        lens = torch.tensor([t, max(1, t - 5)])
+        got = sess.run(None, {"audio_signal": x.numpy(), "length": lens.numpy()})[0]
+        with torch.no_grad():
+            if family == "rnnt":
+                ref = model.encode(x.transpose(1, 2), lens)[0].transpose(1, 2)
+            else:
+                ref = model.forward_export(x, lens)
+        assert got.shape == tuple(ref.shape)
+        assert float((torch.from_numpy(got) - ref).abs().max()) < 1e-3
+
+
+def test_example_script_without_this_project(exported, tmp_path):
+    family, model, data, out, result = exported
+    wavs, expected = [], []
+    for i in range(3):
+        item = data.dataset("test")[i]
+        path = tmp_path / f"utt{i}.wav"
+        sf.write(str(path), item["waveform"].numpy(), 16000, subtype="PCM_16")
+        wavs.append(str(path))
+        wave = torch.from_numpy(sf.read(str(path), dtype="float32")[0])
+        from test_export_fixtures import _features
+
+        feats = _features(wave, data.info["frontend"])
+        expected.append("".join(LETTERS[i] for i in torch_greedy(family, model, feats)))
+    # -I: isolated mode, no PYTHONPATH, no user site, script's dir not on sys.path; cwd is a temp dir
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    proc = subprocess.run([sys.executable, "-I", str(REPO / "examples" / "transcribe_sherpa.py"),
+                           "--model-dir", str(out), *wavs], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
+    assert got == expected
+    check = subprocess.run([sys.executable, "-I", "-c", "import compressor"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    if check.returncode == 0:  # an editable install puts the project on every path: guard the example itself
+        text = (REPO / "examples" / "transcribe_sherpa.py").read_text()
+        assert "compressor" not in "".join(ln for ln in text.splitlines() if ln.startswith(("import", "from")))
+
+
+def test_transcript_parity_failure_is_loud(tmp_path):
+    """Features from the wrong front end (kaldi instead of sherpa's NeMo CTC one): a clear UserError."""
+    from test_export_fixtures import tone_data
+
+    data = tone_data("kaldi", sizes=(64, 8, 8))
+    model, task, _ = trained_ctc(data, steps=150)
+    args = OnnxExportArgs(**{**ARGS, "int8": False, "min_transcript_match": 1.0})
+    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    with pytest.raises(UserError, match="parity failed: sherpa-onnx transcripts.*front end"):
+        OnnxExporter(args).export(job)

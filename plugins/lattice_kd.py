@@ -45,8 +45,8 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
-def collapsed_log_probs(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor, blank_id: int
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def collapsed_log_probs(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+                        blank_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities of (correct next label, blank, rest) at every lattice node.
 
     :param logits: joint output (B, T, U+1, V).
@@ -62,7 +62,8 @@ def collapsed_log_probs(logits: torch.Tensor, targets: torch.Tensor, target_leng
     has_y = (torch.arange(u1, device=logits.device)[None, :] < target_lengths[:, None])[:, None, :]
     log_y = logits.gather(-1, labels[:, None, :, None].expand(b, t, u1, 1)).squeeze(-1) - lse
     log_blank = logits[..., blank_id] - lse
-    log_y_or_blank = torch.logaddexp(torch.where(has_y, log_y, torch.full_like(log_y, float("-inf"))), log_blank)
+    no_y = torch.full_like(log_y, float("-inf"))
+    log_y_or_blank = torch.logaddexp(torch.where(has_y, log_y, no_y), log_blank)
     log_rest = log1mexp(log_y_or_blank)
     return log_y, log_blank, log_rest, has_y
 
@@ -87,8 +88,8 @@ def collapsed_kl(teacher: tuple[torch.Tensor, ...], student: tuple[torch.Tensor,
 
 
 def lattice_distillation_loss(student_logits: torch.Tensor, teacher_collapsed: tuple[torch.Tensor, ...],
-                              targets: torch.Tensor, target_lengths: torch.Tensor, logit_lengths: torch.Tensor,
-                              blank_id: int) -> torch.Tensor:
+                              targets: torch.Tensor, target_lengths: torch.Tensor,
+                              logit_lengths: torch.Tensor, blank_id: int) -> torch.Tensor:
     """Mean over the batch of the collapsed-lattice KL (see the module docstring)."""
     student = collapsed_log_probs(student_logits.float(), targets, target_lengths, blank_id)
     mask = node_mask(logit_lengths, target_lengths, student_logits.shape[1], student_logits.shape[2])
@@ -102,9 +103,11 @@ class LatticeKD(Strategy):
 
     class Args(Args):
         teacher: str = "teacher"
-        alpha: float = Field(default=1e-3, ge=0, description="weight of L_distill (L = L_rnnt + alpha L_distill)")
+        alpha: float = Field(default=1e-3, ge=0,
+                             description="weight of L_distill (L = L_rnnt + alpha L_distill)")
         teacher_chunk: int | None = Field(
-            default=None, ge=1, description="utterances per teacher forward (bounds the teacher lattice's memory)")
+            default=None, ge=1,
+            description="utterances per teacher forward (bounds the teacher lattice's memory)")
         logits_key: str = "logits"
 
     @classmethod
@@ -132,19 +135,20 @@ class LatticeKD(Strategy):
         chunk = self.args.teacher_chunk or n
         parts = []
         for lo in range(0, n, chunk):
-            sub = {k: (v[lo:lo + chunk] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)
-                   for k, v in batch.items()}
+            sub = {k: (v[lo:lo + chunk] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n
+                       else v) for k, v in batch.items()}
             logits = ctx.task.forward(teacher, sub)[self.args.logits_key].float()
             parts.append(collapsed_log_probs(logits, sub["tokens"], sub["token_lengths"], blank_id))
             del logits
         return tuple(torch.cat([p[i] for p in parts], 0) for i in range(4))
 
     @hookimpl
-    def compressor_loss_terms(self, ctx: StageContext, batch: dict[str, Any], outputs: dict[str, torch.Tensor],
-                              losses: LossTerms) -> None:
+    def compressor_loss_terms(self, ctx: StageContext, batch: dict[str, Any],
+                              outputs: dict[str, torch.Tensor], losses: LossTerms) -> None:
         logits = outputs[self.args.logits_key]
         if logits.dim() != 4:
-            raise ValueError(f"lattice_kd needs RNN-T lattice logits (B, T, U+1, V), got {tuple(logits.shape)}")
+            raise ValueError("lattice_kd needs RNN-T lattice logits (B, T, U+1, V), got "
+                             f"{tuple(logits.shape)}")
         blank_id = int(ctx.task.info.get("blank_id", logits.shape[-1] - 1))
         teacher = self.teacher_collapsed(ctx, batch, blank_id)
         if teacher[0].shape != logits.shape[:3]:

@@ -33,9 +33,9 @@ Spec::
             # containers: [encoder.layers, predictor.layers]   # ... or pair containers' children evenly
             replacing_rate: {name: log_curriculum, base: 40}
 
-Nothing here is RNN-T specific: any model whose teacher and student modules are named works (a
-Transformer encoder's ``layers.N``, an MLP's ``blocks.N``). How it works: the hybrid (``ctx.models["theseus"]``,
-the stage's forward model) is a shallow copy of the teacher's module tree in which the first module of each
+Nothing here is RNN-T specific: any model whose teacher and student modules are named works (a Transformer
+encoder's ``layers.N``, an MLP's ``blocks.N``). How it works: the hybrid (``ctx.models["theseus"]``, the
+stage's forward model) is a shallow copy of the teacher's module tree in which the first module of each
 teacher group is replaced by a switch and the rest of the group by pass-throughs; all layers are shared
 objects, so neither the teacher's nor the student's own structure (or checkpoint keys) changes. Grouped
 teacher modules must run one after another, each one's output feeding the next (a ModuleList/Sequential
@@ -57,6 +57,7 @@ from torch import nn
 from compressor.context import StageContext
 from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.hookspecs import hookimpl
+from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
 from compressor.schedules import Schedule
 from compressor.spec import CheckContext
@@ -103,8 +104,8 @@ def pair_containers(teacher: nn.Module, student: nn.Module, t_path: str, s_path:
         raise ValueError(f"{n} teacher modules in '{t_path}' cannot be split evenly onto {m} student modules "
                          f"in '{s_path}'; list the groups explicitly under 'modules:'")
     k = n // m
-    return [Pairing(tuple(f"{t_path}.{c}" for c in t_children[i * k:(i + 1) * k]), (f"{s_path}.{s_children[i]}",))
-            for i in range(m)]
+    return [Pairing(tuple(f"{t_path}.{c}" for c in t_children[i * k:(i + 1) * k]),
+                    (f"{s_path}.{s_children[i]}",)) for i in range(m)]
 
 
 def _get(model: nn.Module, path: str, who: str) -> nn.Module:
@@ -176,8 +177,8 @@ def _check_consecutive(paths: tuple[str, ...], mods: dict[str, nn.Module], who: 
           and all(i.isdigit() for i in idx) and [int(i) for i in idx] == list(range(int(idx[0]),
                                                                                    int(idx[0]) + len(idx))))
     if not ok:
-        raise ValueError(f"{who} group {list(paths)} must be consecutive children of one ModuleList/Sequential "
-                         "(they run one after another)")
+        raise ValueError(f"{who} group {list(paths)} must be consecutive children of one "
+                         "ModuleList/Sequential (they run one after another)")
 
 
 def shared_keys(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> list[str]:
@@ -230,7 +231,7 @@ class _Gates:
 
 
 class ReplaceSwitch(nn.Module):
-    """Stands where a teacher group starts: runs the teacher group (r_i = 0) or the student module (r_i = 1)."""
+    """Stands where a teacher group starts: runs the teacher group (r_i = 0) or the student's (r_i = 1)."""
 
     def __init__(self, index: int, teacher: list[nn.Module], student: list[nn.Module], gates: _Gates,
                  group_size: int) -> None:
@@ -258,6 +259,17 @@ class ReplaceSwitch(nn.Module):
         if self._group_size > 1:
             self._gates.pending[self.index] = out
         return out
+
+    def __getattr__(self, name: str) -> Any:
+        # Containers may inspect their layers (nn.TransformerEncoder reads layers[0].self_attn): the switch
+        # answers for the teacher module it stands in for.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            teacher = self._modules.get("teacher")
+            if teacher is None or name.startswith("_"):
+                raise
+            return getattr(teacher[0], name)
 
 
 class PassThrough(nn.Module):
@@ -364,7 +376,7 @@ def end_value(schedule: Schedule, total_steps: int, total_epochs: int) -> float:
 
 
 class ModuleReplacing(Strategy):
-    """Progressive module replacing (BERT-of-Theseus / LCMR): student modules randomly replace teacher groups."""
+    """Progressive module replacing (BERT-of-Theseus / LCMR): student modules replace teacher groups."""
 
     name = "module_replacing"
 
@@ -374,7 +386,8 @@ class ModuleReplacing(Strategy):
         modules: list[ModuleGroup] | None = Field(
             default=None, description="explicit groups: [{teacher: [a, b], student: [c]}, ...]")
         containers: list[str | ContainerPair] | None = Field(
-            default=None, description="pair containers' children evenly, e.g. [encoder.layers, predictor.layers]")
+            default=None,
+            description="pair containers' children evenly, e.g. [encoder.layers, predictor.layers]")
         replacing_rate: dict[str, Any] = Field(
             default_factory=lambda: {"name": "log_curriculum", "base": 40.0},
             description="schedule of p, the replacing rate (any registered schedule)")
@@ -389,7 +402,8 @@ class ModuleReplacing(Strategy):
         @model_validator(mode="after")
         def _one_way(self) -> ModuleReplacing.Args:
             if (self.modules is None) == (self.containers is None):
-                raise ValueError("give exactly one of 'modules' (explicit groups) or 'containers' (even split)")
+                raise ValueError("give exactly one of 'modules' (explicit groups) or 'containers' "
+                                 "(even split)")
             if "name" not in self.replacing_rate:
                 raise ValueError("replacing_rate needs a schedule 'name' (e.g. log_curriculum)")
             return self
@@ -427,8 +441,9 @@ class ModuleReplacing(Strategy):
         if args.student not in stage.train:
             raise check.error(f"the student '{args.student}' must be listed under the stage's train")
         if args.teacher not in stage.train and args.teacher not in stage.frozen:
-            raise check.error(f"list the teacher '{args.teacher}' under the stage's train (strategy 1: trained "
-                              "with the student) or frozen (strategy 2: pre-trained, only student modules update)")
+            raise check.error(f"list the teacher '{args.teacher}' under the stage's train (strategy 1: "
+                              "trained with the student) or frozen (strategy 2: pre-trained, only student "
+                              "modules update)")
         if args.wrapper in names:
             raise check.error(f"wrapper name '{args.wrapper}' is already a model's name", "wrapper")
         for who in ("teacher", "student"):
@@ -479,6 +494,14 @@ class ModuleReplacing(Strategy):
         ctx.log_scalar("student_modules_used", float(r.mean()))
 
     @hookimpl
+    def compressor_loss_terms(self, ctx: StageContext, losses: LossTerms) -> None:
+        # Strategy 2 with every draw r_i = 0: only frozen teacher modules ran, so nothing can learn from this
+        # batch. Keep the step a no-op (no parameter receives a gradient) instead of failing in backward().
+        if not any(v.requires_grad for v in losses.values.values()):
+            anchor = torch.zeros((), device=ctx.device, requires_grad=True)
+            losses.add("replacing_idle", anchor * 0.0, 1.0)
+
+    @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:
         teacher, student = ctx.model(self.args.teacher), ctx.model(self.args.student)
         if self.args.copy_shared and self.hybrid is not None:
@@ -520,7 +543,8 @@ def check_reaches_one(check: CheckContext, schedule: Schedule, key: str = "repla
     if max(finals) < 1.0 - 1e-6:
         p = finals[0] if len(finals) == 1 else max(finals)
         raise check.error(f"the {key} schedule ends at p = {p:.3g} < 1, so the student never runs alone "
-                          "(raise it to reach 1, or set allow_partial: true when a fine-tuning stage follows)",
+                          "(raise it to reach 1, or set allow_partial: true when a fine-tuning stage "
+                          "follows)",
                           key)
     if any(math.isnan(f) for f in finals):
         raise check.error(f"the {key} schedule gives NaN", key)

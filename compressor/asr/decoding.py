@@ -60,7 +60,8 @@ class _Predictor(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input: torch.Tensor, lengths: torch.Tensor, state: list[list[torch.Tensor]] | None = None
+    def forward(self, input: torch.Tensor, lengths: torch.Tensor,
+                state: list[list[torch.Tensor]] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[torch.Tensor]]]:
         hc = None
         if state is not None:

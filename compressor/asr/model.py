@@ -23,7 +23,7 @@ Interface for decoding and export (sherpa-onnx NeMo-transducer style)::
 
     enc, enc_lengths = model.encode(features, lengths)       # (B, T', J), (B,)
     pred, state = model.predict(tokens, state=None)          # (B, U, J); state = (h, c), each (M, B, H_pred)
-    logits = model.join(enc, pred)                           # enc (..., J), pred (..., J) broadcast -> (..., V)
+    logits = model.join(enc, pred)       # enc (..., J) and pred (..., J) broadcast -> logits (..., V)
     out = model(batch)   # {"logits": (B, T', U+1, V), "logit_lengths": (B,)}: the full lattice for rnnt_loss
 
 ``join`` is ``joiner.out(tanh(enc + pred))``: pass ``enc[:, :, None]`` and ``pred[:, None]`` for the lattice,
@@ -57,7 +57,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 
 class RNNTArgs(Args):
-    """Arguments of ``rnnt_lstm``. A ``preset`` fills layer counts, ``size`` fills widths; explicit keys win."""
+    """Arguments of ``rnnt_lstm``: ``preset`` fills layer counts, ``size`` widths; explicit keys win."""
 
     preset: Literal["exp1_teacher", "exp1_student", "exp2_teacher", "exp2_student"] | None = Field(
         default=None, description="seed 002 Table 1 layer counts (exp1: 4->2 encoder, 2->1 prediction; "
@@ -80,7 +80,8 @@ class RNNTArgs(Args):
         out.update(SIZES[self.size])
         if self.preset:
             out.update(PRESETS[self.preset])
-        for key in ("encoder_layers", "pred_layers", "encoder_hidden", "pred_hidden", "pred_embed", "joint_dim"):
+        for key in ("encoder_layers", "pred_layers", "encoder_hidden", "pred_hidden", "pred_embed",
+                    "joint_dim"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         out["stack"] = self.stack
@@ -94,10 +95,11 @@ def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 class StreamingEncoder(nn.Module):
-    """Global CMVN -> frame stacking (subsampling by ``stack``) -> unidirectional LSTM layers -> projection."""
+    """Global CMVN -> frame stacking (subsampling by ``stack``) -> unidirectional LSTMs -> projection."""
 
     def __init__(self, feature_dim: int, hidden: int, num_layers: int, out_dim: int, stack: int = 3,
-                 dropout: float = 0.0, mean: list[float] | None = None, std: list[float] | None = None) -> None:
+                 dropout: float = 0.0, mean: list[float] | None = None,
+                 std: list[float] | None = None) -> None:
         super().__init__()
         self.feature_dim = feature_dim
         self.stack = stack
@@ -181,8 +183,8 @@ class RNNTModel(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.blank_id = vocab_size - 1
-        self.encoder = StreamingEncoder(feature_dim, encoder_hidden, encoder_layers, joint_dim, stack, dropout,
-                                        feature_mean, feature_std)
+        self.encoder = StreamingEncoder(feature_dim, encoder_hidden, encoder_layers, joint_dim, stack,
+                                        dropout, feature_mean, feature_std)
         self.predictor = Predictor(vocab_size, pred_embed, pred_hidden, pred_layers, joint_dim, dropout)
         self.joiner = Joiner(joint_dim, vocab_size)
 

@@ -27,8 +27,8 @@ def rnnt_lattice_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], b
     logits = outputs["logits"]
     if logits.dtype not in (torch.float32, torch.float16):
         logits = logits.float()
-    return rnnt_loss(logits, batch["tokens"].int(), outputs["logit_lengths"].int(), batch["token_lengths"].int(),
-                     blank=blank_id, reduction=reduction, clamp=clamp)
+    return rnnt_loss(logits, batch["tokens"].int(), outputs["logit_lengths"].int(),
+                     batch["token_lengths"].int(), blank=blank_id, reduction=reduction, clamp=clamp)
 
 
 class RNNTTask(Task):
@@ -58,7 +58,7 @@ class RNNTTask(Task):
             return int(self.blank_id)
         if outputs is not None:
             return int(outputs["logits"].shape[-1]) - 1
-        return int(getattr(model, "blank_id"))
+        return int(model.blank_id)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         return rnnt_lattice_loss(outputs, batch, self._blank(outputs), self.args.reduction)
@@ -67,8 +67,8 @@ class RNNTTask(Task):
         """Token ids (no blanks) for each utterance of the batch."""
         blank = self._blank(model=model)
         if self.args.decoding == "beam":
-            return beam_search(model, batch["features"], batch["feature_lengths"], blank, self.args.beam_width,
-                               self.args.max_symbols_per_frame)
+            return beam_search(model, batch["features"], batch["feature_lengths"], blank,
+                               self.args.beam_width, self.args.max_symbols_per_frame)
         return greedy_search(model, batch["features"], batch["feature_lengths"], blank,
                              self.args.max_symbols_per_frame)
 

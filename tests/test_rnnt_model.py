@@ -1,0 +1,113 @@
+"""The RNN-T model family, its task (loss, decoding, WER/CER) and the Table 1 presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchaudio.functional import rnnt_loss
+
+from compressor.asr.decoding import beam_search, greedy_search
+from compressor.asr.metrics import ErrorCounter, detokenize, wer
+from compressor.asr.model import RNNTArgs, build_rnnt, count_parameters
+from compressor.asr.task import RNNTTask
+
+TOKENS = [chr(ord("a") + i) for i in range(8)] + ["▁", "<blk>"]  # blank last
+INFO = {"feature_dim": 80, "vocab_size": len(TOKENS), "tokens": TOKENS, "blank_id": len(TOKENS) - 1}
+
+
+def _batch(b: int = 3, t: int = 45, u: int = 5, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([t - 6 * i for i in range(b)])
+    token_lengths = torch.tensor([u - (i % 2) for i in range(b)])
+    tokens = torch.randint(0, 8, (b, u), generator=g)
+    return {"features": torch.randn(b, t, 80, generator=g), "feature_lengths": lengths, "tokens": tokens,
+            "token_lengths": token_lengths}
+
+
+def test_lattice_shapes_and_loss_is_torchaudio_rnnt_loss() -> None:
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTArgs(size="tiny", stack=3), INFO)
+    batch = _batch()
+    out = model(batch)
+    assert out["logits"].shape == (3, 15, 6, len(TOKENS))
+    assert out["logit_lengths"].tolist() == [15, 13, 11]
+    task = RNNTTask(RNNTTask.Args(), INFO)
+    expected = rnnt_loss(out["logits"], batch["tokens"].int(), out["logit_lengths"].int(),
+                         batch["token_lengths"].int(), blank=len(TOKENS) - 1)
+    assert torch.allclose(task.loss(out, batch), expected)
+
+
+def test_presets_mirror_table1_layer_counts_and_parameter_gaps() -> None:
+    with torch.device("meta"):
+        sizes = {p: count_parameters(build_rnnt(RNNTArgs(preset=p, size="paper"), {"vocab_size": 1024}))
+                 for p in ("exp1_teacher", "exp1_student", "exp2_teacher", "exp2_student")}
+        t1 = build_rnnt(RNNTArgs(preset="exp1_teacher", size="paper"), {"vocab_size": 1024})
+    assert len(t1.encoder.layers) == 4 and len(t1.predictor.layers) == 2
+    assert t1.encoder.layers[1].hidden_size == 1024 and t1.predictor.layers[0].hidden_size == 512
+    # Table 1: teacher - student = 40.61 - 21.71 = 18.90M (exp 1) and 57.4 - 30.11 = 27.29M (exp 2):
+    # exactly the removed 1024-unit encoder layers and one 512-unit prediction layer.
+    assert abs((sizes["exp1_teacher"] - sizes["exp1_student"]) / 1e6 - 18.90) < 0.01
+    assert abs((sizes["exp2_teacher"] - sizes["exp2_student"]) / 1e6 - 27.29) < 0.01
+
+
+def test_cmvn_from_data_info_is_baked_in() -> None:
+    info = dict(INFO, feature_mean=[1.0] * 80, feature_std=[2.0] * 80)
+    model = build_rnnt(RNNTArgs(size="tiny"), info)
+    assert torch.all(model.encoder.cmvn_mean == 1.0) and torch.all(model.encoder.cmvn_std == 2.0)
+    assert "encoder.cmvn_mean" in model.state_dict()
+
+
+def test_blank_must_be_last() -> None:
+    with pytest.raises(ValueError, match="blank"):
+        build_rnnt(RNNTArgs(size="tiny"), dict(INFO, blank_id=0))
+
+
+def test_incremental_prediction_equals_full_sequence() -> None:
+    torch.manual_seed(1)
+    model = build_rnnt(RNNTArgs(size="tiny", pred_layers=2), INFO).eval()
+    tokens = torch.randint(0, 8, (2, 4))
+    full, _ = model.predict(tokens)
+    state = None
+    steps = []
+    for i in range(4):
+        out, state = model.predict(tokens[:, i:i + 1], state)
+        steps.append(out)
+    assert torch.allclose(torch.cat(steps, 1), full, atol=1e-6)
+    assert state[0].shape == (2, 2, model.predictor.hidden)
+
+
+def test_overfit_then_greedy_and_beam_decode_the_transcripts() -> None:
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTArgs(size="tiny", encoder_hidden=48, joint_dim=48), INFO)
+    batch = _batch(b=2, t=36, u=4, seed=3)
+    task = RNNTTask(RNNTTask.Args(), INFO)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = task.loss(model(batch), batch)
+        loss.backward()
+        opt.step()
+    model.eval()
+    refs = [batch["tokens"][i, : int(batch["token_lengths"][i])].tolist() for i in range(2)]
+    assert greedy_search(model, batch["features"], batch["feature_lengths"], INFO["blank_id"]) == refs
+    beams = beam_search(model, batch["features"], batch["feature_lengths"], INFO["blank_id"], beam_width=3)
+    assert beams == refs
+    metrics = task.evaluate(model, [batch], torch.device("cpu"))
+    assert metrics["wer"] == 0.0 and metrics["cer"] == 0.0 and metrics["loss"] < 1.0
+    beam = RNNTTask(RNNTTask.Args(decoding="beam", beam_width=2), INFO).evaluate(model, [batch],
+                                                                                 torch.device("cpu"))
+    assert beam["wer"] == 0.0
+
+
+def test_untrained_model_has_high_error_and_metrics_are_reported() -> None:
+    model = build_rnnt(RNNTArgs(size="tiny"), INFO)
+    metrics = RNNTTask(RNNTTask.Args(), INFO).evaluate(model, [_batch()], torch.device("cpu"))
+    assert set(metrics) == {"loss", "wer", "cer"} and metrics["wer"] > 0.5
+
+
+def test_wer_cer_and_detokenize() -> None:
+    assert detokenize([8, 0, 1, 8, 2, 9], TOKENS, 9) == "ab c"
+    assert wer(["the cat sat"], ["the cat sat down"]) == pytest.approx(0.25)
+    c = ErrorCounter()
+    c.add("abc", "abd")
+    assert c.wer == 1.0 and c.cer == pytest.approx(1 / 3)

@@ -37,6 +37,26 @@ def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) ->
     return AF.resample(waveform, orig, new)
 
 
+def _wav_shortfall(path: Path) -> int | None:
+    """For a RIFF/WAVE file: bytes its ``data`` chunk header promises beyond the end of the file (libsndfile
+    silently reads what is there, so truncation is checked here); ``None`` for other formats."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                if size in (0, 0xFFFFFFFF):  # streaming writers leave the size open
+                    return 0
+                remaining = path.stat().st_size - f.tell()
+                return max(0, size - remaining)
+            f.seek(size + (size & 1), 1)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples: int = 400,
                offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
     """Read ``path`` as a mono float32 tensor ``(S,)`` at ``sample_rate``.
@@ -65,6 +85,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
         raise AudioError("corrupt", f"cannot decode audio {path}: {e}") from None
     if data.shape[0] == 0:
         raise AudioError("empty", f"audio file has no samples: {path}")
+    shortfall = _wav_shortfall(path)
+    if shortfall:
+        raise AudioError("truncated", f"audio file truncated: {path} ({shortfall} bytes of sample data missing)")
     if 0 < expected and data.shape[0] < expected:
         raise AudioError("truncated", f"audio file truncated: {path} ({data.shape[0]} of {expected} frames)")
     if not np.isfinite(data).all():

@@ -186,8 +186,8 @@ class SpeechDataModule(DataModule):
 
         Evaluation (``shuffle=False``): utterances sorted by length, cut in order. Training: utterances
         sorted by length into ``num_buckets`` equal buckets, shuffled within each bucket by (seed, epoch),
-        the buckets laid end to end and cut into batches, and the batches shuffled. Deterministic in (seed, epoch), so a resumed run skips
-        exactly the batches it consumed.
+        the buckets laid end to end and cut into batches, and the batches shuffled. Deterministic in
+        (seed, epoch), so a resumed run skips exactly the batches it consumed.
         """
         ds = self.dataset(split)
         assert isinstance(ds, SpeechSplit)

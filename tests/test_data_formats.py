@@ -35,7 +35,9 @@ def tone(seconds: float = 0.5, sr: int = 16000, freq: float = 440.0, channels: i
     return np.stack([x] * channels, axis=1) if channels > 1 else x
 
 
-def write(path: Path, data: np.ndarray, sr: int = 16000, fmt: str | None = None, subtype: str = "PCM_16") -> Path:
+def write(
+    path: Path, data: np.ndarray, sr: int = 16000, fmt: str | None = None, subtype: str = "PCM_16"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), data, sr, format=fmt, subtype=subtype)
     return path
@@ -51,8 +53,13 @@ def bad_files(d: Path) -> dict[str, Path]:
     truncated = d / "truncated.wav"
     truncated.write_bytes(full.read_bytes()[: 44 + 2000])  # header promises 16000 frames
     nan = write(d / "nan.wav", np.array([0.1, np.nan, 0.2] * 2000, dtype=np.float32), subtype="FLOAT")
-    return {"corrupt": corrupt, "empty": empty, "truncated": truncated, "nan": nan,
-            "missing": d / "does_not_exist.wav"}
+    return {
+        "corrupt": corrupt,
+        "empty": empty,
+        "truncated": truncated,
+        "nan": nan,
+        "missing": d / "does_not_exist.wav",
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,8 +86,10 @@ def _nemo_fixture(tmp_path: Path) -> dict[str, Path]:
     good = [write(audio / f"u{i}.wav", tone(0.4 + 0.1 * i, freq=300 + 50 * i)) for i in range(6)]
     bad = bad_files(tmp_path / "bad")
     train = tmp_path / "train.jsonl"
-    lines = [json.dumps({"audio_filepath": f"audio/u{i}.wav", "duration": 0.5, "text": f"hello world {w}"})
-             for i, w in enumerate(["one", "two", "three", "four"])]
+    lines = [
+        json.dumps({"audio_filepath": f"audio/u{i}.wav", "duration": 0.5, "text": f"hello world {w}"})
+        for i, w in enumerate(["one", "two", "three", "four"])
+    ]
     lines.append("{not json")  # line 5
     lines.append(json.dumps({"audio_filepath": "audio/u4.wav", "text": "no duration"}))  # line 6
     lines.append(json.dumps({"audio_filepath": "audio/u5.wav", "duration": 0.9, "text": "Straße €"}))  # 7
@@ -88,19 +97,23 @@ def _nemo_fixture(tmp_path: Path) -> dict[str, Path]:
         lines.append(json.dumps({"audio_filepath": str(path), "duration": 1.0, "text": f"bad {name}"}))
     train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     valid = tmp_path / "valid.jsonl"
-    valid.write_text(json.dumps({"audio_filepath": str(good[5]), "duration": 0.9, "text": "Valid, Text!"}) + "\n")
+    valid.write_text(
+        json.dumps({"audio_filepath": str(good[5]), "duration": 0.9, "text": "Valid, Text!"}) + "\n"
+    )
     return {"train": train, "valid": valid}
 
 
 def test_nemo_manifest_skips_and_counts(tmp_path: Path) -> None:
     m = _nemo_fixture(tmp_path)
-    dm = build_nemo_manifest(NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"])),
-                             cache_dir=tmp_path / "cache")
+    dm = build_nemo_manifest(
+        NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"])), cache_dir=tmp_path / "cache"
+    )
     assert len(dm.dataset("train")) == 4
     assert dm.dataset("valid")[0]["text"] == "valid text"
     reasons = sorted(s["reason"] for s in dm.skipped)
-    assert reasons == sorted(["bad_line", "missing_field", "alphabet", "corrupt", "empty", "truncated", "nan",
-                              "missing"])
+    assert reasons == sorted(
+        ["bad_line", "missing_field", "alphabet", "corrupt", "empty", "truncated", "nan", "missing"]
+    )
     sources = {s["reason"]: s["source"] for s in dm.skipped}
     assert sources["bad_line"].endswith("train.jsonl:5")
     assert sources["missing_field"].endswith("train.jsonl:6")
@@ -118,8 +131,10 @@ def test_nemo_manifest_strict_names_file_and_line(tmp_path: Path, line: int, rea
     keep = lines[:4] + [lines[line - 1]]
     m["train"].write_text("\n".join(keep) + "\n")
     with pytest.raises(UserError, match=rf"train\.jsonl:5: .*{reason}"):
-        build_nemo_manifest(NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"]), strict=True),
-                            cache_dir=tmp_path / "cache")
+        build_nemo_manifest(
+            NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"]), strict=True),
+            cache_dir=tmp_path / "cache",
+        )
 
 
 @pytest.mark.parametrize("bad", ["corrupt", "empty", "truncated", "nan", "missing"])
@@ -129,23 +144,31 @@ def test_strict_bad_audio_names_file_and_line(tmp_path: Path, bad: str) -> None:
     bad_line = next(ln for ln in lines if f'"bad {bad}"' in ln)
     m["train"].write_text("\n".join(lines[:4] + [bad_line]) + "\n")
     with pytest.raises(UserError, match=r"train\.jsonl:5: "):
-        build_nemo_manifest(NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"]), strict=True),
-                            cache_dir=tmp_path / "cache")
+        build_nemo_manifest(
+            NemoManifestArgs(train=str(m["train"]), valid=str(m["valid"]), strict=True),
+            cache_dir=tmp_path / "cache",
+        )
 
 
 def test_missing_manifest_is_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
-        build_nemo_manifest(NemoManifestArgs(train=str(tmp_path / "nope.jsonl"), valid=str(tmp_path / "v.jsonl")))
+        build_nemo_manifest(
+            NemoManifestArgs(train=str(tmp_path / "nope.jsonl"), valid=str(tmp_path / "v.jsonl"))
+        )
 
 
 def test_fsc_csv_layout(tmp_path: Path) -> None:
     root = tmp_path / "fluent_speech_commands_dataset"
     header = ",path,speakerId,transcription,action,object,location\n"
-    rows = {"train": [("spk1", "Turn on the lights", "activate", "lights", "none"),
-                      ("spk1", "Bring me my shoes", "bring", "shoes", "none"),
-                      ("spk2", "Heat up the kitchen", "increase", "heat", "kitchen"),
-                      ("spk2", "", "increase", "heat", "none")],  # empty transcription: skipped
-            "valid": [("spk3", "Lights off", "deactivate", "lights", "none")]}
+    rows = {
+        "train": [
+            ("spk1", "Turn on the lights", "activate", "lights", "none"),
+            ("spk1", "Bring me my shoes", "bring", "shoes", "none"),
+            ("spk2", "Heat up the kitchen", "increase", "heat", "kitchen"),
+            ("spk2", "", "increase", "heat", "none"),
+        ],  # empty transcription: skipped
+        "valid": [("spk3", "Lights off", "deactivate", "lights", "none")],
+    }
     for split, items in rows.items():
         lines = [header.strip()]
         for i, (spk, text, a, o, loc) in enumerate(items):
@@ -154,8 +177,10 @@ def test_fsc_csv_layout(tmp_path: Path) -> None:
             lines.append(f"{i},{rel},{spk},{text},{a},{o},{loc}")
         (root / "data").mkdir(parents=True, exist_ok=True)
         (root / "data" / f"{split}_data.csv").write_text("\n".join(lines) + "\n")
-    dm = build_fsc(FscArgs(train=str(root / "data/train_data.csv"), valid=str(root / "data/valid_data.csv")),
-                   cache_dir=tmp_path / "cache")
+    dm = build_fsc(
+        FscArgs(train=str(root / "data/train_data.csv"), valid=str(root / "data/valid_data.csv")),
+        cache_dir=tmp_path / "cache",
+    )
     assert len(dm.dataset("train")) == 3 and len(dm.skipped) == 1
     assert dm.skipped[0]["source"].endswith("train_data.csv:5")
     batch = dm.collate([dm.dataset("train")[i] for i in range(3)])
@@ -179,29 +204,41 @@ def test_librispeech_layout(tmp_path: Path) -> None:
         lines.append("lonely-id-without-text")
         (chapter / f"{spk}-198.trans.txt").write_text("\n".join(lines) + "\n")
     base = tmp_path / "LibriSpeech"
-    dm = build_librispeech(LibriSpeechArgs(train=str(base / "train-clean-100"), valid=str(base / "dev-clean")),
-                           cache_dir=tmp_path / "cache")
+    dm = build_librispeech(
+        LibriSpeechArgs(train=str(base / "train-clean-100"), valid=str(base / "dev-clean")),
+        cache_dir=tmp_path / "cache",
+    )
     assert len(dm.dataset("train")) == 3 and len(dm.dataset("valid")) == 3
     assert dm.dataset("train")[0]["text"].startswith("hello world number")
     assert {s["reason"] for s in dm.skipped} == {"missing_field"} and len(dm.skipped) == 2
     with pytest.raises(UserError, match=r"19-198\.trans\.txt:4"):
-        build_librispeech(LibriSpeechArgs(train=str(base / "train-clean-100"), valid=str(base / "dev-clean"),
-                                          strict=True), cache_dir=tmp_path / "cache")
+        build_librispeech(
+            LibriSpeechArgs(train=str(base / "train-clean-100"), valid=str(base / "dev-clean"), strict=True),
+            cache_dir=tmp_path / "cache",
+        )
 
 
 def test_common_voice_tsv_layout(tmp_path: Path) -> None:
     cv = tmp_path / "cv-corpus" / "de"
     header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"
-    for name, sentences in (("train", ["Guten Morgen.", "Wie geht's?", "Das ist schön", "Привет"]),
-                            ("dev", ["Danke schön"])):
+    for name, sentences in (
+        ("train", ["Guten Morgen.", "Wie geht's?", "Das ist schön", "Привет"]),
+        ("dev", ["Danke schön"]),
+    ):
         lines = []
         for i, text in enumerate(sentences):
             clip = f"common_voice_de_{name}{i}.wav"
             write(cv / "clips" / clip, tone(0.5, sr=48000, freq=300 + 40 * i), sr=48000)
             lines.append(f"client{i % 2}\t{clip}\t{text}\t2\t0\t\t\t")
         (cv / f"{name}.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
-    dm = build_common_voice(CommonVoiceArgs(train=str(cv / "train.tsv"), valid=str(cv / "dev.tsv"), language="de"),
-                            cache_dir=tmp_path / "cache")
-    assert [dm.dataset("train")[i]["text"] for i in range(3)] == ["guten morgen", "wie geht's", "das ist schön"]
+    dm = build_common_voice(
+        CommonVoiceArgs(train=str(cv / "train.tsv"), valid=str(cv / "dev.tsv"), language="de"),
+        cache_dir=tmp_path / "cache",
+    )
+    assert [dm.dataset("train")[i]["text"] for i in range(3)] == [
+        "guten morgen",
+        "wie geht's",
+        "das ist schön",
+    ]
     assert dm.skipped[0]["reason"] == "alphabet" and dm.skipped[0]["source"].endswith("train.tsv:5")
     assert dm.info["tokens"][-1] == "<blk>" and dm.info["blank_id"] == dm.info["vocab_size"] - 1

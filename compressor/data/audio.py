@@ -87,7 +87,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
         raise AudioError("empty", f"audio file has no samples: {path}")
     shortfall = _wav_shortfall(path)
     if shortfall:
-        raise AudioError("truncated", f"audio file truncated: {path} ({shortfall} bytes of sample data missing)")
+        raise AudioError("truncated", f"audio file truncated: {path} ({shortfall} bytes of samples missing)")
     if 0 < expected and data.shape[0] < expected:
         raise AudioError("truncated", f"audio file truncated: {path} ({data.shape[0]} of {expected} frames)")
     if not np.isfinite(data).all():

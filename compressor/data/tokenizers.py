@@ -102,11 +102,11 @@ class SentencePieceTokenizer(Tokenizer):
         if not texts:
             raise UserError("cannot train a SentencePiece model on an empty corpus")
         buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size - 1,
-            model_type=model_type, character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0,
-            hard_vocab_limit=True, num_threads=1, minloglevel=2,
-        )
+        try:
+            _train_spm(spm, texts, buf, vocab_size, model_type)
+        except RuntimeError as e:
+            raise UserError(f"SentencePiece training failed for vocab_size={vocab_size}: "
+                            f"{str(e).split(') ')[-1]}") from None
         return cls(buf.getvalue())
 
     @classmethod
@@ -120,6 +120,14 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.encode(text, out_type=int))
+
+
+def _train_spm(spm: object, texts: list[str], buf: io.BytesIO, vocab_size: int, model_type: str) -> None:
+    spm.SentencePieceTrainer.train(  # type: ignore[attr-defined]
+        sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size - 1,
+        model_type=model_type, character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0,
+        hard_vocab_limit=True, num_threads=1, minloglevel=2,
+    )
 
 
 def build_tokenizer(kind: str, language: str, texts: list[str], vocab_size: int, seed: int = 0) -> Tokenizer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.resume is None and not Path(args.spec).exists():
             raise UserError(f"spec file not found: {args.spec}")
         run_dir = run_spec(args.spec, args.overrides, resume=args.resume)
+        if os.environ.get("RANK", "0") != "0":
+            return 0
         print(f"run finished: {run_dir}")
         summary = run_dir / "summary.md"
         if summary.exists():

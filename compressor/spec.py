@@ -114,7 +114,7 @@ class TrainerSpec(Args):
     log_every: int = Field(default=10, ge=1)
     progress_bar: bool = True
     deterministic: bool = True
-    find_unused_parameters: bool = True
+    find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
 
 
 class EvaluateSpec(Args):
@@ -291,8 +291,7 @@ def _to_spec_error(e: ValidationError, schema: type[BaseModel], path: tuple) -> 
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    if kind == "literal_error":
-        msg = msg.replace("Input should be", "expected")
+    msg = msg.replace("Input should be", "expected")
     return SpecError(f"{msg}{shown}", full)
 
 

@@ -120,8 +120,10 @@ class StageRunner:
             scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
             train_model: nn.Module = forward_model
             if run.world_size > 1:
-                train_model = nn.parallel.DistributedDataParallel(
-                    forward_model, find_unused_parameters=run.loaded.spec.trainer.find_unused_parameters)
+                unused = run.loaded.spec.trainer.find_unused_parameters
+                if unused == "auto":  # a wrapper (e.g. module replacing) skips some parameters each step
+                    unused = ctx.forward_model not in run.models
+                train_model = nn.parallel.DistributedDataParallel(forward_model, find_unused_parameters=unused)
 
             start_epoch, skip = 0, 0
             if resume is not None:
@@ -129,6 +131,8 @@ class StageRunner:
 
             self._loop(ctx, train_model, optimizer, scheduler, scaler, strategies, per_epoch, start_epoch, skip)
 
+            if run.world_size > 1:  # rank 0 writes the best checkpoint; every rank loads it below
+                torch.distributed.barrier()
             if st.handoff == "best" and self.best is not None and self.best_path.exists():
                 best = load_checkpoint(self.best_path)
                 for name, state in best["models"].items():

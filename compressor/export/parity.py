@@ -144,7 +144,7 @@ def load_utterances(data: Any, split: str, limit: int) -> list[Utterance]:
     """Waveform, features and transcript of the first ``limit`` utterances of ``split``.
 
     The waveform comes from ``data.waveform(split, i) -> (samples, sample_rate)`` when the data module has
-    it, else from the example's ``waveform``/``audio`` tensor or its ``audio_path``/``path``/
+    it, else from the split's ``utts[i].audio`` (the speech data layer), else from the example's ``waveform``/``audio`` tensor or its ``audio_path``/``path``/
     ``audio_filepath`` file; features from the collated example (the data layer's features).
     """
     from compressor.data.audio import resample
@@ -154,7 +154,7 @@ def load_utterances(data: Any, split: str, limit: int) -> list[Utterance]:
     out = []
     for i in range(n):
         item = ds[i]
-        wave, sr = _wave_of(data, split, i, item)
+        wave, sr = _wave_of(data, split, i, item, ds)
         wave_t = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(-1)
         if sr != 16000:
             wave_t = resample(wave_t, int(sr), 16000)
@@ -165,10 +165,18 @@ def load_utterances(data: Any, split: str, limit: int) -> list[Utterance]:
     return out
 
 
-def _wave_of(data: Any, split: str, index: int, item: dict[str, Any]) -> tuple[np.ndarray, int]:
+def _wave_of(data: Any, split: str, index: int, item: dict[str, Any], ds: Any) -> tuple[np.ndarray, int]:
     if hasattr(data, "waveform"):
         wave, sr = data.waveform(split, index)
         return np.asarray(wave, dtype=np.float32), int(sr)
+    utts = getattr(ds, "utts", None)  # compressor.data.speech.SpeechSplit: Utterance(audio, offset, duration)
+    if utts is not None and getattr(utts[index], "audio", None):
+        from compressor.data.audio import load_audio
+
+        u = utts[index]
+        offset = getattr(u, "offset", 0) or 0
+        wave = load_audio(u.audio, offset=offset, duration=getattr(u, "duration", None) if offset else None)
+        return np.asarray(wave, dtype=np.float32), 16000
     sr = int(item.get("sample_rate", data.info.get("sample_rate", 16000)))
     for key in ("waveform", "audio", "wave"):
         if key in item and hasattr(item[key], "shape"):

@@ -144,8 +144,9 @@ def load_utterances(data: Any, split: str, limit: int) -> list[Utterance]:
     """Waveform, features and transcript of the first ``limit`` utterances of ``split``.
 
     The waveform comes from ``data.waveform(split, i) -> (samples, sample_rate)`` when the data module has
-    it, else from the split's ``utts[i].audio`` (the speech data layer), else from the example's ``waveform``/``audio`` tensor or its ``audio_path``/``path``/
-    ``audio_filepath`` file; features from the collated example (the data layer's features).
+    it, else from the split's ``utts[i].audio`` (the speech data layer), else from the example's
+    ``waveform``/``audio`` tensor or its ``audio_path``/``path``/``audio_filepath`` file; features from the
+    collated example (the data layer's features).
     """
     from compressor.data.audio import resample
 

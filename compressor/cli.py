@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # an unexpected failure: one line, the traceback on request
+        if os.environ.get("COMPRESSOR_TRACEBACK"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

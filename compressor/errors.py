@@ -65,6 +65,7 @@ class PluginError(Exception):
     """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
 
     def __init__(self, plugin: str, hook: str, original: BaseException):
+        plugin = plugin.split("#")[0]  # strategies are registered per stage as "name#index"
         self.plugin = plugin
         self.hook = hook
         self.original = original

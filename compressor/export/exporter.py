@@ -83,6 +83,10 @@ class OnnxExporter(Exporter):
         sessions = [parity.session(p) for p in paths]
         report["parity"] = self._ort_parity(family, gfiles, sessions, model, job, args)
         if family in ("rnnt", "ctc"):
+            data_frontend = info.get("frontend")
+            match = None if data_frontend is None else data_frontend in FRONTEND_OF[family]
+            report["frontend"] = {"data": data_frontend, "sherpa_onnx": FRONTEND_OF[family][-1],
+                                  "match": match}
             report["transcripts"] = self._transcript_parity(family, model, job, out, args)
         else:
             report["classification"] = self._classifier_parity(model, sessions[0], job)
@@ -354,6 +358,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- onnxruntime vs PyTorch on {c['examples']} test examples: "
                      f"agreement {c['agreement']:.1%}, "
                      f"accuracy ONNX {c['accuracy_onnx']:.2%} / PyTorch {c['accuracy_pytorch']:.2%}")
+    fe = report.get("frontend")
+    if fe and fe["match"] is False:
+        lines.append(f"- front end: the data's features are '{fe['data']}' but sherpa-onnx computes "
+                     f"'{fe['sherpa_onnx']}' features for this model type: on-device input differs")
     q = report["int8"]
     if "metric" in q:
         methods = ", ".join(sorted(set(q["methods"].values())))

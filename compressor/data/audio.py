@@ -21,20 +21,20 @@ class AudioError(Exception):
         super().__init__(message)
 
 
-@lru_cache(maxsize=32)
-def _resampler_kernel(orig: int, new: int) -> tuple[int, int]:
-    g = int(np.gcd(orig, new))
-    return orig // g, new // g
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torch.nn.Module:
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig, new)  # caches its sinc kernel
 
 
 def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
-    """Band-limited resampling (``torchaudio.functional.resample``, sinc interpolation)."""
+    """Band-limited resampling (torchaudio's sinc interpolation, ``torchaudio.functional.resample``)."""
     if orig_sr == new_sr:
         return waveform
-    import torchaudio.functional as AF
-
-    orig, new = _resampler_kernel(int(orig_sr), int(new_sr))
-    return AF.resample(waveform, orig, new)
+    g = int(np.gcd(int(orig_sr), int(new_sr)))
+    with torch.no_grad():
+        return _resampler(int(orig_sr) // g, int(new_sr) // g)(waveform)
 
 
 def _wav_shortfall(path: Path) -> int | None:

@@ -146,22 +146,46 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _synth_chunk(job: list[tuple[str, dict[str, Any], int]]) -> list[np.ndarray]:
+def _synth_chunk(job: tuple[str, list[tuple[str, dict[str, Any], int, str]]]) -> list[float]:
+    """Synthesise, resample to 16 kHz and write one chunk as FLAC (in a fresh process); durations in s."""
+    from compressor.data.synth import Espeak
+
+    torch.set_num_threads(1)  # forked child: never start a thread pool
+    folder, items = job
+    engine = Espeak.get()
+    durations = []
+    for text, voice, seed, name in items:
+        pcm = engine.synthesize(text, Voice(**voice), seed)
+        wave = _to_16k(pcm, engine.sample_rate)
+        sf.write(str(Path(folder) / name), wave, SAMPLE_RATE, subtype="PCM_16")
+        durations.append(len(wave) / SAMPLE_RATE)
+    return durations
+
+
+def _synth_raw(job: list[tuple[str, dict[str, Any], int]]) -> list[np.ndarray]:
     from compressor.data.synth import synthesize
 
     return [synthesize(text, Voice(**voice), seed)[0] for text, voice, seed in job]
+
+
+def _pool_map(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
+    ctx = mp.get_context("fork")
+    with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
+        return pool.map(fn, jobs, chunksize=1)
 
 
 def synthesize_items(items: list[dict[str, Any]], workers: int = 2) -> list[np.ndarray]:
     """int16 audio at 22.05 kHz for each item, deterministic (fixed chunks, fresh processes)."""
     jobs = [[(it["text"], it["voice"], it["synth_seed"]) for it in items[i:i + CHUNK]]
             for i in range(0, len(items), CHUNK)]
-    if not jobs:
-        return []
-    ctx = mp.get_context("fork")
-    with ctx.Pool(max(1, workers), maxtasksperchild=1) as pool:
-        results = pool.map(_synth_chunk, jobs, chunksize=1)
-    return [a for chunk in results for a in chunk]
+    return [a for chunk in _pool_map(_synth_raw, jobs, workers) for a in chunk] if jobs else []
+
+
+def synthesize_to_files(items: list[dict[str, Any]], folder: Path, workers: int = 2) -> list[float]:
+    """Write ``<id>.flac`` (16 kHz) for each item into ``folder``; returns durations in seconds."""
+    jobs = [(str(folder), [(it["text"], it["voice"], it["synth_seed"], f"{it['id']}.flac")
+                           for it in items[i:i + CHUNK]]) for i in range(0, len(items), CHUNK)]
+    return [d for chunk in _pool_map(_synth_chunk, jobs, workers) for d in chunk] if jobs else []
 
 
 def _to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -188,17 +212,13 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
     (tmp / "audio").mkdir(parents=True)
     t0 = time.time()
     planned = plan(s)
-    sr = _espeak_rate()
+    everything = [item for items in planned.values() for item in items]  # one pool for all splits
+    durations = iter(synthesize_to_files(everything, tmp / "audio", workers))
     total = 0
     for split, items in planned.items():
-        audio = synthesize_items(items, workers)
         with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for item, pcm in zip(items, audio):
-                wave = _to_16k(pcm, sr)
-                path = tmp / "audio" / f"{item['id']}.flac"
-                sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
-                entry = {"audio_filepath": f"audio/{item['id']}.flac",
-                         "duration": round(len(wave) / SAMPLE_RATE, 3),
+            for item in items:
+                entry = {"audio_filepath": f"audio/{item['id']}.flac", "duration": round(next(durations), 3),
                          **{k: v for k, v in item.items() if k not in ("voice", "synth_seed")}}
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         total += len(items)
@@ -211,16 +231,3 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
     if log:
         print(f"built {root} ({total} utterances, {time.time() - t0:.1f}s)")
     return root
-
-
-def _espeak_rate() -> int:
-    """espeak-ng's output rate, asked in a throw-away process so this one never initialises espeak."""
-    ctx = mp.get_context("fork")
-    with ctx.Pool(1) as pool:
-        return int(pool.apply(_rate_in_child))
-
-
-def _rate_in_child() -> int:
-    from compressor.data.synth import Espeak
-
-    return Espeak.get().sample_rate

@@ -5,7 +5,8 @@ training step consumes.
 
 Prints utterances per second for
 
-* synthesis: espeak-ng alone (2 processes) and the full corpus build (synthesis + resampling + FLAC + manifest),
+* synthesis: espeak-ng alone (2 processes) and the full corpus build (synthesis, resampling, FLAC,
+  manifest),
 * feature extraction: FLAC read + 80-dim fbank, one process, one thread,
 * the loader: batches of cached features (``num_workers=0``) and, with on-the-fly augmentation (noise, speed,
   reverb: read + augment + fbank per utterance), with 0 and 1 workers,
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         # -- loader ----------------------------------------------------------------------------
         dm = build_read_speech(ReadSpeechArgs(**sizes), cache_dir=cache)
         results["loader_cached_utt_per_s"], _ = _loader_rate(dm, args.batch_size, 0, epochs=3)
-        aug = build_read_speech(ReadSpeechArgs(**sizes, augment={"noise_snr": [5, 20], "speeds": [0.9, 1.0, 1.1],
-                                                                 "reverb": 0.5}), cache_dir=cache)
+        augment = {"noise_snr": [5, 20], "speeds": [0.9, 1.0, 1.1], "reverb": 0.5}
+        aug = build_read_speech(ReadSpeechArgs(**sizes, augment=augment), cache_dir=cache)
         results["loader_augmented_utt_per_s_0_workers"], _ = _loader_rate(aug, args.batch_size, 0)
         results["loader_augmented_utt_per_s_1_worker"], _ = _loader_rate(aug, args.batch_size, 1)
 

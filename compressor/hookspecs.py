@@ -88,7 +88,8 @@ def compressor_prepare_models(ctx: StageContext) -> None:
 
     Called once at the start of the stage (also on resume, before the checkpoint's weights are loaded, so
     it must build the same structure every time). The optimizer is created afterwards from the parameters
-    that still require gradients.
+    that still require gradients in the stage's ``train`` models, the ``forward_model`` and every model a
+    plugin added to ``ctx.models`` (a hint regressor, say); all of ``ctx.models`` is checkpointed.
     """
 
 

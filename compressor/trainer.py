@@ -111,7 +111,11 @@ class StageRunner:
             for model in ctx.models.values():
                 model.to(run.device)
             forward_model = ctx.models[ctx.forward_model]
-            params = unique_trainable([ctx.models[n] for n in st.train if n in ctx.models] + [forward_model])
+            # Trained: the stage's models, the model trained through, and any model a plugin added
+            # (a hint regressor, a wrapper) — whatever of those still requires gradients.
+            added = [m for n, m in ctx.models.items() if n not in run.models]
+            params = unique_trainable([ctx.models[n] for n in st.train if n in ctx.models] + [forward_model]
+                                      + added)
             if not params:
                 raise UserError(f"stage '{st.name}' has no parameter left to train after its plugins prepared "
                                 f"the models")

@@ -44,7 +44,10 @@ def test_files_and_metadata(exported):
         meta = ort.InferenceSession(str(out / "encoder.onnx")).get_modelmeta().custom_metadata_map
         assert meta["vocab_size"] == str(len(data.info["tokens"]) - 1)  # NeMo counts without the blank
         assert meta["pred_rnn_layers"] == "1" and meta["subsampling_factor"] == "3"
-        assert "streaming" in result.report
+        assert result.report["streaming"]["exported"]
+        assert "encoder.streaming.onnx" in names
+        meta = ort.InferenceSession(str(out / "encoder.streaming.onnx")).get_modelmeta().custom_metadata_map
+        assert meta["window_size"] == meta["chunk_shift"] == "24" and meta["cache_last_channel_dim1"] == "1"
     else:
         assert "model.onnx" in names
         meta = ort.InferenceSession(str(out / "model.onnx")).get_modelmeta().custom_metadata_map
@@ -65,6 +68,10 @@ def test_parity_figures(exported):
     assert t["nonempty_pytorch"] > 0.5  # a model that only emits blanks would make parity trivial
     assert t["wer_pytorch"] < 0.9
     assert abs(t["wer_sherpa"] - t["wer_pytorch"]) <= 0.1
+    if family == "rnnt":
+        st = rep["streaming"]
+        assert st["exact_match_vs_pytorch_streaming"] >= 0.9 and st["max_abs_diff"] < 1e-3
+        assert st["match_vs_offline"] >= 0.5  # same model, slightly different (online) front end
     q = rep["int8"]
     assert q["size_int8"] < q["size_fp32"]
     assert q["kept"] == (q["delta"] <= q["tolerance"])
@@ -124,11 +131,34 @@ def test_example_script_without_this_project(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
     assert got == expected
+    if family == "rnnt":  # online, 100 ms at a time: the PyTorch streaming decode on the online front end
+        from compressor.export.frontend import sherpa_fbank
+        from compressor.export.parity import torch_streaming_greedy
+
+        proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
+                               "--model-dir", str(out), "--streaming", *wavs], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
+        want = []
+        for path in wavs:
+            wave = torch.from_numpy(sf.read(path, dtype="float32")[0])
+            wave = torch.cat([wave, torch.zeros(int(0.3 * 16000))])
+            ids = torch_streaming_greedy(model, sherpa_fbank(wave, 16000, "nemo_online"), 24)
+            want.append("".join(LETTERS[i] for i in ids))
+        assert got == want
     if (out / "model.int8.onnx").exists() or (out / "encoder.int8.onnx").exists():
         proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
                                "--model-dir", str(out), "--int8", *wavs], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_token_lookup_accepts_sherpas_spelling():
+    from compressor.export.parity import token_lookup
+
+    ids = token_lookup(["▁", "a", "▁the", "<blk>"])
+    assert ids[" "] == 0 and ids["▁"] == 0 and ids[" the"] == 2 and ids["<blk>"] == 3
 
 
 def test_transcript_parity_failure_is_loud(tmp_path):

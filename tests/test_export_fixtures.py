@@ -111,6 +111,7 @@ def trained_ctc(data: DataModule | None = None, steps: int = 150) -> tuple[torch
     from compressor.asr.ctc import ConvCTCArgs, CTCTask, build_conv_ctc
 
     data = data or tone_data("nemo_ctc")
+    torch.manual_seed(0)
     model = build_conv_ctc(ConvCTCArgs(size="tiny", channels=48), data.info)
     task = CTCTask(CTCTask.Args(), data.info)
     return train(model, task, data, steps), task, data
@@ -121,6 +122,7 @@ def trained_rnnt(data: DataModule | None = None, steps: int = 150) -> tuple[torc
     from compressor.asr.task import RNNTTask
 
     data = data or tone_data("nemo")
+    torch.manual_seed(0)
     model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=1, pred_layers=1, stack=3), data.info)
     task = RNNTTask(RNNTTask.Args(), data.info)
     return train(model, task, data, steps, lr=1e-2), task, data

@@ -16,12 +16,8 @@ from compressor.export.base import Exporter, ExportJob, ExportResult
 from compressor.registry import Args
 
 STREAMING_NOTE = (
-    "No streaming (online) export: sherpa-onnx's online NeMo transducer expects a cache-aware FastConformer "
-    "encoder (cache_last_channel/cache_last_time inputs, chunk metadata) and its online LSTM transducer "
-    "(icefall) a stateless decoder with blank id 0 on the kaldi front end; neither matches this LSTM "
-    "prediction network with blank last. The encoder itself is causal: the offline files decode any prefix, "
-    "and the LSTM states could be exposed as explicit inputs/outputs once sherpa-onnx has a matching "
-    "model type.")
+    "no streaming export: the encoder is not a stack of single-layer unidirectional LSTMs of one width "
+    "(the layout whose states travel in sherpa-onnx's online NeMo-transducer cache slots)")
 
 FRONTEND_OF = {"rnnt": ("nemo", "nemo_transducer"), "ctc": ("nemo_ctc",)}
 
@@ -42,6 +38,9 @@ class OnnxExportArgs(Args):
     valid_utterances: int = Field(default=40, ge=1, description="valid utterances for the int8 guard")
     bench_utterances: int = Field(default=8, ge=1)
     threads: int = Field(default=1, ge=1, description="threads for the latency report")
+    streaming: bool = Field(default=True, description="also export a streaming RNN-T encoder (online)")
+    chunk_frames: int = Field(default=24, ge=1, description="feature frames per streaming chunk "
+                                                           "(rounded up to the frame stacking)")
 
 
 class OnnxExporter(Exporter):
@@ -93,7 +92,12 @@ class OnnxExporter(Exporter):
         report["int8"] = self._int8(family, model, job, out, paths, args)
         files += [Path(p) for p in report["int8"].pop("_files", [])]
         if family == "rnnt":
-            report["streaming"] = STREAMING_NOTE
+            if args.streaming and graphs.supports_streaming(model):
+                report["streaming"] = self._streaming(model, job, out, feat_dim, args)
+                files.append(out / "encoder.streaming.onnx")
+            else:
+                report["streaming"] = {"exported": False, "note": STREAMING_NOTE if args.streaming
+                                       else "streaming: false"}
         report["benchmark"] = self._bench(family, model, job, out, args, report)
         plot = bench.plot_report(report["benchmark"]["rows"], out / "export_report.png",
                                  f"{job.model_name} ({job.model_ref.get('name')}) export, 1 thread")
@@ -140,7 +144,7 @@ class OnnxExporter(Exporter):
         utts = parity.load_utterances(job.data, "test", args.decode_utterances)
         torch_ids = [parity.torch_greedy(family, model, u.features) for u in utts]
         rec = parity.sherpa_recognizer(family, _named(out, family), out / "tokens.txt", threads=1)
-        sherpa_ids = parity.sherpa_decode(rec, [u.wave for u in utts], {t: i for i, t in enumerate(tokens)})
+        sherpa_ids = parity.sherpa_decode(rec, [u.wave for u in utts], parity.token_lookup(tokens))
         match = sum(a == b for a, b in zip(torch_ids, sherpa_ids)) / max(1, len(utts))
         c_torch, c_sherpa = ErrorCounter(), ErrorCounter()
         for u, a, b in zip(utts, torch_ids, sherpa_ids):
@@ -180,6 +184,61 @@ class OnnxExporter(Exporter):
         return {"examples": n, "agreement": agree / max(1, n), "accuracy_pytorch": correct_t / max(1, n),
                 "accuracy_onnx": correct_o / max(1, n)}
 
+    # -- streaming ----------------------------------------------------------------------------
+    def _streaming(self, model: nn.Module, job: ExportJob, out: Path, feat_dim: int, args: OnnxExportArgs
+                   ) -> dict[str, Any]:
+        """encoder.streaming.onnx for sherpa-onnx's OnlineRecognizer (model_type nemo_transducer)."""
+        from compressor.asr.metrics import ErrorCounter, detokenize
+        from compressor.export.frontend import sherpa_fbank
+
+        stack = int(model.encoder.stack)
+        chunk = -(-args.chunk_frames // stack) * stack
+        graph = graphs.rnnt_streaming_graph(model, feat_dim, chunk)
+        path = graphs.write_graph(graph, out, args.opset)
+        parity.check_onnx(path)
+        sess = parity.session(path)
+        g = torch.Generator().manual_seed(1)
+        layers, hidden = len(model.encoder.layers), int(model.encoder.layers[0].hidden_size)
+        worst = 0.0
+        for n in (1, 3):
+            feats = self._batches(job, args)[0]["features"][:n, :chunk].transpose(1, 2).contiguous()
+            if feats.shape[0] < n or feats.shape[2] < chunk:
+                continue
+            inputs = (feats, torch.full((n,), chunk, dtype=torch.int64), torch.randn(n, layers, 1, hidden,
+                      generator=g) * 0.5, torch.randn(n, layers, 1, hidden, generator=g) * 0.5,
+                      torch.zeros(n, dtype=torch.int64))
+            worst = max(worst, parity.max_abs_diff(graph, sess, inputs))
+        if worst > args.parity_atol:
+            raise UserError(f"parity failed: encoder.streaming.onnx differs from PyTorch by {worst:.3g} "
+                            f"(> parity_atol {args.parity_atol})")
+        tokens = list(job.data.info["tokens"])
+        blank = len(tokens) - 1
+        utts = parity.load_utterances(job.data, "test", args.decode_utterances)
+        tail = np.zeros(int(0.3 * 16000), dtype=np.float32)
+        online_feats = [sherpa_fbank(torch.from_numpy(np.concatenate([u.wave, tail])), 16000, "nemo_online")
+                        for u in utts]
+        ref = [parity.torch_streaming_greedy(model, f, chunk) for f in online_feats]
+        named = {"encoder": path, "decoder": out / "decoder.onnx", "joiner": out / "joiner.onnx"}
+        got = parity.sherpa_online_decode(named, out / "tokens.txt", [u.wave for u in utts],
+                                          parity.token_lookup(tokens), tail_seconds=0.3)
+        offline = [parity.torch_greedy("rnnt", model, u.features) for u in utts]
+        match = sum(a == b for a, b in zip(ref, got)) / max(1, len(utts))
+        c_online, c_offline = ErrorCounter(), ErrorCounter()
+        for u, a, b in zip(utts, got, offline):
+            c_online.add(detokenize(a, tokens, blank), u.text)
+            c_offline.add(detokenize(b, tokens, blank), u.text)
+        res = {"exported": True, "file": path.name, "chunk_frames": chunk, "max_abs_diff": worst,
+               "utterances": len(utts), "exact_match_vs_pytorch_streaming": match,
+               "match_vs_offline": sum(a == b for a, b in zip(got, offline)) / max(1, len(utts)),
+               "wer_online_sherpa": c_online.wer, "wer_offline_pytorch": c_offline.wer,
+               "frontend_note": "sherpa-onnx's online NeMo recognizer computes 'nemo_online' features (hann "
+                                "window, 0-8000 Hz), the offline one 'nemo_transducer' (povey, 0-7600 Hz): a "
+                                "model trained on the offline front end sees slightly different input online"}
+        if match < args.min_transcript_match:
+            raise UserError(f"parity failed: sherpa-onnx's online recognizer equals the PyTorch streaming "
+                            f"decode for only {match:.0%} of {len(utts)} test utterances")
+        return res
+
     # -- int8 ----------------------------------------------------------------------------------
     def _int8(self, family: str, model: nn.Module, job: ExportJob, out: Path, paths: list[Path],
               args: OnnxExportArgs) -> dict[str, Any]:
@@ -204,7 +263,7 @@ class OnnxExporter(Exporter):
             from compressor.asr.metrics import ErrorCounter, detokenize
 
             tokens = list(job.data.info["tokens"])
-            ids = {t: i for i, t in enumerate(tokens)}
+            ids = parity.token_lookup(tokens)
             utts = parity.load_utterances(job.data, "valid", args.valid_utterances)
             waves = [u.wave for u in utts]
             wers = {}
@@ -310,7 +369,7 @@ class OnnxExporter(Exporter):
                     t = bench.timed(lambda m=m, fam=fam: [parity.torch_greedy(fam, m, feats_of(u))
                                                           for u in utts])
                     rows.append(_row(name, m, None, t, len(utts), seconds))
-            ids = {t: i for i, t in enumerate(job.data.info["tokens"])}
+            ids = parity.token_lookup(job.data.info["tokens"])
             for tag, suffix in (("student ONNX fp32", ""), ("student ONNX int8", ".int8")):
                 named = _named(out, family, suffix)
                 if not all(p.exists() for p in named.values()):
@@ -370,8 +429,15 @@ def summary_markdown(report: dict[str, Any]) -> str:
                      f"{q['size_fp32'] / 1e6:.2f} MB; " + ("kept" if q["kept"] else q["reason"]))
     else:
         lines.append(f"- int8: {q.get('reason')}")
-    if "streaming" in report:
-        lines.append(f"- streaming: {report['streaming']}")
+    st = report.get("streaming")
+    if st and st.get("exported"):
+        lines.append(f"- streaming (`{st['file']}`, sherpa-onnx OnlineRecognizer, chunks of "
+                     f"{st['chunk_frames']} frames): exact match with the PyTorch streaming decode "
+                     f"{st['exact_match_vs_pytorch_streaming']:.1%}, with the offline decode "
+                     f"{st['match_vs_offline']:.1%}; WER online {st['wer_online_sherpa']:.2%} vs offline "
+                     f"{st['wer_offline_pytorch']:.2%} ({st['frontend_note']})")
+    elif st:
+        lines.append(f"- streaming: {st['note']}")
     lines += ["", "| variant | params | size (MB) | latency/utt (ms) | RTF |", "|---|---|---|---|---|"]
     for r in report["benchmark"]["rows"]:
         params = f"{r['params']:,}" if r["params"] is not None else "-"

@@ -12,12 +12,19 @@ front end          window      low..high    mel            remove DC   preemph  
 ``kaldi``          povey       20..7600 Hz  HTK (kaldi)    yes         0.97     0
 ``nemo_transducer``  povey     0..7600 Hz   Slaney+norm    no          0.97     0
 ``nemo_ctc``       hann        0..8000 Hz   Slaney+norm    no          0.97     0
+``nemo_online``    hann        0..8000 Hz   Slaney+norm    no          0.97     0
 =================  ==========  ===========  =============  ==========  =======  ========
 
-All use 25 ms frames every 10 ms, ``snip_edges=False`` (reflected edges), a 512-point FFT, samples in
-[-1, 1] (not scaled by 32768) and ``log(max(energy, FLT_EPSILON))``. A model must be trained on the front end
-of the recognizer it is exported for, or its transcripts on device differ from those in PyTorch; the
-exporter checks this (:func:`compressor.export.parity.frontend_mismatch`).
+``nemo_online`` is what the *online* (streaming) NeMo transducer recognizer computes
+(``online-recognizer-transducer-nemo-impl.h``): the same as ``nemo_ctc``, not the offline transducer's.
+
+``nemo_transducer``, ``nemo_ctc`` and ``nemo_online`` were checked against sherpa-onnx 2.0.1 itself (probe
+models that reveal the features they receive; the streaming export's exact parity), all four against
+kaldi-native-fbank 1.22. All use 25 ms frames every 10 ms, ``snip_edges=False`` (reflected
+edges), a 512-point FFT, samples in [-1, 1] (not scaled by 32768) and ``log(max(energy, FLT_EPSILON))``.
+A model must be trained on the front end of the recognizer it is exported for, or its transcripts on device
+differ from those in PyTorch; the exporter reports the match (``report["frontend"]``) and its transcript
+parity check fails loudly when the difference matters.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from functools import lru_cache
 
 import torch
 
-FRONTENDS = ("kaldi", "nemo_transducer", "nemo_ctc")
+FRONTENDS = ("kaldi", "nemo_transducer", "nemo_ctc", "nemo_online")
 _EPS = float(torch.finfo(torch.float32).eps)
 
 
@@ -92,7 +99,7 @@ def _settings(frontend: str) -> dict:
         return dict(window="povey", low=20.0, high=-400.0, mel="kaldi", remove_dc=True)
     if frontend == "nemo_transducer":
         return dict(window="povey", low=0.0, high=-400.0, mel="librosa", remove_dc=False)
-    if frontend == "nemo_ctc":
+    if frontend in ("nemo_ctc", "nemo_online"):
         return dict(window="hann", low=0.0, high=0.0, mel="librosa", remove_dc=False)
     raise ValueError(f"unknown front end '{frontend}' (valid: {', '.join(FRONTENDS)})")
 

@@ -69,6 +69,73 @@ class RNNTJoinerGraph(nn.Module):
         return self.model.join(enc, dec)
 
 
+class RNNTStreamingEncoderGraph(nn.Module):
+    """One chunk of the causal LSTM encoder; the LSTM states travel in NeMo's cache slots.
+
+    sherpa-onnx's online NeMo transducer passes three encoder states: ``cache_last_channel`` and
+    ``cache_last_time`` (float, batch first) and ``cache_last_channel_len`` (int64). Here they hold the
+    encoder LSTMs' ``h`` and ``c`` as (B, layers, 1, hidden) and a chunk counter.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, audio_signal: torch.Tensor, length: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                count: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        enc = self.encoder
+        x = (audio_signal.transpose(1, 2) - enc.cmvn_mean) / enc.cmvn_std
+        x = enc.stack_frames(x)
+        hs, cs = [], []
+        for i, layer in enumerate(enc.layers):
+            state = (h[:, i, 0].unsqueeze(0).contiguous(), c[:, i, 0].unsqueeze(0).contiguous())
+            x, (h1, c1) = layer(x, state)
+            hs.append(h1[0])
+            cs.append(c1[0])
+        out = enc.proj(x)
+        return (out.transpose(1, 2), enc.output_lengths(length).to(torch.int64),
+                torch.stack(hs, 1).unsqueeze(2), torch.stack(cs, 1).unsqueeze(2), count + 1)
+
+
+def supports_streaming(model: nn.Module) -> bool:
+    """A causal encoder built like ``rnnt_lstm``'s: CMVN, frame stacking, unidirectional LSTMs, projection."""
+    enc = getattr(model, "encoder", None)
+    layers = getattr(enc, "layers", None)
+    needed = ("stack_frames", "proj", "cmvn_mean", "cmvn_std", "output_lengths")
+    if enc is None or layers is None or not all(hasattr(enc, a) for a in needed):
+        return False
+    if not all(isinstance(m, nn.LSTM) and not m.bidirectional and m.num_layers == 1 for m in layers):
+        return False
+    return len({m.hidden_size for m in layers}) == 1
+
+
+def rnnt_streaming_graph(model: nn.Module, feature_dim: int, chunk_frames: int) -> GraphFile:
+    enc = model.encoder
+    stack = int(enc.stack)
+    layers, hidden = len(enc.layers), int(enc.layers[0].hidden_size)
+    w = chunk_frames
+    return GraphFile(
+        "encoder.streaming.onnx", RNNTStreamingEncoderGraph(model),
+        (torch.randn(2, feature_dim, w), torch.tensor([w, w], dtype=torch.int64),
+         torch.zeros(2, layers, 1, hidden), torch.zeros(2, layers, 1, hidden),
+         torch.zeros(2, dtype=torch.int64)),
+        ["audio_signal", "length", "cache_last_channel", "cache_last_time", "cache_last_channel_len"],
+        ["outputs", "encoded_lengths", "cache_last_channel_next", "cache_last_time_next",
+         "cache_last_channel_len_next"],
+        {"audio_signal": {0: "N"}, "length": {0: "N"}, "cache_last_channel": {0: "N"},
+         "cache_last_time": {0: "N"}, "cache_last_channel_len": {0: "N"}, "outputs": {0: "N"},
+         "encoded_lengths": {0: "N"}, "cache_last_channel_next": {0: "N"}, "cache_last_time_next": {0: "N"},
+         "cache_last_channel_len_next": {0: "N"}},
+        {"vocab_size": str(int(model.vocab_size) - 1), "subsampling_factor": str(stack),
+         "window_size": str(w), "chunk_shift": str(w), "normalize_type": "",
+         "pred_rnn_layers": str(len(model.predictor.layers)), "pred_hidden": str(int(model.predictor.hidden)),
+         "cache_last_channel_dim1": str(layers), "cache_last_channel_dim2": "1",
+         "cache_last_channel_dim3": str(hidden), "cache_last_time_dim1": str(layers),
+         "cache_last_time_dim2": "1", "cache_last_time_dim3": str(hidden), "feat_dim": str(feature_dim),
+         "model_type": "EncDecRNNTBPEModel",
+         "comment": "exported by compressor (streaming LSTM RNN-T chunk)"})
+
+
 class CTCGraph(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -109,6 +109,56 @@ def torch_greedy(family: str, model: nn.Module, feats: torch.Tensor) -> list[int
     return ids
 
 
+@torch.no_grad()
+def torch_streaming_greedy(model: nn.Module, feats: torch.Tensor, chunk: int) -> list[int]:
+    """What sherpa-onnx's online NeMo transducer decodes: chunks of ``chunk`` frames while a whole chunk
+    *and one more frame* are ready (``IsReady``), encoder LSTM states carried, greedy as offline."""
+    from compressor.export.graphs import RNNTStreamingEncoderGraph
+
+    graph = RNNTStreamingEncoderGraph(model)
+    layers, hidden = len(model.encoder.layers), int(model.encoder.layers[0].hidden_size)
+    h = torch.zeros(1, layers, 1, hidden)
+    c = torch.zeros(1, layers, 1, hidden)
+    count = torch.zeros(1, dtype=torch.int64)
+    blank = int(model.vocab_size) - 1
+    pred, state = model.predict(torch.tensor([[blank]]), model.initial_state(1))
+    ids: list[int] = []
+    start = 0
+    while start + chunk < feats.shape[0]:
+        x = feats[start:start + chunk].T[None].float()
+        out, _, h, c, count = graph(x, torch.tensor([chunk]), h, c, count)
+        start += chunk
+        for t in range(out.shape[2]):
+            for _ in range(SHERPA_MAX_SYMBOLS_PER_FRAME):
+                y = int(model.join(out[0, :, t], pred[0, 0]).argmax())
+                if y == blank:
+                    break
+                ids.append(y)
+                pred, state = model.predict(torch.tensor([[y]]), state)
+    return ids
+
+
+def sherpa_online_decode(files: dict[str, Path], tokens: Path, waves: Sequence[np.ndarray],
+                         token_ids: dict[str, int], tail_seconds: float = 0.3, threads: int = 1
+                         ) -> list[list[int]]:
+    """Decode with sherpa-onnx's online recognizer (NeMo transducer), ``tail_seconds`` of silence appended."""
+    import sherpa_onnx
+
+    rec = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(tokens), encoder=str(files["encoder"]), decoder=str(files["decoder"]),
+        joiner=str(files["joiner"]), num_threads=threads, model_type="nemo_transducer")
+    tail = np.zeros(int(tail_seconds * 16000), dtype=np.float32)
+    out = []
+    for wave in waves:
+        stream = rec.create_stream()
+        stream.accept_waveform(16000, np.concatenate([np.asarray(wave, dtype=np.float32), tail]))
+        stream.input_finished()
+        while rec.is_ready(stream):
+            rec.decode_stream(stream)
+        out.append([token_ids[t] for t in rec.tokens(stream)])
+    return out
+
+
 def sherpa_recognizer(family: str, files: dict[str, Path], tokens: Path, threads: int = 1) -> Any:
     import sherpa_onnx
 
@@ -119,6 +169,14 @@ def sherpa_recognizer(family: str, files: dict[str, Path], tokens: Path, threads
             decoding_method="greedy_search")
     return sherpa_onnx.OfflineRecognizer.from_nemo_ctc(model=str(files["model"]), tokens=str(tokens),
                                                        num_threads=threads)
+
+
+def token_lookup(tokens: Sequence[str]) -> dict[str, int]:
+    """Token string -> id, also under the spelling sherpa-onnx reports (it turns ``▁`` into a space)."""
+    ids = {t: i for i, t in enumerate(tokens)}
+    for i, t in enumerate(tokens):
+        ids.setdefault(t.replace("▁", " "), i)
+    return ids
 
 
 def sherpa_decode(recognizer: Any, waves: Sequence[np.ndarray], token_ids: dict[str, int],

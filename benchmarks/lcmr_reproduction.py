@@ -1,0 +1,420 @@
+"""Reproduce seed 002's (LCMR, Zhao et al.) Tables 2, 4, 5 and Figs. 2-4 on the synthetic read-speech corpus.
+
+    python benchmarks/lcmr_reproduction.py --plan          # print the runs and the expected time, do nothing
+    python benchmarks/lcmr_reproduction.py                 # the full benchmark (about 2 h on 2 CPU cores)
+    python benchmarks/lcmr_reproduction.py --tiny          # a minutes-long smoke test of the whole pipeline
+
+Rows, each over ``--seeds`` (default 3 seeds), every one a ``compressor run`` of a spec derived from
+``specs/rnnt_lcmr.yaml`` (same widths, optimiser, batch size and step budget):
+
+* ``teacher``: Table 1 experiment-1 teacher (4 encoder + 2 prediction LSTM layers), trained once per seed;
+  its weights are the pre-trained teacher of the KD and LCMR strategy-2 rows of that seed;
+* ``student_alone``: the student (2 + 1 layers) trained with the RNN-T loss only ("Student w/o KD");
+* ``lattice_kd``: the student with lattice KD (Panchapagesan et al.; alpha = 1e-3) from the teacher;
+* ``lcmr_s2_log``: LCMR, strategy 2 (teacher frozen), log-curriculum scheduler (Eq. 5, B = 40), then
+  fine-tuning ("Student + LCMR" of Table 2);
+* ``lcmr_s1_log``: LCMR, strategy 1 (teacher and student trained together from scratch; Table 4);
+* ``lcmr_s2_constant`` (p = 0.75, then fine-tuning at p = 1), ``lcmr_s2_linear``, ``lcmr_s2_exponential``: the
+  other replacement schedulers of Table 5.
+
+Every student row trains ``--mr-steps + --ft-steps`` optimizer steps (KD and student-alone in one stage).
+Writes into ``--out`` (default ``benchmarks/results``): ``lcmr_table.md`` (WER mean ± std over seeds,
+parameter counts, relative WER change vs lattice KD and vs the student alone, the paper's claims checked),
+``lcmr_results.json`` (every number), ``lcmr_wer_curves.png`` (validation WER per step, like Fig. 3),
+``lcmr_ablations.png`` (strategies and schedulers, like Fig. 4a/b) and ``lcmr_replacing_rate.png`` (the
+logged replacing rates, like Fig. 2). Runs go to ``--work`` (default ``runs/lcmr_reproduction``); finished
+runs are reused, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_SPEC = REPO / "specs" / "rnnt_lcmr.yaml"
+
+ROWS = ("teacher", "student_alone", "lattice_kd", "lcmr_s2_log", "lcmr_s1_log", "lcmr_s2_constant",
+        "lcmr_s2_linear", "lcmr_s2_exponential")
+LABELS = {
+    "teacher": "Teacher",
+    "student_alone": "Student w/o KD",
+    "lattice_kd": "Student + lattice KD",
+    "lcmr_s2_log": "Student + LCMR (strategy 2, log)",
+    "lcmr_s1_log": "Student + LCMR (strategy 1, log)",
+    "lcmr_s2_constant": "Student + LCMR (strategy 2, constant 0.75)",
+    "lcmr_s2_linear": "Student + LCMR (strategy 2, linear)",
+    "lcmr_s2_exponential": "Student + LCMR (strategy 2, exponential)",
+}
+# Seconds per optimizer step at batch 16, "cpu" widths, one thread on an idle core (measured; for the plan).
+SECONDS_PER_STEP = {"teacher": 0.26, "student": 0.12, "kd": 0.20, "mr_s2": 0.20, "mr_s1": 0.36}
+FIXED_SECONDS_PER_RUN = 25.0  # start-up, data loading, final test evaluation
+
+
+def schedulers(mr_steps: int) -> dict[str, dict[str, Any]]:
+    """The replacement schedulers of seed 002's Fig. 2 / Table 5 (all but constant reach p = 1 at 75%)."""
+    return {
+        "log": {"name": "log_curriculum", "base": 40.0, "b": 2.0, "reach_at": 0.75},
+        "constant": {"name": "constant", "value": 0.75},
+        "linear": {"name": "linear", "start": math.log(2.0) / math.log(40.0), "end": 1.0,
+                   "duration": max(1, round(0.75 * mr_steps))},
+        "exponential": {"name": "exponential", "p0": math.log(2.0) / math.log(40.0), "reach_at": 0.75},
+    }
+
+
+def _stage(base: dict[str, Any], name: str, steps: int, args: argparse.Namespace) -> dict[str, Any]:
+    st = copy.deepcopy(base)
+    st["name"] = name
+    st["steps"] = steps
+    st["batch_size"] = args.batch_size
+    st["eval"] = {"every": max(1, args.eval_every), "max_batches": args.eval_batches}
+    st.pop("plugins", None)
+    st.pop("frozen", None)
+    return st
+
+
+def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path | None) -> dict[str, Any]:
+    """The spec of one row and seed, derived from specs/rnnt_lcmr.yaml."""
+    base = yaml.safe_load(BASE_SPEC.read_text(encoding="utf-8"))
+    teacher_stage, mr_stage, ft_stage = base["stages"]
+    spec: dict[str, Any] = {
+        "name": f"{row}_seed{seed}", "seed": seed, "output_dir": str(args.work), "task": base["task"],
+        "data": base["data"],
+        "teacher": dict(base["teacher"], preset=f"exp{args.experiment}_teacher", size=args.size),
+        "student": dict(base["student"], preset=f"exp{args.experiment}_student", size=args.size),
+        "trainer": {"threads": args.threads, "device": args.device, "progress_bar": False, "log_every": 50},
+        "evaluate": {"split": "test", "models": ["student"]},
+    }
+    if args.threads is None:
+        spec["trainer"].pop("threads")
+    total = args.mr_steps + args.ft_steps
+    if row == "teacher":
+        spec["stages"] = [_stage(teacher_stage, "teacher", args.teacher_steps, args)]
+        spec["stages"][0]["train"] = ["teacher"]
+        spec["evaluate"]["models"] = ["teacher"]
+        return spec
+    if row == "student_alone":
+        spec.pop("teacher")
+        st = _stage(mr_stage, "student", total, args)
+        st["train"] = ["student"]
+        spec["stages"] = [st]
+        return spec
+    if row != "lcmr_s1_log":
+        assert teacher_ckpt is not None
+        spec["teacher"]["checkpoint"] = str(teacher_ckpt)
+    if row == "lattice_kd":
+        st = _stage(mr_stage, "lattice_kd", total, args)
+        st.update(train=["student"], frozen=["teacher"],
+                  plugins=[{"name": "lattice_kd", "teacher": "teacher", "alpha": args.kd_alpha}])
+        spec["stages"] = [st]
+        return spec
+    strategy, schedule = row.split("_")[1], row.split("_")[2]
+    mr = _stage(mr_stage, "lcmr", args.mr_steps, args)
+    plugin = {"name": "module_replacing", "teacher": "teacher", "student": "student",
+              "containers": ["encoder.layers", "predictor.layers"],
+              "replacing_rate": schedulers(args.mr_steps)[schedule]}
+    if schedule == "constant":
+        plugin["allow_partial"] = True  # p = 0.75 throughout; the fine-tuning stage runs the student alone
+    if strategy == "s1":
+        mr["train"] = ["teacher", "student"]
+    else:
+        mr.update(train=["student"], frozen=["teacher"])
+    mr["plugins"] = [plugin]
+    ft = _stage(ft_stage, "finetune", args.ft_steps, args)
+    ft["train"] = ["student"]
+    spec["stages"] = [mr, ft]
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _finished(work: Path, name: str) -> Path | None:
+    done = sorted((work / name).glob("*/final/COMPLETE"))
+    return done[-1].parent.parent if done else None
+
+
+def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Run (or reuse) one spec; return its run directory."""
+    name = spec["name"]
+    found = _finished(args.work, name)
+    if found is not None and not args.rerun:
+        print(f"  reuse {found}", flush=True)
+        return found
+    spec_dir = args.work / "specs"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    path = spec_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count() or 1)}
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "compressor", "run", str(path)], env=env, cwd=REPO,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
+        raise SystemExit(f"run {name} failed (exit {proc.returncode}); its spec: {path}")
+    found = _finished(args.work, name)
+    assert found is not None, f"{name}: no finished run directory"
+    print(f"  done {name} in {time.time() - t0:.0f} s -> {found}", flush=True)
+    return found
+
+
+def collect(run_dir: Path, model: str) -> dict[str, Any]:
+    """Final test WER/CER, parameter count, validation WER per step and replacing rates of one run."""
+    results = json.loads((run_dir / "final" / "COMPLETE").read_text(encoding="utf-8"))
+    final = results["final"][model]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    offsets: dict[str, int] = {}
+    offset, curve, rate = 0, [], []
+    for stage in results["stages"]:
+        offsets[stage["stage"]] = offset
+        offset += int(stage["steps"])
+    for rec in records:
+        if rec.get("stage") not in offsets:
+            continue
+        x = offsets[rec["stage"]] + int(rec["step"])
+        if rec.get("type") == "eval" and "valid/wer" in rec:
+            curve.append((x, float(rec["valid/wer"])))
+        if "replacing_rate" in rec and rec.get("type") is None:
+            rate.append((x, float(rec["replacing_rate"])))
+    return {"wer": float(final["test/wer"]), "cer": float(final["test/cer"]),
+            "parameters": int(results["parameters"][model]), "curve": curve, "replacing_rate": rate,
+            "seconds": sum(float(s["seconds"]) for s in results["stages"]), "run_dir": str(run_dir)}
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _rel(a: float, b: float) -> str:
+    return f"{100.0 * (a - b) / b:+.1f}%" if b > 0 else "n/a"
+
+
+def write_table(out: Path, data: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
+                machine: dict[str, Any], prefix: str = "lcmr") -> str:
+    means = {row: _mean_std([r["wer"] for r in runs]) for row, runs in data.items() if runs}
+    kd = means.get("lattice_kd", (float("nan"), 0))[0]
+    alone = means.get("student_alone", (float("nan"), 0))[0]
+    lines = [
+        "# LCMR reproduction (seed 002) on the synthetic read-speech corpus",
+        "",
+        f"Machine: {machine['machine']}; date {machine['date']}; torch {machine['torch']}; "
+        f"{machine['wall_minutes']:.0f} min wall time.",
+        f"Setup: experiment {args.experiment} shapes (Table 1) at `{args.size}` widths; teacher "
+        f"{args.teacher_steps} steps; every student {args.mr_steps} + {args.ft_steps} steps "
+        f"(module replacing + fine-tuning, or one stage); batch {args.batch_size}; seeds {args.seeds}; test "
+        "split, greedy decoding.",
+        "",
+        "| Method | Params | test WER % (mean ± std) | test CER % | rel. WER vs lattice KD | "
+        "rel. WER vs student alone | per seed WER % |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in ROWS:
+        runs = data.get(row)
+        if not runs:
+            continue
+        m, s = means[row]
+        cer = statistics.mean(r["cer"] for r in runs)
+        per_seed = ", ".join(f"{100 * r['wer']:.2f}" for r in runs)
+        vs_kd = _rel(m, kd) if row not in ("teacher", "lattice_kd") else ""
+        vs_alone = _rel(m, alone) if row not in ("teacher", "student_alone") else ""
+        lines.append(f"| {LABELS[row]} | {runs[0]['parameters'] / 1e6:.2f}M | {100 * m:.2f} ± {100 * s:.2f} "
+                     f"| {100 * cer:.2f} | {vs_kd} | {vs_alone} | {per_seed} |")
+    lines += ["", "## The paper's claims, checked on these numbers", ""]
+
+    def claim(text: str, ok: bool | None) -> None:
+        verdict = "holds" if ok else "does not hold" if ok is not None else "not measured"
+        lines.append(f"- {text}: **{verdict}**")
+
+    def lt(a: str, b: str) -> bool | None:
+        return means[a][0] < means[b][0] if a in means and b in means else None
+
+    claim("LCMR beats lattice KD (Table 2)", lt("lcmr_s2_log", "lattice_kd"))
+    claim("lattice KD beats the student alone (Table 2)", lt("lattice_kd", "student_alone"))
+    claim("strategy 2 beats strategy 1 (Table 4)", lt("lcmr_s2_log", "lcmr_s1_log"))
+    sched = [r for r in ("lcmr_s2_log", "lcmr_s2_constant", "lcmr_s2_linear", "lcmr_s2_exponential")
+             if r in means]
+    claim("the log scheduler is best of the four (Table 5)",
+          (min(sched, key=lambda r: means[r][0]) == "lcmr_s2_log") if len(sched) == 4 else None)
+    lines += ["", "Differences smaller than the standard deviations above are not evidence either way.", "",
+              f"Figures: `{prefix}_wer_curves.png` (validation WER per step, Fig. 3), "
+              f"`{prefix}_ablations.png` (strategies and schedulers, Fig. 4a/b), "
+              f"`{prefix}_replacing_rate.png` (replacing rates, Fig. 2)."]
+    text = "\n".join(lines) + "\n"
+    (out / f"{prefix}_table.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def write_plots(out: Path, data: dict[str, list[dict[str, Any]]], prefix: str = "lcmr") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def mean_curve(runs: list[dict[str, Any]], key: str = "curve") -> tuple[list[int], list[float]]:
+        by_x: dict[int, list[float]] = {}
+        for r in runs:
+            for x, y in r[key]:
+                by_x.setdefault(x, []).append(y)
+        xs = sorted(by_x)
+        return xs, [statistics.mean(by_x[x]) for x in xs]
+
+    def panel(ax: Any, rows: tuple[str, ...], title: str) -> None:
+        for row in rows:
+            if data.get(row):
+                xs, ys = mean_curve(data[row])
+                ax.plot(xs, [100 * y for y in ys], marker=".", label=LABELS[row])
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("valid WER %")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    panel(ax, ("teacher", "student_alone", "lattice_kd", "lcmr_s2_log"), "WER per step (cf. Fig. 3)")
+    fig.tight_layout()
+    fig.savefig(out / f"{prefix}_wer_curves.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    panel(axes[0], ("lcmr_s1_log", "lcmr_s2_log"), "Training strategies (cf. Fig. 4a)")
+    panel(axes[1], ("lcmr_s2_constant", "lcmr_s2_linear", "lcmr_s2_log", "lcmr_s2_exponential"),
+          "Replacement schedulers (cf. Fig. 4b)")
+    fig.tight_layout()
+    fig.savefig(out / f"{prefix}_ablations.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for row in ("lcmr_s2_constant", "lcmr_s2_linear", "lcmr_s2_log", "lcmr_s2_exponential"):
+        if data.get(row):
+            xs, ys = mean_curve(data[row][:1], "replacing_rate")
+            ax.plot(xs, ys, label=LABELS[row].split(", ")[-1].rstrip(")"))
+    ax.set_xlabel("optimizer step (module replacing stage)")
+    ax.set_ylabel("replacing rate p")
+    ax.set_title("Replacement schedulers (cf. Fig. 2)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / f"{prefix}_replacing_rate.png", dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def plan(args: argparse.Namespace, rows: list[str]) -> float:
+    scale = args.batch_size / 16
+    steps = args.mr_steps + args.ft_steps
+    per_row = {
+        "teacher": args.teacher_steps * SECONDS_PER_STEP["teacher"],
+        "student_alone": steps * SECONDS_PER_STEP["student"],
+        "lattice_kd": steps * SECONDS_PER_STEP["kd"],
+        "lcmr_s1_log": (args.mr_steps * SECONDS_PER_STEP["mr_s1"]
+                        + args.ft_steps * SECONDS_PER_STEP["student"]),
+    }
+    for r in rows:
+        per_row.setdefault(r, args.mr_steps * SECONDS_PER_STEP["mr_s2"]
+                           + args.ft_steps * SECONDS_PER_STEP["student"])
+    total = 0.0
+    print(f"Plan: {len(rows)} rows x {len(args.seeds)} seeds = {len(rows) * len(args.seeds)} runs "
+          f"(experiment {args.experiment}, size {args.size}, batch {args.batch_size}, device {args.device})")
+    for r in rows:
+        est = per_row[r] * scale + FIXED_SECONDS_PER_RUN
+        total += est * len(args.seeds)
+        print(f"  {r:22s} {est / 60:6.1f} min per seed")
+    print(f"Expected: about {total / 60:.0f} min on an idle CPU core ({SECONDS_PER_STEP} s/step at batch 16, "
+          "cpu widths; slower when other work shares the cores, much faster on a GPU)")
+    return total
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    p.add_argument("--experiment", type=int, choices=(1, 2), default=1, help="Table 1 experiment shapes")
+    p.add_argument("--size", choices=("cpu", "paper", "tiny"), default="cpu")
+    p.add_argument("--teacher-steps", type=int, default=1500)
+    p.add_argument("--mr-steps", type=int, default=750, help="module replacing stage (LCMR rows)")
+    p.add_argument("--ft-steps", type=int, default=250, help="fine-tuning stage (LCMR rows)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eval-every", type=int, default=125)
+    p.add_argument("--eval-batches", type=int, default=4)
+    p.add_argument("--kd-alpha", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--jobs", type=int, default=2, help="runs at the same time (2 for 2 cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "lcmr_reproduction")
+    p.add_argument("--prefix", default="lcmr", help="file name prefix of the results")
+    p.add_argument("--rerun", action="store_true", help="do not reuse finished runs")
+    p.add_argument("--plan", action="store_true", help="print the plan and the expected time, then exit")
+    p.add_argument("--tiny", action="store_true", help="smoke test: tiny widths, a few steps, 2 seeds")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.size, args.teacher_steps, args.mr_steps, args.ft_steps = "tiny", 12, 8, 4
+        args.eval_every, args.eval_batches, args.seeds = 4, 1, args.seeds[:2]
+        if args.work == REPO / "runs" / "lcmr_reproduction":
+            args.work = REPO / "runs" / "lcmr_reproduction_tiny"
+        if args.prefix == "lcmr":
+            args.prefix = "lcmr_tiny"
+    args.work = args.work.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = [r for r in ROWS if r in args.rows]
+    needs_teacher = any(r not in ("teacher", "student_alone", "lcmr_s1_log") for r in rows)
+    if needs_teacher and "teacher" not in rows:
+        rows.insert(0, "teacher")
+    plan(args, rows)
+    if args.plan:
+        return 0
+    t0 = time.time()
+    dirs: dict[tuple[str, int], Path] = {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
+        if "teacher" in rows:  # teachers first: the KD and strategy-2 rows of a seed start from its teacher
+            teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
+                        for s in args.seeds}
+            dirs.update({("teacher", s): f.result() for s, f in teachers.items()})
+        jobs = {(r, s): pool.submit(run_one, build_spec(r, s, args, dirs.get(("teacher", s), Path()) /
+                                                        "final" / "teacher.pt"), args)
+                for s in args.seeds for r in rows if r != "teacher"}
+        dirs.update({k: f.result() for k, f in jobs.items()})
+    data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student") for s in args.seeds]
+            for r in rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
+                          f"{args.threads or 'all'} torch thread(s) per run, device {args.device})",
+               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "torch": torch.__version__, "wall_minutes": (time.time() - t0) / 60}
+    prefix = args.prefix
+    json_data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                 "machine": machine, "rows": data}
+    (args.out / f"{prefix}_results.json").write_text(json.dumps(json_data, indent=1), encoding="utf-8")
+    text = write_table(args.out, data, args, machine, prefix)
+    write_plots(args.out, data, prefix)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ from compressor.data.datasets import (
     commands_info,
 )
 from compressor.data.speech import SubsetArgs, draw_subset
+from compressor.data.synth import Voice
 from compressor.errors import UserError
 
 torch.set_num_threads(1)
@@ -57,6 +58,23 @@ def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     assert build_corpus(s, tmp_path / "a") == a and (a / "DONE").stat().st_mtime_ns == stamp  # reused
     other = CorpusSettings(**{**s.__dict__, "seed": 1})
     assert other.key() != s.key()
+
+
+def test_every_voice_of_every_pool_exists() -> None:
+    from compressor.data.corpora import speaker_pool
+    from compressor.data.synth import synthesize
+
+    voices = set()
+    for kind, lang, cond in [("read_speech", lang, "clean") for lang in ("en", "de", "es", "ru")] + [
+        ("shifted", "en", c) for c in ("accent", "domain", "variant")
+    ]:
+        voices |= {
+            (v.name, v.variant)
+            for v in speaker_pool(CorpusSettings(kind=kind, language=lang, condition=cond))
+        }
+    for name, variant in sorted(voices):  # the parent may synthesise: corpora fork from a clean fork server
+        audio, sr = synthesize("a", Voice(name, variant))
+        assert sr == 22050 and audio.size > 0, (name, variant)
 
 
 def test_speakers_are_disjoint_across_splits() -> None:

@@ -8,7 +8,8 @@ Speakers are espeak voice x variant x speaking rate x pitch combinations; train/
 disjoint. Synthesis runs in forked worker processes, each of which synthesises one fixed chunk of the
 corpus from a freshly initialised espeak-ng: espeak-ng carries state from one utterance to the next (its
 pitch "flutter" and noise generators), so fixed chunks in fresh processes keep the audio identical for
-identical settings regardless of the number of workers.
+identical settings regardless of the number of workers (the processes fork from a fork server, never from
+a process that may have synthesised before).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ VERSION = 1  # bump when the synthesis recipe changes
 #: Variants ordered by intelligibility (STACK.md: m3 0% WER, f3 4%, f2/m5 21%, klatt/m1 ~70%).
 CLEAN_VARIANTS = ("m3", "f3", "m2", "f2", "m5", "f4", "m4", "f1", "m6", "f5", "m7", "")
 ODD_VARIANTS = ("klatt", "croak", "whisper", "m1", "klatt2", "klatt3")
-ACCENTS = ("en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp", "en-gb")
+ACCENTS = ("en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp", "en", "en-gb-x-gbclan")
 RATES = (150, 175, 200)
 PITCHES = (35, 50, 65)
 ESPEAK_VOICE = {"en": "en-us", "de": "de", "es": "es", "ru": "ru"}
@@ -169,7 +170,10 @@ def _synth_raw(job: list[tuple[str, dict[str, Any], int]]) -> list[np.ndarray]:
 
 
 def _pool_map(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
-    ctx = mp.get_context("fork")
+    """Run ``fn`` over ``jobs``, each in a fresh process forked from a fork server that has never
+    synthesised anything (a plain fork would inherit this process's espeak-ng state, if it has one)."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["compressor.data.corpora"])
     with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
         return pool.map(fn, jobs, chunksize=1)
 
@@ -213,7 +217,11 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
     t0 = time.time()
     planned = plan(s)
     everything = [item for items in planned.values() for item in items]  # one pool for all splits
-    durations = iter(synthesize_to_files(everything, tmp / "audio", workers))
+    try:
+        durations = iter(synthesize_to_files(everything, tmp / "audio", workers))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     total = 0
     for split, items in planned.items():
         with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:

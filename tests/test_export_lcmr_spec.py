@@ -1,4 +1,4 @@
-"""The headline spec's RNN-T student (specs/rnnt_lcmr.yaml, shrunk by --set): exported, decoded by sherpa-onnx."""
+"""specs/rnnt_lcmr.yaml (shrunk by --set): its RNN-T student exported, then decoded by sherpa-onnx alone."""
 
 from __future__ import annotations
 

@@ -171,3 +171,34 @@ def test_transcript_parity_failure_is_loud(tmp_path):
     job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
     with pytest.raises(UserError, match="parity failed: sherpa-onnx transcripts.*front end"):
         OnnxExporter(args).export(job)
+
+
+def test_int8_guard_keeps_fp32_when_int8_is_worse(tmp_path, monkeypatch):
+    """A damaged 'int8' model (weights scrambled) must be rejected by the accuracy guard and deleted."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from compressor.export import quantize
+
+    def damaged(src, dst, feeds=None):
+        proto = onnx.load(str(src))
+        rng = np.random.default_rng(0)
+        for init in proto.graph.initializer:
+            arr = numpy_helper.to_array(init)
+            if arr.dtype == np.float32 and arr.size > 16:
+                init.CopyFrom(numpy_helper.from_array(rng.standard_normal(arr.shape).astype(np.float32),
+                                                      init.name))
+        onnx.save(proto, str(dst))
+        return dst
+
+    monkeypatch.setattr(quantize, "quantize_static_file", damaged)
+    model, task, data = trained_ctc()
+    args = OnnxExportArgs(**{**ARGS, "int8_tolerance": 0.0})
+    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    result = OnnxExporter(args).export(job)
+    q = result.report["int8"]
+    assert not q["kept"] and q["int8"] > q["fp32"] and "kept fp32 only" in q["reason"]
+    assert not (tmp_path / "model.int8.onnx").exists()
+    assert all("int8" not in p.name for p in result.files)
+    assert "student ONNX int8" not in [r["variant"] for r in result.report["benchmark"]["rows"]]

@@ -1,0 +1,77 @@
+"""Classifier export from fbank to logits + labels.txt, and the onnxruntime-only example on WAV files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import soundfile as sf
+import torch
+from test_export_fixtures import LETTERS, tone_data, train
+
+from compressor.export.base import ExportJob
+from compressor.export.exporter import OnnxExportArgs, OnnxExporter
+from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+from compressor.tasks.classification import Classification
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_classifier_export_and_onnxruntime_example(tmp_path):
+    torch.set_num_threads(1)
+    data = tone_data("nemo", sizes=(64, 16, 16))  # label = the first tone of the utterance
+    torch.manual_seed(0)
+    model = build_seq_classifier(SeqClassifierArgs(encoder="conv", hidden=32, layers=2), data.info)
+    task = Classification(Classification.Args(), data.info)
+    model = train(model, task, data, steps=80, lr=3e-3)
+    out = tmp_path / "export"
+    out.mkdir()
+    args = OnnxExportArgs(bench_utterances=4, calibration_utterances=16)
+    job = ExportJob(model, "student", {"name": "seq_classifier"}, task, data, out, None, None, args)
+    result = OnnxExporter(args).export(job)
+    rep = result.report
+    assert rep["family"] == "classifier" and rep["classification"]["agreement"] >= 0.9
+    assert (out / "labels.txt").read_text().split() == LETTERS
+    assert rep["int8"]["methods"]["model.onnx"].startswith("static")  # conv encoder: calibrated int8
+    meta = ort.InferenceSession(str(out / "model.onnx")).get_modelmeta().custom_metadata_map
+    assert meta["labels"] == ",".join(LETTERS)
+
+    wavs, expected = [], []
+    for i in range(4):
+        item = data.dataset("test")[i]
+        path = tmp_path / f"u{i}.wav"
+        sf.write(str(path), item["waveform"].numpy(), 16000, subtype="FLOAT")
+        wavs.append(str(path))
+        with torch.no_grad():
+            batch = data.collate([item])
+            expected.append(LETTERS[int(model(batch)["logits"].argmax())])
+    import onnxruntime
+
+    dirs = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (onnxruntime, np, sf)})
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+           "PYTHONPATH": os.pathsep.join(dirs)}
+    proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "classify_onnxruntime.py"),
+                           "--model-dir", str(out), *wavs], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = [line.split("\t")[1] for line in proc.stdout.splitlines()]
+    assert got == expected
+
+
+def test_numpy_frontend_matches_the_data_layer():
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        import classify_onnxruntime as ex
+    finally:
+        sys.path.pop(0)
+    from compressor.data.features import fbank
+
+    wave = torch.randn(12345).mul(0.1)
+    for frontend in ("nemo", "kaldi"):
+        ref = fbank(wave, 16000, frontend=frontend).numpy()
+        got = ex.fbank(wave.numpy(), frontend)
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3

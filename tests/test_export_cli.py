@@ -101,3 +101,20 @@ def test_inexpressible_op_is_a_user_error(tmp_path):
     job = ExportJob(_Inexpressible(), "student", {"name": "weird"}, None, data, tmp_path, None, None, args)
     with pytest.raises(UserError, match="cannot export model.onnx to ONNX"):
         OnnxExporter(args).export(job)
+
+
+def test_export_run_of_a_spec_without_export_section(tmp_path):
+    spec = yaml.safe_load((SPECS / "tiny_kd.yaml").read_text())
+    spec["output_dir"] = str(tmp_path / "runs")
+    spec["stages"] = spec["stages"][:1]
+    spec["stages"][0]["train"] = ["student"]
+    spec["stages"][0]["epochs"] = 1
+    del spec["teacher"]
+    spec["evaluate"]["models"] = ["student"]
+    proc = run_cli("run", str(write_spec(tmp_path / "spec.yaml", spec)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs" / "tiny_kd").iterdir()
+    assert not (run_dir / "export").exists()
+    proc = run_cli("export", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "export" / "model.onnx").exists() and (run_dir / "export" / "labels.txt").exists()

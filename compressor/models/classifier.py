@@ -1,7 +1,9 @@
 """Sequence classifiers over feature frames: the SLU intent classifier and the quickstart models.
 
 Input ``batch["features"]`` (B, T, F) with ``batch["feature_lengths"]`` (B,); output ``{"logits": (B, C)}``
-plus ``{"hidden": (B, H)}``, the pooled utterance representation (for representation KD).
+plus ``{"hidden": (B, H)}``, the pooled utterance representation (for representation KD). Global CMVN
+statistics of the training split (``info["feature_mean"/"feature_std"]``) are baked in as buffers, so the
+model (and its ONNX export) takes raw fbank features.
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ class SeqClassifier(nn.Module):
     """Encoder (LSTM, 1-D conv or frame-wise MLP) -> masked mean pooling -> linear classifier."""
 
     def __init__(self, input_dim: int, num_classes: int, encoder: str = "lstm", hidden: int = 128,
-                 layers: int = 2, bidirectional: bool = False, dropout: float = 0.0) -> None:
+                 layers: int = 2, bidirectional: bool = False, dropout: float = 0.0,
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
         super().__init__()
         self.kind = encoder
         self.input_dim = input_dim
+        mean = torch.tensor(feature_mean, dtype=torch.float32) if feature_mean else torch.zeros(input_dim)
+        std = torch.tensor(feature_std, dtype=torch.float32) if feature_std else torch.ones(input_dim)
+        self.register_buffer("feature_mean", mean)
+        self.register_buffer("feature_std", std.clamp_min(1e-5))
         if encoder == "lstm":
             self.encoder = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
                                    bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
@@ -51,6 +58,7 @@ class SeqClassifier(nn.Module):
         self.classifier = nn.Linear(out_dim, num_classes)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        features = (features - self.feature_mean) / self.feature_std
         if self.kind == "lstm":
             h, _ = self.encoder(features)
         elif self.kind == "conv":
@@ -75,4 +83,4 @@ def build_seq_classifier(args: SeqClassifierArgs, info: dict[str, Any] | None = 
     if input_dim is None or num_classes is None:
         raise ValueError("seq_classifier needs input_dim and num_classes (from its args or the data)")
     return SeqClassifier(int(input_dim), int(num_classes), args.encoder, args.hidden, args.layers,
-                         args.bidirectional, args.dropout)
+                         args.bidirectional, args.dropout, info.get("feature_mean"), info.get("feature_std"))

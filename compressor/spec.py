@@ -442,7 +442,8 @@ class CheckContext:
             ms = self.spec.all_models()[name]
             entry = self.registry.get("model", ms.name)
             with torch.device("meta"):
-                self._models[name] = entry.factory(self.loaded.model_args[name], info=_meta_info(self.loaded, self.registry))
+                info = _meta_info(self.loaded, self.registry)
+                self._models[name] = entry.factory(self.loaded.model_args[name], info=info)
         return self._models[name]
 
 

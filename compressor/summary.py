@@ -27,7 +27,8 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
     if "teacher" in params and "student" in params and params["teacher"]:
         ratio = params["student"] / params["teacher"]
         lines += ["", f"Student/teacher parameters: {ratio:.3f} ({1 / ratio:.2f}x smaller)." if ratio else ""]
-    lines += ["", "## Stages", "", "| # | stage | steps | epochs | seconds | best validation |", "|---|---|---:|---:|---:|---|"]
+    lines += ["", "## Stages", "", "| # | stage | steps | epochs | seconds | best validation |",
+              "|---|---|---:|---:|---:|---|"]
     for i, st in enumerate(results.get("stages", [])):
         metric = st.get("metric")
         lines.append(f"| {i} | {st['stage']} | {st['steps']} | {st['epochs']} | {st['seconds']:.1f} | "

@@ -21,8 +21,8 @@ from torch import nn
 from compressor.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from compressor.context import StageContext
 from compressor.errors import UserError
-from compressor.lr import build_optimizer, build_scheduler
 from compressor.losses import LossTerms
+from compressor.lr import build_optimizer, build_scheduler
 from compressor.plugins import stage_strategies
 from compressor.task import to_device
 

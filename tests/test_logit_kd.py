@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from compressor_plugins.logit_kd import LogitKD, logit_distance
 from torch import nn
 
 from compressor.losses import LossTerms
 from compressor.plugins import get_registry
-from compressor_plugins.logit_kd import LogitKD, logit_distance
 
 
 def test_distances_match_their_formulas() -> None:

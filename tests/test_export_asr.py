@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def test_files_and_metadata(exported):
     lines = (out / "tokens.txt").read_text().splitlines()
     assert lines[-1] == f"<blk> {len(lines) - 1}"
     assert (out / "export_report.png").stat().st_size > 1000
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["transcripts"]["exact_match"] == result.report["transcripts"]["exact_match"]
 
 
 def test_parity_figures(exported):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class OnnxExporter(Exporter):
         plot = bench.plot_report(report["benchmark"]["rows"], out / "export_report.png",
                                  f"{job.model_name} ({job.model_ref.get('name')}) export, 1 thread")
         files.append(plot)
+        (out / "export_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        files.append(out / "export_report.json")
         return ExportResult(files=files, report=report, summary_md=summary_markdown(report))
 
     # -- parity --------------------------------------------------------------------------------

@@ -39,14 +39,15 @@ SIZES: dict[str, dict[str, int]] = {
 class ConvCTCArgs(Args):
     """Arguments of ``conv_ctc``: ``size`` fills widths, explicit keys win."""
 
-    size: Literal["paper", "cpu", "tiny"] = "cpu"
-    channels: int | None = Field(default=None, ge=4)
-    blocks: int | None = Field(default=None, ge=0)
-    repeat: int | None = Field(default=None, ge=1)
-    kernel: int | None = Field(default=None, ge=1, description="odd kernel size of the blocks")
+    size: Literal["paper", "cpu", "tiny"] = Field(
+        default="cpu", description="widths: paper = QuartzNet 5x5 (256 ch, k=33), cpu = 128 ch, tiny = tests")
+    channels: int | None = Field(default=None, ge=4, description="channels of the blocks")
+    blocks: int | None = Field(default=None, ge=0, description="QuartzNet blocks (B)")
+    repeat: int | None = Field(default=None, ge=1, description="separable-conv units per block (R)")
+    kernel: int | None = Field(default=None, ge=1, description="kernel size of the blocks (made odd)")
     dropout: float = Field(default=0.0, ge=0, lt=1)
-    feature_dim: int | None = Field(default=None, ge=1)
-    vocab_size: int | None = Field(default=None, ge=2)
+    feature_dim: int | None = Field(default=None, ge=1, description="default: the data's feature_dim")
+    vocab_size: int | None = Field(default=None, ge=2, description="default: the data's vocab_size")
 
 
 class SeparableConv(nn.Module):

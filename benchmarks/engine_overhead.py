@@ -63,6 +63,7 @@ def engine_loop(steps: int, batch: int, hidden: int, workdir: Path) -> float:
                     "optimizer": {"name": "adamw", "lr": 1e-3}, "eval": {"every": "never"}}],
         "evaluate": {"split": "test", "models": ["student"]},
     }
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     run_dir = run_spec(path)
@@ -80,12 +81,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # what the engine sets: same for both loops
     plain, engine = [], []
     with tempfile.TemporaryDirectory() as tmp:
         plain_loop(20, args.batch, args.hidden)  # warm-up: imports, allocator, kernels
         for i in range(args.repeats):
-            plain.append(plain_loop(args.steps, args.batch, args.hidden))
-            engine.append(engine_loop(args.steps, args.batch, args.hidden, Path(tmp) / str(i)))
+            order = ("plain", "engine") if i % 2 == 0 else ("engine", "plain")  # alternate who goes first
+            for which in order:
+                if which == "plain":
+                    plain.append(plain_loop(args.steps, args.batch, args.hidden))
+                else:
+                    engine.append(engine_loop(args.steps, args.batch, args.hidden, Path(tmp) / str(i)))
             print(f"repeat {i}: plain {plain[-1] * 1e3:.2f} ms/step, engine {engine[-1] * 1e3:.2f} ms/step")
     p, e = statistics.median(plain), statistics.median(engine)
     print(f"median plain  {p * 1e3:.2f} ms/step")

@@ -43,8 +43,25 @@ class StageContext:
     total_epochs: int = 1
     steps_per_epoch: int = 1
     training: bool = True
-    batch_error: float | None = None
     scalars: dict[str, float] = field(default_factory=dict)
+    _batch_error: float | None = None
+    _batch_error_source: tuple[Any, ...] | None = None
+
+    @property
+    def batch_error(self) -> float | None:
+        """Error rate of the current training batch (computed on first use: most stages never need it)."""
+        if self._batch_error_source is not None:
+            task, outputs, batch = self._batch_error_source
+            self._batch_error_source = None
+            self._batch_error = task.batch_error(outputs, batch)
+        return self._batch_error
+
+    @batch_error.setter
+    def batch_error(self, value: float | None) -> None:
+        self._batch_error, self._batch_error_source = value, None
+
+    def defer_batch_error(self, task: Task, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        self._batch_error_source = (task, outputs, batch)
 
     @property
     def progress(self) -> float:

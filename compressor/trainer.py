@@ -182,7 +182,7 @@ class StageRunner:
                         outputs = self.task.forward(train_model, batch)
                         losses = LossTerms()
                         losses.add("task", self.task.loss(outputs, batch))
-                        ctx.batch_error = self.task.batch_error(outputs, batch)
+                        ctx.defer_batch_error(self.task, outputs, batch)
                         run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
                                          losses=losses)
                         total = losses.total()

@@ -1,0 +1,47 @@
+"""The CTC family the export is tested on: conv_ctc + task ctc (registered through the ctc plugin)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressor.asr.ctc import ConvCTCArgs, CTCTask, build_conv_ctc, ctc_greedy
+from compressor.plugins import get_registry
+
+
+def test_registered():
+    reg = get_registry()
+    assert reg.has("model", "conv_ctc") and reg.has("task", "ctc")
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    blank = 3
+    frames = [0, 0, 3, 0, 1, 1, 3, 3, 2, 2]
+    log_probs = torch.full((1, len(frames), 4), -10.0)
+    log_probs[0, torch.arange(len(frames)), torch.tensor(frames)] = 0.0
+    assert ctc_greedy(log_probs, torch.tensor([10]), blank) == [[0, 0, 1, 2]]
+    assert ctc_greedy(log_probs, torch.tensor([5]), blank) == [[0, 0, 1]]
+
+
+def test_shapes_lengths_and_blank_check():
+    info = {"vocab_size": 6, "feature_dim": 80, "blank_id": 5, "tokens": list("abcde") + ["<blk>"]}
+    model = build_conv_ctc(ConvCTCArgs(size="tiny"), info).eval()
+    batch = {"features": torch.randn(3, 51, 80), "feature_lengths": torch.tensor([51, 40, 7])}
+    out = model(batch)
+    assert out["log_probs"].shape == (3, 26, 6)
+    assert out["logit_lengths"].tolist() == [25, 20, 3]  # T // 2, what sherpa-onnx assumes
+    assert torch.allclose(out["log_probs"].exp().sum(-1), torch.ones(3, 26), atol=1e-5)
+    with pytest.raises(ValueError, match="blank to be the last token"):
+        build_conv_ctc(ConvCTCArgs(size="tiny"), {**info, "blank_id": 0})
+
+
+def test_task_learns_and_reports_wer():
+    from test_export_fixtures import trained_ctc
+
+    model, task, data = trained_ctc(steps=100)
+    metrics = task.evaluate(model, data.loader("test", 8), torch.device("cpu"))
+    assert set(metrics) == {"loss", "wer", "cer"}
+    assert metrics["cer"] < 0.5 and metrics["loss"] < 1.0
+    batch = next(iter(data.loader("test", 8)))
+    assert 0.0 <= task.batch_error(model(batch), batch) <= 1.0
+    assert isinstance(task, CTCTask) and task.blank_id == len(data.info["tokens"]) - 1

@@ -227,8 +227,12 @@ def test_common_voice_tsv_layout(tmp_path: Path) -> None:
     ):
         lines = []
         for i, text in enumerate(sentences):
-            clip = f"common_voice_de_{name}{i}.wav"
-            write(cv / "clips" / clip, tone(0.5, sr=48000, freq=300 + 40 * i), sr=48000)
+            if i == 0:  # Common Voice ships MP3 clips (48 kHz)
+                clip = f"common_voice_de_{name}{i}.mp3"
+                write(cv / "clips" / clip, tone(0.5, sr=48000), sr=48000, fmt="MP3", subtype="MPEG_LAYER_III")
+            else:
+                clip = f"common_voice_de_{name}{i}.wav"
+                write(cv / "clips" / clip, tone(0.5, sr=48000, freq=300 + 40 * i), sr=48000)
             lines.append(f"client{i % 2}\t{clip}\t{text}\t2\t0\t\t\t")
         (cv / f"{name}.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
     dm = build_common_voice(

@@ -186,8 +186,10 @@ class SpeechDataModule(DataModule):
 
         Evaluation (``shuffle=False``): utterances sorted by length, cut in order. Training: utterances
         sorted by length into ``num_buckets`` equal buckets, shuffled within each bucket by (seed, epoch),
-        the buckets laid end to end and cut into batches, and the batches shuffled. Deterministic in
-        (seed, epoch), so a resumed run skips exactly the batches it consumed.
+        the buckets laid end to end and cut into batches (a remainder shorter than half a batch dropped),
+        and the batches shuffled. Deterministic in (seed, epoch), so a resumed run skips exactly the batches
+        it consumed. With data-parallel training each global batch is split across ranks: keep
+        ``max_frames`` at least world size x the longest utterance so no batch is smaller than the world.
         """
         ds = self.dataset(split)
         assert isinstance(ds, SpeechSplit)
@@ -204,6 +206,8 @@ class SpeechDataModule(DataModule):
             rng.shuffle(bucket)
             mixed.extend(bucket)
         out = self._cut(mixed, lengths, batch_size)
+        if len(out) > 1 and len(out[-1]) < max(2, batch_size // 2):
+            out.pop()  # a short remainder (a different random one each epoch), as the default batching drops
         rng.shuffle(out)
         return out
 

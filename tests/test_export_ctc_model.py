@@ -45,3 +45,14 @@ def test_task_learns_and_reports_wer():
     batch = next(iter(data.loader("test", 8)))
     assert 0.0 <= task.batch_error(model(batch), batch) <= 1.0
     assert isinstance(task, CTCTask) and task.blank_id == len(data.info["tokens"]) - 1
+
+
+def test_frontends_agree_with_the_data_layer():
+    """compressor.export.frontend (verified against sherpa-onnx) == compressor.data.features.fbank."""
+    from compressor.data.features import fbank
+    from compressor.export.frontend import sherpa_fbank
+
+    wave = torch.randn(9999) * 0.1
+    for data_name, sherpa_name in (("nemo", "nemo_transducer"), ("nemo_ctc", "nemo_ctc"), ("kaldi", "kaldi")):
+        diff = (fbank(wave, 16000, frontend=data_name) - sherpa_fbank(wave, 16000, sherpa_name)).abs().max()
+        assert float(diff) < 1e-3, data_name

@@ -21,10 +21,7 @@ FREQS = [300.0, 550.0, 900.0, 1400.0, 2200.0]
 
 
 def _features(wave: torch.Tensor, frontend: str) -> torch.Tensor:
-    if frontend == "nemo_ctc":
-        from compressor.export.frontend import sherpa_fbank
-
-        return sherpa_fbank(wave, 16000, "nemo_ctc")
+    """The data layer's features: the sherpa-onnx parity tests thereby check its front ends end to end."""
     from compressor.data.features import fbank
 
     return fbank(wave, 16000, frontend=frontend)  # type: ignore[arg-type]

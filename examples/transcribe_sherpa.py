@@ -45,12 +45,13 @@ def load_recognizer(model_dir: Path, int8: bool = False, threads: int = 1) -> sh
     sys.exit(f"error: {model_dir} has neither encoder/decoder/joiner{suffix} nor model{suffix}")
 
 
-def transcribe_streaming(model_dir: Path, wav: Path, threads: int = 1) -> str:
+def transcribe_streaming(model_dir: Path, wav: Path, int8: bool = False, threads: int = 1) -> str:
     """Online decoding: the audio arrives in 100 ms pieces, partial results are available after each."""
-    files = {k: model_dir / f"{k}.onnx" for k in ("decoder", "joiner")}
-    files["encoder"] = model_dir / "encoder.streaming.onnx"
+    suffix = ".int8.onnx" if int8 else ".onnx"
+    files = {k: model_dir / f"{k}{suffix}" for k in ("decoder", "joiner")}
+    files["encoder"] = model_dir / f"encoder.streaming{suffix}"
     if not all(p.exists() for p in files.values()):
-        sys.exit(f"error: {model_dir} has no streaming export (encoder.streaming.onnx)")
+        sys.exit(f"error: {model_dir} has no streaming export (encoder.streaming{suffix})")
     recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
         tokens=str(model_dir / "tokens.txt"), encoder=str(files["encoder"]), decoder=str(files["decoder"]),
         joiner=str(files["joiner"]), num_threads=threads, model_type="nemo_transducer")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.streaming:
         for wav in args.wavs:
-            print(f"{wav}\t{transcribe_streaming(args.model_dir, wav, args.threads)}", flush=True)
+            print(f"{wav}\t{transcribe_streaming(args.model_dir, wav, args.int8, args.threads)}", flush=True)
         return 0
     recognizer = load_recognizer(args.model_dir, args.int8, args.threads)
     for wav in args.wavs:

@@ -75,6 +75,7 @@ def test_parity_figures(exported):
         st = rep["streaming"]
         assert st["exact_match_vs_pytorch_streaming"] >= 0.9 and st["max_abs_diff"] < 1e-3
         assert st["match_vs_offline"] >= 0.5  # same model, slightly different (online) front end
+        assert st["int8_kept"] == (out / "encoder.streaming.int8.onnx").exists()
     q = rep["int8"]
     assert q["size_int8"] < q["size_fp32"]
     assert q["kept"] == (q["delta"] <= q["tolerance"])
@@ -150,6 +151,11 @@ def test_example_script_without_this_project(exported, tmp_path):
             ids = torch_streaming_greedy(model, sherpa_fbank(wave, 16000, "nemo_online"), 24)
             want.append("".join(LETTERS[i] for i in ids))
         assert got == want
+        if (out / "encoder.streaming.int8.onnx").exists():
+            proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
+                                   "--model-dir", str(out), "--streaming", "--int8", *wavs], cwd=tmp_path,
+                                  env=env, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0 and len(proc.stdout.splitlines()) == len(wavs), proc.stderr
     if (out / "model.int8.onnx").exists() or (out / "encoder.int8.onnx").exists():
         proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
                                "--model-dir", str(out), "--int8", *wavs], cwd=tmp_path, env=env,

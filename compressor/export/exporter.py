@@ -94,8 +94,10 @@ class OnnxExporter(Exporter):
         files += [Path(p) for p in report["int8"].pop("_files", [])]
         if family == "rnnt":
             if args.streaming and graphs.supports_streaming(model):
-                report["streaming"] = self._streaming(model, job, out, feat_dim, args)
+                report["streaming"] = self._streaming(model, job, out, feat_dim, args, report["int8"])
                 files.append(out / "encoder.streaming.onnx")
+                if report["streaming"].get("int8_kept"):
+                    files.append(out / "encoder.streaming.int8.onnx")
             else:
                 report["streaming"] = {"exported": False, "note": STREAMING_NOTE if args.streaming
                                        else "streaming: false"}
@@ -188,8 +190,8 @@ class OnnxExporter(Exporter):
                 "accuracy_onnx": correct_o / max(1, n)}
 
     # -- streaming ----------------------------------------------------------------------------
-    def _streaming(self, model: nn.Module, job: ExportJob, out: Path, feat_dim: int, args: OnnxExportArgs
-                   ) -> dict[str, Any]:
+    def _streaming(self, model: nn.Module, job: ExportJob, out: Path, feat_dim: int, args: OnnxExportArgs,
+                   int8: dict[str, Any]) -> dict[str, Any]:
         """encoder.streaming.onnx for sherpa-onnx's OnlineRecognizer (model_type nemo_transducer)."""
         from compressor.asr.metrics import ErrorCounter, detokenize
         from compressor.export.frontend import sherpa_fbank
@@ -240,6 +242,18 @@ class OnnxExporter(Exporter):
         if match < args.min_transcript_match:
             raise UserError(f"parity failed: sherpa-onnx's online recognizer equals the PyTorch streaming "
                             f"decode for only {match:.0%} of {len(utts)} test utterances")
+        if int8.get("kept"):  # the offline int8 decoder/joiner passed the guard: add an int8 streaming encoder
+            qpath = quantize.quantize_dynamic_file(path, quantize.int8_name(path))
+            parity.check_onnx(qpath)
+            qnamed = {"encoder": qpath, "decoder": out / "decoder.int8.onnx", "joiner": out / "joiner.int8.onnx"}
+            qgot = parity.sherpa_online_decode(qnamed, out / "tokens.txt", [u.wave for u in utts],
+                                               parity.token_lookup(tokens), tail_seconds=0.3)
+            c_q = ErrorCounter()
+            for u, a in zip(utts, qgot):
+                c_q.add(detokenize(a, tokens, blank), u.text)
+            res.update(wer_online_int8=c_q.wer, int8_kept=c_q.wer - c_online.wer <= args.int8_tolerance)
+            if not res["int8_kept"]:
+                qpath.unlink(missing_ok=True)
         return res
 
     # -- int8 ----------------------------------------------------------------------------------
@@ -439,6 +453,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
                      f"{st['exact_match_vs_pytorch_streaming']:.1%}, with the offline decode "
                      f"{st['match_vs_offline']:.1%}; WER online {st['wer_online_sherpa']:.2%} vs offline "
                      f"{st['wer_offline_pytorch']:.2%} ({st['frontend_note']})")
+        if "wer_online_int8" in st:
+            lines.append(f"- streaming int8: WER online {st['wer_online_int8']:.2%}; "
+                         + ("kept (`encoder.streaming.int8.onnx`)" if st["int8_kept"] else "not kept"))
     elif st:
         lines.append(f"- streaming: {st['note']}")
     lines += ["", "| variant | params | size (MB) | latency/utt (ms) | RTF |", "|---|---|---|---|---|"]

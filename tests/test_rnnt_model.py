@@ -111,3 +111,18 @@ def test_wer_cer_and_detokenize() -> None:
     c = ErrorCounter()
     c.add("abc", "abd")
     assert c.wer == 1.0 and c.cer == pytest.approx(1 / 3)
+
+
+def test_ctc_auxiliary_term_is_ctc_loss_of_the_joint_with_zero_prediction() -> None:
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTArgs(size="tiny", stack=2), INFO)
+    batch = _batch(t=40, u=4)
+    out = model(batch)
+    enc, enc_lengths = model.encode(batch["features"], batch["feature_lengths"])
+    assert torch.allclose(out["ctc_logits"], model.joiner.out(torch.tanh(enc)))
+    plain = RNNTTask(RNNTTask.Args(), INFO).loss(out, batch)
+    with_ctc = RNNTTask(RNNTTask.Args(ctc_weight=0.5), INFO).loss(out, batch)
+    ctc = torch.nn.functional.ctc_loss(out["ctc_logits"].log_softmax(-1).transpose(0, 1), batch["tokens"],
+                                       enc_lengths, batch["token_lengths"], blank=INFO["blank_id"],
+                                       reduction="sum") / 3
+    assert torch.allclose(with_ctc, plain + 0.5 * ctc, rtol=1e-5)

@@ -24,7 +24,7 @@ Interface for decoding and export (sherpa-onnx NeMo-transducer style)::
     enc, enc_lengths = model.encode(features, lengths)       # (B, T', J), (B,)
     pred, state = model.predict(tokens, state=None)          # (B, U, J); state = (h, c), each (M, B, H_pred)
     logits = model.join(enc, pred)       # enc (..., J) and pred (..., J) broadcast -> logits (..., V)
-    out = model(batch)   # {"logits": (B, T', U+1, V), "logit_lengths": (B,)}: the full lattice for rnnt_loss
+    out = model(batch)   # {"logits": (B, T', U+1, V), "logit_lengths": (B,), "ctc_logits": (B, T', V)}
 
 ``join`` is ``joiner.out(tanh(enc + pred))``: pass ``enc[:, :, None]`` and ``pred[:, None]`` for the lattice,
 or a single frame and a single prediction when decoding. Token convention: the blank is the LAST id
@@ -210,13 +210,17 @@ class RNNTModel(nn.Module):
 
     # -- training ---------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The full RNN-T lattice: logits (B, T', U+1, V) over the targets ``batch["tokens"]``."""
+        """The full RNN-T lattice: logits (B, T', U+1, V) over the targets ``batch["tokens"]``; also
+        ``ctc_logits`` (B, T', V) = join(enc, 0) for an optional CTC auxiliary loss."""
         enc, enc_lengths = self.encode(batch["features"], batch["feature_lengths"])
         tokens = batch["tokens"]
         blank = torch.full((tokens.shape[0], 1), self.blank_id, dtype=tokens.dtype, device=tokens.device)
         pred, _ = self.predict(torch.cat([blank, tokens], dim=1))
         logits = self.join(enc[:, :, None, :], pred[:, None, :, :])
-        return {"logits": logits, "logit_lengths": enc_lengths}
+        # The joint network with a zero prediction vector, per frame: logits for the task's optional CTC
+        # auxiliary loss (no extra parameters; not part of the exported model).
+        ctc_logits = self.join(enc, torch.zeros_like(enc))
+        return {"logits": logits, "logit_lengths": enc_lengths, "ctc_logits": ctc_logits}
 
 
 def build_rnnt(args: RNNTArgs, info: dict[str, Any] | None = None) -> RNNTModel:

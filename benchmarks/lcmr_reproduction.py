@@ -92,7 +92,8 @@ def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path
     base = yaml.safe_load(BASE_SPEC.read_text(encoding="utf-8"))
     teacher_stage, mr_stage, ft_stage = base["stages"]
     spec: dict[str, Any] = {
-        "name": f"{row}_seed{seed}", "seed": seed, "output_dir": str(args.work), "task": base["task"],
+        "name": f"{row}_seed{seed}", "seed": seed, "output_dir": str(args.work),
+        "task": dict(base["task"], **({} if args.ctc_weight is None else {"ctc_weight": args.ctc_weight})),
         "data": base["data"],
         "teacher": dict(base["teacher"], preset=f"exp{args.experiment}_teacher", size=args.size),
         "student": dict(base["student"], preset=f"exp{args.experiment}_student", size=args.size),
@@ -101,6 +102,8 @@ def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path
     }
     if args.threads is None:
         spec["trainer"].pop("threads")
+    if args.tiny:  # a small corpus (the one tests/test_rnnt_engine.py uses): seconds to synthesise and load
+        spec["data"] = dict(spec["data"], train_size=48, valid_size=8, test_size=8, num_speakers=6)
     total = args.mr_steps + args.ft_steps
     if row == "teacher":
         spec["stages"] = [_stage(teacher_stage, "teacher", args.teacher_steps, args)]
@@ -219,7 +222,7 @@ def write_table(out: Path, data: dict[str, list[dict[str, Any]]], args: argparse
         f"Setup: experiment {args.experiment} shapes (Table 1) at `{args.size}` widths; teacher "
         f"{args.teacher_steps} steps; every student {args.mr_steps} + {args.ft_steps} steps "
         f"(module replacing + fine-tuning, or one stage); batch {args.batch_size}; seeds {args.seeds}; test "
-        "split, greedy decoding.",
+        f"split, greedy decoding; task {json.dumps(machine['task'])}.",
         "",
         "| Method | Params | test WER % (mean ± std) | test CER % | rel. WER vs lattice KD | "
         "rel. WER vs student alone | per seed WER % |",
@@ -338,8 +341,9 @@ def plan(args: argparse.Namespace, rows: list[str]) -> float:
         est = per_row[r] * scale + FIXED_SECONDS_PER_RUN
         total += est * len(args.seeds)
         print(f"  {r:22s} {est / 60:6.1f} min per seed")
-    print(f"Expected: about {total / 60:.0f} min on an idle CPU core ({SECONDS_PER_STEP} s/step at batch 16, "
-          "cpu widths; slower when other work shares the cores, much faster on a GPU)")
+    print(f"Expected: about {total / 60:.0f} min of one idle CPU core ({SECONDS_PER_STEP} s/step at batch 16, "
+          f"cpu widths), so about {total / 60 / max(1, args.jobs):.0f} min wall with --jobs {args.jobs} on "
+          f"{args.jobs} idle cores; slower when other work shares the cores, much faster on a GPU")
     return total
 
 
@@ -349,13 +353,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--experiment", type=int, choices=(1, 2), default=1, help="Table 1 experiment shapes")
     p.add_argument("--size", choices=("cpu", "paper", "tiny"), default="cpu")
-    p.add_argument("--teacher-steps", type=int, default=1500)
-    p.add_argument("--mr-steps", type=int, default=750, help="module replacing stage (LCMR rows)")
-    p.add_argument("--ft-steps", type=int, default=250, help="fine-tuning stage (LCMR rows)")
+    p.add_argument("--teacher-steps", type=int, default=1200)
+    p.add_argument("--mr-steps", type=int, default=600, help="module replacing stage (LCMR rows)")
+    p.add_argument("--ft-steps", type=int, default=200, help="fine-tuning stage (LCMR rows)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eval-every", type=int, default=125)
+    p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--kd-alpha", type=float, default=1e-3)
+    p.add_argument("--ctc-weight", type=float, default=None,
+                   help="task ctc_weight (default: the base spec's, 0.3; 0 = the paper's RNN-T loss only)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time (2 for 2 cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
@@ -405,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
                           f"{args.threads or 'all'} torch thread(s) per run, device {args.device})",
                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "torch": torch.__version__, "wall_minutes": (time.time() - t0) / 60}
+               "torch": torch.__version__, "wall_minutes": (time.time() - t0) / 60,
+               "task": build_spec("student_alone", 0, args, None)["task"]}
     prefix = args.prefix
     json_data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                  "machine": machine, "rows": data}

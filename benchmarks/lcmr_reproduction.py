@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -152,7 +153,10 @@ def _finished(work: Path, name: str) -> Path | None:
 
 
 def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
-    """Run (or reuse) one spec; return its run directory."""
+    """Run (or reuse) one spec; return its run directory. The run's name carries a hash of its spec, so a
+    finished run is reused only for exactly the same settings."""
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    spec = dict(spec, name=f"{spec['name']}_{digest}")
     name = spec["name"]
     found = _finished(args.work, name)
     if found is not None and not args.rerun:

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchaudio
 
+from compressor.data.audio import load_audio
 from compressor.data.features import fbank, feature_stats, num_frames
 from compressor.data.speech import Utterance, extract_features
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, read_tokens
@@ -89,14 +90,28 @@ def test_feature_cache(tmp_path: Path) -> None:
 
     path = tmp_path / "a.wav"
     sf.write(str(path), _speechlike(8000).numpy(), 16000)
-    utts = [Utterance(id="a", audio=path, text="a"), Utterance(id="b", audio=tmp_path / "none.wav", text="b")]
+    utts = [
+        Utterance(id="a", audio=path, text="a"),
+        Utterance(id="b", audio=tmp_path / "none.wav", text="b"),
+        Utterance(id="c", audio=path, text="c"),
+    ]
     f1, e1 = extract_features(utts, "nemo", tmp_path)
-    cached = list((tmp_path / "features").glob("*.pt"))
-    assert len(cached) == 1 and e1[0] is None and e1[1][0] == "missing"
-    f2, e2 = extract_features(utts, "nemo", tmp_path)
-    assert torch.equal(f1[0], f2[0]) and e2 == e1
+    assert len(list((tmp_path / "features").glob("*.f32"))) == 1
+    assert e1[0] is None and e1[1][0] == "missing" and f1.lengths == [50, 0, 50]
+    assert torch.equal(f1[0], fbank(load_audio(path)))  # what was streamed to disk is what fbank gives
+    f2, e2 = extract_features(utts, "nemo", tmp_path)  # read back from the memory-mapped cache
+    assert torch.equal(f1[2], f2[2]) and e2 == e1
+    view = f2.select([2, 0])
+    assert view.lengths == [50, 50] and torch.equal(view[1], f1[0])
+    import pickle
+
+    assert torch.equal(pickle.loads(pickle.dumps(view))[0], f1[2])  # DataLoader workers reopen the map
+    f3, _ = extract_features(utts, "nemo", None)  # no cache dir: in memory
+    assert torch.equal(f3[0], f1[0])
     extract_features(utts, "kaldi", tmp_path)  # another front end, another cache entry
-    assert len(list((tmp_path / "features").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "features").glob("*.f32"))) == 2
+    (tmp_path / "features" / next(p.name for p in (tmp_path / "features").glob("*.json"))).write_text("{")
+    extract_features(utts, "nemo", tmp_path)  # a damaged index is rebuilt, not trusted
 
 
 def test_char_tokenizer_tokens_txt(tmp_path: Path) -> None:

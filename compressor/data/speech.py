@@ -21,13 +21,14 @@ from torch.utils.data import Dataset
 from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
+from compressor.data.featstore import FeatureStore, load_store, write_store
 from compressor.data.features import FRONTENDS, NUM_BINS, fbank, feature_stats
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
 from compressor.errors import UserError
 from compressor.registry import Args
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2
 SLOTS = ("action", "object", "location")
 
 
@@ -97,7 +98,7 @@ class SpeechSplit(Dataset):
     def __init__(
         self,
         utts: list[Utterance],
-        features: list[torch.Tensor],
+        features: FeatureStore | list[torch.Tensor],
         tokens: list[list[int]],
         labels: list[dict[str, int]],
         augment_args: AugmentArgs | None = None,
@@ -112,7 +113,9 @@ class SpeechSplit(Dataset):
         self.frontend = frontend
         self.seed = seed
         self.epoch = 0
-        self.lengths = [int(f.shape[0]) for f in features]
+        self.lengths = (
+            features.lengths if isinstance(features, FeatureStore) else [int(f.shape[0]) for f in features]
+        )
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -270,36 +273,27 @@ def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
 
 def extract_features(
     utts: list[Utterance], frontend: str, cache_dir: Path | None
-) -> tuple[list[torch.Tensor | None], list[tuple[str, str] | None]]:
-    """fbank features of every utterance (``None`` + (reason, message) for bad audio), cached on disk."""
-    path = None
+) -> tuple[FeatureStore, list[tuple[str, str] | None]]:
+    """fbank features of every utterance, streamed to a memory-mapped cache file under ``cache_dir``
+    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``."""
+    data = index = None
     if cache_dir is not None:
-        path = Path(cache_dir) / "features" / f"{_feature_cache_key(utts, frontend)}.pt"
-        if path.exists():
-            try:
-                blob = torch.load(path, weights_only=True)
-                if blob.get("n") == len(utts):
-                    return blob["features"], [tuple(e) if e else None for e in blob["errors"]]
-            except Exception:  # a damaged cache file is rebuilt
-                pass
-    feats: list[torch.Tensor | None] = []
-    errors: list[tuple[str, str] | None] = []
-    for u in utts:
-        try:
-            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
-            feats.append(fbank(wave, SAMPLE_RATE, frontend))  # type: ignore[arg-type]
-            errors.append(None)
-        except AudioError as e:
-            feats.append(None)
-            errors.append((e.reason, str(e)))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{id(utts)}")
-        torch.save(
-            {"n": len(utts), "features": feats, "errors": [list(e) if e else None for e in errors]}, tmp
-        )
-        tmp.replace(path)
-    return feats, errors
+        key = _feature_cache_key(utts, frontend)
+        folder = Path(cache_dir) / "features"
+        folder.mkdir(parents=True, exist_ok=True)
+        data, index = folder / f"{key}.f32", folder / f"{key}.json"
+        cached = load_store(data, index, len(utts))
+        if cached is not None:
+            return cached
+
+    def compute(u: Utterance) -> torch.Tensor:
+        wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+        return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
+
+    def is_error(e: BaseException) -> tuple[str, str] | None:
+        return (e.reason, str(e)) if isinstance(e, AudioError) else None
+
+    return write_store(utts, compute, data, index, is_error)
 
 
 def draw_subset(n: int, args: SubsetArgs) -> list[int]:
@@ -329,7 +323,7 @@ def build_speech_module(
     """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring)."""
     skipped = list(skipped or [])
     kept: dict[str, list[Utterance]] = {}
-    feats_by_split: dict[str, list[torch.Tensor]] = {}
+    feats_by_split: dict[str, FeatureStore] = {}
     for split, utts in splits.items():
         good: list[Utterance] = []
         for u in utts:
@@ -362,15 +356,16 @@ def build_speech_module(
                 continue
             u.text = text
             good.append(u)
-        feats, errors = extract_features(good, args.frontend, cache_dir)
-        kept[split], feats_by_split[split] = [], []
-        for u, f, err in zip(good, feats, errors):
-            if f is None or err is not None:
-                reason, message = err or ("corrupt", f"no features for {u.id}")
+        store, errors = extract_features(good, args.frontend, cache_dir)
+        keep: list[int] = []
+        for i, (u, err) in enumerate(zip(good, errors)):
+            if err is not None:
+                reason, message = err
                 _skip(skipped, args.strict, split, u, u.source or str(u.audio), reason, message)
                 continue
-            kept[split].append(u)
-            feats_by_split[split].append(f)
+            keep.append(i)
+        kept[split] = [good[i] for i in keep]
+        feats_by_split[split] = store.select(keep)
     if "train" not in kept or not kept["train"]:
         raise UserError(
             "the training split has no usable utterances"
@@ -379,13 +374,10 @@ def build_speech_module(
     if args.subset is not None:
         idx = draw_subset(len(kept["train"]), args.subset)
         kept["train"] = [kept["train"][i] for i in idx]
-        feats_by_split["train"] = [feats_by_split["train"][i] for i in idx]
+        feats_by_split["train"] = feats_by_split["train"].select(idx)
 
     texts = [u.text for u in kept["train"]]
-    try:
-        tokenizer = build_tokenizer(args.tokenizer, language, texts, args.vocab_size, seed)
-    except RuntimeError as e:
-        raise UserError(f"SentencePiece training failed (vocab_size={args.vocab_size}): {e}") from None
+    tokenizer = build_tokenizer(args.tokenizer, language, texts, args.vocab_size, seed)
     mean, std = feature_stats(feats_by_split["train"])
 
     labels_info: dict[str, Any] = {}

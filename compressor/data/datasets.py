@@ -59,7 +59,9 @@ class ShiftedArgs(SyntheticArgs):
     """Shifted English conditions for adaptation: ``accent`` (en-gb-scotland, en-029, en-us-nyc, ...),
     ``domain`` (finance vocabulary) or ``variant`` (odd voices: klatt, croak, whisper, ...)."""
 
-    condition: Literal["accent", "domain", "variant"] = "accent"
+    condition: Literal["accent", "domain", "variant"] = Field(
+        default="accent", description="accent (6 English accents) | domain (finance) | variant (odd voices)"
+    )
     train_size: int = Field(default=600, ge=1)
     valid_size: int = Field(default=150, ge=1)
     test_size: int = Field(default=150, ge=1)
@@ -129,9 +131,9 @@ def shifted_info(args: ShiftedArgs) -> dict[str, Any]:
 
 class RealArgs(SpeechArgs):
     train: str | list[str] = Field(description="training split: path (or list of paths)")
-    valid: str | list[str] | None = None
-    test: str | list[str] | None = None
-    language: Language = "en"
+    valid: str | list[str] | None = Field(default=None, description="validation split path(s) (required)")
+    test: str | list[str] | None = Field(default=None, description="test split path(s)")
+    language: Language = Field(default="en", description="alphabet of the transcripts: en | de | es | ru")
 
 
 class NemoManifestArgs(RealArgs):

@@ -12,7 +12,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -22,7 +22,7 @@ from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore, load_store, write_store
-from compressor.data.features import FRONTENDS, NUM_BINS, fbank, feature_stats
+from compressor.data.features import NUM_BINS, fbank, feature_stats
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
 from compressor.errors import UserError
@@ -68,23 +68,25 @@ class SubsetArgs(Args):
 class SpeechArgs(Args):
     """Arguments shared by every speech dataset."""
 
-    tokenizer: str = Field(default="char", description="char | sentencepiece | bpe | unigram")
+    tokenizer: Literal["char", "sentencepiece", "bpe", "unigram"] = Field(
+        default="char", description="characters of the language, or SentencePiece (unigram) / BPE pieces"
+    )
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
-    frontend: str = Field(default="nemo", description="sherpa-onnx feature front end: nemo | kaldi")
+    frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "kaldi"] = Field(
+        default="nemo",
+        description="sherpa-onnx front end the features match: nemo (= nemo_transducer), nemo_ctc, kaldi",
+    )
     num_buckets: int = Field(default=6, ge=1, description="length buckets for training batches")
     max_frames: int | None = Field(default=None, ge=1, description="cap on padded frames per batch")
     strict: bool = Field(default=False, description="raise on bad audio/manifest lines instead of skipping")
-    subset: SubsetArgs | None = None
-    augment: AugmentArgs = Field(default_factory=AugmentArgs)
+    subset: SubsetArgs | None = Field(
+        default=None, description="{fraction|size, count, index, seed}: subset index of count disjoint ones"
+    )
+    augment: AugmentArgs = Field(
+        default_factory=AugmentArgs,
+        description="train-split waveform augmentation {noise_snr: [lo, hi], speeds: [...], reverb, prob}",
+    )
     max_duration: float | None = Field(default=None, gt=0, description="skip longer utterances (seconds)")
-
-    @model_validator(mode="after")
-    def _frontend(self) -> SpeechArgs:
-        if self.frontend not in FRONTENDS:
-            raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}")
-        if self.tokenizer not in ("char", "sentencepiece", "bpe", "unigram"):
-            raise ValueError("tokenizer must be char, sentencepiece, bpe or unigram")
-        return self
 
 
 # ------------------------------------------------------------------------------------------------

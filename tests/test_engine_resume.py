@@ -79,12 +79,14 @@ def test_killed_run_resumes_bit_identical(tiny_spec: dict, tmp_path: Path) -> No
     assert steps == list(range(1, 241))
 
 
-def test_resume_refuses_finished_and_foreign_dirs(tiny_spec: dict, tmp_path: Path) -> None:
+def test_resume_refuses_finished_and_foreign_dirs(tiny_spec: dict, tmp_path: Path, capsys) -> None:
+    from compressor.cli import main
+    from compressor.engine import run_spec
+
     spec = write_spec(tmp_path / "s.yaml", tiny_spec)
-    assert run_cli("run", str(spec)).returncode == 0
-    run_dir = _only_run(tmp_path / "runs")
-    again = run_cli("run", str(spec), "--resume", str(run_dir))
-    assert again.returncode == 2 and "already finished" in again.stderr
-    foreign = run_cli("run", str(spec), "--resume", str(tmp_path))
-    assert foreign.returncode == 2 and "not a run directory" in foreign.stderr
-    assert "Traceback" not in foreign.stderr
+    run_dir = run_spec(spec)
+    assert main(["run", str(spec), "--resume", str(run_dir)]) == 2
+    assert "already finished" in capsys.readouterr().err
+    assert main(["run", str(spec), "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and "Traceback" not in err

@@ -67,17 +67,28 @@ def test_bad_spec_messages(tmp_path: Path, old: str, new: str, fragments: list[s
     ("just a string\n", "must be a mapping"),
     ("name: x\n", "required key is missing"),
 ])
-def test_bad_yaml_via_cli_exits_2_without_running(tmp_path: Path, text: str, fragment: str) -> None:
+def test_bad_yaml_exits_2_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture, text: str, fragment: str) -> None:
+    from compressor.cli import main
+
+    monkeypatch.chdir(tmp_path)
     spec = tmp_path / "bad.yaml"
     spec.write_text(text)
     for command in ("validate", "run"):
-        done = run_cli(command, str(spec), cwd=tmp_path)
-        assert done.returncode == 2, done.stderr
-        assert fragment in done.stderr
-        assert "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
+        assert main([command, str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "PWNED").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing written
+
+
+def test_bad_yaml_via_a_real_process(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text('!!python/object/apply:os.system ["touch PWNED"]\n')
+    done = run_cli("run", str(spec), cwd=tmp_path)
+    assert done.returncode == 2 and "is not allowed" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "PWNED").exists()
 
 
 def test_missing_spec_file(tmp_path: Path) -> None:

@@ -13,6 +13,12 @@ binds inputs and outputs by position, the names follow NeMo's export):
     (N,) int32, ``states.1`` h (L, N, H), ``states.2`` c (L, N, H) -> ``outputs`` (N, D, 1),
     ``prednet_lengths`` (N,), ``states_next.1``, ``states_next.2``.
   - ``joiner.onnx``: ``encoder_outputs`` (N, D, T), ``decoder_outputs`` (N, D, U) -> ``outputs`` (N, T, U, V).
+* Streaming RNN-T (``OnlineRecognizer.from_transducer(..., model_type="nemo_transducer")``):
+  ``encoder.streaming.onnx``: one chunk ``audio_signal`` (N, 80, W), ``length`` (N,), ``cache_last_channel``
+  (N, L, 1, H) = the encoder LSTMs' h, ``cache_last_time`` (N, L, 1, H) = their c, ``cache_last_channel_len``
+  (N,) -> ``outputs`` (N, D, W / stack), lengths, the next three states. Metadata as the offline encoder plus
+  ``window_size`` = ``chunk_shift`` = W and ``cache_last_{channel,time}_dim{1,2,3}`` = (L, 1, H); the decoder
+  and joiner files are shared with the offline export.
 * CTC (``from_nemo_ctc``): ``model.onnx``: ``audio_signal`` (N, 80, T), ``length`` (N,) int64 ->
   ``logprobs`` (N, T', V), ``logprobs_length`` (N,). Metadata ``vocab_size`` (with the blank),
   ``subsampling_factor``, ``normalize_type``.

@@ -173,6 +173,14 @@ def test_augmented_training_split(cache: Path) -> None:
     assert torch.equal(dm.dataset("valid")[0]["features"], dm.dataset("valid").features[0])  # eval is clean
 
 
+def test_per_feature_normalization_option(commands, cache: Path) -> None:
+    dm = build_commands(CommandsArgs(**TINY, normalize="per_feature"), cache_dir=cache)
+    x = dm.dataset("train")[0]["features"]
+    assert x.mean(0).abs().max() < 1e-4 and (x.std(0, unbiased=False) - 1).abs().max() < 1e-2
+    assert dm.info["normalize_type"] == "per_feature" and commands.info["normalize_type"] == ""
+    assert abs(sum(dm.info["feature_mean"]) / 80) < 1e-3
+
+
 def test_read_speech_languages_and_shifted(cache: Path) -> None:
     dm = build_read_speech(
         ReadSpeechArgs(**TINY, language="ru", tokenizer="sentencepiece", vocab_size=40), cache_dir=cache

@@ -21,6 +21,7 @@ families differ in the mel filterbank (see sherpa-onnx ``offline-recognizer-tran
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
 
@@ -149,7 +150,18 @@ def fbank(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, frontend: Fron
     return mel.clamp_min(_EPS).log()
 
 
-def feature_stats(features: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+def per_feature_normalize(features: torch.Tensor) -> torch.Tensor:
+    """Per-utterance, per-dimension mean/variance normalisation ``(T, D) -> (T, D)``, exactly as sherpa-onnx
+    applies it to models whose metadata says ``normalize_type=per_feature`` (NeMo's ``per_feature``):
+    ``(x - mean) / (sqrt(var) + 1e-5)`` with the population variance over the frames."""
+    if features.shape[0] == 0:
+        return features
+    mean = features.mean(dim=0, keepdim=True)
+    var = (features.square().mean(dim=0, keepdim=True) - mean.square()).clamp_min(0.0)
+    return (features - mean) / (var.sqrt() + 1e-5)
+
+
+def feature_stats(features: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
     """Per-dimension mean and standard deviation over all frames (for global CMVN)."""
     total = torch.zeros(NUM_BINS, dtype=torch.float64)
     total_sq = torch.zeros(NUM_BINS, dtype=torch.float64)

@@ -22,7 +22,7 @@ from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore, load_store, write_store
-from compressor.data.features import NUM_BINS, fbank, feature_stats
+from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
 from compressor.errors import UserError
@@ -87,6 +87,11 @@ class SpeechArgs(Args):
         description="train-split waveform augmentation {noise_snr: [lo, hi], speeds: [...], reverb, prob}",
     )
     max_duration: float | None = Field(default=None, gt=0, description="skip longer utterances (seconds)")
+    normalize: Literal["none", "per_feature"] = Field(
+        default="none",
+        description="per_feature: per-utterance mean/variance normalisation as sherpa-onnx applies for "
+        "normalize_type=per_feature (info['normalize_type'] tells the exporter)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,6 +111,7 @@ class SpeechSplit(Dataset):
         augment_args: AugmentArgs | None = None,
         frontend: str = "nemo",
         seed: int = 0,
+        normalize: str = "none",
     ) -> None:
         self.utts = utts
         self.features = features
@@ -113,6 +119,7 @@ class SpeechSplit(Dataset):
         self.labels = labels
         self.augment_args = augment_args if augment_args is not None and augment_args.active() else None
         self.frontend = frontend
+        self.normalize = normalize
         self.seed = seed
         self.epoch = 0
         self.lengths = (
@@ -130,6 +137,8 @@ class SpeechSplit(Dataset):
             feats = fbank(wave, SAMPLE_RATE, self.frontend)  # type: ignore[arg-type]
         else:
             feats = self.features[i]
+        if self.normalize == "per_feature":
+            feats = per_feature_normalize(feats)
         item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id}
         item.update(self.labels[i])
         return item
@@ -380,7 +389,11 @@ def build_speech_module(
 
     texts = [u.text for u in kept["train"]]
     tokenizer = build_tokenizer(args.tokenizer, language, texts, args.vocab_size, seed)
-    mean, std = feature_stats(feats_by_split["train"])
+    train_feats = feats_by_split["train"]
+    if args.normalize == "per_feature":
+        mean, std = feature_stats(per_feature_normalize(f) for f in train_feats)
+    else:
+        mean, std = feature_stats(train_feats)
 
     labels_info: dict[str, Any] = {}
     if label_values is None and any(u.labels for u in kept["train"]):
@@ -415,12 +428,14 @@ def build_speech_module(
             args.augment if split == "train" else None,
             args.frontend,
             seed,
+            args.normalize,
         )
 
     info: dict[str, Any] = {
         "feature_dim": NUM_BINS,
         "sample_rate": SAMPLE_RATE,
         "frontend": args.frontend,
+        "normalize_type": "" if args.normalize == "none" else args.normalize,
         "language": language,
         "tokens": list(tokenizer.tokens),
         "vocab_size": tokenizer.vocab_size,
@@ -458,6 +473,7 @@ def speech_info(args: SpeechArgs, language: str = "en", **extra: Any) -> dict[st
         "feature_dim": NUM_BINS,
         "sample_rate": SAMPLE_RATE,
         "frontend": args.frontend,
+        "normalize_type": "" if args.normalize == "none" else args.normalize,
         "language": language,
     }
     if args.tokenizer == "char":

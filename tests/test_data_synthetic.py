@@ -171,6 +171,13 @@ def test_augmented_training_split(cache: Path) -> None:
     dm.batches("train", 4, shuffle=True, seed=0, epoch=1)
     assert not torch.equal(x0, train[0]["features"])  # a new epoch draws new noise
     assert torch.equal(dm.dataset("valid")[0]["features"], dm.dataset("valid").features[0])  # eval is clean
+    # a loader is bound to its epoch: later batches() calls (other epochs) do not change what it yields
+    loader = dm.loader("train", 4, shuffle=True, seed=0, epoch=0, num_workers=1)
+    dm.batches("train", 4, shuffle=True, seed=0, epoch=5)
+    first = next(iter(loader))
+    dm.batches("train", 4, shuffle=True, seed=0, epoch=0)
+    again = next(iter(dm.loader("train", 4, shuffle=True, seed=0, epoch=0)))
+    assert first["ids"] == again["ids"] and torch.equal(first["features"], again["features"])
 
 
 def test_per_feature_normalization_option(commands, cache: Path) -> None:

@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
-from compressor.data.base import DataModule
+from compressor.data.base import DataModule, shard
 from compressor.data.featstore import FeatureStore, load_store, write_store
 from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
@@ -130,18 +130,41 @@ class SpeechSplit(Dataset):
         return len(self.utts)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.item(i, self.epoch)
+
+    def item(self, i: int, epoch: int) -> dict[str, Any]:
+        """Example ``i`` as seen in ``epoch`` (augmentation draws from (seed, epoch, i))."""
         u = self.utts[i]
+        feats = None
         if self.augment_args is not None:
-            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
-            wave = augment(wave, self.augment_args, seed=(self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
-            feats = fbank(wave, SAMPLE_RATE, self.frontend)  # type: ignore[arg-type]
-        else:
+            try:
+                wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            except AudioError:  # changed on disk since the corpus was read: fall back to the clean features
+                wave = None
+            if wave is not None:
+                wave = augment(wave, self.augment_args, seed=(self.seed * 1_000_003 + epoch) * 1_000_003 + i)
+                feats = fbank(wave, SAMPLE_RATE, self.frontend)  # type: ignore[arg-type]
+        if feats is None:
             feats = self.features[i]
         if self.normalize == "per_feature":
             feats = per_feature_normalize(feats)
         item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id}
         item.update(self.labels[i])
         return item
+
+
+class _EpochView(Dataset):
+    """A split bound to one epoch, so a loader's augmentation never depends on later ``batches`` calls."""
+
+    def __init__(self, split: SpeechSplit, epoch: int) -> None:
+        self.split = split
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.split.item(i, self.epoch)
 
 
 class SpeechDataModule(DataModule):
@@ -224,6 +247,33 @@ class SpeechDataModule(DataModule):
             out.pop()  # a short remainder (a different random one each epoch), as the default batching drops
         rng.shuffle(out)
         return out
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        skip: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+    ) -> DataLoader:
+        """As :meth:`DataModule.loader`, with the split bound to ``epoch`` (see :class:`_EpochView`)."""
+        batches = self.batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)[skip:]
+        if world_size > 1:
+            batches = [shard(b, rank, world_size) for b in batches]
+        ds = self.dataset(split)
+        view = _EpochView(ds, epoch) if isinstance(ds, SpeechSplit) else ds
+        return DataLoader(
+            view,
+            batch_sampler=batches,
+            collate_fn=self.collate,
+            num_workers=num_workers,
+            persistent_workers=False,
+        )
 
     def _cut(self, order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
         out: list[list[int]] = []

@@ -4,8 +4,6 @@ augmented data is reproducible and a resumed run sees the same audio."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import Field
 
@@ -43,9 +41,9 @@ def augment(wave: torch.Tensor, args: AugmentArgs, seed: int, sample_rate: int =
         factor = args.speeds[int(torch.randint(len(args.speeds), (1,), generator=g))]
         if factor != 1.0:
             # speed perturbation = resample and play back at the original rate (pitch and tempo change)
-            orig, new = int(round(sample_rate * factor)), sample_rate
-            gcd = math.gcd(orig, new)
-            wave = AF.resample(wave, orig // gcd, new // gcd)
+            from compressor.data.audio import resample
+
+            wave = resample(wave, int(round(sample_rate * factor)), sample_rate)
     if args.reverb > 0 and float(torch.rand(1, generator=g)) < args.reverb * args.prob:
         ir = _room_impulse(g, sample_rate)
         wave = AF.fftconvolve(wave, ir)[: wave.numel()]

@@ -287,8 +287,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
-    result.files = [out_dir / Path(f).name if Path(f).parent == tmp else Path(str(f).replace(str(tmp),
-                    str(out_dir))) for f in result.files]
+    result.files = [out_dir / Path(f).relative_to(tmp) for f in result.files]
     return result
 
 

@@ -136,6 +136,11 @@ def test_batches_bucketing_determinism_and_resume(commands) -> None:
         full = [batch["ids"] for batch in dm.loader("train", 8, shuffle=True, seed=0, epoch=0)]
         rest = [batch["ids"] for batch in dm.loader("train", 8, shuffle=True, seed=0, epoch=0, skip=2)]
         assert rest == full[2:]
+        # creating a loader must not draw from the global RNG: a resumed run creates its loader at another
+        # point of the RNG stream than the original did, and dropout would then draw other masks
+        state = torch.get_rng_state()
+        next(iter(dm.loader("train", 8, shuffle=True, seed=0, epoch=0, skip=1)))
+        assert torch.equal(state, torch.get_rng_state())
     finally:
         dm.max_frames = None
     ev = dm.batches("valid", 4, shuffle=False, seed=0, epoch=0)

@@ -61,6 +61,10 @@ class DataModule:
         return out
 
     # -- used by the engine ----------------------------------------------------------------------
+    def epoch_dataset(self, split: str, epoch: int) -> Dataset:
+        """The dataset the loader of ``epoch`` reads (override to vary items by epoch, e.g. augmentation)."""
+        return self.dataset(split)
+
     def dataset(self, split: str) -> Dataset:
         try:
             return self.datasets[split]
@@ -91,7 +95,7 @@ class DataModule:
         # (which creates its iterator at another point of the RNG stream) would diverge from the original.
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         return DataLoader(
-            self.dataset(split),
+            self.epoch_dataset(split, epoch),
             batch_sampler=batches,
             collate_fn=self.collate,
             num_workers=num_workers,

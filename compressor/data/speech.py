@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
-from compressor.data.base import DataModule, shard
+from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore, load_store, write_store
 from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
@@ -248,32 +248,10 @@ class SpeechDataModule(DataModule):
         rng.shuffle(out)
         return out
 
-    def loader(
-        self,
-        split: str,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch: int = 0,
-        skip: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        num_workers: int = 0,
-    ) -> DataLoader:
-        """As :meth:`DataModule.loader`, with the split bound to ``epoch`` (see :class:`_EpochView`)."""
-        batches = self.batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)[skip:]
-        if world_size > 1:
-            batches = [shard(b, rank, world_size) for b in batches]
+    def epoch_dataset(self, split: str, epoch: int) -> Dataset:
+        """The split bound to ``epoch`` (see :class:`_EpochView`), so augmentation varies by epoch."""
         ds = self.dataset(split)
-        view = _EpochView(ds, epoch) if isinstance(ds, SpeechSplit) else ds
-        return DataLoader(
-            view,
-            batch_sampler=batches,
-            collate_fn=self.collate,
-            num_workers=num_workers,
-            persistent_workers=False,
-        )
+        return _EpochView(ds, epoch) if isinstance(ds, SpeechSplit) else ds
 
     def _cut(self, order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
         out: list[list[int]] = []

@@ -100,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    per_feature = session.get_modelmeta().custom_metadata_map.get("normalize_type") == "per_feature"
     for wav in args.wavs:
         feats = fbank(read_16k(wav), args.frontend)
+        if per_feature:  # per-utterance mean/variance normalisation (NeMo's per_feature)
+            mean = feats.mean(axis=0, keepdims=True)
+            var = np.maximum((feats.astype(np.float64) ** 2).mean(axis=0, keepdims=True) - mean**2, 0.0)
+            feats = ((feats - mean) / (np.sqrt(var) + 1e-5)).astype(np.float32)
         logits = session.run(None, {"features": feats[None], "feature_lengths": np.array([len(feats)])})[0][0]
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()

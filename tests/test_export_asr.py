@@ -211,3 +211,21 @@ def test_int8_guard_keeps_fp32_when_int8_is_worse(tmp_path, monkeypatch):
     assert not (tmp_path / "model.int8.onnx").exists()
     assert all("int8" not in p.name for p in result.files)
     assert "student ONNX int8" not in [r["variant"] for r in result.report["benchmark"]["rows"]]
+
+
+@pytest.mark.parametrize("family", ["ctc", "rnnt"])
+def test_per_feature_normalisation_is_left_to_sherpa(family, tmp_path):
+    """Data normalised per utterance: the metadata tells sherpa-onnx to do the same; parity holds."""
+    from test_export_fixtures import tone_data
+
+    data = tone_data("nemo_ctc" if family == "ctc" else "nemo", sizes=(64, 12, 12), normalize="per_feature")
+    model, task, _ = trained_ctc(data, steps=120) if family == "ctc" else trained_rnnt(data, steps=200)
+    args = OnnxExportArgs(**{**ARGS, "int8": False, "decode_utterances": 12})
+    job = ExportJob(model, "student", {"name": family}, task, data, tmp_path, None, None, args)
+    rep = OnnxExporter(args).export(job).report
+    name = "model.onnx" if family == "ctc" else "encoder.onnx"
+    meta = ort.InferenceSession(str(tmp_path / name)).get_modelmeta().custom_metadata_map
+    assert meta["normalize_type"] == "per_feature" and rep["normalize_type"] == "per_feature"
+    assert rep["transcripts"]["exact_match"] >= 0.9 and rep["transcripts"]["nonempty_pytorch"] > 0.5
+    if family == "rnnt":
+        assert not rep["streaming"]["exported"] and "per_feature" in rep["streaming"]["note"]

@@ -65,7 +65,8 @@ class ToneData(DataModule):
                 "text": [it["text"] for it in items], "label": torch.tensor([it["label"] for it in items])}
 
 
-def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16), seed: int = 0) -> ToneData:
+def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16), seed: int = 0,
+              normalize: str = "none") -> ToneData:
     g = torch.Generator().manual_seed(seed)
     splits = {}
     for name, n in zip(("train", "valid", "test"), sizes):
@@ -74,7 +75,12 @@ def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16)
             k = int(torch.randint(2, 5, (1,), generator=g))
             ids = torch.randint(0, len(LETTERS), (k,), generator=g).tolist()
             wave = synth(ids, g)
-            items.append({"features": _features(wave, frontend), "waveform": wave,
+            feats = _features(wave, frontend)
+            if normalize == "per_feature":
+                from compressor.data.features import per_feature_normalize
+
+                feats = per_feature_normalize(feats)
+            items.append({"features": feats, "waveform": wave,
                           "tokens": torch.tensor(ids), "text": "".join(LETTERS[i] for i in ids),
                           "label": ids[0]})
         splits[name] = _Split(items)
@@ -82,7 +88,8 @@ def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16)
     info = {"feature_dim": 80, "sample_rate": 16000, "tokens": TOKENS, "vocab_size": len(TOKENS),
             "blank_id": len(TOKENS) - 1, "feature_mean": allf.mean(0).tolist(),
             "feature_std": allf.std(0).clamp_min(1e-3).tolist(), "frontend": frontend,
-            "num_classes": len(LETTERS), "labels": LETTERS}
+            "num_classes": len(LETTERS), "labels": LETTERS,
+            "normalize_type": "" if normalize == "none" else normalize}
     return ToneData(splits, info)
 
 

@@ -57,19 +57,24 @@ class OnnxExporter(Exporter):
         family = graphs.model_family(model, job.model_ref, getattr(job.task, "name", ""))
         feat_dim = int(info.get("feature_dim", 80))
         out = Path(job.out_dir)
+        norm = str(info.get("normalize_type") or "")
+        if norm not in ("", "per_feature"):
+            raise UserError(f"the data's normalize_type '{norm}' has no sherpa-onnx equivalent "
+                            f"(valid: none, per_feature)")
         if family == "rnnt":
-            gfiles = graphs.rnnt_graphs(model, feat_dim)
+            gfiles = graphs.rnnt_graphs(model, feat_dim, norm)
         elif family == "ctc":
-            gfiles = graphs.ctc_graphs(model, feat_dim)
+            gfiles = graphs.ctc_graphs(model, feat_dim, norm)
         else:
             labels = [str(x) for x in info.get("labels") or range(int(info.get("num_classes", 0)))]
-            gfiles = graphs.classifier_graphs(model, feat_dim, labels)
+            gfiles = graphs.classifier_graphs(model, feat_dim, labels, norm)
         paths = [graphs.write_graph(g, out, args.opset) for g in gfiles]
         for p in paths:
             parity.check_onnx(p)
         files = list(paths)
         report: dict[str, Any] = {"family": family, "model": job.model_name,
-                                  "model_ref": job.model_ref.get("name"), "opset": args.opset}
+                                  "model_ref": job.model_ref.get("name"), "opset": args.opset,
+                                  "normalize_type": norm or "none"}
         if family in ("rnnt", "ctc"):
             tokens = info.get("tokens")
             if not tokens or len(tokens) != int(model.vocab_size):
@@ -93,7 +98,10 @@ class OnnxExporter(Exporter):
         report["int8"] = self._int8(family, model, job, out, paths, args)
         files += [Path(p) for p in report["int8"].pop("_files", [])]
         if family == "rnnt":
-            if args.streaming and graphs.supports_streaming(model):
+            if args.streaming and norm:
+                report["streaming"] = {"exported": False, "note": "no streaming export: per_feature "
+                                       "normalisation needs the whole utterance, a stream has only a prefix"}
+            elif args.streaming and graphs.supports_streaming(model):
                 report["streaming"] = self._streaming(model, job, out, feat_dim, args, report["int8"])
                 files.append(out / "encoder.streaming.onnx")
                 if report["streaming"].get("int8_kept"):
@@ -369,9 +377,14 @@ class OnnxExporter(Exporter):
 
             def feats_of(u: parity.Utterance) -> torch.Tensor:
                 try:
-                    return fbank(torch.from_numpy(u.wave), 16000, frontend=frontend)  # type: ignore[arg-type]
+                    f = fbank(torch.from_numpy(u.wave), 16000, frontend=frontend)  # type: ignore[arg-type]
                 except ValueError:  # the data layer has no such front end: features as given
                     return u.features
+                if report.get("normalize_type") == "per_feature":
+                    from compressor.data.features import per_feature_normalize
+
+                    f = per_feature_normalize(f)
+                return f
 
             with bench.one_thread():
                 for name, m in candidates:

@@ -7,8 +7,9 @@ binds inputs and outputs by position, the names follow NeMo's export):
 * RNN-T (``model_type="nemo_transducer"``)
   - ``encoder.onnx``: ``audio_signal`` (N, 80, T) float, ``length`` (N,) int64 ->
     ``outputs`` (N, D, T') float, ``encoded_lengths`` (N,) int64. Metadata ``vocab_size`` (without the
-    blank), ``subsampling_factor``, ``normalize_type`` (empty: CMVN is inside the model), ``pred_rnn_layers``,
-    ``pred_hidden``, ``feat_dim``.
+    blank), ``subsampling_factor``, ``normalize_type`` (empty: global CMVN is inside the model;
+    ``per_feature`` when the data normalises each utterance, which sherpa-onnx then does too),
+    ``pred_rnn_layers``, ``pred_hidden``, ``feat_dim``.
   - ``decoder.onnx`` (one step of the LSTM prediction network): ``targets`` (N, 1) int32, ``target_length``
     (N,) int32, ``states.1`` h (L, N, H), ``states.2`` c (L, N, H) -> ``outputs`` (N, D, 1),
     ``prednet_lengths`` (N,), ``states_next.1``, ``states_next.2``.
@@ -191,7 +192,7 @@ class GraphFile:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def rnnt_graphs(model: nn.Module, feature_dim: int) -> list[GraphFile]:
+def rnnt_graphs(model: nn.Module, feature_dim: int, normalize_type: str = "") -> list[GraphFile]:
     pred_layers = len(model.predictor.layers)
     pred_hidden = int(model.predictor.hidden)
     joint_dim = int(model.joiner.out.in_features)
@@ -204,7 +205,7 @@ def rnnt_graphs(model: nn.Module, feature_dim: int) -> list[GraphFile]:
         ["audio_signal", "length"], ["outputs", "encoded_lengths"],
         {"audio_signal": {0: "N", 2: "T"}, "length": {0: "N"}, "outputs": {0: "N", 2: "T_out"},
          "encoded_lengths": {0: "N"}},
-        {"vocab_size": str(vocab - 1), "subsampling_factor": str(stack), "normalize_type": "",
+        {"vocab_size": str(vocab - 1), "subsampling_factor": str(stack), "normalize_type": normalize_type,
          "pred_rnn_layers": str(pred_layers), "pred_hidden": str(pred_hidden), "feat_dim": str(feature_dim),
          "model_type": "EncDecRNNTBPEModel", "comment": "exported by compressor (streaming LSTM RNN-T)"})
     dec = GraphFile(
@@ -225,7 +226,7 @@ def rnnt_graphs(model: nn.Module, feature_dim: int) -> list[GraphFile]:
     return [enc, dec, join]
 
 
-def ctc_graphs(model: nn.Module, feature_dim: int) -> list[GraphFile]:
+def ctc_graphs(model: nn.Module, feature_dim: int, normalize_type: str = "") -> list[GraphFile]:
     t = 101
     return [GraphFile(
         "model.onnx", CTCGraph(model),
@@ -234,11 +235,12 @@ def ctc_graphs(model: nn.Module, feature_dim: int) -> list[GraphFile]:
         {"audio_signal": {0: "N", 2: "T"}, "length": {0: "N"}, "logprobs": {0: "N", 1: "T_out"},
          "logprobs_length": {0: "N"}},
         {"vocab_size": str(int(model.vocab_size)), "subsampling_factor": str(int(model.subsampling_factor)),
-         "normalize_type": "", "feat_dim": str(feature_dim), "model_type": "EncDecCTCModelBPE",
+         "normalize_type": normalize_type, "feat_dim": str(feature_dim), "model_type": "EncDecCTCModelBPE",
          "comment": "exported by compressor (QuartzNet-like CTC)"})]
 
 
-def classifier_graphs(model: nn.Module, feature_dim: int, labels: Sequence[str]) -> list[GraphFile]:
+def classifier_graphs(model: nn.Module, feature_dim: int, labels: Sequence[str], normalize_type: str = ""
+                      ) -> list[GraphFile]:
     t = 53
     return [GraphFile(
         "model.onnx", ClassifierGraph(model),
@@ -246,6 +248,7 @@ def classifier_graphs(model: nn.Module, feature_dim: int, labels: Sequence[str])
         ["features", "feature_lengths"], ["logits"],
         {"features": {0: "N", 1: "T"}, "feature_lengths": {0: "N"}, "logits": {0: "N"}},
         {"num_classes": str(len(labels)), "labels": ",".join(labels), "feat_dim": str(feature_dim),
+         "normalize_type": normalize_type,
          "comment": "exported by compressor (utterance classifier)"})]
 
 

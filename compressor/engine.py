@@ -247,7 +247,9 @@ def _finish(run: Run) -> None:
     run.results["parameters"] = {n: count_parameters(m) for n, m in run.models.items()}
     export_md = ""
     if spec.export is not None and spec.export.enabled and run.loaded.export_args is not None:
-        export_md = export_model(run, run.run_dir / "export", force=True).summary_md
+        exported = export_model(run, run.run_dir / "export", force=True)
+        export_md = exported.summary_md
+        run.results["export"] = {"files": [str(f) for f in exported.files], "report": exported.report}
     (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
     write_plots(run.run_dir)
     write_summary(run.run_dir, run.loaded, run.results, export_md)

@@ -357,7 +357,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--experiment", type=int, choices=(1, 2), default=1, help="Table 1 experiment shapes")
     p.add_argument("--size", choices=("cpu", "paper", "tiny"), default="cpu")
-    p.add_argument("--teacher-steps", type=int, default=1200)
+    p.add_argument("--teacher-steps", type=int, default=1000)
     p.add_argument("--mr-steps", type=int, default=600, help="module replacing stage (LCMR rows)")
     p.add_argument("--ft-steps", type=int, default=200, help="fine-tuning stage (LCMR rows)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -365,7 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--kd-alpha", type=float, default=1e-3)
     p.add_argument("--ctc-weight", type=float, default=None,
-                   help="task ctc_weight (default: the base spec's, 0.3; 0 = the paper's RNN-T loss only)")
+                   help="task ctc_weight: an auxiliary CTC term (default: the base spec's, 0 = RNN-T loss only)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time (2 for 2 cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")

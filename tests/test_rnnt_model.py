@@ -126,3 +126,20 @@ def test_ctc_auxiliary_term_is_ctc_loss_of_the_joint_with_zero_prediction() -> N
                                        enc_lengths, batch["token_lengths"], blank=INFO["blank_id"],
                                        reduction="sum") / 3
     assert torch.allclose(with_ctc, plain + 0.5 * ctc, rtol=1e-5)
+
+
+def test_residual_lstm_layers_are_lstms_with_skip_connections_where_widths_match() -> None:
+    from compressor.asr.model import ResidualLSTM
+
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=3), INFO)
+    layers = model.encoder.layers
+    assert all(isinstance(m, torch.nn.LSTM) for m in layers)
+    assert [m.residual for m in layers] == [False, True, True]
+    x = torch.randn(2, 5, layers[1].input_size)
+    out, _ = layers[1](x)
+    plain, _ = torch.nn.LSTM.forward(layers[1], x)
+    assert torch.allclose(out, plain + x)
+    assert "encoder.layers.1.weight_ih_l0" in model.state_dict()
+    assert not ResidualLSTM(4, 4, residual=False).residual
+    assert not build_rnnt(RNNTArgs(size="tiny", residual=False), INFO).encoder.layers[1].residual

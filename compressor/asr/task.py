@@ -2,13 +2,10 @@
 
 ``ctc_weight`` adds an auxiliary CTC loss on the encoder (through the joint network with a zero prediction
 vector, so no parameters are added): ``L = L_rnnt + ctc_weight * L_ctc``. Seed 002 trains with the RNN-T loss
-alone (``ctc_weight: 0``, the default); from scratch on a small corpus, a causal LSTM RNN-T first learns the
-language model and emits everything in the first frames, and the CTC term pulls it out of that plateau in a few
-hundred steps instead of thousands (measured on ``read_speech``: valid WER 12% vs 60% after 500 steps).
-
-Models return ``{"logits": (B, T', U+1, V), "logit_lengths": (B,)}`` for the batch's ``tokens`` (see
-:class:`compressor.asr.model.RNNTModel`) and provide ``encode``/``predict``/``join`` for decoding.
-The blank is the last token id.
+alone (``ctc_weight: 0``, the default, and what the specs use). From scratch, a causal LSTM RNN-T first learns
+the language model and emits the whole sentence in its first frames; the CTC term pulls the encoder out of
+that plateau sooner (measured on ``read_speech``, 4-layer teacher with residual LSTMs: valid WER 11% vs 32%
+after 300 steps).
 """
 
 from __future__ import annotations

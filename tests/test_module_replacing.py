@@ -307,17 +307,26 @@ def test_validation_refuses_bad_specs(tmp_path: Path) -> None:
 
 
 def test_engine_run_strategy2_keeps_teacher_and_logs_rate(tmp_path: Path) -> None:
-    spec = _mlp_spec(tmp_path)
-    path = write_spec(tmp_path / "theseus.yaml", spec)
-    done = run_cli("run", str(path))
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = next(p for p in (tmp_path / "runs").glob("*/*") if p.is_dir())
     import json
 
+    from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+
+    spec = _mlp_spec(tmp_path)
+    torch.manual_seed(7)
+    teacher = build_seq_classifier(SeqClassifierArgs(encoder="mlp", hidden=16, layers=4),
+                                   {"feature_dim": 8, "num_classes": 4})
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    spec["teacher"]["checkpoint"] = str(tmp_path / "teacher.pt")
+    spec["stages"] = spec["stages"][1:]  # a pre-trained teacher: strategy 2 straight away
+    done = run_cli("run", str(write_spec(tmp_path / "theseus.yaml", spec)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = next(p for p in (tmp_path / "runs").glob("*/*") if p.is_dir())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["replacing_rate"] for r in records if r.get("stage") == "theseus" and "replacing_rate" in r]
     assert len(rates) == 12 and rates[0] == pytest.approx(math.log(2) / math.log(40)) and rates[-1] == 1.0
     assert rates == sorted(rates)
-    assert {"train_teacher", "theseus", "finetune"} <= {r.get("stage") for r in records}
+    final_teacher = torch.load(run_dir / "final" / "teacher.pt", weights_only=True)
+    for key, value in teacher.state_dict().items():  # strategy 2: the frozen teacher is untouched
+        assert torch.equal(final_teacher[key], value), key
     final = torch.load(run_dir / "final" / "student.pt", weights_only=True)
     assert sorted(final) == sorted(build_seq_student().state_dict())  # the student's own keys, no wrapper

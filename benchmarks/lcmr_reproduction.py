@@ -363,7 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-batches", type=int, default=16,
-                   help="validation batches per evaluation (16 x 16 = the whole valid split: less noisy model selection)")
+                   help="validation batches per evaluation (16 x 16 = the whole valid split: steadier selection)")
     p.add_argument("--kd-alpha", type=float, default=1e-3)
     p.add_argument("--ctc-weight", type=float, default=None,
                    help="task ctc_weight: an auxiliary CTC term (default: the base spec's, 0 = RNN-T loss only)")

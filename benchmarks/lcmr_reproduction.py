@@ -152,11 +152,16 @@ def _finished(work: Path, name: str) -> Path | None:
     return done[-1].parent.parent if done else None
 
 
+def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec named with a hash of its settings (so a finished run is reused only for the same ones)."""
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    return dict(spec, name=f"{spec['name']}_{digest}")
+
+
 def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
     """Run (or reuse) one spec; return its run directory. The run's name carries a hash of its spec, so a
     finished run is reused only for exactly the same settings."""
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    spec = dict(spec, name=f"{spec['name']}_{digest}")
+    spec = _hashed(spec)
     name = spec["name"]
     found = _finished(args.work, name)
     if found is not None and not args.rerun:
@@ -241,7 +246,8 @@ def write_table(out: Path, data: dict[str, list[dict[str, Any]]], args: argparse
         per_seed = ", ".join(f"{100 * r['wer']:.2f}" for r in runs)
         vs_kd = _rel(m, kd) if row not in ("teacher", "lattice_kd") else ""
         vs_alone = _rel(m, alone) if row not in ("teacher", "student_alone") else ""
-        lines.append(f"| {LABELS[row]} | {runs[0]['parameters'] / 1e6:.2f}M | {100 * m:.2f} ± {100 * s:.2f} "
+        spread = f"± {100 * s:.2f}" if len(runs) > 1 else "(1 seed)"
+        lines.append(f"| {LABELS[row]} | {runs[0]['parameters'] / 1e6:.2f}M | {100 * m:.2f} {spread} "
                      f"| {100 * cer:.2f} | {vs_kd} | {vs_alone} | {per_seed} |")
     lines += ["", "## The paper's claims, checked on these numbers", ""]
 
@@ -375,6 +381,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefix", default="lcmr", help="file name prefix of the results")
     p.add_argument("--rerun", action="store_true", help="do not reuse finished runs")
     p.add_argument("--plan", action="store_true", help="print the plan and the expected time, then exit")
+    p.add_argument("--report-only", action="store_true",
+                   help="tabulate the runs of these settings that have finished; start none")
     p.add_argument("--tiny", action="store_true", help="smoke test: tiny widths, a few steps, 2 seeds")
     args = p.parse_args(argv)
     if args.tiny:
@@ -399,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.time()
     dirs: dict[tuple[str, int], Path] = {}
+    if args.report_only:
+        return report_finished(args, rows)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
         if "teacher" in rows:  # teachers first: the KD and strategy-2 rows of a seed start from its teacher
             teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
@@ -410,13 +420,44 @@ def main(argv: list[str] | None = None) -> int:
         dirs.update({k: f.result() for k, f in jobs.items()})
     data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student") for s in args.seeds]
             for r in rows}
+    return write_results(args, data, (time.time() - t0) / 60)
+
+
+def report_finished(args: argparse.Namespace, rows: list[str]) -> int:
+    """Results from the finished runs only (an interrupted benchmark): rows list the seeds they have."""
+    dirs: dict[tuple[str, int], Path] = {}
+    for s in args.seeds:
+        found = _finished(args.work, _hashed(build_spec("teacher", s, args, None))["name"])
+        if found is not None:
+            dirs[("teacher", s)] = found
+    for s in args.seeds:
+        for r in rows:
+            if r == "teacher":
+                continue
+            teacher = dirs.get(("teacher", s))
+            if teacher is None and r not in ("student_alone", "lcmr_s1_log"):
+                continue
+            spec = build_spec(r, s, args, (teacher or Path()) / "final" / "teacher.pt")
+            found = _finished(args.work, _hashed(spec)["name"])
+            if found is not None:
+                dirs[(r, s)] = found
+    data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student")
+                for s in args.seeds if (r, s) in dirs] for r in rows}
+    # wall time: from the first run's start (its directory's timestamp) to the last run's end
+    starts = [dt.datetime.strptime(d.name[:15], "%Y%m%d-%H%M%S").timestamp() for d in dirs.values()]
+    ends = [(d / "final" / "COMPLETE").stat().st_mtime for d in dirs.values()]
+    print(f"{len(dirs)} of {len(rows) * len(args.seeds)} runs finished", flush=True)
+    return write_results(args, data, (max(ends) - min(starts)) / 60 if dirs else 0.0)
+
+
+def write_results(args: argparse.Namespace, data: dict[str, list[dict[str, Any]]], wall_minutes: float) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
     machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
                           f"{args.threads or 'all'} torch thread(s) per run, device {args.device})",
                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "torch": torch.__version__, "wall_minutes": (time.time() - t0) / 60,
+               "torch": torch.__version__, "wall_minutes": wall_minutes,
                "task": build_spec("student_alone", 0, args, None)["task"]}
     prefix = args.prefix
     json_data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

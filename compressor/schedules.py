@@ -53,6 +53,10 @@ class Schedule:
             return float(clock.total_epochs)
         return float(clock.total_steps)
 
+    def last_t(self, horizon: float) -> float:
+        """The value of t at the stage's last step: epochs count 1..T, steps 0..T-1."""
+        return horizon if getattr(self.args, "unit", "step") == "epoch" else max(horizon - 1.0, 1.0)
+
     def final_value(self, total_steps: int, total_epochs: int) -> float:
         """The value at the last step of a stage of that size (used to validate replacing rates)."""
         last = _FixedClock(step=max(0, total_steps - 1), epoch=max(0, total_epochs - 1),
@@ -97,8 +101,8 @@ class Linear(Schedule):
         duration: float | None = Field(default=None, gt=0)
 
     def value(self, t: float, horizon: float, clock: Clock) -> float:
-        duration = self.args.duration or max(horizon - (1 if self.args.unit == "epoch" else 0), 1.0)
-        t0 = t - 1 if self.args.unit == "epoch" else t
+        t0 = t - 1 if self.args.unit == "epoch" else t  # 0 at the stage's first step in either unit
+        duration = self.args.duration or max(horizon - 1.0, 1.0)  # default: reach `end` at the last step
         frac = min(max(t0 / duration, 0.0), 1.0)
         return self.args.start + (self.args.end - self.args.start) * frac
 
@@ -155,7 +159,8 @@ class LogCurriculum(Schedule):
     """p_T = min(log_B(k T + b), 1.0), T the training step (seed 002, Eq. 5; B = 40 was best there).
 
     ``log_B(b)`` is the basic replacing rate at T = 0. Give ``k`` directly, or ``reach_at`` (the fraction of
-    the stage at which p reaches 1) and k = (B - b) / (reach_at * T_stage) is derived from the stage length.
+    the stage at which p reaches 1; 1 = at its last step) and k = (B - b) / (reach_at * T_last) is derived from
+    the stage length.
     """
 
     name = "log_curriculum"
@@ -175,7 +180,7 @@ class LogCurriculum(Schedule):
     def slope(self, horizon: float) -> float:
         if self.args.k is not None:
             return self.args.k
-        return (self.args.base - self.args.b) / max(1e-9, self.args.reach_at * horizon)
+        return (self.args.base - self.args.b) / max(1e-9, self.args.reach_at * self.last_t(horizon))
 
     def value(self, t: float, horizon: float, clock: Clock) -> float:
         x = self.slope(horizon) * t + self.args.b
@@ -185,7 +190,7 @@ class LogCurriculum(Schedule):
 class Exponential(Schedule):
     """p_T = min(p_0 * exp(k T), 1.0): slow start, fast finish (the convex counterpart of log curriculum).
 
-    Give ``k``, or ``reach_at`` (fraction of the stage at which p reaches 1): k = ln(1 / p_0) / (reach_at T).
+    Give ``k``, or ``reach_at`` (fraction of the stage at which p reaches 1): k = ln(1 / p_0) / (reach_at T_last).
     """
 
     name = "exponential"
@@ -197,7 +202,7 @@ class Exponential(Schedule):
 
     def value(self, t: float, horizon: float, clock: Clock) -> float:
         k = self.args.k if self.args.k is not None else math.log(1.0 / self.args.p0) / max(
-            1e-9, self.args.reach_at * horizon)
+            1e-9, self.args.reach_at * self.last_t(horizon))
         return min(self.args.p0 * math.exp(k * t), 1.0)
 
 

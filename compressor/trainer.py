@@ -190,7 +190,8 @@ class StageRunner:
                         raise FloatingPointError(f"stage '{st.name}' step {ctx.step}: loss is {float(total)} "
                                                  f"({losses.log_dict()})")
                     scaled = total / accum
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    if scaled.requires_grad:  # e.g. a module-replacing step that drew only frozen teacher modules
+                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 for k, v in losses.log_dict().items():
                     logs[k] = logs.get(k, 0.0) + v / accum
                 logs["loss/total"] = logs.get("loss/total", 0.0) + float(total.detach()) / accum

@@ -218,9 +218,10 @@ def test_log_curriculum_matches_eq5_at_known_points() -> None:
     assert s(_Clock(500)) == 1.0  # min(., 1)
     e = LogCurriculum(LogCurriculum.Args(base=math.e, b=1.0, k=0.5))
     assert e(_Clock(2)) == pytest.approx(math.log(2.0))
-    derived = LogCurriculum(LogCurriculum.Args(base=40.0, b=2.0, reach_at=0.5))  # k = (B - b) / (0.5 T)
+    # k = (B - b) / (reach_at * T_last), T_last = 99 for a 100-step stage (steps count 0..99)
+    derived = LogCurriculum(LogCurriculum.Args(base=40.0, b=2.0, reach_at=0.5))
     assert derived(_Clock(50, total=100)) == pytest.approx(1.0)
-    assert derived(_Clock(25, total=100)) == pytest.approx(math.log(21) / math.log(40))
+    assert derived(_Clock(25, total=100)) == pytest.approx(math.log(2 + 38 * 25 / 49.5) / math.log(40))
 
 
 def test_constant_linear_exponential_schedulers() -> None:

@@ -51,16 +51,21 @@ def test_log_curriculum_matches_eq5() -> None:
     assert s(clock(step=76)) == 1.0  # k T + b = 40 = B
     derived = build({"name": "log_curriculum", "base": 40.0, "b": 2.0, "reach_at": 0.5})
     assert derived(clock(step=49, total_steps=100)) < 1.0 and derived(clock(step=50, total_steps=100)) == 1.0
+    full = build({"name": "log_curriculum", "base": 40.0, "b": 2.0, "reach_at": 1.0})
+    assert full(clock(step=98, total_steps=100)) < 1.0 and full.final_value(100, 1) == pytest.approx(1.0)
 
 
 def test_linear_constant_exponential() -> None:
-    lin = build({"name": "linear", "start": 0.5, "end": 1.0})
-    assert lin(clock(step=0)) == 0.5 and lin(clock(step=50)) == pytest.approx(0.75)
+    lin = build({"name": "linear", "start": 0.5, "end": 1.0})  # over steps 0..99 of a 100-step stage
+    assert lin(clock(step=0)) == 0.5 and lin(clock(step=99)) == pytest.approx(1.0)
+    assert lin(clock(step=33)) == pytest.approx(0.5 + 0.5 * 33 / 99) and lin.final_value(100, 1) == 1.0
+    by_epoch = build({"name": "linear", "start": 0.0, "end": 1.0, "unit": "epoch"})
+    assert by_epoch(clock(epoch=0)) == 0.0 and by_epoch(clock(epoch=9)) == pytest.approx(1.0)
     assert build({"name": "constant", "value": 0.75})(clock(step=33)) == 0.75
     exp = build({"name": "exponential", "p0": 0.1, "reach_at": 1.0})
-    assert exp(clock(step=0)) == pytest.approx(0.1) and exp(clock(step=100)) == pytest.approx(1.0)
-    assert exp(clock(step=50)) == pytest.approx(0.1 * math.exp(math.log(10) / 2))
-    assert exp.final_value(100, 1) == pytest.approx(0.1 * math.exp(math.log(10) * 0.99))
+    assert exp(clock(step=0)) == pytest.approx(0.1) and exp(clock(step=99)) == pytest.approx(1.0)
+    assert exp(clock(step=50)) == pytest.approx(0.1 * math.exp(math.log(10) * 50 / 99))
+    assert exp.final_value(100, 1) == pytest.approx(1.0)
 
 
 def test_bad_schedule_args_are_refused() -> None:

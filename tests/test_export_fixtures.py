@@ -11,9 +11,8 @@ import math
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
-from compressor.data.base import DataModule
+from compressor.data.base import DataModule, ListDataset
 
 LETTERS = ["a", "b", "c", "d", "e"]
 TOKENS = LETTERS + ["<blk>"]
@@ -40,16 +39,6 @@ def synth(ids: list[int], g: torch.Generator) -> torch.Tensor:
     wave = torch.cat(parts)
     return (wave + 0.003 * torch.randn(wave.shape, generator=g)).float()
 
-
-class _Split(Dataset):
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
 
 
 class ToneData(DataModule):
@@ -83,7 +72,7 @@ def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16)
             items.append({"features": feats, "waveform": wave,
                           "tokens": torch.tensor(ids), "text": "".join(LETTERS[i] for i in ids),
                           "label": ids[0]})
-        splits[name] = _Split(items)
+        splits[name] = ListDataset(items)
     allf = torch.cat([it["features"] for it in splits["train"].items])
     info = {"feature_dim": 80, "sample_rate": 16000, "tokens": TOKENS, "vocab_size": len(TOKENS),
             "blank_id": len(TOKENS) - 1, "feature_mean": allf.mean(0).tolist(),

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from compressor.asr.vocab import vocabulary_size
 from compressor.registry import Args
 from compressor.task import Task, to_device
 
@@ -127,13 +128,7 @@ def build_conv_ctc(args: ConvCTCArgs, info: dict[str, Any] | None = None) -> Con
     """QuartzNet-like separable-conv CTC model over fbank (NeMo-compatible output layout, blank last)."""
     info = info or {}
     feature_dim = args.feature_dim or info.get("feature_dim") or 80
-    vocab_size = args.vocab_size or info.get("vocab_size")
-    if vocab_size is None:
-        raise ValueError("conv_ctc needs vocab_size (from its args or the data's info)")
-    blank = info.get("blank_id")
-    if blank is not None and int(blank) != int(vocab_size) - 1:
-        raise ValueError(f"conv_ctc expects the blank to be the last token id ({int(vocab_size) - 1}), "
-                         f"the data says blank_id={blank}")
+    vocab_size = vocabulary_size("conv_ctc", args.vocab_size, info)
     sizes = dict(SIZES[args.size])
     for key in ("channels", "blocks", "repeat", "kernel"):
         if getattr(args, key) is not None:

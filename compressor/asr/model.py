@@ -40,6 +40,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from compressor.asr.vocab import vocabulary_size
 from compressor.registry import Args
 
 # Presets mirroring seed 002's Table 1. "paper" widths: encoder LSTMs 1024, prediction LSTMs 512, joint 512.
@@ -250,13 +251,7 @@ def build_rnnt(args: RNNTArgs, info: dict[str, Any] | None = None) -> RNNTModel:
     """Streaming LSTM RNN-T (encoder + prediction + joint network) with seed 002's Table 1 presets."""
     info = info or {}
     feature_dim = args.feature_dim or info.get("feature_dim") or 80
-    vocab_size = args.vocab_size or info.get("vocab_size")
-    if vocab_size is None:
-        raise ValueError("rnnt_lstm needs vocab_size (from its args or the data's info)")
-    blank = info.get("blank_id")
-    if blank is not None and int(blank) != int(vocab_size) - 1:
-        raise ValueError(f"rnnt_lstm expects the blank to be the last token id ({int(vocab_size) - 1}), "
-                         f"the data says blank_id={blank}")
+    vocab_size = vocabulary_size("rnnt_lstm", args.vocab_size, info)
     mean, std = info.get("feature_mean"), info.get("feature_std")
     if mean is not None and len(mean) != feature_dim:
         mean, std = None, None

@@ -16,6 +16,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
+class ListDataset(Dataset):
+    """A split held in memory as a list of example dicts."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
 class DataModule:
     """Splits (``train``/``valid``/``test``), a collate function and facts about the data (``info``).
 

@@ -459,12 +459,8 @@ def build_speech_module(
             args.normalize,
         )
 
-    info: dict[str, Any] = {
-        "feature_dim": NUM_BINS,
-        "sample_rate": SAMPLE_RATE,
-        "frontend": args.frontend,
-        "normalize_type": "" if args.normalize == "none" else args.normalize,
-        "language": language,
+    info = _static_info(args, language)
+    info.update({
         "tokens": list(tokenizer.tokens),
         "vocab_size": tokenizer.vocab_size,
         "blank_id": tokenizer.blank_id,
@@ -473,7 +469,7 @@ def build_speech_module(
         "feature_std": std,
         "num_utterances": {s: len(u) for s, u in kept.items()},
         "num_skipped": len(skipped),
-    }
+    })
     info.update(labels_info)
     info.update(extra_info or {})
     if cache_dir is not None:
@@ -495,15 +491,20 @@ def build_speech_module(
     )
 
 
-def speech_info(args: SpeechArgs, language: str = "en", **extra: Any) -> dict[str, Any]:
-    """What is known before any data is read (for validation-time model building)."""
-    info: dict[str, Any] = {
+def _static_info(args: SpeechArgs, language: str) -> dict[str, Any]:
+    """Facts that follow from the arguments alone."""
+    return {
         "feature_dim": NUM_BINS,
         "sample_rate": SAMPLE_RATE,
         "frontend": args.frontend,
         "normalize_type": "" if args.normalize == "none" else args.normalize,
         "language": language,
     }
+
+
+def speech_info(args: SpeechArgs, language: str = "en", **extra: Any) -> dict[str, Any]:
+    """What is known before any data is read (for validation-time model building)."""
+    info = _static_info(args, language)
     if args.tokenizer == "char":
         tok = CharTokenizer(language)
         info.update(tokens=list(tok.tokens), vocab_size=tok.vocab_size, blank_id=tok.blank_id)

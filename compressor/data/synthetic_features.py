@@ -11,9 +11,8 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from torch.utils.data import Dataset
 
-from compressor.data.base import DataModule
+from compressor.data.base import DataModule, ListDataset
 from compressor.registry import Args
 
 
@@ -28,16 +27,6 @@ class SyntheticFeaturesArgs(Args):
     noise: float = Field(default=1.0, ge=0)
     seed: int = 1234
 
-
-class _Split(Dataset):
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
 
 
 class SyntheticFeatures(DataModule):
@@ -55,7 +44,7 @@ def build_synthetic_features(args: SyntheticFeaturesArgs, **_: Any) -> Synthetic
     g = torch.Generator().manual_seed(args.seed)
     templates = torch.randn(args.num_classes, 8, args.feature_dim, generator=g)
 
-    def make(n: int) -> _Split:
+    def make(n: int) -> ListDataset:
         items = []
         for _ in range(n):
             label = int(torch.randint(args.num_classes, (1,), generator=g))
@@ -64,7 +53,7 @@ def build_synthetic_features(args: SyntheticFeaturesArgs, **_: Any) -> Synthetic
             idx = torch.linspace(0, 7, length).round().long()
             x = templates[label][idx] + args.noise * torch.randn(length, args.feature_dim, generator=g)
             items.append({"features": x, "label": label})
-        return _Split(items)
+        return ListDataset(items)
 
     splits = {"train": make(args.train_size), "valid": make(args.valid_size), "test": make(args.test_size)}
     info = {"num_classes": args.num_classes, "feature_dim": args.feature_dim,

@@ -57,7 +57,6 @@ from torch import nn
 from compressor.context import StageContext
 from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.hookspecs import hookimpl
-from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
 from compressor.schedules import Schedule
 from compressor.spec import CheckContext
@@ -492,14 +491,6 @@ class ModuleReplacing(Strategy):
         r = self.hybrid.draw(p)
         ctx.log_scalar("replacing_rate", p)
         ctx.log_scalar("student_modules_used", float(r.mean()))
-
-    @hookimpl
-    def compressor_loss_terms(self, ctx: StageContext, losses: LossTerms) -> None:
-        # Strategy 2 with every draw r_i = 0: only frozen teacher modules ran, so nothing can learn from this
-        # batch. Keep the step a no-op (no parameter receives a gradient) instead of failing in backward().
-        if not any(v.requires_grad for v in losses.values.values()):
-            anchor = torch.zeros((), device=ctx.device, requires_grad=True)
-            losses.add("replacing_idle", anchor * 0.0, 1.0)
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:

@@ -114,3 +114,23 @@ def test_checkpoints_are_atomic_and_loaded_safely(tmp_path: Path) -> None:
         torch.save({"x": Evil()}, f, pickle_module=pickle)
     with pytest.raises(UserError, match="cannot load checkpoint"):
         load_checkpoint(evil)
+
+
+def test_steps_without_gradients_are_no_ops(tmp_path: Path, tiny_spec: dict) -> None:
+    # The forward pass runs only frozen parameters (as a module-replacing step that drew only frozen teacher
+    # modules does): the engine skips backward, the optimizer finds no gradient, nothing changes.
+    spec = dict(tiny_spec, output_dir=str(tmp_path / "runs"))
+    spec["stages"] = [dict(spec["stages"][0], train=["student"], frozen=["teacher"], forward="teacher",
+                           epochs=1, eval={"every": "never"})]
+    run_dir = run_spec(write_spec(tmp_path / "s.yaml", spec))
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in records if "type" not in r]) == 6  # 96 examples / 16: every step ran
+    torch.manual_seed(spec["seed"] * 1000 + 1)  # the student's initial weights, as the engine built them
+    from compressor.plugins import get_registry
+
+    reg = get_registry()
+    data = reg.build("dataset", spec["data"])
+    initial = reg.build("model", spec["student"], info=data.info).state_dict()
+    final = torch.load(run_dir / "final" / "student.pt", weights_only=True)
+    for key in initial:
+        assert torch.equal(initial[key], final[key]), key

@@ -66,7 +66,7 @@ def test_weight_schedule_and_complement_alpha() -> None:
     assert losses.weights["logit_kd"] == pytest.approx(beta)
     assert losses.weights["task"] == pytest.approx(1 - beta)
     expected = (1 - beta) * 2.0 + beta * float((student - teacher.logits).abs().mean().detach())
-    assert float(losses.total()) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.total().detach()) == pytest.approx(expected, rel=1e-5)
     assert ctx.scalars["kd_weight"] == pytest.approx(beta)
     losses.total().backward()
     assert student.grad is not None and teacher.logits.grad is None  # the target is detached

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from test_export_fixtures import LETTERS, trained_ctc, trained_rnnt
+from test_export_fixtures import LETTERS, run_isolated, trained_ctc, trained_rnnt
 
 from compressor.errors import UserError
 from compressor.export.base import ExportJob
@@ -123,15 +120,11 @@ def test_example_script_without_this_project(exported, tmp_path):
     import numpy
     import sherpa_onnx
 
-    dirs = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (sherpa_onnx, numpy, sf)})
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
-           "PYTHONPATH": os.pathsep.join(dirs)}
-    check = subprocess.run([sys.executable, "-S", "-c", "import compressor"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+    modules = (sherpa_onnx, numpy, sf)
+    check = run_isolated(["-c", "import compressor"], modules, tmp_path)
     assert check.returncode != 0, "the project is importable in the example's subprocess"
-    proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
-                           "--model-dir", str(out), *wavs], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
+                         "--model-dir", str(out), *wavs], modules, tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
     assert got == expected
@@ -139,9 +132,8 @@ def test_example_script_without_this_project(exported, tmp_path):
         from compressor.export.frontend import sherpa_fbank
         from compressor.export.parity import torch_streaming_greedy
 
-        proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
-                               "--model-dir", str(out), "--streaming", *wavs], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
+                             "--model-dir", str(out), "--streaming", *wavs], modules, tmp_path)
         assert proc.returncode == 0, proc.stderr
         got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
         want = []
@@ -152,14 +144,12 @@ def test_example_script_without_this_project(exported, tmp_path):
             want.append("".join(LETTERS[i] for i in ids))
         assert got == want
         if (out / "encoder.streaming.int8.onnx").exists():
-            proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
-                                   "--model-dir", str(out), "--streaming", "--int8", *wavs], cwd=tmp_path,
-                                  env=env, capture_output=True, text=True, timeout=120)
+            proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
+                                 "--model-dir", str(out), "--streaming", "--int8", *wavs], modules, tmp_path)
             assert proc.returncode == 0 and len(proc.stdout.splitlines()) == len(wavs), proc.stderr
     if (out / "model.int8.onnx").exists() or (out / "encoder.int8.onnx").exists():
-        proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
-                               "--model-dir", str(out), "--int8", *wavs], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
+                             "--model-dir", str(out), "--int8", *wavs], modules, tmp_path)
         assert proc.returncode == 0, proc.stderr
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import soundfile as sf
 import torch
-from test_export_fixtures import LETTERS, tone_data, train
+from test_export_fixtures import LETTERS, run_isolated, tone_data, train
 
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter
@@ -51,12 +49,8 @@ def test_classifier_export_and_onnxruntime_example(tmp_path):
             expected.append(LETTERS[int(model(batch)["logits"].argmax())])
     import onnxruntime
 
-    dirs = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (onnxruntime, np, sf)})
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
-           "PYTHONPATH": os.pathsep.join(dirs)}
-    proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "classify_onnxruntime.py"),
-                           "--model-dir", str(out), *wavs], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_isolated([str(REPO / "examples" / "classify_onnxruntime.py"),
+                         "--model-dir", str(out), *wavs], (onnxruntime, np, sf), tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t")[1] for line in proc.stdout.splitlines()]
     assert got == expected

@@ -8,6 +8,10 @@ learns to transcribe it in a few seconds and sherpa-onnx can decode the WAVs. Im
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,3 +129,13 @@ def test_tone_data_is_deterministic() -> None:
     a, b = tone_data(sizes=(2, 1, 1)), tone_data(sizes=(2, 1, 1))
     assert torch.equal(a.dataset("train")[0]["waveform"], b.dataset("train")[0]["waveform"])
     assert a.info["blank_id"] == len(a.info["tokens"]) - 1
+
+
+def run_isolated(argv: list[str], modules: tuple, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -S ARGV`` with only the directories of ``modules`` on the path: no site module, so no .pth
+    files and no editable-install finder for this project (an example must run without it)."""
+    dirs = sorted({str(Path(m.__file__).resolve().parent.parent) for m in modules})
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+           "PYTHONPATH": os.pathsep.join(dirs)}
+    return subprocess.run([sys.executable, "-S", *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import soundfile as sf
 from conftest import REPO, run_cli
+from test_export_fixtures import run_isolated
 
 SHRINK = [
     "data.train_size=60", "data.valid_size=12", "data.test_size=12", "data.workers=1",
@@ -55,12 +53,8 @@ def test_rnnt_lcmr_student_exported_and_decoded_by_sherpa(tmp_path):
     import numpy
     import sherpa_onnx
 
-    dirs = sorted({str(Path(m.__file__).resolve().parent.parent) for m in (sherpa_onnx, numpy, sf)})
-    clean = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
-             "PYTHONPATH": os.pathsep.join(dirs)}
-    proc = subprocess.run([sys.executable, "-S", str(REPO / "examples" / "transcribe_sherpa.py"),
-                           "--model-dir", str(export), *wavs], cwd=tmp_path, env=clean, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
+                         "--model-dir", str(export), *wavs], (sherpa_onnx, numpy, sf), tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t", 1)[1] if "\t" in line else "" for line in proc.stdout.splitlines()]
     assert got == expected

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except PluginError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("COMPRESSOR_TRACEBACK"):
+            raise
+        print(f"error: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # an unexpected failure: one line, the traceback on request
         if os.environ.get("COMPRESSOR_TRACEBACK"):
             raise
+        from compressor.envcheck import diagnose
+
+        clash = diagnose(e)  # packages that do not load together are the environment's fault, not a bug
+        if clash is not None:
+            print(f"error: {clash}", file=sys.stderr)
+            return clash.exit_code
         print(f"error: {type(e).__name__}: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
 

@@ -64,9 +64,10 @@ class SpecError(UserError):
 class PluginError(Exception):
     """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
 
-    def __init__(self, plugin: str, hook: str, original: BaseException):
+    def __init__(self, plugin: str, hook: str, original: BaseException, action: str | None = None):
         plugin = plugin.split("#")[0]  # strategies are registered per stage as "name#index"
         self.plugin = plugin
         self.hook = hook
         self.original = original
-        super().__init__(f"plugin '{plugin}' failed in hook '{hook}': {type(original).__name__}: {original}")
+        action = action or f"failed in hook '{hook}'"
+        super().__init__(f"plugin '{plugin}' {action}: {type(original).__name__}: {original}")

@@ -16,7 +16,8 @@ from typing import Any
 import pluggy
 
 from compressor import hookspecs
-from compressor.errors import PluginError, UserError
+from compressor.envcheck import diagnose
+from compressor.errors import PluginError
 from compressor.registry import Registry
 
 
@@ -43,9 +44,13 @@ class Plugins:
                 continue
             try:
                 module = ep.load()
-            except Exception as e:  # a broken third-party package must not hide the others' names
-                raise UserError(f"plugin '{ep.name}' ({ep.value}) failed to import: {type(e).__name__}: {e}"
-                                ) from e
+            except Exception as e:
+                # Packages that do not load together (torch/torchaudio) are the environment's fault: exit 2 with
+                # the fix; anything else is the plugin's own fault: exit 1, named.
+                clash = diagnose(e, where=f"plugin '{ep.name}' ({ep.value})")
+                if clash is not None:
+                    raise clash from e
+                raise PluginError(ep.name, "import", e, action=f"({ep.value}) failed to import") from e
             dist = ep.dist
             self.add(ep.name, module, dist.name if dist else "?", dist.version if dist else "?")
 

@@ -11,9 +11,10 @@ import soundfile as sf
 import torch
 from test_export_fixtures import LETTERS, run_isolated, trained_ctc, trained_rnnt
 
+from compressor.asr.task import RNNTTask
 from compressor.errors import UserError
 from compressor.export.base import ExportJob
-from compressor.export.exporter import OnnxExportArgs, OnnxExporter
+from compressor.export.exporter import OnnxExportArgs, OnnxExporter, summary_markdown
 from compressor.export.parity import torch_greedy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +74,10 @@ def test_parity_figures(exported):
         assert st["exact_match_vs_pytorch_streaming"] >= 0.9 and st["max_abs_diff"] < 1e-3
         assert st["match_vs_offline"] >= 0.5  # same model, slightly different (online) front end
         assert st["int8_kept"] == (out / "encoder.streaming.int8.onnx").exists()
+        # the report has the same keys whatever the int8 guards decided
+        assert {"wer_online_int8", "int8_kept", "int8_reason"} <= set(st)
+        if not rep["int8"]["kept"]:
+            assert st["int8_kept"] is False and st["wer_online_int8"] is None
     q = rep["int8"]
     assert q["size_int8"] < q["size_fp32"]
     assert q["kept"] == (q["delta"] <= q["tolerance"])
@@ -83,6 +88,25 @@ def test_parity_figures(exported):
         assert "teacher (PyTorch)" in variants
     assert all(r["rtf"] > 0 for r in rep["benchmark"]["rows"])
     assert "| student ONNX fp32 |" in result.summary_md
+
+
+def test_streaming_report_without_offline_int8(exported, tmp_path):
+    """When the offline int8 files were rejected, the streaming report keeps its keys and says why."""
+    family, model, data, out, result = exported
+    if family != "rnnt":
+        pytest.skip("streaming export is RNN-T only")
+    copy = tmp_path / "export"
+    copy.mkdir()
+    for name in ("decoder.onnx", "joiner.onnx", "tokens.txt"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    args = OnnxExportArgs(**ARGS)
+    task = RNNTTask(RNNTTask.Args(), data.info)
+    job = ExportJob(model, "student", {"name": "rnnt_lstm"}, task, data, copy, None, None, args)
+    st = OnnxExporter(args)._streaming(model, job, copy, 80, args, {"kept": False})
+    assert st["int8_kept"] is False and st["wer_online_int8"] is None and "not kept" in st["int8_reason"]
+    assert not (copy / "encoder.streaming.int8.onnx").exists()
+    report = dict(result.report, streaming=st)
+    assert "streaming int8: the offline int8" in summary_markdown(report)
 
 
 def test_other_lengths_in_onnxruntime(exported):

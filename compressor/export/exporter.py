@@ -250,6 +250,9 @@ class OnnxExporter(Exporter):
         if match < args.min_transcript_match:
             raise UserError(f"parity failed: sherpa-onnx's online recognizer equals the PyTorch streaming "
                             f"decode for only {match:.0%} of {len(utts)} test utterances")
+        # The same keys whatever the int8 guards decide: None where no int8 streaming encoder was tried.
+        res.update(wer_online_int8=None, int8_kept=False,
+                   int8_reason="the offline int8 decoder/joiner was not kept, so no int8 streaming encoder")
         if int8.get("kept"):  # the offline int8 decoder/joiner passed the guard: add an int8 streaming encoder
             qpath = quantize.quantize_dynamic_file(path, quantize.int8_name(path))
             parity.check_onnx(qpath)
@@ -259,8 +262,11 @@ class OnnxExporter(Exporter):
             c_q = ErrorCounter()
             for u, a in zip(utts, qgot):
                 c_q.add(detokenize(a, tokens, blank), u.text)
-            res.update(wer_online_int8=c_q.wer, int8_kept=c_q.wer - c_online.wer <= args.int8_tolerance)
-            if not res["int8_kept"]:
+            kept = c_q.wer - c_online.wer <= args.int8_tolerance
+            res.update(wer_online_int8=c_q.wer, int8_kept=kept,
+                       int8_reason="kept" if kept else f"int8 online WER worse by {c_q.wer - c_online.wer:.3g} "
+                                                     f"(> int8_tolerance {args.int8_tolerance})")
+            if not kept:
                 qpath.unlink(missing_ok=True)
         return res
 
@@ -466,9 +472,11 @@ def summary_markdown(report: dict[str, Any]) -> str:
                      f"{st['exact_match_vs_pytorch_streaming']:.1%}, with the offline decode "
                      f"{st['match_vs_offline']:.1%}; WER online {st['wer_online_sherpa']:.2%} vs offline "
                      f"{st['wer_offline_pytorch']:.2%} ({st['frontend_note']})")
-        if "wer_online_int8" in st:
+        if st.get("wer_online_int8") is not None:
             lines.append(f"- streaming int8: WER online {st['wer_online_int8']:.2%}; "
-                         + ("kept (`encoder.streaming.int8.onnx`)" if st["int8_kept"] else "not kept"))
+                         + ("kept (`encoder.streaming.int8.onnx`)" if st["int8_kept"] else st["int8_reason"]))
+        else:
+            lines.append(f"- streaming int8: {st['int8_reason']}")
     elif st:
         lines.append(f"- streaming: {st['note']}")
     lines += ["", "| variant | params | size (MB) | latency/utt (ms) | RTF |", "|---|---|---|---|---|"]

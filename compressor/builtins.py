@@ -8,7 +8,9 @@ from compressor.data.synthetic_features import (
     synthetic_features_info,
 )
 from compressor.hookspecs import hookimpl
+from compressor.lr import BUILTIN_LR_SCHEDULES
 from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+from compressor.optim import BUILTIN_OPTIMIZERS
 from compressor.registry import Registry
 from compressor.schedules import BUILTIN_SCHEDULES
 from compressor.tasks.classification import Classification
@@ -18,6 +20,10 @@ from compressor.tasks.classification import Classification
 def compressor_register(registry: Registry) -> None:
     for schedule in BUILTIN_SCHEDULES:
         registry.add("schedule", schedule.name, schedule, doc=(schedule.__doc__ or "").split("\n")[0])
+    for name, factory, args in BUILTIN_OPTIMIZERS:
+        registry.add("optimizer", name, factory, args=args)
+    for lr_schedule in BUILTIN_LR_SCHEDULES:
+        registry.add("lr_schedule", lr_schedule.name, lr_schedule)
     registry.add("task", Classification.name, Classification)
     registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs)
     registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,

@@ -1,49 +1,102 @@
-"""Learning-rate schedules: linear warmup, then constant, cosine, linear or exponential decay."""
+"""Learning-rate schedules as registered components (kind ``lr_schedule``): linear warmup, then constant,
+cosine, linear or exponential decay.
+
+A schedule is a class called with ``(args, base_lr, total_steps)`` whose instances map an optimizer step to
+a multiplier of the base learning rate (the function of a ``LambdaLR``; keep it picklable). A third party
+registers one with ``registry.add("lr_schedule", "my_lr", MyLR, args=MyLRArgs)``.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 
-from compressor.spec import LRScheduleSpec
+from compressor.registry import Args
+
+
+class LRScheduleArgs(Args):
+    """Warmup, then decay. ``cosine`` and ``linear`` decay to ``min_lr`` at the end of the stage;
+    ``exponential`` decays from ``decay_start`` (fraction of the stage) to ``min_lr`` at the end, as in
+    seed 002 (ramp up, then exponential decay)."""
+
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000, description="linear warmup, in optimizer steps")
+    warmup_fraction: float = Field(default=0.0, ge=0, lt=1,
+                                   description="warmup as a fraction of the stage (seed 003: 0.12); "
+                                               "the larger of the two warmups applies")
+    min_lr: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="learning rate at the stage's end")
+    decay_start: float = Field(default=0.0, ge=0, lt=1, description="fraction of the stage before decay starts")
 
 
 class LRFactor:
     """Multiplier of the base learning rate at a given optimizer step (a picklable LambdaLR function)."""
 
-    def __init__(self, spec: LRScheduleSpec, base_lr: float, total_steps: int) -> None:
-        self.name = spec.name
-        self.warmup = spec.warmup_steps
-        self.floor = min(1.0, spec.min_lr / base_lr) if base_lr > 0 else 0.0
+    name: ClassVar[str] = "constant"
+    Args: ClassVar[type[LRScheduleArgs]] = LRScheduleArgs
+
+    def __init__(self, args: LRScheduleArgs, base_lr: float, total_steps: int) -> None:
         self.total = max(1, total_steps)
-        self.decay_start = spec.decay_start
+        self.warmup = max(args.warmup_steps, int(args.warmup_fraction * self.total))
+        self.floor = min(1.0, args.min_lr / base_lr) if base_lr > 0 else 0.0
+        self.decay_start = args.decay_start
 
     def __call__(self, step: int) -> float:
         if self.warmup and step < self.warmup:
             return (step + 1) / self.warmup
-        if self.name == "constant":
-            return 1.0
         start = max(self.warmup, int(self.decay_start * self.total))
         if step < start:
             return 1.0
-        frac = min(1.0, (step - start) / max(1, self.total - start))
-        if self.name == "cosine":
-            return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
-        if self.name == "linear":
-            return 1.0 + (self.floor - 1.0) * frac
-        # exponential: from 1 down to the floor (min_lr / lr) at the end of the stage
+        return self.decay(min(1.0, (step - start) / max(1, self.total - start)))
+
+    def decay(self, frac: float) -> float:
+        """The multiplier at ``frac`` of the decay phase (0 at its start, 1 at the stage's end)."""
+        return 1.0
+
+
+class ConstantLR(LRFactor):
+    """Warmup, then the base learning rate."""
+
+    name = "constant"
+
+
+class CosineLR(LRFactor):
+    """Warmup, then cosine annealing to min_lr."""
+
+    name = "cosine"
+
+    def decay(self, frac: float) -> float:
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+class LinearLR(LRFactor):
+    """Warmup, then linear decay to min_lr."""
+
+    name = "linear"
+
+    def decay(self, frac: float) -> float:
+        return 1.0 + (self.floor - 1.0) * frac
+
+
+class ExponentialLR(LRFactor):
+    """Warmup, then exponential decay from decay_start to min_lr (seed 002)."""
+
+    name = "exponential"
+
+    def decay(self, frac: float) -> float:
         return math.exp(math.log(max(self.floor, 1e-12)) * frac) if self.floor < 1.0 else 1.0
 
 
-def build_optimizer(params: list[torch.nn.Parameter], spec) -> torch.optim.Optimizer:
-    if spec.name == "adamw":
-        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
-    if spec.name == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+BUILTIN_LR_SCHEDULES: list[type[LRFactor]] = [ConstantLR, CosineLR, LinearLR, ExponentialLR]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, spec: LRScheduleSpec, base_lr: float, total_steps: int
-                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(spec, base_lr, total_steps))
+def build_optimizer(registry: Any, ref: Any, args: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The stage's optimizer: registry entry ``ref.name`` with its validated ``args``."""
+    return registry.get("optimizer", ref.name).factory(args, params)
+
+
+def build_scheduler(registry: Any, ref: Any, args: Any, optimizer: torch.optim.Optimizer, base_lr: float,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    factor = registry.get("lr_schedule", ref.name).factory(args, base_lr, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

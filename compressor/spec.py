@@ -42,23 +42,16 @@ class ModelSpec(Ref):
     checkpoint: str | None = None
 
 
-class OptimizerSpec(Args):
-    name: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = Field(default=0.9, ge=0)
+class OptimizerRef(Ref):
+    """A registered optimizer (``compressor plugins`` lists them) and its arguments; ``lr`` is the base LR."""
+
+    name: str = "adamw"
 
 
-class LRScheduleSpec(Args):
-    """Warmup then decay. ``cosine`` and ``linear`` decay to ``min_lr`` at the end of the stage;
-    ``exponential`` decays from ``decay_start`` (fraction of the stage) to ``min_lr`` at the end, as in
-    seed 002 (ramp up in the first epoch, exponential decay afterwards)."""
+class LRScheduleRef(Ref):
+    """A registered learning-rate schedule (warmup, then decay) and its arguments."""
 
-    name: Literal["constant", "cosine", "linear", "exponential"] = "constant"
-    warmup_steps: int = Field(default=0, ge=0)
-    min_lr: float = Field(default=0.0, ge=0)
-    decay_start: float = Field(default=0.0, ge=0, lt=1)
+    name: str = "constant"
 
 
 class EvalSpec(Args):
@@ -84,8 +77,8 @@ class StageSpec(Args):
     frozen: list[str] = Field(default_factory=list)
     forward: str | None = None
     plugins: list[Ref] = Field(default_factory=list)
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    lr_schedule: LRScheduleSpec = Field(default_factory=LRScheduleSpec)
+    optimizer: OptimizerRef = Field(default_factory=OptimizerRef)
+    lr_schedule: LRScheduleRef = Field(default_factory=LRScheduleRef)
     epochs: int | None = Field(default=None, ge=1)
     steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1)
@@ -171,6 +164,8 @@ class LoadedSpec:
     model_args: dict[str, BaseModel]
     plugin_args: list[list[BaseModel]]
     export_args: BaseModel | None = None
+    optimizer_args: list[BaseModel] = field(default_factory=list)
+    lr_schedule_args: list[BaseModel] = field(default_factory=list)
     lines: dict[tuple, int] = field(default_factory=dict)
 
 
@@ -374,6 +369,8 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
             raise SpecError(f"checkpoint file not found: {ms.checkpoint}", where + ("checkpoint",))
 
     plugin_args: list[list[BaseModel]] = []
+    optimizer_args: list[BaseModel] = []
+    lr_schedule_args: list[BaseModel] = []
     seen_names: set[str] = set()
     for i, st in enumerate(spec.stages):
         sp = ("stages", i)
@@ -389,6 +386,10 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
             raise SpecError(f"model '{sorted(both)[0]}' is both trained and frozen", sp + ("frozen",))
         if st.forward is not None and st.forward not in models:
             raise SpecError(f"unknown model '{st.forward}'{did_you_mean(st.forward, models)}", sp + ("forward",))
+        optimizer_args.append(registry.parse_args("optimizer", st.optimizer.name, st.optimizer.args(),
+                                                  sp + ("optimizer",)))
+        lr_schedule_args.append(registry.parse_args("lr_schedule", st.lr_schedule.name, st.lr_schedule.args(),
+                                                    sp + ("lr_schedule",)))
         args_list = []
         for j, ref in enumerate(st.plugins):
             pp = sp + ("plugins", j)
@@ -407,7 +408,8 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
         if m not in models:
             raise SpecError(f"unknown model '{m}'{did_you_mean(m, models)}", ("evaluate", "models", j))
 
-    loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args)
+    loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
+                        optimizer_args, lr_schedule_args)
     # Strategy-level checks against the whole spec (module names, pairable shapes, schedules).
     for i, st in enumerate(spec.stages):
         for j, ref in enumerate(st.plugins):

@@ -119,8 +119,11 @@ class StageRunner:
             if not params:
                 raise UserError(f"stage '{st.name}' has no parameter left to train after its plugins prepared "
                                 f"the models")
-            optimizer = build_optimizer(params, st.optimizer)
-            scheduler = build_scheduler(optimizer, st.lr_schedule, st.optimizer.lr, total_steps)
+            loaded = run.loaded
+            opt_args = loaded.optimizer_args[self.index]
+            optimizer = build_optimizer(registry, st.optimizer, opt_args, params)
+            scheduler = build_scheduler(registry, st.lr_schedule, loaded.lr_schedule_args[self.index], optimizer,
+                                        opt_args.lr, total_steps)
             scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
             train_model: nn.Module = forward_model
             if run.world_size > 1:

@@ -13,8 +13,7 @@ import torch
 from compressor.checkpoint import load_checkpoint, save_atomic
 from compressor.engine import evaluate_run, load_run, run_spec
 from compressor.errors import UserError
-from compressor.lr import LRFactor
-from compressor.spec import LRScheduleSpec
+from compressor.lr import ConstantLR, CosineLR, ExponentialLR, LinearLR, LRScheduleArgs
 from tests.conftest import run_cli, write_spec
 
 
@@ -88,15 +87,19 @@ def test_gradient_accumulation_matches_the_large_batch(tmp_path: Path, tiny_spec
 
 
 def test_lr_factor_shapes() -> None:
-    warm_cos = LRFactor(LRScheduleSpec(name="cosine", warmup_steps=10, min_lr=0.0), 1.0, 110)
+    warm_cos = CosineLR(LRScheduleArgs(warmup_steps=10, min_lr=0.0), 1.0, 110)
     assert warm_cos(0) == pytest.approx(0.1) and warm_cos(9) == pytest.approx(1.0)
     assert warm_cos(10) == pytest.approx(1.0) and warm_cos(60) == pytest.approx(0.5)
     assert warm_cos(110) == pytest.approx(0.0, abs=1e-12)
-    exp = LRFactor(LRScheduleSpec(name="exponential", min_lr=1e-5, decay_start=0.2), 5e-4, 100)
+    exp = ExponentialLR(LRScheduleArgs(min_lr=1e-5, decay_start=0.2), 5e-4, 100)
     assert exp(10) == 1.0 and exp(100) == pytest.approx(1e-5 / 5e-4)  # seed 002: 5e-4 decays to 1e-5
     assert exp(60) == pytest.approx(math.sqrt(1e-5 / 5e-4))
-    lin = LRFactor(LRScheduleSpec(name="linear", min_lr=0.1), 1.0, 100)
+    lin = LinearLR(LRScheduleArgs(min_lr=0.1), 1.0, 100)
     assert lin(50) == pytest.approx(0.55)
+    # seed 003: cosine annealing after a warmup of 12% of the stage
+    frac = CosineLR(LRScheduleArgs(warmup_fraction=0.12), 1.0, 100)
+    assert frac(11) == pytest.approx(1.0) and frac(5) == pytest.approx(0.5) and frac(12) == pytest.approx(1.0)
+    assert ConstantLR(LRScheduleArgs(), 1.0, 10)(7) == 1.0
 
 
 def test_checkpoints_are_atomic_and_loaded_safely(tmp_path: Path) -> None:

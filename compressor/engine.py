@@ -102,6 +102,29 @@ class Run:
     world_size: int = 1
     metrics: MetricsWriter | None = None
     results: dict[str, Any] = field(default_factory=lambda: {"stages": [], "final": {}})
+    _stage_data: dict[str, DataModule] = field(default_factory=dict)
+
+    def data_for(self, index: int) -> DataModule:
+        """The data stage ``index`` trains on: its own ``data:`` (built on first use, shared by stages that
+        name the same dataset and arguments) or the spec's."""
+        st = self.loaded.spec.stages[index]
+        if st.data is None:
+            return self.data
+        name, args = self.loaded.stage_data(index)
+        key = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
+        if key not in self._stage_data:
+            with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream
+                entry = self.plugins.registry.get("dataset", name)
+                self._stage_data[key] = entry.factory(args, cache_dir=cache_dir(), seed=self.seed)
+        return self._stage_data[key]
+
+    def task_for(self, index: int) -> Task:
+        """The task stage ``index`` runs: its own ``task:`` or the spec's, built on that stage's data."""
+        st = self.loaded.spec.stages[index]
+        if st.task is None and st.data is None:
+            return self.task
+        name, args = self.loaded.stage_task(index)
+        return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
 
     @property
     def seed(self) -> int:

@@ -17,7 +17,7 @@ import pluggy
 
 from compressor import hookspecs
 from compressor.envcheck import diagnose
-from compressor.errors import PluginError
+from compressor.errors import PluginError, UserError
 from compressor.registry import Registry
 
 
@@ -81,7 +81,7 @@ class Plugins:
             accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
             try:
                 out = fn(**accepted)
-            except PluginError:
+            except (PluginError, UserError):  # input the user must fix (found at stage start): exit 2, one line
                 raise
             except Exception as e:
                 raise PluginError(impl.plugin_name, hook, e) from e

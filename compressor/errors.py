@@ -61,6 +61,10 @@ class SpecError(UserError):
         return f"{where}{key}: {self.message}"
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (temporary files are removed), exit with 143."""
+
+
 class PluginError(Exception):
     """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
 
@@ -70,4 +74,9 @@ class PluginError(Exception):
         self.hook = hook
         self.original = original
         action = action or f"failed in hook '{hook}'"
-        super().__init__(f"plugin '{plugin}' {action}: {type(original).__name__}: {original}")
+        if isinstance(original, SystemExit):
+            detail = f"called sys.exit({original.code!r}), which ends nothing but the plugin's own work here"
+        else:
+            text = (str(original).strip().splitlines() or [""])[0]
+            detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
+        super().__init__(f"plugin '{plugin}' {action}: {detail}")

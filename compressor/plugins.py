@@ -44,7 +44,7 @@ class Plugins:
                 continue
             try:
                 module = ep.load()
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 # Packages that do not load together (torch/torchaudio) are the environment's fault: exit 2 with
                 # the fix; anything else is the plugin's own fault: exit 1, named.
                 clash = diagnose(e, where=f"plugin '{ep.name}' ({ep.value})")
@@ -63,7 +63,7 @@ class Plugins:
             self.registry.current_package = f"{package} ({name})"
             try:
                 impl(registry=self.registry)
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 raise PluginError(name, "compressor_register", e) from e
             finally:
                 self.registry.current_package = "?"
@@ -72,7 +72,10 @@ class Plugins:
         return sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call a hook on every registered implementation; failures name the plugin and the hook."""
+        """Call a hook on every registered implementation; failures name the plugin and the hook.
+
+        ``SystemExit`` (a plugin calling ``sys.exit``) is a plugin failure too: it must not end a run quietly.
+        """
         caller = getattr(self.pm.hook, hook)
         results = []
         # Call implementations one by one (pluggy's order) so a failure can name its plugin.
@@ -83,7 +86,7 @@ class Plugins:
                 out = fn(**accepted)
             except PluginError:
                 raise
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 raise PluginError(impl.plugin_name, hook, e) from e
             if out is not None:
                 results.append(out)

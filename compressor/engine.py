@@ -80,7 +80,8 @@ def _component(entry: Any, build: Callable[[], Any]) -> Any:
     except UserError:
         raise
     except (Exception, SystemExit) as e:
-        raise PluginError(entry.package, "build", e, action=f"failed to build {entry.kind} '{entry.name}'") from e
+        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
+                          subject=f"{entry.kind} '{entry.name}'") from e
 
 
 def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
@@ -436,7 +437,8 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
         except UserError:
             raise
         except (Exception, SystemExit) as e:
-            raise PluginError(entry.package, "export", e, action=f"failed in exporter '{entry.name}'") from e
+            raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
+                              subject=f"exporter '{entry.name}'") from e
         run.plugins.call("compressor_export", ctx=None, model=model, out_dir=tmp)
         write_manifest(tmp, run.run_dir, name, spec.export.name)
         _swap_into_place(tmp, out_dir)

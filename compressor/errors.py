@@ -66,9 +66,11 @@ class Terminated(BaseException):
 
 
 class PluginError(Exception):
-    """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
+    """An exception raised inside a plugin hook or component, re-raised naming the plugin (or the component
+    and its package) and what failed. ``SystemExit`` from plugin code is one too."""
 
-    def __init__(self, plugin: str, hook: str, original: BaseException, action: str | None = None):
+    def __init__(self, plugin: str, hook: str, original: BaseException, action: str | None = None,
+                 package: str | None = None, subject: str | None = None):
         plugin = plugin.split("#")[0]  # strategies are registered per stage as "name#index"
         self.plugin = plugin
         self.hook = hook
@@ -79,4 +81,7 @@ class PluginError(Exception):
         else:
             text = (str(original).strip().splitlines() or [""])[0]
             detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
-        super().__init__(f"plugin '{plugin}' {action}: {detail}")
+        who = subject or f"plugin '{plugin}'"
+        if package and package != "?":
+            who += f" ({package})"
+        super().__init__(f"{who} {action}: {detail}")

@@ -213,8 +213,12 @@ class MetricsWriter:
 
     def _replace(self, lines: list[str]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        tmp.replace(self.path)
+        try:
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.count = len(lines)
 
     def truncate_after(self, stage_index: int, step: int) -> None:

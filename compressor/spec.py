@@ -472,7 +472,7 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
             except UserError:
                 raise
             except (Exception, SystemExit) as e:
-                raise PluginError(ref.name, "check", e, action=f"({entry.package}) failed in check()") from e
+                raise PluginError(ref.name, "check", e, action="failed in check()", package=entry.package) from e
     return loaded
 
 
@@ -525,7 +525,8 @@ def _check_dataset(registry: Registry, name: str, args: BaseModel) -> None:
     except UserError as e:
         raise SpecError(str(e), ("data",)) from None
     except (Exception, SystemExit) as e:
-        raise PluginError(entry.package, "check", e, action=f"failed to check dataset '{name}'") from e
+        raise PluginError(name, "check", e, action="failed in check()", package=entry.package,
+                          subject=f"dataset '{name}'") from e
 
 
 def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: dict[str, Any]) -> None:
@@ -594,7 +595,8 @@ def _meta_info(loaded: LoadedSpec, registry: Registry) -> dict[str, Any]:
     except UserError as e:
         raise SpecError(str(e), ("data",)) from None
     except (Exception, SystemExit) as e:
-        raise PluginError(entry.package, "info", e, action=f"failed to describe dataset '{entry.name}'") from e
+        raise PluginError(entry.name, "info", e, action="failed to describe its data (info)",
+                          package=entry.package, subject=f"dataset '{entry.name}'") from e
 
 
 def dump_spec(raw: Mapping[str, Any]) -> str:

@@ -106,7 +106,7 @@ class StageRunner:
             except UserError:
                 raise
             except (Exception, SystemExit) as e:
-                raise PluginError(ref.name, "__init__", e, action=f"({entry.package}) failed to start") from e
+                raise PluginError(ref.name, "__init__", e, action="failed to start", package=entry.package) from e
         for name, model in run.models.items():
             trainable = name in st.train
             model.requires_grad_(trainable)
@@ -204,7 +204,7 @@ class StageRunner:
                         total = losses.total()
                     if not torch.isfinite(total):
                         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())
-                        raise UserError(f"stage '{st.name}' step {ctx.step + 1}: the loss is {float(total)} "
+                        raise UserError(f"stage '{st.name}' step {ctx.step + 1}: the loss is {float(total.detach())} "
                                         f"({terms}): training diverged; lower the learning rate or the loss "
                                         f"weights, or set grad_clip")
                     scaled = total / accum

@@ -17,7 +17,7 @@ import pluggy
 
 from compressor import hookspecs
 from compressor.envcheck import diagnose
-from compressor.errors import PluginError
+from compressor.errors import PluginError, UserError
 from compressor.registry import Registry
 
 
@@ -74,7 +74,8 @@ class Plugins:
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call a hook on every registered implementation; failures name the plugin and the hook.
 
-        ``SystemExit`` (a plugin calling ``sys.exit``) is a plugin failure too: it must not end a run quietly.
+        ``SystemExit`` (a plugin calling ``sys.exit``) is a plugin failure too: it must not end a run quietly. A
+        :class:`UserError` stays one (exit code 2), prefixed with the plugin's name.
         """
         caller = getattr(self.pm.hook, hook)
         results = []
@@ -86,6 +87,8 @@ class Plugins:
                 out = fn(**accepted)
             except PluginError:
                 raise
+            except UserError as e:  # the plugin says the input is at fault: exit 2, still naming it
+                raise UserError(f"plugin '{impl.plugin_name.split('#')[0]}': {e}") from None
             except (Exception, SystemExit) as e:
                 raise PluginError(impl.plugin_name, hook, e) from e
             if out is not None:

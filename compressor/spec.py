@@ -291,7 +291,9 @@ def _to_spec_error(e: ValidationError, schema: type[BaseModel], path: tuple) -> 
     if kind == "missing":
         return SpecError("required key is missing", full)
     given = err.get("input")
-    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    text = repr(given)
+    shown = "" if isinstance(given, (dict, list)) or given is None else (
+        f" (got {text if len(text) <= 60 else text[:40] + '...' + text[-10:]})")
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from compressor.errors import UserError
+from compressor.interrupts import deferred
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -19,12 +20,13 @@ def save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no half-written file stays behind
+        with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:  # a full disk, a failing writer: no half-written file stays behind
         tmp.unlink(missing_ok=True)
         raise
     fd = os.open(path.parent, os.O_RDONLY)
@@ -52,7 +54,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if size == 0:
         raise UserError(f"checkpoint {path} is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with deferred():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {first or 'unreadable'}") from None

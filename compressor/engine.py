@@ -33,6 +33,7 @@ from compressor.checkpoint import (
 )
 from compressor.data.base import DataModule
 from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean, format_path
+from compressor.limits import cpu_count
 from compressor.plugins import Plugins, get_plugins
 from compressor.rundir import (
     SPEC_FILE,
@@ -198,7 +199,7 @@ def _open_resume(resume_dir: Path, spec_path: str | Path | None, overrides: list
     spec_file = resume_dir / SPEC_FILE
     if spec_path is not None or overrides:
         _same_spec(resume_dir, spec_path, overrides)
-    loaded = load_spec(spec_file, registry=plugins.registry)
+    loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)  # checked at its start
     last = resume_dir / "checkpoints" / "last.pt"
     state = None
     if last.exists():
@@ -288,8 +289,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
         else:
             loaded = load_spec(spec_path, overrides, registry=plugins.registry)
         trainer = loaded.spec.trainer
-        if trainer.threads:
-            torch.set_num_threads(trainer.threads)
+        if trainer.threads:  # a run resumed on a smaller machine than it started on uses the CPUs there are
+            torch.set_num_threads(min(trainer.threads, cpu_count()))
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         with distributed(trainer.device) as (rank, world):
@@ -498,7 +499,7 @@ def load_run(run_dir: str | Path) -> FinishedRun:
         raise UserError(f"{run_dir} has no finished student (final/COMPLETE is missing: the run did not finish; "
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
-    loaded = load_spec(spec_file, registry=plugins.registry)
+    loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     models = build_models(loaded, plugins, data)

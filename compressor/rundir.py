@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from compressor.errors import UserError
+from compressor.interrupts import deferred
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -57,12 +58,16 @@ PACKAGES = ("torch", "torchaudio", "compressor", "pluggy", "pydantic", "pyyaml",
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
     base = Path(output_dir).expanduser() / name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = base / stamp
-    i = 1
-    while path.exists():
-        path = base / f"{stamp}-{i}"
-        i += 1
-    (path / "checkpoints").mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
+    i = 0
+    while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
+        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            i += 1
+    (path / "checkpoints").mkdir()
     return path
 
 
@@ -190,9 +195,9 @@ class MetricsWriter:
     def write(self, record: dict[str, Any], global_step: int | None = None) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
+        with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
             f.write(json.dumps(record, sort_keys=False) + "\n")
-        self.count += 1
+            self.count += 1
         if self._tb is not None and global_step is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch", "stage_index", "global_step"):
@@ -214,8 +219,9 @@ class MetricsWriter:
     def _replace(self, lines: list[str]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            tmp.replace(self.path)
+            with deferred():
+                tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                tmp.replace(self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

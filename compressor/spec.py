@@ -327,11 +327,13 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None
-              ) -> LoadedSpec:
+def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,
+              check_machine: bool = True) -> LoadedSpec:
     """Read, override, validate and resolve a spec; raise :class:`SpecError` on the first problem.
 
-    An error caused by a ``--set`` value names that flag rather than a line of the file.
+    An error caused by a ``--set`` value names that flag rather than a line of the file. ``check_machine=False``
+    skips what depends on this machine (output directory, CPUs, memory for training): for the spec of a run
+    that was validated when it started and is now evaluated, exported or resumed, possibly elsewhere.
     """
     from compressor.plugins import get_registry
 
@@ -347,15 +349,15 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Re
     overrides = list(overrides or [])
     set_paths = [(tuple(parse_override(text)[0]), text) for text in overrides]
     try:
-        loaded = _validate(apply_overrides(data, overrides), file, registry)
+        loaded = _validate(apply_overrides(data, overrides), file, registry, check_machine)
     except SpecError as e:
-        raise _locate(e, file, lines, set_paths, data, registry) from None
+        raise _locate(e, file, lines, set_paths, data, registry, check_machine) from None
     loaded.lines = lines
     return loaded
 
 
 def _locate(e: SpecError, file: str, lines: dict[tuple, int], set_paths: list[tuple[tuple, str]],
-            data: dict[str, Any], registry: Registry) -> SpecError:
+            data: dict[str, Any], registry: Registry, check_machine: bool = True) -> SpecError:
     """Place an error: at the ``--set`` flag that caused it, else at the file's line for its key path."""
     if e.file is not None and e.file != file:
         return SpecError(e.message, e.path, e.file, e.line)
@@ -371,7 +373,7 @@ def _locate(e: SpecError, file: str, lines: dict[tuple, int], set_paths: list[tu
         best = max(set_paths, key=lambda pt: shared(pt[0]))
         if shared(best[0]) > 0:
             try:
-                _validate(copy.deepcopy(data), file, registry)
+                _validate(copy.deepcopy(data), file, registry, check_machine)
                 alone: SpecError | None = None
             except SpecError as e2:
                 alone = e2
@@ -391,10 +393,11 @@ def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
     return lines.get(path)
 
 
-def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec:
+def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine: bool = True) -> LoadedSpec:
     spec = validate_model(Spec, data)
     assert isinstance(spec, Spec)
-    _check_machine(spec)
+    if check_machine:
+        _check_machine(spec)
     task_args = registry.parse_args("task", spec.task.name, spec.task.args(), ("task",))
     data_args = registry.parse_args("dataset", spec.data.name, spec.data.args(), ("data",))
     _check_dataset(registry, spec.data.name, data_args)
@@ -460,7 +463,8 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
     check_splits(spec, info.get("splits") or DEFAULT_SPLITS)
     from compressor.limits import check_model_sizes
 
-    check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
+    if check_machine:
+        check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
     for name, ms in models.items():
         if ms.checkpoint is not None:
             check_checkpoint(loaded, registry, name, info)
@@ -550,7 +554,7 @@ def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: di
         return  # needs the real data's facts: the run checks again before it trains
     problem = mismatch(model, state)
     if problem:
-        raise SpecError(f"{ms.checkpoint} does not match the {ms.name} model: {problem}", where)
+        raise SpecError(f"{ms.checkpoint} does not match the '{name}' model ({ms.name}): {problem}", where)
 
 
 class CheckContext:

@@ -194,3 +194,30 @@ def test_sigterm_unwinds_and_the_run_resumes(tmp_path: Path, capsys) -> None:
     code, err = cli(capsys, "run", "--resume", run_dir)
     assert code == 0, err
     _assert_log_exact(run_dir, [12, 80])
+
+
+def test_a_run_from_a_bigger_machine_resumes_and_evaluates_here(reference, tmp_path: Path, capsys) -> None:
+    """Machine checks (CPUs, output directory) apply when a run starts, not when it is resumed or evaluated
+    elsewhere: a spec written for 4096 CPUs still resumes (on the CPUs there are) and evaluates."""
+    run_dir = _killed_copy(reference, tmp_path)
+    spec_file = run_dir / "resolved_spec.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["trainer"]["threads"] = 4096
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        code, err = cli(capsys, "run", "--resume", run_dir)
+        assert code == 0, err
+        assert torch.get_num_threads() <= (os.cpu_count() or 1)
+        assert cli(capsys, "eval", run_dir, "--models", "student")[0] == 0
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from compressor.rundir import new_run_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        dirs = list(pool.map(lambda _: new_run_dir(tmp_path / "runs", "same"), range(16)))
+    assert len(set(dirs)) == 16 and all((d / "checkpoints").is_dir() for d in dirs)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from compressor import Strategy, hookimpl
+from compressor import Strategy, UserError, hookimpl
 from compressor.plugins import get_plugins, reset_plugins
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
@@ -63,6 +63,14 @@ class InterruptFirstStep(Strategy):
         raise KeyboardInterrupt
 
 
+class UserFault(Strategy):
+    name = "rel_user_fault"
+
+    @hookimpl
+    def compressor_prepare_models(self, ctx) -> None:
+        raise UserError("the teacher has no layer 'encoder.9'")
+
+
 def _broken_model(args: BaseModel, info: dict):
     raise RuntimeError("model factory exploded")
 
@@ -79,7 +87,7 @@ def _exiting_task(args: BaseModel, info: dict):
 def registered():
     """Register the faulty components in the process-wide registry; forget them afterwards."""
     registry = get_plugins().registry
-    for cls in (BadCheck, ExitInCheck, BadInit, ExitInHook, FailPrepare, InterruptFirstStep):
+    for cls in (BadCheck, ExitInCheck, BadInit, ExitInHook, FailPrepare, InterruptFirstStep, UserFault):
         registry.add("strategy", cls.name, cls)
     registry.add("model", "rel_broken_model", _broken_model)
     registry.add("dataset", "rel_broken_dataset", _broken_dataset)
@@ -107,12 +115,13 @@ def test_faults_in_check_name_the_plugin(registered, tmp_path: Path, capsys, plu
 @pytest.mark.parametrize(("plugin", "stage", "fragment"), [
     ("rel_bad_init", 0, "plugin 'rel_bad_init' failed to start: ValueError: constructor exploded"),
     ("rel_fail_prepare", 0, "plugin 'rel_fail_prepare' failed in hook 'compressor_prepare_models': OSError"),
+    ("rel_user_fault", 0, "plugin 'rel_user_fault': the teacher has no layer 'encoder.9'"),
 ])
 def test_faults_before_the_first_step_leave_nothing(registered, tmp_path: Path, capsys, plugin: str,
                                                     stage: int, fragment: str) -> None:
     code, err = cli(capsys, "run", _spec_with(tmp_path, plugin, stage))
     line = one_line(err)
-    assert code == 1 and fragment in line, line
+    assert code == (2 if plugin == "rel_user_fault" else 1) and fragment in line, line
     assert not (tmp_path / "runs").exists(), "a run that did nothing left its directory behind"
 
 

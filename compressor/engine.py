@@ -23,8 +23,6 @@ import torch.distributed as dist
 from torch import nn
 
 from compressor.checkpoint import (
-    check_resume_state,
-    load_checkpoint,
     load_state_dict_file,
     mismatch,
     rng_state,
@@ -32,19 +30,18 @@ from compressor.checkpoint import (
     set_rng_state,
 )
 from compressor.data.base import DataModule
-from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean, format_path
+from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
 from compressor.limits import cpu_count
 from compressor.plugins import Plugins, get_plugins
+from compressor.resume import open_resume
 from compressor.rundir import (
     SPEC_FILE,
     MetricsWriter,
     RunLock,
-    clean_stale_temporaries,
     environment,
-    is_run_dir,
     new_run_dir,
 )
-from compressor.spec import LoadedSpec, apply_overrides, check_splits, dump_spec, load_spec, read_yaml
+from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 from compressor.task import Task
 from compressor.trainer import StageRunner, stage_budget
 
@@ -180,77 +177,6 @@ def _shared_run_dir(loaded: LoadedSpec, rank: int, world: int, resume: Path | No
     return Path(path[0]), created
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _open_resume(resume_dir: Path, spec_path: str | Path | None, overrides: list[str], plugins: Plugins,
-                 stack: contextlib.ExitStack) -> tuple[LoadedSpec, dict[str, Any] | None]:
-    """Lock a killed run's directory, clean what its writers left, load its spec and resume point."""
-    if not resume_dir.is_dir():
-        raise UserError(f"--resume {resume_dir}: no such directory")
-    if not is_run_dir(resume_dir):
-        raise UserError(f"--resume {resume_dir}: not a run directory (no {SPEC_FILE})")
-    if (resume_dir / "final" / "COMPLETE").exists():
-        raise UserError(f"--resume {resume_dir}: this run already finished")
-    if _rank() == 0:
-        stack.enter_context(RunLock(resume_dir, "resume it"))
-        clean_stale_temporaries(resume_dir)
-    spec_file = resume_dir / SPEC_FILE
-    if spec_path is not None or overrides:
-        _same_spec(resume_dir, spec_path, overrides)
-    loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)  # checked at its start
-    last = resume_dir / "checkpoints" / "last.pt"
-    state = None
-    if last.exists():
-        state = check_resume_state(load_checkpoint(last), last, len(loaded.spec.stages))
-    if loaded.spec.export is not None and loaded.spec.export.enabled and (resume_dir / "export").exists():
-        from compressor.export.api import check_export_target
-
-        check_export_target(resume_dir, resume_dir / "export", force=True)
-    return loaded, state
-
-
-def _same_spec(resume_dir: Path, spec_path: str | Path | None, overrides: list[str]) -> None:
-    """A resumed run keeps the spec it started with: refuse a SPEC or ``--set`` that would change it."""
-    run_raw, _ = read_yaml(resume_dir / SPEC_FILE)
-    if spec_path is not None:
-        given, _ = read_yaml(spec_path)
-        if not isinstance(given, dict):
-            raise SpecError("the spec must be a mapping of keys to values", file=str(spec_path))
-        origin = f"{spec_path}{' with --set' if overrides else ''}"
-    else:
-        given, origin = run_raw, "--set"
-    given = apply_overrides(given, overrides)
-    diff = _first_difference(given, run_raw)
-    if diff is None:
-        return
-    path, here, there = diff
-    raise UserError(f"--resume {resume_dir} continues the run with the spec it started with "
-                    f"({resume_dir / SPEC_FILE}), but {origin} differs at {format_path(path)} "
-                    f"({here!r} here, {there!r} in the run): resume with 'compressor run --resume {resume_dir}' "
-                    f"alone, or start a new run")
-
-
-_ABSENT = "<absent>"
-
-
-def _first_difference(a: Any, b: Any, path: tuple = ()) -> tuple[tuple, Any, Any] | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = _first_difference(a.get(key, _ABSENT), b.get(key, _ABSENT), path + (key,))
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            found = _first_difference(x, y, path + (i,))
-            if found:
-                return found
-        return None
-    return None if a == b and type(a) is type(b) else (path, a, b)
-
-
 def _preflight(loaded: LoadedSpec, plugins: Plugins) -> tuple[DataModule, Task, dict[str, nn.Module]]:
     """Data, task and models, with every check that needs the real data done before a run directory exists:
     splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
@@ -283,7 +209,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
     with contextlib.ExitStack() as stack:
         resume_state = None
         if resume_dir is not None:
-            loaded, resume_state = _open_resume(resume_dir, spec_path, overrides, plugins, stack)
+            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack)
         elif spec_path is None:
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:

@@ -102,7 +102,9 @@ class HiddenMasking(Strategy):
         names = check.model_names()
         if args.model not in names:
             raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
-        model = check.build_model(args.model)
+        model = check.try_build_model(args.model)
+        if model is None:  # checked when the run builds it
+            return
         modules = dict(model.named_modules())
         if args.module not in modules or not args.module:
             raise check.error(f"no module '{args.module}' in '{args.model}'"

@@ -68,7 +68,9 @@ class LayerFreezing(Strategy):
         stage = check.stage
         if args.model not in stage.train and args.model != stage.forward_model:
             raise check.error(f"'{args.model}' is not trained in this stage: there is nothing to freeze", "model")
-        model = check.build_model(args.model)
+        model = check.try_build_model(args.model)
+        if model is None:  # checked when the run builds it
+            return
         modules = [n for n, _ in model.named_modules() if n]
         for i, pattern in enumerate(args.modules):
             if not any(fnmatch.fnmatchcase(n, pattern) for n in modules):

@@ -135,10 +135,12 @@ class LogitKD(Strategy):
                                       check.path + ("gamma",))
         student = check.stage.forward_model
         if args.logits_key == "logits" and student in names:
-            n_student = num_classes_of(check.build_model(student))
+            built = check.try_build_model(student)
+            n_student = num_classes_of(built) if built is not None else None
             for key in ("teacher", "professor"):
                 name = getattr(args, key)
-                n = num_classes_of(check.build_model(name)) if name is not None else None
+                other = check.try_build_model(name) if name is not None else None
+                n = num_classes_of(other) if other is not None else None
                 if n is not None and n_student is not None and n != n_student:
                     raise check.error(f"{key} '{name}' has {n} classes but the student '{student}' has "
                                       f"{n_student}: their logits cannot be compared", key)

@@ -230,9 +230,16 @@ class RepresentationKD(Strategy):
             raise check.error("teacher and student must be different models", "teacher")
         if args.wrapper in names:
             raise check.error(f"wrapper name '{args.wrapper}' is already a model's name", "wrapper")
-        models = {"teacher": check.build_model(args.teacher), "student": check.build_model(student)}
+        models = {"teacher": check.try_build_model(args.teacher), "student": check.try_build_model(student)}
         keys = check.data_info().get("batch_keys")
-        for i, pair in enumerate(args.pairs):
+        for pair in args.pairs:
+            if isinstance(pair.weight, dict):
+                from compressor_plugins.module_replacing import check_schedule
+
+                check_schedule(check, pair.weight, "weight")
+        if models["teacher"] is None or models["student"] is None:  # checked when the run builds them
+            models = {}
+        for i, pair in enumerate(args.pairs if models else []):
             for who in ("teacher", "student"):
                 point: Point = getattr(pair, who)
                 model = models[who]
@@ -256,10 +263,6 @@ class RepresentationKD(Strategy):
             if pair.projection == "none" and wt is not None and ws is not None and wt != ws:
                 raise check.error(f"projection: none, but the student's width {ws} differs from the teacher's "
                                   f"{wt} (use projection: linear or mlp)", "pairs", i, "projection")
-            if isinstance(pair.weight, dict):
-                from compressor_plugins.module_replacing import check_schedule
-
-                check_schedule(check, pair.weight, "weight")
         if args.cache:
             check_cache(check, [args.teacher])
 

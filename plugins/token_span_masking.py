@@ -59,7 +59,9 @@ class TokenSpanMasking(Strategy):
         names = check.model_names()
         if args.model not in names:
             raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
-        model = check.build_model(args.model)
+        model = check.try_build_model(args.model)
+        if model is None:  # checked when the run builds it
+            return
         if args.mask_id is None and not isinstance(getattr(model, "mask_token_id", None), int):
             raise check.error(f"model '{args.model}' declares no mask token (mask_token_id): set mask_id", "model")
         key = args.key or getattr(model, "token_key", "tokens")

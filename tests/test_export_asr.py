@@ -16,6 +16,7 @@ from compressor.errors import UserError
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter, summary_markdown
 from compressor.export.parity import torch_greedy
+from compressor.export.rnnt import RNNTExport
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = dict(decode_utterances=16, valid_utterances=16, bench_utterances=4, calibration_utterances=16)
@@ -102,7 +103,7 @@ def test_streaming_report_without_offline_int8(exported, tmp_path):
     args = OnnxExportArgs(**ARGS)
     task = RNNTTask(RNNTTask.Args(), data.info)
     job = ExportJob(model, "student", {"name": "rnnt_lstm"}, task, data, copy, None, None, args)
-    st = OnnxExporter(args)._streaming(model, job, copy, 80, args, {"kept": False})
+    st = RNNTExport(model, job, args)._streaming({"kept": False})
     assert st["int8_kept"] is False and st["wer_online_int8"] is None and "not kept" in st["int8_reason"]
     assert not (copy / "encoder.streaming.int8.onnx").exists()
     report = dict(result.report, streaming=st)

@@ -92,7 +92,7 @@ def main() -> int:
              "All utterances of each run's test split; sherpa-onnx computes the features from the waveform "
              "(offline recognizer: `nemo_transducer`, Povey window 0-7600 Hz; online recognizer: `nemo_online`, "
              "Hann window 0-8000 Hz). Chunk = feature frames per streaming step (10 ms each), decoded once a "
-             "chunk and one more frame are ready; 0.3 s of silence flushes the last chunk.", "",
+             "chunk and one more frame are ready; max(0.3 s, chunk + 2 frames) of silence flushes the last chunk.", "",
              "| spec (seed) | trained on | test utts | offline sherpa WER | offline PyTorch WER (training "
              "features) | " + " | ".join(f"streaming WER, chunk {c}" for c in rows[0]["streaming"]) +
              " | streaming / offline (same model) |",

@@ -67,7 +67,7 @@ class SherpaASRExport(FamilyExport):
         The data's own features where they are that front end (so the check covers the data layer's front
         end too) or where no artefact matches the training front end (so the mismatch fails loudly);
         otherwise the runtime's front end computed from the waveform (the check then covers the graphs, and
-        the WER shows what the mismatch costs).
+        the WER shows the model on the features this runtime computes).
         """
         if same_features(self.data_frontend, runtime_frontend) is not False or not self.any_artefact_matches():
             return utt.features
@@ -145,7 +145,7 @@ class SherpaASRExport(FamilyExport):
         note = ""
         if matched is False:
             note = (f"sherpa-onnx's offline recognizer computes '{self.offline_frontend}' features, the model "
-                    f"was trained on '{self.trained_on}': its WER here is what that mismatch costs")
+                    f"was trained on '{self.trained_on}': its WER here is measured on those features")
         return Artefact("offline", "sherpa-onnx", f"sherpa_onnx.OfflineRecognizer.{call}", files,
                         {"num_threads": 1, **kwargs}, self.model_type, self.offline_frontend, "runtime",
                         matched, int8, None, figures, note)
@@ -196,5 +196,5 @@ class SherpaASRExport(FamilyExport):
         if t.get("frontend_matches_training") is False:
             lines.append(f"- front end: sherpa-onnx's offline recognizer computes '{t['runtime_frontend']}' "
                          f"features but the model was trained on '{report['frontend']['data']}' (PyTorch above decoded "
-                         f"the runtime's features, so the WER shows what the mismatch costs)")
+                         f"the runtime's features, so the WER shows the model on the features this runtime computes)")
         return lines

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,21 +73,26 @@ def measure(run_dir: Path, chunks: list[int]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("runs", type=Path, nargs="*")
     parser.add_argument("--chunks", type=int, nargs="+", default=[24, 9, 48])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--report-only", action="store_true", help="tabulate OUT/streaming_frontend.json again")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(r, args.chunks) for r in args.runs]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "python benchmarks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
-        " --chunks " + " ".join(map(str, args.chunks))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "streaming_frontend.json").write_text(json.dumps(
-        {"date": when, "commit": commit, "machine": f"{platform.machine()}, shared 2-core VM", "command": cmd,
-         "rows": rows}, indent=2), encoding="utf-8")
+    if args.report_only:
+        saved = json.loads((args.out / "streaming_frontend.json").read_text(encoding="utf-8"))
+        rows, commit, when, cmd = saved["rows"], saved["commit"], saved["date"], saved["command"]
+    else:
+        rows = [measure(r, args.chunks) for r in args.runs]
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        cmd = "python benchmarks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
+            " --chunks " + " ".join(map(str, args.chunks))
+        (args.out / "streaming_frontend.json").write_text(json.dumps(
+            {"date": when, "commit": commit, "machine": f"{platform.machine()}, shared 2-core VM",
+             "command": cmd, "rows": rows}, indent=2), encoding="utf-8")
     lines = [f"<!-- {cmd}; {when}; commit {commit}; {platform.machine()}, shared 2-core VM, 1 thread -->",
              "# Streaming vs offline WER of the exported student, by training front end", "",
              "All utterances of each run's test split; sherpa-onnx computes the features from the waveform "
@@ -109,7 +115,26 @@ def main() -> int:
             + f" | {first['wer'] / max(off, 1e-9):.3f} |")
     lines += ["", "streaming / offline: the first chunk size's streaming WER over the same model's offline WER on "
               "its matched path (sherpa offline where that recognizer computes the training front end, else "
-              "PyTorch on the training features).", ""]
+              "PyTorch on the training features).", "", "Over seeds (mean ± sample std):", "",
+              "| spec | seeds | offline sherpa WER | offline PyTorch WER | streaming WER (first chunk size) | "
+              "streaming / offline |", "|---|---:|---:|---:|---:|---:|"]
+    for spec in dict.fromkeys(r["spec"] for r in rows):
+        group = [r for r in rows if r["spec"] == spec]
+
+        def ms(values: list[float], pct: bool = True) -> str:
+            mean = float(np.mean(values))
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            return f"{100 * mean:.2f} ± {100 * std:.2f} %" if pct else f"{mean:.3f} ± {std:.3f}"
+
+        def matched_offline(r: dict) -> float:
+            return r["offline_sherpa_wer"] if r["offline_frontend_matches"] else \
+                r["offline_pytorch_wer_training_features"]
+
+        stream = [next(iter(r["streaming"].values()))["wer"] for r in group]
+        lines.append(f"| {spec} | {len(group)} | {ms([r['offline_sherpa_wer'] for r in group])} | "
+                     f"{ms([r['offline_pytorch_wer_training_features'] for r in group])} | {ms(stream)} | "
+                     f"{ms([s / matched_offline(r) for s, r in zip(stream, group)], pct=False)} |")
+    lines.append("")
     (args.out / "streaming_frontend.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0

@@ -346,6 +346,7 @@ def _finish(run: Run) -> None:
         loader = run.data.loader(spec.evaluate.split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
         metrics = run.task.evaluate(model, loader, run.device)
         final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)

@@ -497,9 +497,9 @@ def plan(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=5, help="SLU epochs per run on the whole training split")
-    p.add_argument("--epochs-10", type=int, default=20, help="SLU epochs per run on a 10%% subset")
-    p.add_argument("--epochs-1", type=int, default=40, help="SLU epochs per run on a 1%% subset")
+    p.add_argument("--epochs", type=int, default=8, help="SLU epochs per run on the whole training split")
+    p.add_argument("--epochs-10", type=int, default=40, help="SLU epochs per run on a 10%% subset")
+    p.add_argument("--epochs-1", type=int, default=80, help="SLU epochs per run on a 1%% subset")
     p.add_argument("--train-size", type=int, default=1200, help="commands training utterances")
     p.add_argument("--subsets-10", type=int, default=10, help="disjoint 10%% subsets to draw from")
     p.add_argument("--subsets-1", type=int, default=20, help="disjoint 1%% subsets to draw from")

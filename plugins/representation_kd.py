@@ -50,7 +50,7 @@ from compressor.errors import UserError, did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
-from compressor.schedules import Constant, Schedule
+from compressor.schedules import ScheduleArg
 from compressor.sequences import (
     LengthsUnknown,
     declares_lengths,
@@ -105,7 +105,8 @@ class Pair(BaseModel):
     reduction: Literal["mean", "sum"] = Field(default="mean", description="over channels: mean, or sum (a "
                                               "vector norm); positions are always averaged")
     smooth_l1_beta: float = Field(default=1.0, gt=0)
-    weight: float | dict[str, Any] = Field(default=1.0, description="a number or a schedule ({name: ...})")
+    weight: ScheduleArg = Field(default_factory=lambda: ScheduleArg.constant(1.0),
+                                description="a number or any registered schedule ({name: ...})")
     projection: Literal["auto", "linear", "mlp", "none"] = "auto"
     align: Literal["refuse", "interpolate"] = Field(
         default="refuse", description="frame-level sequences of different lengths: resample the teacher's to "
@@ -202,15 +203,8 @@ class RepresentationKD(Strategy):
                 seen.add(pair.name)
             return self
 
-    def __init__(self, args: Args, registry: Registry | None = None) -> None:
+    def __init__(self, args: Args) -> None:
         super().__init__(args)
-        from compressor.plugins import get_registry
-
-        registry = registry or get_registry()
-        self.weights: dict[str, Schedule] = {
-            p.name: (registry.build("schedule", p.weight) if isinstance(p.weight, dict)
-                     else Constant(Constant.Args(value=float(p.weight))))
-            for p in args.pairs}
         self.projections: nn.ModuleDict | None = None
         self.teacher_out: TeacherOutputs | None = None
         self._hooks: list[Any] = []
@@ -232,11 +226,6 @@ class RepresentationKD(Strategy):
             raise check.error(f"wrapper name '{args.wrapper}' is already a model's name", "wrapper")
         models = {"teacher": check.try_build_model(args.teacher), "student": check.try_build_model(student)}
         keys = check.data_info().get("batch_keys")
-        for pair in args.pairs:
-            if isinstance(pair.weight, dict):
-                from compressor_plugins.module_replacing import check_schedule
-
-                check_schedule(check, pair.weight, "weight")
         if models["teacher"] is None or models["student"] is None:  # checked when the run builds them
             models = {}
         for i, pair in enumerate(args.pairs if models else []):
@@ -405,7 +394,7 @@ class RepresentationKD(Strategy):
                 mask = length_mask(s_len, steps)
             value = representation_distance(s, t.to(s.device), pair.loss, pair.reduction, mask,
                                              pair.smooth_l1_beta)
-            losses.add(f"repr_{pair.name}", value, self.weights[pair.name](ctx))
+            losses.add(f"repr_{pair.name}", value, pair.weight(ctx))
         if self.args.alpha is not None:
             losses.set_weight("task", self.args.alpha)
         self._captured["student"] = {}

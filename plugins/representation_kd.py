@@ -181,7 +181,10 @@ class RepresentationKD(Strategy):
     class Args(Args):
         teacher: str = "teacher"
         student: str | None = Field(default=None, description="default: the stage's forward model")
-        pairs: list[Pair] = Field(min_length=1)
+        pairs: list[Pair] = Field(min_length=1, description=(
+            "[{name, teacher: POINT, student: POINT, loss: l1|mse|smooth_l1|cosine, reduction: mean|sum, weight: "
+            "number|schedule, projection: auto|linear|mlp|none, align: refuse|interpolate}], POINT = {output: KEY "
+            "| module: NAME, index, pooling: none|cls|mean|max, layout: btc|bct|tbc, lengths: auto|none|KEY}"))
         mlp_hidden: int | None = Field(default=None, ge=1, description="hidden width of mlp projections "
                                        "(default: the teacher's width)")
         alpha: float | None = Field(default=None, ge=0, description="weight of the task loss (default: "

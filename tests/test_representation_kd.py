@@ -182,6 +182,10 @@ def test_validation_refusals(tmp_path: Path, tiny_bert: Path) -> None:
     plugins[0]["pairs"][0]["projection"] = "none"
     with pytest.raises(SpecError, match="projection: none, but the student's width 8 differs from the teacher's 16"):
         load_spec(write_spec(tmp_path / "c.yaml", spec))
+    plugins[0]["pairs"][0]["projection"] = "auto"
+    plugins[0]["pairs"][0]["weight"] = {"name": "exp_decy"}
+    with pytest.raises(SpecError, match=r"pairs\[0\]\.weight.*unknown schedule 'exp_decy'; did you mean 'exp_decay'"):
+        load_spec(write_spec(tmp_path / "d.yaml", spec))
 
 
 def test_cross_modal_text_teacher_speech_student_run(tmp_path: Path, tiny_bert: Path) -> None:

@@ -116,6 +116,10 @@ class Pair(BaseModel):
 def representation_distance(s: torch.Tensor, t: torch.Tensor, loss: str, reduction: str = "mean",
                             mask: torch.Tensor | None = None, smooth_l1_beta: float = 1.0) -> torch.Tensor:
     """D between (..., D) tensors, averaged over the positions where ``mask`` (shape ``s.shape[:-1]``) holds."""
+    if s.shape != t.shape:
+        raise ValueError(f"student {tuple(s.shape)} and teacher {tuple(t.shape)} representations differ in shape")
+    if mask is not None and tuple(mask.shape) != tuple(s.shape[:-1]):
+        raise ValueError(f"mask {tuple(mask.shape)} does not cover the positions {tuple(s.shape[:-1])}")
     s, t = s.float(), t.float()
     if loss == "cosine":
         per_position = 1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)
@@ -380,7 +384,7 @@ class RepresentationKD(Strategy):
             if self.projections is not None and pair.name in self.projections:
                 s = self.projections[pair.name](s)
             mask = None
-            if pair.student.pooling == "none":
+            if s.dim() == 3:  # frame level (one vector per utterance otherwise)
                 steps = s.shape[1]
                 if s_len is None:
                     s_len = torch.full((s.shape[0],), steps, dtype=torch.int64, device=s.device)

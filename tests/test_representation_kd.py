@@ -125,6 +125,34 @@ def test_pool_and_distance_helpers() -> None:
     assert float(representation_distance(s, t, "l1", "sum")) == 3.0  # seed 000's ||h_s - h_t||_1
     assert float(representation_distance(s, t, "l1", "mean")) == 1.5
     assert float(representation_distance(s, t, "cosine")) == pytest.approx(1 - 8 / (5**0.5 * 4))
+    with pytest.raises(ValueError, match="mask"):  # never a silent broadcast
+        representation_distance(torch.zeros(4, 4), torch.zeros(4, 4), "l1", mask=torch.ones(4, 4, dtype=torch.bool))
+
+
+def test_vector_outputs_without_pooling_are_compared_as_vectors() -> None:
+    """A point that is already one vector per utterance (a [CLS] output) needs no pooling: batch 16, width 16."""
+    class Vec(nn.Module):
+        def __init__(self, w: torch.Tensor, trainable: bool) -> None:
+            super().__init__()
+            self.w = nn.Parameter(w, requires_grad=trainable)
+
+        def forward(self, batch: dict) -> dict:
+            return {"cls": batch["features"].mean(1) @ self.w}
+
+    torch.manual_seed(0)
+    teacher, student = Vec(torch.randn(2, 16), False), Vec(torch.randn(2, 16), True)
+    ctx = make_ctx({"teacher": teacher, "student": student}, feature_data([3, 5]))
+    kd = build_strategy("representation_kd", pairs=[{"teacher": "cls", "student": "cls", "loss": "mse"}])
+    kd.compressor_prepare_models(ctx)
+    assert "representation_kd" not in ctx.models  # equal widths: no projection
+    ctx.training = True
+    batch = {"features": torch.randn(16, 4, 2), "feature_lengths": torch.full((16,), 4)}
+    losses = LossTerms()
+    losses.add("task", torch.tensor(0.0))
+    out = student(batch)
+    kd.compressor_loss_terms(ctx, batch, out, losses)
+    expected = ((out["cls"] - teacher(batch)["cls"]) ** 2).mean()
+    assert float(losses.values["repr_pair0"].detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
 
 
 def test_frame_level_lengths_differ_align_or_refuse() -> None:

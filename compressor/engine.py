@@ -58,7 +58,14 @@ def pick_precision(choice: str, device: torch.device) -> str:
 
 def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
     entry = plugins.registry.get("dataset", loaded.spec.data.name)
-    return entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed)
+    data = entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed)
+    ev = loaded.spec.evaluate
+    for i, split in enumerate([ev.split, *ev.extra_splits]):  # before any training, not after it
+        if split not in data.datasets:
+            where = "evaluate.split" if i == 0 else f"evaluate.extra_splits[{i - 1}]"
+            raise UserError(f"{loaded.file}: {where}: dataset '{loaded.spec.data.name}' has no split '{split}' "
+                            f"(splits: {', '.join(data.datasets)})")
+    return data
 
 
 def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
@@ -236,9 +243,11 @@ def _finish(run: Run) -> None:
             continue
         model = run.models[name]
         model.eval()
-        loader = run.data.loader(spec.evaluate.split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
-        metrics = run.task.evaluate(model, loader, run.device)
-        final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        final[name] = {}
+        for split in [spec.evaluate.split, *spec.evaluate.extra_splits]:
+            loader = run.data.loader(split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
+            metrics = run.task.evaluate(model, loader, run.device)
+            final[name].update({f"{split}/{k}": v for k, v in metrics.items()})
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)

@@ -112,6 +112,9 @@ class TrainerSpec(Args):
 
 class EvaluateSpec(Args):
     split: str = "test"
+    extra_splits: list[str] = Field(
+        default_factory=list, description="also evaluated and reported beside split (e.g. test_seen: seen voices)"
+    )
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
 
 

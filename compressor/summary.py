@@ -36,7 +36,8 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})
-        lines += ["", f"## Final evaluation ({spec.evaluate.split} split)", "",
+        splits = ", ".join([spec.evaluate.split, *spec.evaluate.extra_splits])
+        lines += ["", f"## Final evaluation ({splits} split{'s' if spec.evaluate.extra_splits else ''})", "",
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")

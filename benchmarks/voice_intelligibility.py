@@ -98,7 +98,7 @@ def main() -> None:
               flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} 2-core CPU VM, shared".strip(),
+    meta = {"machine": f"{platform.machine()} 2-core CPU VM, shared",
             "date": datetime.date.today().isoformat(), "commit": commit,
             "command": f"python benchmarks/voice_intelligibility.py --sentences {args.sentences} --seed {args.seed}",
             "sentences": args.sentences, "voice": "en-us, rate 175, pitch 50",
@@ -107,6 +107,7 @@ def main() -> None:
 
 
 def _write(out: Path, meta: dict, results: dict) -> None:
+    meta["machine"] = " ".join(meta["machine"].split())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "variants": results}, indent=1))
     by_split: dict[str, list[float]] = {}

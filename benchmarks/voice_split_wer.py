@@ -46,6 +46,22 @@ def add_manifest(data, name: str, path: Path) -> int:  # noqa: ANN001 - a Speech
     return len(keep)
 
 
+def add_variant_splits(data, split: str) -> list[str]:  # noqa: ANN001 - a SpeechDataModule
+    """Split ``split`` by voice variant (from the speaker ids ``<voice>_<variant>_r<rate>_p<pitch>``)."""
+    ds = data.dataset(split)
+    groups: dict[str, list[int]] = {}
+    for i, u in enumerate(ds.utts):
+        groups.setdefault(u.speaker.split("_")[1] if u.speaker.count("_") >= 3 else "?", []).append(i)
+    names = []
+    for variant, idx in sorted(groups.items()):
+        name = f"{split}:{variant}"
+        data.datasets[name] = SpeechSplit([ds.utts[i] for i in idx], ds.features.select(idx),
+                                          [ds.tokens[i] for i in idx], [ds.labels[i] for i in idx], None,
+                                          ds.frontend, 0, ds.normalize)
+        names.append(name)
+    return names
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="finished run directories")
@@ -54,6 +70,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["student", "teacher"])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "voice_split_wer"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--by-variant", action="store_true", help="also each voice variant of each split")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -65,6 +82,11 @@ def main() -> None:
             name, path = item.split("=", 1)
             sizes[name] = add_manifest(run.data, name, Path(path))
             splits.append(name)
+        if args.by_variant:
+            for split in list(splits):
+                for name in add_variant_splits(run.data, split):
+                    sizes[name] = len(run.data.dataset(name))
+                    splits.append(name)
         bs = run.loaded.spec.stages[-1].batch_size
         for model in args.models:
             if model not in run.models:

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from compressor.data import grammars
 from compressor.data.corpora import SPLITS as SYNTHETIC_SPLITS
-from compressor.data.corpora import CorpusSettings, build_corpus, default_cache_dir
+from compressor.data.corpora import CorpusSettings, build_corpus, corpus_dir, default_cache_dir, split_speakers
 from compressor.data.formats import read_common_voice, read_fsc_csv, read_librispeech, read_nemo_manifest
 from compressor.data.speech import SpeechArgs, SpeechDataModule, Utterance, build_speech_module, speech_info
 from compressor.errors import UserError
@@ -116,6 +116,37 @@ def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, s
                                extra_info={"corpus_dir": str(root), "corpus": settings.dirname()})
 
 
+#: Disk a synthetic utterance takes in the cache: ~28 KB of 16 kHz FLAC and ~39 KB of fbank features,
+#: measured on the shipped commands and read_speech corpora; the large read-speech setting's utterances are
+#: twice as long and noisy (FLAC compresses them less): ~55 KB + ~80 KB measured.
+BYTES_PER_UTTERANCE = 70_000
+BYTES_PER_LARGE_UTTERANCE = 140_000
+
+
+def synthetic_check(kind: str, language: str = "en", condition: str = "clean") -> Any:
+    """The validation-time check of a synthetic corpus: its speakers exist, and it fits on the cache's disk."""
+    def check(args: SyntheticArgs) -> None:
+        from compressor.limits import check_fits, free_disk_bytes, human_bytes
+
+        lang = getattr(args, "language", language)
+        cond = getattr(args, "condition", condition)
+        settings = _settings(kind, args, lang, cond, getattr(args, "setting", "small"))
+        split_speakers(settings)  # raises when the corpus asks for more speakers than exist
+        cache = default_cache_dir()
+        if (corpus_dir(settings, cache) / "DONE").exists():
+            return
+        n = sum(settings.sizes().values())
+        per = BYTES_PER_LARGE_UTTERANCE if settings.setting == "large" else BYTES_PER_UTTERANCE
+        problem = check_fits(n * per, free_disk_bytes(cache),
+                             f"synthesising {n:,} utterances (~{human_bytes(per)} each)",
+                             f"the free space of the cache {cache}")
+        if problem:
+            raise UserError(f"{problem}: lower train_size/valid_size/test_size/test_seen_size or set "
+                            f"COMPRESSOR_CACHE to a larger disk")
+
+    return check
+
+
 def commands_labels() -> dict[str, list[str]]:
     values = grammars.slot_values()
     return {"intent": sorted(grammars.intent_name(i) for i in grammars.INTENTS), **values}
@@ -129,8 +160,8 @@ def build_commands(args: CommandsArgs, *, cache_dir: Path | None = None, seed: i
 
 def commands_info(args: CommandsArgs) -> dict[str, Any]:
     labels = commands_labels()
-    return speech_info(args, "en", num_classes=len(labels["intent"]), labels=labels["intent"],
-                       slot_labels={k: labels[k] for k in ("action", "object", "location")})
+    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS), num_classes=len(labels["intent"]),
+                       labels=labels["intent"], slot_labels={k: labels[k] for k in ("action", "object", "location")})
 
 
 def build_read_speech(args: ReadSpeechArgs, *, cache_dir: Path | None = None, seed: int = 0
@@ -141,7 +172,7 @@ def build_read_speech(args: ReadSpeechArgs, *, cache_dir: Path | None = None, se
 
 
 def read_speech_info(args: ReadSpeechArgs) -> dict[str, Any]:
-    return speech_info(args, args.language)
+    return speech_info(args, args.language, splits=list(SYNTHETIC_SPLITS))
 
 
 def build_shifted(args: ShiftedArgs, *, cache_dir: Path | None = None, seed: int = 0) -> SpeechDataModule:
@@ -150,7 +181,7 @@ def build_shifted(args: ShiftedArgs, *, cache_dir: Path | None = None, seed: int
 
 
 def shifted_info(args: ShiftedArgs) -> dict[str, Any]:
-    return speech_info(args, "en")
+    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,8 +259,15 @@ def build_common_voice(args: CommonVoiceArgs, *, cache_dir: Path | None = None, 
 
 
 def real_info(args: RealArgs) -> dict[str, Any]:
-    return speech_info(args, args.language)
+    return speech_info(args, args.language, splits=[s for s in SPLITS if getattr(args, s) is not None])
 
+
+#: name -> validation-time check (see ``registry.add(..., check=fn)``)
+CHECKS: dict[str, Any] = {
+    "commands": synthetic_check("commands"),
+    "read_speech": synthetic_check("read_speech"),
+    "shifted": synthetic_check("shifted", "en"),
+}
 
 #: name -> (factory, args, info)
 DATASETS: dict[str, tuple[Any, type[SpeechArgs], Any]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compressor.data.datasets import DATASETS
+from compressor.data.datasets import CHECKS, DATASETS
 from compressor.hookspecs import hookimpl
 from compressor.registry import Registry
 
@@ -10,4 +10,4 @@ from compressor.registry import Registry
 @hookimpl
 def compressor_register(registry: Registry) -> None:
     for name, (factory, args, info) in DATASETS.items():
-        registry.add("dataset", name, factory, args=args, info=info)
+        registry.add("dataset", name, factory, args=args, info=info, check=CHECKS.get(name))

@@ -318,6 +318,8 @@ def _finish(run: Run) -> None:
             loader = run.data.loader(split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
             metrics = run.task.evaluate(model, loader, run.device)
             final[name].update({f"{split}/{k}": v for k, v in metrics.items()})
+            run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
+        run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ def test_extra_splits_are_reported_side_by_side(tmp_path: Path, tiny_spec: dict)
     final = json.loads((run_dir / "final" / "COMPLETE").read_text())["final"]["student"]
     assert {"test/accuracy", "valid/accuracy"} <= set(final)
     summary = (run_dir / "summary.md").read_text()
-    assert "## Final evaluation (test, valid splits)" in summary
+    assert "## Final evaluation (all 32 test utterances; all 32 valid utterances)" in summary
     section = summary.split("## Final evaluation", 1)[1]
     header = next(line for line in section.splitlines() if line.startswith("| model |"))
     assert "test/accuracy" in header and "valid/accuracy" in header

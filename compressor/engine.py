@@ -343,9 +343,12 @@ def _finish(run: Run) -> None:
             continue
         model = run.models[name]
         model.eval()
-        loader = run.data.loader(spec.evaluate.split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
-        metrics = run.task.evaluate(model, loader, run.device)
-        final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        final[name] = {}
+        for split in [spec.evaluate.split, *spec.evaluate.extra_splits]:
+            loader = run.data.loader(split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
+            metrics = run.task.evaluate(model, loader, run.device)
+            final[name].update({f"{split}/{k}": v for k, v in metrics.items()})
+            run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
         run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"

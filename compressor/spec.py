@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compressor.errors import PluginError, SpecError, UserError, did_you_mean
-from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count
+from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count, meta_device
 from compressor.registry import Args, Registry
 from compressor.specyaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
 
@@ -548,7 +548,7 @@ def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: di
         raise SpecError(str(e), where) from None
     entry = registry.get("model", ms.name)
     try:
-        with torch.device("meta"):
+        with meta_device():
             model = entry.factory(loaded.model_args[name], info=dict(info))
     except Exception:
         return  # needs the real data's facts: the run checks again before it trains
@@ -582,7 +582,7 @@ class CheckContext:
             ms = self.spec.all_models()[name]
             entry = self.registry.get("model", ms.name)
             info = _meta_info(self.loaded, self.registry)
-            with torch.device("meta"):
+            with meta_device():
                 self._models[name] = entry.factory(self.loaded.model_args[name], info=info)
         return self._models[name]
 

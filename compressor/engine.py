@@ -31,8 +31,8 @@ from compressor.checkpoint import (
 )
 from compressor.data.base import DataModule
 from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
-from compressor.limits import cpu_count
 from compressor.plugins import Plugins, get_plugins
+from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume
 from compressor.rundir import (
     SPEC_FILE,
@@ -43,6 +43,7 @@ from compressor.rundir import (
 )
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 from compressor.task import Task
+from compressor.threads import configure_threads
 from compressor.trainer import StageRunner, stage_budget
 
 
@@ -184,6 +185,7 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins) -> tuple[DataModule, Task, 
 
     spec = loaded.spec
     data = build_data(loaded, plugins)
+    _say_data(spec.data.name, data)
     try:
         check_splits(spec, list(getattr(data, "datasets", {}) or data.splits))
         check_model_sizes(loaded, plugins.registry, data.info)
@@ -196,12 +198,25 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins) -> tuple[DataModule, Task, 
     return data, task, models
 
 
-def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None
-             ) -> Path:
+def _say_data(name: str, data: DataModule) -> None:
+    sizes = []
+    for split, ds in (getattr(data, "datasets", None) or {}).items():
+        try:
+            sizes.append(f"{split} {len(ds):,}")
+        except TypeError:
+            sizes.append(split)
+    skipped = len(getattr(data, "skipped", None) or [])
+    say(f"data {name}: {', '.join(sizes) or 'ready'}" + (f" ({skipped} items skipped)" if skipped else ""),
+        enabled=os.environ.get("RANK", "0") == "0")
+
+
+def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None,
+             threads: int | None = None) -> Path:
     """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work.
 
     With ``resume``, continue that killed run with the spec it started with (a ``spec_path`` or ``overrides``
     that would change it are refused). Nothing is left behind by a run that fails before its first step.
+    ``threads`` (``--threads``) overrides ``trainer.threads`` for this process without changing the spec.
     """
     plugins = get_plugins()
     overrides = list(overrides or [])
@@ -215,8 +230,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
         else:
             loaded = load_spec(spec_path, overrides, registry=plugins.registry)
         trainer = loaded.spec.trainer
-        if trainer.threads:  # a run resumed on a smaller machine than it started on uses the CPUs there are
-            torch.set_num_threads(min(trainer.threads, cpu_count()))
+        configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         with distributed(trainer.device) as (rank, world):
@@ -230,8 +244,9 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             try:
                 if rank == 0 and resume_dir is None:
                     (run_dir / SPEC_FILE).write_text(dump_spec(loaded.raw), encoding="utf-8")
-                    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2),
-                                                               encoding="utf-8")
+                    (run_dir / "environment.json").write_text(
+                        json.dumps(environment(device, pick_precision(trainer.precision, device), world),
+                                   indent=2), encoding="utf-8")
                 for m in models.values():
                     m.to(device)
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
@@ -313,8 +328,8 @@ def _finish(run: Run) -> None:
             continue
         model = run.models[name]
         model.eval()
-        loader = run.data.loader(spec.evaluate.split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
-        metrics = run.task.evaluate(model, loader, run.device)
+        metrics = evaluate_model(run.task, run.data, model, name, spec.evaluate.split,
+                                 spec.stages[-1].batch_size, run.seed, run.device, "final evaluation")
         final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"
@@ -330,6 +345,27 @@ def _finish(run: Run) -> None:
     (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
     write_plots(run.run_dir)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
+
+
+def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, split: str, batch_size: int,
+                   seed: int, device: torch.device, what: str = "evaluation") -> dict[str, float]:
+    """``task.evaluate`` on a split, showing progress per batch and a line with the metrics."""
+    loader = data.loader(split, batch_size, shuffle=False, seed=seed)
+    total = data.num_batches(split, batch_size, shuffle=False, seed=seed, epoch=0)
+    p = Progress(f"{what}: {name} on {split}", total=total, unit="batch")
+    try:
+        metrics = task.evaluate(model, _counted(loader, p), device)
+    except BaseException:
+        p.close(silent=True)
+        raise
+    p.close(f"{format_metrics(metrics)} ({duration(p.elapsed)})")
+    return metrics
+
+
+def _counted(batches: Any, progress: Progress) -> Iterator[Any]:
+    for batch in batches:
+        yield batch
+        progress.update()
 
 
 def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
@@ -413,8 +449,10 @@ class FinishedRun:
     device: torch.device = torch.device("cpu")
 
 
-def load_run(run_dir: str | Path) -> FinishedRun:
-    """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export."""
+def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
+    """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
+    with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
+    :func:`compressor.threads.configure_threads`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
@@ -426,6 +464,7 @@ def load_run(run_dir: str | Path) -> FinishedRun:
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
     loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
+    configure_threads(threads, loaded.spec.trainer.threads)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     models = build_models(loaded, plugins, data)
@@ -442,9 +481,11 @@ def load_run(run_dir: str | Path) -> FinishedRun:
     return FinishedRun(loaded, plugins, run_dir, data, task, models)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None
-                 ) -> dict[str, dict[str, float]]:
-    run = load_run(run_dir)
+def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,
+                 threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
+    ``trainer.threads``, else one thread per CPU this process may use."""
+    run = load_run(run_dir, threads)
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")
@@ -453,7 +494,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | N
             raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, run.models)}")
     out = {}
     for name in models or list(run.models):
-        bs = run.loaded.spec.stages[-1].batch_size
-        loader = run.data.loader(split, bs, shuffle=False, seed=run.loaded.spec.seed)
-        out[name] = run.task.evaluate(run.models[name], loader, run.device)
+        out[name] = evaluate_model(run.task, run.data, run.models[name], name, split,
+                                   run.loaded.spec.stages[-1].batch_size, run.loaded.spec.seed, run.device)
     return out

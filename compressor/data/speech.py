@@ -27,6 +27,7 @@ from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
 from compressor.errors import UserError
+from compressor.progress import Progress
 from compressor.registry import Args
 
 FEATURE_CACHE_VERSION = 2
@@ -325,10 +326,11 @@ def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
 
 
 def extract_features(
-    utts: list[Utterance], frontend: str, cache_dir: Path | None
+    utts: list[Utterance], frontend: str, cache_dir: Path | None, desc: str | None = None
 ) -> tuple[FeatureStore, list[tuple[str, str] | None]]:
     """fbank features of every utterance, streamed to a memory-mapped cache file under ``cache_dir``
-    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``."""
+    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``. ``desc`` names
+    the progress shown while they are computed (not when they come from the cache)."""
     data = index = None
     if cache_dir is not None:
         key = _feature_cache_key(utts, frontend)
@@ -339,14 +341,20 @@ def extract_features(
         if cached is not None:
             return cached
 
+    progress = Progress(desc or "", total=len(utts), unit="utt", enabled=desc is not None and len(utts) > 0)
+
     def compute(u: Utterance) -> torch.Tensor:
-        wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
-        return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
+        try:
+            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
+        finally:
+            progress.update()
 
     def is_error(e: BaseException) -> tuple[str, str] | None:
         return (e.reason, str(e)) if isinstance(e, AudioError) else None
 
-    return write_store(utts, compute, data, index, is_error)
+    with progress:
+        return write_store(utts, compute, data, index, is_error)
 
 
 def draw_subset(n: int, args: SubsetArgs) -> list[int]:
@@ -413,7 +421,7 @@ def build_speech_module(
                 continue
             u.text = text
             good.append(u)
-        store, errors = extract_features(good, args.frontend, cache_dir)
+        store, errors = extract_features(good, args.frontend, cache_dir, desc=f"{args.frontend} features: {split}")
         keep: list[int] = []
         for i, (u, err) in enumerate(zip(good, errors)):
             if err is not None:

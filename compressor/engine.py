@@ -358,7 +358,9 @@ def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, sp
     except BaseException:
         p.close(silent=True)
         raise
-    p.close(f"{format_metrics(metrics)} ({duration(p.elapsed)})")
+    main = getattr(task, "main_metric", None)
+    p.close(f"{format_metrics({k: metrics[k] for k in sorted(metrics, key=lambda k: k != main)})} "
+            f"({duration(p.elapsed)})")
     return metrics
 
 

@@ -61,6 +61,8 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
     params: dict[str, int] = results.get("parameters") or {}
     if final:
         keys = list(dict.fromkeys(k for m in final.values() for k in m))
+        main = next((st.get("metric") for st in reversed(results.get("stages") or []) if st.get("metric")), None)
+        keys.sort(key=lambda k: k.split("/", 1)[-1] != main)  # the main metric first
         split = split or (keys[0].split("/", 1)[0] if keys and "/" in keys[0] else "test")
         short = [k.split("/", 1)[1] if k.startswith(f"{split}/") else k for k in keys]
         rows = [[name, params.get(name), *(metrics.get(k) for k in keys)] for name, metrics in final.items()]

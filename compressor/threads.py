@@ -6,7 +6,7 @@ this process has CPUs (:func:`compressor.limits.cpu_count`: its affinity and its
 torch's own default counts the machine's cores, which a container or a shared machine may not give it, and
 more threads than cores make every step wait on the others: evaluation ran 6x slower that way on 2 cores.
 A request for more threads than there are CPUs is lowered to the CPUs (a run resumed or evaluated on a
-smaller machine than it started on).
+smaller machine than it started on); processes started by ``torchrun`` on one machine share its CPUs.
 """
 
 from __future__ import annotations
@@ -39,9 +39,13 @@ class Threads:
 _CURRENT: Threads | None = None
 
 
-def configure_threads(flag: int | None = None, spec_threads: int | None = None) -> Threads:
-    """Set torch's intra-op threads (and onnxruntime's default through :func:`current`) for this process."""
+def configure_threads(flag: int | None = None, spec_threads: int | None = None, announce: bool = True
+                      ) -> Threads:
+    """Set torch's intra-op (and, while still possible, inter-op) threads for this process, and the default of
+    onnxruntime and sherpa-onnx sessions (:func:`thread_count`); a progress line says what was chosen."""
     import torch
+
+    from compressor.progress import say
 
     global _CURRENT
     cpus = cpu_count()
@@ -60,6 +64,7 @@ def configure_threads(flag: int | None = None, spec_threads: int | None = None) 
     except RuntimeError:
         pass
     _CURRENT = Threads(count, requested, source, cpus)
+    say(f"compute: {_CURRENT.describe()}", enabled=announce and os.environ.get("RANK", "0") == "0")
     return _CURRENT
 
 

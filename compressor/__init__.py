@@ -22,14 +22,15 @@ _EXPORTS = {
     "hookspec": "compressor.hookspecs",
     "LossTerms": "compressor.losses",
     "Schedule": "compressor.schedules",
+    "ScheduleArg": "compressor.schedules",
     "StageContext": "compressor.context",
     "Strategy": "compressor.strategy",
     "Task": "compressor.task",
 }
 
 __all__ = [
-    "Args", "DataModule", "LossTerms", "PluginError", "Registry", "Schedule", "SpecError", "StageContext",
-    "Strategy", "Task", "UserError", "hookimpl", "hookspec", "__version__",
+    "Args", "DataModule", "LossTerms", "PluginError", "Registry", "Schedule", "ScheduleArg", "SpecError",
+    "StageContext", "Strategy", "Task", "UserError", "hookimpl", "hookspec", "__version__",
 ]
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from compressor.hookspecs import hookimpl, hookspec
     from compressor.losses import LossTerms
     from compressor.registry import Args, Registry
-    from compressor.schedules import Schedule
+    from compressor.schedules import Schedule, ScheduleArg
     from compressor.strategy import Strategy
     from compressor.task import Task
 

@@ -331,6 +331,7 @@ def _finish(run: Run) -> None:
         metrics = evaluate_model(run.task, run.data, model, name, spec.evaluate.split,
                                  spec.stages[-1].batch_size, run.seed, run.device, "final evaluation")
         final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)

@@ -567,6 +567,9 @@ class CheckContext:
         self.stage_index = stage_index
         self.stage = loaded.spec.stages[stage_index]
         self.path = path
+        plugins = self.stage.plugins
+        #: the name of the plugin being checked (for messages)
+        self.plugin = plugins[path[3]].name if len(path) > 3 and isinstance(path[3], int) else "?"
         self._models: dict[str, torch.nn.Module] = {}
 
     def error(self, message: str, *subpath: str | int) -> SpecError:
@@ -574,10 +577,18 @@ class CheckContext:
         return SpecError(message, self.path + tuple(subpath))
 
     def model_names(self) -> list[str]:
+        """Names of every model in the spec (``teacher``, ``student`` and the ``models:`` section)."""
         return list(self.spec.all_models())
 
     def build_model(self, name: str) -> torch.nn.Module:
-        """Build model ``name`` on the meta device: structure and shapes without memory or data."""
+        """Build model ``name`` on the meta device: structure and shapes without memory or data.
+
+        A name the spec does not have is a :class:`SpecError` at the plugin's key path, naming the plugin.
+        """
+        if name not in self.spec.all_models():
+            names = self.model_names()
+            raise SpecError(f"plugin '{self.plugin}' needs a model named '{name}', which the spec does not have"
+                            f"{did_you_mean(name, names)}; add it under 'models:'", self.path)
         if name not in self._models:
             ms = self.spec.all_models()[name]
             entry = self.registry.get("model", ms.name)

@@ -74,9 +74,10 @@ class SpeechArgs(Args):
         default="char", description="characters of the language, or SentencePiece (unigram) / BPE pieces"
     )
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
-    frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "kaldi"] = Field(
+    frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "nemo_online", "kaldi"] = Field(
         default="nemo",
-        description="sherpa-onnx front end the features match: nemo (= nemo_transducer), nemo_ctc, kaldi",
+        description="sherpa-onnx front end the features match: nemo (= nemo_transducer, the offline "
+        "transducer recognizer), nemo_online (the streaming one), nemo_ctc, kaldi",
     )
     num_buckets: int = Field(default=6, ge=1, description="length buckets for training batches")
     max_frames: int | None = Field(default=None, ge=1, description="cap on padded frames per batch")

@@ -398,13 +398,20 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
         )
         entry = run.plugins.registry.get("exporter", spec.export.name)
         exporter = _component(entry, lambda: entry.factory(run.loaded.export_args))
+        progress = Progress(f"export ({spec.export.name}) of the {name}", announce=True)
         try:
             result = exporter.export(job)
+            progress.close(f"{len(result.files)} files written and checked ({duration(progress.elapsed)})")
         except UserError:
+            progress.close(silent=True)
             raise
         except (Exception, SystemExit) as e:
+            progress.close(silent=True)
             raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
                               subject=f"exporter '{entry.name}'") from e
+        except BaseException:
+            progress.close(silent=True)
+            raise
         run.plugins.call("compressor_export", ctx=None, model=model, out_dir=tmp)
         write_manifest(tmp, run.run_dir, name, spec.export.name)
         _swap_into_place(tmp, out_dir)

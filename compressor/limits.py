@@ -251,6 +251,7 @@ def check_model_sizes(loaded: Any, registry: Any, info: dict[str, Any]) -> None:
     real data's facts before it allocates anything). Raises :class:`compressor.errors.SpecError`.
     """
     from compressor.errors import SpecError
+    from compressor.registry import LazyFactory
 
     spec = loaded.spec
     memory, where = device_memory(spec.trainer.device)
@@ -261,6 +262,8 @@ def check_model_sizes(loaded: Any, registry: Any, info: dict[str, Any]) -> None:
         limit = max(0, memory - used) // per_param
         entry = registry.get("model", ms.name)
         path = (name,) if name in ("teacher", "student") else ("models", name)
+        if isinstance(entry.factory, LazyFactory):  # its import errors are reported, not skipped below
+            entry.factory.resolve()
         try:
             n = meta_parameters(lambda e=entry, m=name: e.factory(loaded.model_args[m], info=dict(info)), limit)
         except TooLarge as e:

@@ -82,12 +82,16 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
     report = (results.get("export") or {}).get("report") or {}
     rows_ = (report.get("benchmark") or {}).get("rows") or []
     if rows_:
-        rows = [[r.get("variant"), r.get("params"), r.get("size_mb"), r.get("latency_ms"), r.get("rtf")]
-                for r in rows_]
+        quality = (report.get("benchmark") or {}).get("quality") or {}
+        metric = quality.get("metric")
+        rows = [[r.get("variant"), r.get("params"), r.get("size_mb"), r.get("latency_ms"), r.get("rtf"),
+                 *([r.get("quality")] if metric else [])] for r in rows_]
         threads = (report.get("benchmark") or {}).get("threads", 1)
+        rated = f"; {metric} on {quality.get('utterances')} {quality.get('split')} utterances" if metric else ""
         blocks.append(f"export ({report.get('family', 'onnx')}; latency on {threads} thread"
-                      f"{'s' if threads != 1 else ''})\n"
-                      + text_table(["variant", "parameters", "size (MB)", "latency/utt (ms)", "RTF"], rows))
+                      f"{'s' if threads != 1 else ''}{rated})\n"
+                      + text_table(["variant", "parameters", "size (MB)", "latency/utt (ms)", "RTF",
+                                    *([metric] if metric else [])], rows))
         int8 = report.get("int8") or {}
         if "kept" in int8 and not int8.get("kept") and int8.get("reason"):
             blocks[-1] += f"\nint8: {int8['reason']}"

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 #: modules no listing or validation needs: the compiler stack, plotting, export runtimes, text teachers
 HEAVY = ("torch._dynamo", "torch._inductor", "sympy", "matplotlib", "transformers", "sherpa_onnx", "sentencepiece",
-         "tensorboard")
+         "tensorboard", "onnx", "onnxruntime", "onnxscript")
 
 
 @pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"],

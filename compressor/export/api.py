@@ -133,7 +133,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
     computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
     """
     from compressor.engine import export_model, load_run
-    from compressor.export.exporter import OnnxExportArgs
+    from compressor.export.args import OnnxExportArgs
     from compressor.spec import ExportSpec
 
     run_dir = Path(run_dir)

@@ -27,3 +27,30 @@ def test_no_heavy_imports(argv: list[str]) -> None:
     rc, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert rc == 0, done.stderr
     assert loaded == [], f"{' '.join(argv)} imported {loaded[:8]}"
+
+
+def test_a_lazy_factory_loads_on_first_use(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from compressor.errors import PluginError
+    from compressor.registry import LazyFactory, NoArgs, Registry
+
+    (tmp_path / "lazy_component_mod.py").write_text("LOADED = True\n\ndef build(args):\n    return 'built'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("lazy_component_mod", None)
+    registry = Registry()
+    registry.current_package = "pkg (p)"
+    entry = registry.add("model", "lazy", "lazy_component_mod:build", args=NoArgs, doc="a lazy model")
+    assert isinstance(entry.factory, LazyFactory) and "lazy_component_mod" not in sys.modules
+    assert entry.doc == "a lazy model" and entry.args is NoArgs
+    assert entry.factory(NoArgs()) == "built" and "lazy_component_mod" in sys.modules
+
+    broken = registry.add("model", "broken", "lazy_component_mod:missing_attribute")
+    with pytest.raises(PluginError, match=r"model 'broken' \(pkg \(p\)\) \(lazy_component_mod:missing_attribute\) "
+                                          r"failed to import: AttributeError"):
+        broken.factory(NoArgs())
+    absent = registry.add("model", "absent", "definitely_absent_module_xyz:build")
+    with pytest.raises(Exception) as info:
+        absent.factory(NoArgs())
+    assert getattr(info.value, "exit_code", None) == 2  # a dependency that is not installed: the environment
+    assert "needs the module 'definitely_absent_module_xyz'" in str(info.value)
+    with pytest.raises(ValueError, match="module:attribute"):
+        registry.add("model", "no_colon", "lazy_component_mod")

@@ -116,3 +116,25 @@ def test_environment_json(finished: Path) -> None:
                  "matplotlib"):
         assert name in packages, name
     assert packages["torch"] == torch.__version__.split("+")[0]
+
+
+def test_parity_sessions_use_the_commands_threads(tmp_path: Path, four_cpus) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compressor.export import parity
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    configure_threads(3, 1)
+    assert parity.session(path).get_session_options().intra_op_num_threads == 3
+    assert parity.session(path, threads=1).get_session_options().intra_op_num_threads == 1
+
+
+def test_latency_threads_never_exceed_the_cpus() -> None:
+    from compressor.export.bench import latency_threads
+
+    assert latency_threads(1) == 1 and latency_threads(10_000) == cpu_count()

@@ -111,9 +111,11 @@ def plot_report(rows: list[dict[str, Any]], path: Path, title: str, metric: str 
         ax.text(0.02 if "left" in corner else 0.98, 0.97 if "upper" in corner else 0.03, "better",
                 transform=ax.transAxes, fontsize=8, color="0.4", va="top" if "upper" in corner else "bottom")
         if percent:
-            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
             lo, hi = ax.get_ylim()
             ax.set_ylim(max(lo, -0.02), max(hi, 0.05))
+            lo, hi = ax.get_ylim()
+            digits = 0 if hi - lo >= 0.1 else 1 if hi - lo >= 0.01 else 2
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _, d=digits: f"{v:.{d}%}"))
     axes[0].set_title(f"{shown} against size", fontsize=10)
     axes[1].set_title(f"{shown} against latency", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()

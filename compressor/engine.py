@@ -328,9 +328,12 @@ def _finish(run: Run) -> None:
             continue
         model = run.models[name]
         model.eval()
-        metrics = evaluate_model(run.task, run.data, model, name, spec.evaluate.split,
-                                 spec.stages[-1].batch_size, run.seed, run.device, "final evaluation")
-        final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        final[name] = {}
+        for split in [spec.evaluate.split, *spec.evaluate.extra_splits]:
+            metrics = evaluate_model(run.task, run.data, model, name, split, spec.stages[-1].batch_size, run.seed,
+                                     run.device, "final evaluation")
+            final[name].update({f"{split}/{k}": v for k, v in metrics.items()})
+            run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
         run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     final_dir = run.run_dir / "final"

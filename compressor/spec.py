@@ -128,6 +128,9 @@ class TrainerSpec(Args):
 
 class EvaluateSpec(Args):
     split: str = "test"
+    extra_splits: list[str] = Field(
+        default_factory=list, description="also evaluated and reported beside split (e.g. test_seen: seen voices)"
+    )
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
 
 
@@ -516,6 +519,10 @@ def check_splits(spec: Spec, splits: Any) -> None:
     if spec.evaluate.models and spec.evaluate.split not in splits:
         raise SpecError(f"the data has no split '{spec.evaluate.split}'{did_you_mean(spec.evaluate.split, splits)}",
                         ("evaluate", "split"))
+    for i, split in enumerate(spec.evaluate.extra_splits if spec.evaluate.models else []):
+        if split not in splits:
+            raise SpecError(f"the data has no split '{split}'{did_you_mean(split, splits)}",
+                            ("evaluate", "extra_splits", i))
 
 
 def _check_dataset(registry: Registry, name: str, args: BaseModel) -> None:

@@ -36,8 +36,8 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})
-        count = results.get("final_utterances")
-        cover = f"all {count} {spec.evaluate.split} utterances" if count else f"{spec.evaluate.split} split"
+        counts = results.get("final_split_utterances") or {spec.evaluate.split: results.get("final_utterances")}
+        cover = "; ".join(f"all {n} {split} utterances" if n else f"{split} split" for split, n in counts.items())
         lines += ["", f"## Final evaluation ({cover})", "",
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():

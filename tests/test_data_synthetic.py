@@ -53,7 +53,8 @@ def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     )
     a = build_corpus(s, tmp_path / "a", workers=2)
     b = build_corpus(s, tmp_path / "b", workers=1)
-    assert _digest(a) == _digest(b) and len(list(a.rglob("*.flac"))) == 32
+    # 20 + 6 + 6 + 6: test_seen (training voices) has test_size utterances unless set
+    assert _digest(a) == _digest(b) and len(list(a.rglob("*.flac"))) == 38
     stamp = (a / "DONE").stat().st_mtime_ns
     assert build_corpus(s, tmp_path / "a") == a and (a / "DONE").stat().st_mtime_ns == stamp  # reused
     other = CorpusSettings(**{**s.__dict__, "seed": 1})
@@ -61,23 +62,22 @@ def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
 
 
 def test_every_voice_of_every_pool_exists() -> None:
-    from compressor.data.corpora import speaker_pool
     from compressor.data.synth import synthesize
+    from compressor.data.voices import voice_sets
 
     voices = set()
     for kind, lang, cond in [("read_speech", lang, "clean") for lang in ("en", "de", "es", "ru")] + [
         ("shifted", "en", c) for c in ("accent", "domain", "variant")
     ]:
-        voices |= {
-            (v.name, v.variant)
-            for v in speaker_pool(CorpusSettings(kind=kind, language=lang, condition=cond))
-        }
+        for vs in voice_sets(kind, lang, cond).values():
+            voices |= {(name, variant) for name in vs.names for variant in vs.variants}
     for name, variant in sorted(voices):  # the parent may synthesise: corpora fork from a clean fork server
         audio, sr = synthesize("a", Voice(name, variant))
         assert sr == 22050 and audio.size > 0, (name, variant)
 
 
 def test_speakers_are_disjoint_across_splits() -> None:
+    # (variants, not only speakers, are held out: tests/test_data_corpus_plan.py)
     for kind, cond in (
         ("read_speech", "clean"),
         ("shifted", "accent"),
@@ -91,12 +91,13 @@ def test_speakers_are_disjoint_across_splits() -> None:
             and not (ids["train"] & ids["test"])
             and not (ids["valid"] & ids["test"])
         )
+        assert ids["test_seen"] == ids["train"]
         assert all(ids.values())
 
 
 def test_commands_corpus(commands) -> None:
     dm = commands
-    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 48, "valid": 12, "test": 12}
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 48, "valid": 12, "test": 12, "test_seen": 12}
     assert dm.info["num_classes"] == 31 and dm.info["labels"] == commands_info(CommandsArgs())["labels"]
     assert dm.info["vocab_size"] == commands_info(CommandsArgs())["vocab_size"] == 29
     assert dm.info["tokens"][-1] == "<blk>" and len(dm.info["feature_mean"]) == 80

@@ -4,12 +4,15 @@ A corpus is a pure function of its settings (:class:`CorpusSettings`). It is bui
 ``<cache_dir>/corpora/<kind>-<hash of settings>/`` and reused while its ``DONE`` marker exists, so a spec
 asking for the same corpus twice (or two specs sharing one) synthesise it once.
 
-Speakers are espeak voice x variant x speaking rate x pitch combinations; train/valid/test speakers are
-disjoint. Synthesis runs in forked worker processes, each of which synthesises one fixed chunk of the
-corpus from a freshly initialised espeak-ng: espeak-ng carries state from one utterance to the next (its
-pitch "flutter" and noise generators), so fixed chunks in fresh processes keep the audio identical for
-identical settings regardless of the number of workers (the processes fork from a fork server, never from
-a process that may have synthesised before).
+Speakers are espeak voice x variant x speaking rate x pitch combinations. Validation and test speakers use
+voice variants that no training speaker uses (:mod:`compressor.data.voices`); ``test_seen`` holds new
+utterances of the training speakers, so a model's error on seen and unseen voices can be compared.
+
+Synthesis runs in forked worker processes, each of which synthesises one fixed chunk of the corpus from a
+freshly initialised espeak-ng: espeak-ng carries state from one utterance to the next (its pitch "flutter"
+and noise generators), so fixed chunks in fresh processes keep the audio identical for identical settings
+regardless of the number of workers (the processes fork from a fork server, never from a process that may
+have synthesised before).
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ import torch
 
 from compressor.data import grammars
 from compressor.data.synth import Voice
+from compressor.data.voices import voice_sets
 
 SAMPLE_RATE = 16000
 CHUNK = 64  # utterances per fresh synthesis process
-VERSION = 1  # bump when the synthesis recipe changes
+VERSION = 2  # bump when the synthesis recipe changes (2: held-out voice variants, test_seen, large setting)
+SPLITS = ("train", "valid", "test", "test_seen")
 
-#: Variants ordered by intelligibility (STACK.md: m3 0% WER, f3 4%, f2/m5 21%, klatt/m1 ~70%).
-CLEAN_VARIANTS = ("m3", "f3", "m2", "f2", "m5", "f4", "m4", "f1", "m6", "f5", "m7", "")
-ODD_VARIANTS = ("klatt", "croak", "whisper", "m1", "klatt2", "klatt3")
-ACCENTS = ("en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp", "en", "en-gb-x-gbclan")
-RATES = (150, 175, 200)
-PITCHES = (35, 50, 65)
-ESPEAK_VOICE = {"en": "en-us", "de": "de", "es": "es", "ru": "ru"}
+#: Recording conditions of the large setting, baked into the audio of every split with the data layer's
+#: augmentation: (name, probability, augmentation arguments).
+CONDITIONS: tuple[tuple[str, float, dict[str, Any]], ...] = (
+    ("clean", 0.4, {}),
+    ("noise", 0.3, {"noise_snr": (10.0, 30.0)}),
+    ("reverb", 0.3, {"noise_snr": (15.0, 35.0), "reverb": 1.0}),
+)
 
 
 @dataclass
@@ -52,23 +57,35 @@ class CorpusSettings:
     kind: str  # commands | read_speech | shifted
     language: str = "en"
     condition: str = "clean"  # shifted: accent | domain | variant
+    setting: str = "small"  # read_speech: small (controlled grammar) | large (thousands of words, noise)
     train_size: int = 2000
     valid_size: int = 250
     test_size: int = 250
-    num_speakers: int = 36
+    test_seen_size: int | None = None  # default: test_size
+    num_speakers: int = 60  # in all: training speakers = num_speakers - valid_speakers - test_speakers
     valid_speakers: int = 6
-    test_speakers: int = 6
+    test_speakers: int = 8
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def sizes(self) -> dict[str, int]:
+        seen = self.test_size if self.test_seen_size is None else self.test_seen_size
+        return {"train": self.train_size, "valid": self.valid_size, "test": self.test_size, "test_seen": seen}
+
     def key(self) -> str:
-        blob = json.dumps({"v": VERSION, **asdict(self)}, sort_keys=True)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+        blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
+        if self.setting == "large":
+            from compressor.data.lexicon import lexicon_versions
+
+            blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
+        return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def dirname(self) -> str:
         tag = self.kind if self.kind == "commands" else f"{self.kind}-{self.language}"
         if self.kind == "shifted":
             tag += f"-{self.condition}"
+        if self.setting != "small":
+            tag += f"-{self.setting}"
         return f"{tag}-{self.key()}"
 
 
@@ -83,61 +100,80 @@ def default_cache_dir() -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
-def speaker_pool(s: CorpusSettings) -> list[Voice]:
-    """All candidate speakers of a corpus, in a fixed order."""
-    if s.kind == "shifted" and s.condition == "accent":
-        names, variants = ACCENTS, CLEAN_VARIANTS[:6]
-    elif s.kind == "shifted" and s.condition == "variant":
-        names, variants = ("en-us",), ODD_VARIANTS
-    else:
-        names, variants = (ESPEAK_VOICE[s.language],), CLEAN_VARIANTS
-    return [Voice(n, v, rate=r, pitch=p) for n in names for v in variants for r in RATES for p in PITCHES]
-
-
 def split_speakers(s: CorpusSettings) -> dict[str, list[Voice]]:
-    """Speaker-disjoint train/valid/test speaker sets drawn from the pool by the seed."""
-    pool = speaker_pool(s)
-    rng = random.Random(f"speakers:{s.seed}")
-    rng.shuffle(pool)
-    n_valid, n_test = s.valid_speakers, s.test_speakers
-    n_train = max(1, min(s.num_speakers, len(pool)) - n_valid - n_test)
-    if n_train + n_valid + n_test > len(pool):
-        from compressor.errors import UserError
+    """Training, validation and test speakers, drawn by the seed from voice sets whose variants do not
+    overlap (:mod:`compressor.data.voices`); ``test_seen`` reuses the training speakers."""
+    sets = voice_sets(s.kind, s.language, s.condition)
+    n_train = max(1, s.num_speakers - s.valid_speakers - s.test_speakers)
+    wanted = {"train": n_train, "valid": s.valid_speakers, "test": s.test_speakers}
+    out: dict[str, list[Voice]] = {}
+    for split, n in wanted.items():
+        if n > sets[split].size():
+            from compressor.errors import UserError
 
-        raise UserError(f"{s.kind}: asks for {n_train + n_valid + n_test} speakers, only {len(pool)} exist")
-    return {"train": pool[:n_train], "valid": pool[n_train:n_train + n_valid],
-            "test": pool[n_train + n_valid:n_train + n_valid + n_test]}
+            raise UserError(f"{s.kind}: asks for {n} {split} speakers, only {sets[split].size()} exist")
+        out[split] = sets[split].draw(n, random.Random(f"speakers:{s.seed}:{split}"))
+    out["test_seen"] = out["train"]
+    return out
 
 
-def _sentences(s: CorpusSettings, split: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
+def _grammar(s: CorpusSettings) -> Any:
+    if s.setting == "large":
+        from compressor.data.grammars_large import large_grammar
+
+        return large_grammar(s.language)
+    domain = "finance" if (s.kind == "shifted" and s.condition == "domain") else "general"
+    return grammars.read_speech_grammar(s.language, domain)
+
+
+def _sentence(s: CorpusSettings, rng: random.Random) -> dict[str, Any]:
     if s.kind == "commands":
         values = grammars.slot_values()
-        out = []
-        for _ in range(n):
-            intent = rng.choice(grammars.INTENTS)
-            text = rng.choice(grammars.phrasings(intent))
-            out.append({"text": text, "intent": grammars.intent_name(intent), "action": intent[0],
-                        "object": intent[1], "location": intent[2],
-                        "slots": {k: intent[i] for i, k in enumerate(values)}})
-        return out
-    domain = "finance" if (s.kind == "shifted" and s.condition == "domain") else "general"
-    grammar = grammars.read_speech_grammar(s.language, domain)
-    return [{"text": grammar.sample(rng)} for _ in range(n)]
+        intent = rng.choice(grammars.INTENTS)
+        text = rng.choice(grammars.phrasings(intent))
+        return {"text": text, "intent": grammars.intent_name(intent), "action": intent[0], "object": intent[1],
+                "location": intent[2], "slots": {k: intent[i] for i, k in enumerate(values)}}
+    return {"text": _grammar(s).sample(rng)}
 
 
 def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
-    """The utterances of every split (text, speaker, labels) before any audio exists."""
+    """The utterances of every split (text, speaker, labels, recording condition) before any audio exists.
+
+    Valid and test speakers use voice variants no training speaker uses; ``test_seen`` is spoken by the
+    training speakers. A (sentence, speaker) pair of the training split never recurs in another split, and
+    in the large setting no evaluation sentence occurs in training at all.
+    """
     speakers = split_speakers(s)
-    sizes = {"train": s.train_size, "valid": s.valid_size, "test": s.test_size}
     out: dict[str, list[dict[str, Any]]] = {}
-    for split, n in sizes.items():
-        rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{s.seed}:{split}")
-        items = _sentences(s, split, n, rng)
+    train_texts: set[str] = set()
+    train_pairs: set[tuple[str, str]] = set()
+    for split, n in s.sizes().items():
+        rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{s.setting}:{s.seed}:{split}")
         voices = speakers[split]
-        for i, item in enumerate(items):
+        items: list[dict[str, Any]] = []
+        tries = 0
+        while len(items) < n:
+            item = _sentence(s, rng)
             voice = voices[rng.randrange(len(voices))]
-            item.update(id=f"{split}-{i:06d}", speaker=voice.speaker_id, voice=asdict(voice),
+            tries += 1
+            if split != "train" and tries < 100 * n and (
+                (s.setting == "large" and item["text"] in train_texts)
+                or (item["text"], voice.speaker_id) in train_pairs
+            ):
+                continue
+            item.update(id=f"{split}-{len(items):06d}", speaker=voice.speaker_id, voice=asdict(voice),
                         synth_seed=rng.randrange(2**31))
+            if s.setting == "large":
+                r, acc = rng.random(), 0.0
+                for name, p, _ in CONDITIONS:
+                    acc += p
+                    if r < acc or name == CONDITIONS[-1][0]:
+                        item["condition"] = name
+                        break
+            items.append(item)
+        if split == "train":
+            train_texts = {it["text"] for it in items}
+            train_pairs = {(it["text"], it["speaker"]) for it in items}
         out[split] = items
     return out
 
@@ -147,17 +183,29 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _synth_chunk(job: tuple[str, list[tuple[str, dict[str, Any], int, str]]]) -> list[float]:
-    """Synthesise, resample to 16 kHz and write one chunk as FLAC (in a fresh process); durations in s."""
+def _recording(wave: np.ndarray, condition: str | None, seed: int) -> np.ndarray:
+    """Apply a recording condition (noise, reverberation) with the data layer's augmentation."""
+    args = next((a for name, _, a in CONDITIONS if name == condition), None)
+    if not args:
+        return wave
+    from compressor.data.augment import AugmentArgs, augment
+
+    out = augment(torch.from_numpy(wave), AugmentArgs(**args), seed=seed, sample_rate=SAMPLE_RATE)
+    return out.clamp_(-1.0, 1.0).numpy()
+
+
+def _synth_chunk(job: tuple[str, list[tuple[str, dict[str, Any], int, str, str | None]]]) -> list[float]:
+    """Synthesise, resample to 16 kHz, apply the recording condition and write one chunk as FLAC (in a fresh
+    process); durations in s."""
     from compressor.data.synth import Espeak
 
     torch.set_num_threads(1)  # forked child: never start a thread pool
     folder, items = job
     engine = Espeak.get()
     durations = []
-    for text, voice, seed, name in items:
+    for text, voice, seed, name, condition in items:
         pcm = engine.synthesize(text, Voice(**voice), seed)
-        wave = _to_16k(pcm, engine.sample_rate)
+        wave = _recording(_to_16k(pcm, engine.sample_rate), condition, seed)
         sf.write(str(Path(folder) / name), wave, SAMPLE_RATE, subtype="PCM_16")
         durations.append(len(wave) / SAMPLE_RATE)
     return durations
@@ -176,7 +224,7 @@ def _pool_map(fn: Any, jobs: list[Any], workers: int, desc: str | None = None) -
     from compressor.progress import Progress
 
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["compressor.data.corpora"])
+    ctx.set_forkserver_preload(["compressor.data.corpora", "compressor.data.augment", "torchaudio.functional"])
     sizes = [len(job[1]) if isinstance(job, tuple) else len(job) for job in jobs]
     with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool, \
             Progress(desc or "", total=sum(sizes), unit="utt", enabled=desc is not None) as progress:
@@ -198,7 +246,7 @@ def synthesize_to_files(items: list[dict[str, Any]], folder: Path, workers: int 
                         ) -> list[float]:
     """Write ``<id>.flac`` (16 kHz) for each item into ``folder``; returns durations in seconds. ``desc``
     names the progress shown."""
-    jobs = [(str(folder), [(it["text"], it["voice"], it["synth_seed"], f"{it['id']}.flac")
+    jobs = [(str(folder), [(it["text"], it["voice"], it["synth_seed"], f"{it['id']}.flac", it.get("condition"))
                            for it in items[i:i + CHUNK]]) for i in range(0, len(items), CHUNK)]
     return [d for chunk in _pool_map(_synth_chunk, jobs, workers, desc) for d in chunk] if jobs else []
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compressor.data import grammars
+from compressor.data.corpora import SPLITS as SYNTHETIC_SPLITS
 from compressor.data.corpora import CorpusSettings, build_corpus, corpus_dir, default_cache_dir, split_speakers
 from compressor.data.formats import read_common_voice, read_fsc_csv, read_librispeech, read_nemo_manifest
 from compressor.data.speech import SpeechArgs, SpeechDataModule, Utterance, build_speech_module, speech_info
@@ -33,10 +34,18 @@ def _cache(cache_dir: Path | str | None) -> Path:
 
 
 class SyntheticArgs(SpeechArgs):
+    """Synthetic corpora: valid/test speakers use voice variants no training speaker uses; ``test_seen`` has
+    new utterances of the training speakers."""
+
     train_size: int = Field(default=2000, ge=1)
     valid_size: int = Field(default=250, ge=1)
-    test_size: int = Field(default=250, ge=1)
-    num_speakers: int = Field(default=36, ge=3, description="speakers in all (valid/test take 6 each)")
+    test_size: int = Field(default=250, ge=1, description="utterances of unseen voices")
+    test_seen_size: int | None = Field(
+        default=None, ge=1, description="utterances of training voices (new sentences); default: test_size"
+    )
+    num_speakers: int = Field(default=60, ge=3, description="speakers in all, valid and test speakers included")
+    valid_speakers: int = Field(default=6, ge=1, description="validation speakers (held-out variants)")
+    test_speakers: int = Field(default=8, ge=1, description="test speakers (other held-out variants)")
     seed: int = Field(default=0, description="corpus seed (sentences, speakers)")
     workers: int = Field(default=2, ge=1, description="synthesis processes (does not change the audio)")
 
@@ -49,10 +58,28 @@ class CommandsArgs(SyntheticArgs):
     test_size: int = Field(default=200, ge=1)
 
 
+#: Defaults of the large read-speech setting (any of them may still be set explicitly).
+LARGE_DEFAULTS = {"train_size": 8000, "valid_size": 400, "test_size": 500, "test_seen_size": 500,
+                  "num_speakers": 120, "valid_speakers": 12, "test_speakers": 16}
+
+
 class ReadSpeechArgs(SyntheticArgs):
-    """Read speech from a small controlled-vocabulary grammar, per language."""
+    """Read speech per language: ``setting: small`` is a controlled grammar of tens of words (tests, quick
+    runs); ``setting: large`` has thousands of words, more speakers, noisy and reverberant recordings and
+    evaluation sentences never seen in training."""
 
     language: Language = "en"
+    setting: Literal["small", "large"] = Field(
+        default="small", description="small: controlled grammar | large: thousands of words, noise, reverb"
+    )
+
+    @model_validator(mode="after")
+    def _large_defaults(self) -> ReadSpeechArgs:
+        if self.setting == "large":
+            for key, value in LARGE_DEFAULTS.items():
+                if key not in self.model_fields_set:
+                    object.__setattr__(self, key, value)
+        return self
 
 
 class ShiftedArgs(SyntheticArgs):
@@ -65,14 +92,15 @@ class ShiftedArgs(SyntheticArgs):
     train_size: int = Field(default=600, ge=1)
     valid_size: int = Field(default=150, ge=1)
     test_size: int = Field(default=150, ge=1)
-    num_speakers: int = Field(default=30, ge=3)
+    num_speakers: int = Field(default=36, ge=3)
 
 
-def _settings(kind: str, args: SyntheticArgs, language: str = "en", condition: str = "clean"
-              ) -> CorpusSettings:
-    return CorpusSettings(kind=kind, language=language, condition=condition, train_size=args.train_size,
-                          valid_size=args.valid_size, test_size=args.test_size,
-                          num_speakers=args.num_speakers, seed=args.seed)
+def _settings(kind: str, args: SyntheticArgs, language: str = "en", condition: str = "clean",
+              setting: str = "small") -> CorpusSettings:
+    return CorpusSettings(kind=kind, language=language, condition=condition, setting=setting,
+                          train_size=args.train_size, valid_size=args.valid_size, test_size=args.test_size,
+                          test_seen_size=args.test_seen_size, num_speakers=args.num_speakers,
+                          valid_speakers=args.valid_speakers, test_speakers=args.test_speakers, seed=args.seed)
 
 
 def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, seed: int,
@@ -80,7 +108,7 @@ def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, s
     root = build_corpus(settings, cache_dir, workers=args.workers)
     splits: dict[str, list[Utterance]] = {}
     skips: list[dict[str, Any]] = []
-    for split in SPLITS:
+    for split in SYNTHETIC_SPLITS:
         utts, bad = read_nemo_manifest(root / f"{split}.jsonl", split, strict=args.strict)
         splits[split], skips = utts, skips + bad
     return build_speech_module(splits, args, language=settings.language, cache_dir=cache_dir, seed=seed,
@@ -89,8 +117,10 @@ def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, s
 
 
 #: Disk a synthetic utterance takes in the cache: ~28 KB of 16 kHz FLAC and ~39 KB of fbank features,
-#: measured on the shipped commands and read_speech corpora.
+#: measured on the shipped commands and read_speech corpora; the large read-speech setting's utterances are
+#: twice as long and noisy (FLAC compresses them less): ~55 KB + ~80 KB measured.
 BYTES_PER_UTTERANCE = 70_000
+BYTES_PER_LARGE_UTTERANCE = 140_000
 
 
 def synthetic_check(kind: str, language: str = "en", condition: str = "clean") -> Any:
@@ -100,18 +130,19 @@ def synthetic_check(kind: str, language: str = "en", condition: str = "clean") -
 
         lang = getattr(args, "language", language)
         cond = getattr(args, "condition", condition)
-        settings = _settings(kind, args, lang, cond)
+        settings = _settings(kind, args, lang, cond, getattr(args, "setting", "small"))
         split_speakers(settings)  # raises when the corpus asks for more speakers than exist
         cache = default_cache_dir()
         if (corpus_dir(settings, cache) / "DONE").exists():
             return
-        n = args.train_size + args.valid_size + args.test_size
-        problem = check_fits(n * BYTES_PER_UTTERANCE, free_disk_bytes(cache),
-                             f"synthesising {n:,} utterances (~{human_bytes(BYTES_PER_UTTERANCE)} each)",
+        n = sum(settings.sizes().values())
+        per = BYTES_PER_LARGE_UTTERANCE if settings.setting == "large" else BYTES_PER_UTTERANCE
+        problem = check_fits(n * per, free_disk_bytes(cache),
+                             f"synthesising {n:,} utterances (~{human_bytes(per)} each)",
                              f"the free space of the cache {cache}")
         if problem:
-            raise UserError(f"{problem}: lower train_size/valid_size/test_size or set COMPRESSOR_CACHE to a larger "
-                            f"disk")
+            raise UserError(f"{problem}: lower train_size/valid_size/test_size/test_seen_size or set "
+                            f"COMPRESSOR_CACHE to a larger disk")
 
     return check
 
@@ -129,18 +160,19 @@ def build_commands(args: CommandsArgs, *, cache_dir: Path | None = None, seed: i
 
 def commands_info(args: CommandsArgs) -> dict[str, Any]:
     labels = commands_labels()
-    return speech_info(args, "en", num_classes=len(labels["intent"]), labels=labels["intent"],
-                       slot_labels={k: labels[k] for k in ("action", "object", "location")})
+    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS), num_classes=len(labels["intent"]),
+                       labels=labels["intent"], slot_labels={k: labels[k] for k in ("action", "object", "location")})
 
 
 def build_read_speech(args: ReadSpeechArgs, *, cache_dir: Path | None = None, seed: int = 0
                       ) -> SpeechDataModule:
-    """Synthetic read speech (en/de/es/ru) from a controlled-vocabulary grammar."""
-    return _synthetic(_settings("read_speech", args, args.language), args, _cache(cache_dir), seed)
+    """Synthetic read speech (en/de/es/ru): a controlled grammar (small) or thousands of words (large)."""
+    settings = _settings("read_speech", args, args.language, setting=args.setting)
+    return _synthetic(settings, args, _cache(cache_dir), seed)
 
 
 def read_speech_info(args: ReadSpeechArgs) -> dict[str, Any]:
-    return speech_info(args, args.language)
+    return speech_info(args, args.language, splits=list(SYNTHETIC_SPLITS))
 
 
 def build_shifted(args: ShiftedArgs, *, cache_dir: Path | None = None, seed: int = 0) -> SpeechDataModule:
@@ -149,7 +181,7 @@ def build_shifted(args: ShiftedArgs, *, cache_dir: Path | None = None, seed: int
 
 
 def shifted_info(args: ShiftedArgs) -> dict[str, Any]:
-    return speech_info(args, "en")
+    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""``evaluate.extra_splits``: more splits evaluated and reported beside the main one (e.g. seen voices), and a
+split the dataset lacks refused before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli, write_spec
+
+
+def test_extra_splits_are_reported_side_by_side(tmp_path: Path, tiny_spec: dict) -> None:
+    spec = dict(tiny_spec, evaluate={"split": "test", "extra_splits": ["valid"], "models": ["student"]})
+    for stage in spec["stages"]:
+        stage["epochs"] = 1
+    done = run_cli("run", str(write_spec(tmp_path / "spec.yaml", spec)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = next((tmp_path / "runs").glob("*/*/final/COMPLETE")).parent.parent
+    final = json.loads((run_dir / "final" / "COMPLETE").read_text())["final"]["student"]
+    assert {"test/accuracy", "valid/accuracy"} <= set(final)
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Final evaluation (all 32 test utterances; all 32 valid utterances)" in summary
+    section = summary.split("## Final evaluation", 1)[1]
+    header = next(line for line in section.splitlines() if line.startswith("| model |"))
+    assert "test/accuracy" in header and "valid/accuracy" in header
+
+
+def test_unknown_evaluation_split_is_refused_before_training(tmp_path: Path, tiny_spec: dict) -> None:
+    spec = dict(tiny_spec, evaluate={"split": "test", "extra_splits": ["test_seen"]})
+    done = run_cli("run", str(write_spec(tmp_path / "spec.yaml", spec)))
+    assert done.returncode == 2
+    assert "evaluate.extra_splits[0]" in done.stderr and "no split 'test_seen'" in done.stderr
+    assert not list((tmp_path / "runs").glob("*/*/checkpoints/*.pt"))  # nothing trained

@@ -10,7 +10,8 @@ environment. Trees take turns within every repeat (the order rotates), so a mach
 the run affects them alike; the medians and their ratios are reported, with the CPU seconds of each command
 and the load average around it. ``RUN_DIR`` is a finished run (``final/COMPLETE``) that every tree can load;
 ``eval`` evaluates its student on the test split, ``export`` exports it to a fresh temporary folder. One
-untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches.
+untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches. ``validate`` checks each
+tree's own ``specs/rnnt_lcmr.yaml``.
 
 Results: ``benchmarks/results/cli_speed.{md,json}`` (``--out`` changes the stem).
 """
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def commands(run_dir: Path, scratch: Path) -> dict[str, list[str]]:
     return {
-        "validate": ["validate", str(REPO / "specs" / "rnnt_lcmr.yaml")],
+        "validate": ["validate", "specs/rnnt_lcmr.yaml"],  # each tree's own headline spec
         "plugins": ["plugins"],
         "eval": ["eval", str(run_dir), "--models", "student"],
         "export": ["export", str(run_dir), "--out", str(scratch / "export-{tree}-{i}")],

@@ -62,11 +62,16 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
     if final:
         keys = list(dict.fromkeys(k for m in final.values() for k in m))
         main = next((st.get("metric") for st in reversed(results.get("stages") or []) if st.get("metric")), None)
-        keys.sort(key=lambda k: k.split("/", 1)[-1] != main)  # the main metric first
-        split = split or (keys[0].split("/", 1)[0] if keys and "/" in keys[0] else "test")
+        splits = list(dict.fromkeys(k.split("/", 1)[0] for k in keys if "/" in k))
+        # grouped by split (in the order evaluated), the main metric first in each
+        keys.sort(key=lambda k: (splits.index(k.split("/", 1)[0]) if "/" in k else len(splits),
+                                 k.split("/", 1)[-1] != main))
+        split = split or (splits[0] if splits else "test")
         short = [k.split("/", 1)[1] if k.startswith(f"{split}/") else k for k in keys]
         rows = [[name, params.get(name), *(metrics.get(k) for k in keys)] for name, metrics in final.items()]
-        blocks.append(f"final evaluation ({split} split)\n" + text_table(["model", "parameters", *short], rows))
+        others = [s for s in splits if s != split]
+        title = f"final evaluation ({split} split" + (f"; then {', '.join(others)}" if others else "") + ")"
+        blocks.append(f"{title}\n" + text_table(["model", "parameters", *short], rows))
         if params.get("teacher") and params.get("student"):
             ratio = params["student"] / params["teacher"]
             blocks[-1] += f"\nstudent/teacher parameters: {ratio:.3f} ({1 / ratio:.1f}x smaller)"

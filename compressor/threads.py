@@ -41,8 +41,8 @@ _CURRENT: Threads | None = None
 
 def configure_threads(flag: int | None = None, spec_threads: int | None = None, announce: bool = True
                       ) -> Threads:
-    """Set torch's intra-op (and, while still possible, inter-op) threads for this process, and the default of
-    onnxruntime and sherpa-onnx sessions (:func:`thread_count`); a progress line says what was chosen."""
+    """Set torch's intra-op threads for this process, and the default of onnxruntime and sherpa-onnx sessions
+    (:func:`thread_count`); a progress line says what was chosen."""
     import torch
 
     from compressor.progress import say
@@ -59,10 +59,6 @@ def configure_threads(flag: int | None = None, spec_threads: int | None = None, 
     share = max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     count = max(1, min(requested if requested is not None else share, cpus))
     torch.set_num_threads(count)
-    try:  # only possible before the first inter-op parallel work of the process
-        torch.set_num_interop_threads(count)
-    except RuntimeError:
-        pass
     _CURRENT = Threads(count, requested, source, cpus)
     say(f"compute: {_CURRENT.describe()}", enabled=announce and os.environ.get("RANK", "0") == "0")
     return _CURRENT

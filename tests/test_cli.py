@@ -104,7 +104,7 @@ def _readme_exit_codes() -> dict[int, str]:
 
 
 def _signalled(tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
-    """A run sent ``signum`` once it has taken its first optimizer steps."""
+    """A run sent ``signum`` once it has written its first checkpoint."""
     spec = tiny(tmp_path)
     spec["stages"][0]["epochs"] = 400  # long enough to be interrupted mid-training
     path = write_spec(tmp_path / "long.yaml", spec)
@@ -114,8 +114,7 @@ def _signalled(tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
     try:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:
-            logs = list((tmp_path / "runs").glob("*/*/metrics.jsonl"))
-            if logs and logs[0].stat().st_size > 0:
+            if list((tmp_path / "runs").glob("*/*/checkpoints/last.pt")):
                 break
             time.sleep(0.05)
         proc.send_signal(signum)

@@ -285,11 +285,10 @@ class StageRunner:
                     progress: Progress) -> str:
         """``epoch 2/10: step 40/200, loss 1.234, lr 0.003, kd_weight 0.37; valid/wer 0.45 (best 0.43); 12.3s,
         stage 49s left``."""
-        parts = [f"epoch {epoch + 1}/{epochs}: step {ctx.step:,}/{ctx.total_steps:,}"]
         train = {"loss": loss_sum / steps} if steps else {}
         train["lr"] = optimizer.param_groups[0]["lr"]
         train.update(ctx.scalars)
-        text = parts[0] + ", " + format_metrics(train)
+        text = f"epoch {epoch + 1}/{epochs}: step {ctx.step:,}/{ctx.total_steps:,}, {format_metrics(train)}"
         if metrics:
             text += "; " + self._eval_text(metrics)
         done = ctx.step - progress.initial

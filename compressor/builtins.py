@@ -26,6 +26,7 @@ def compressor_register(registry: Registry) -> None:
     for lr_schedule in BUILTIN_LR_SCHEDULES:
         registry.add("lr_schedule", lr_schedule.name, lr_schedule)
     registry.add("task", Classification.name, Classification)
-    registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs)
+    registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs,
+                 reads=("features", "feature_lengths"))
     registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,
                  info=synthetic_features_info, check=check_synthetic_features)

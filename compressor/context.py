@@ -44,6 +44,7 @@ class StageContext:
     steps_per_epoch: int = 1
     training: bool = True
     scalars: dict[str, float] = field(default_factory=dict)
+    loaded: Any = None  # the validated spec (compressor.spec.LoadedSpec), where the engine runs the stage
     _batch_error: float | None = None
     _batch_error_source: tuple[Any, ...] | None = None
 
@@ -81,6 +82,15 @@ class StageContext:
     def log_scalar(self, name: str, value: float) -> None:
         """Log a scheduled or diagnostic value for the current step; it is written and plotted."""
         self.scalars[name] = float(value)
+
+    def model_reads(self, name: str, optional: bool = True) -> tuple[str, ...] | None:
+        """Batch keys model ``name`` reads, as its registry entry declares (None when unknown)."""
+        if self.loaded is None or name not in self.loaded.spec.all_models():
+            return None
+        from compressor.plugins import get_registry
+        from compressor.spec import model_reads
+
+        return model_reads(get_registry(), self.loaded, name, optional)
 
     def model(self, name: str) -> nn.Module:
         try:

@@ -127,6 +127,22 @@ class Run:
     world_size: int = 1
     metrics: MetricsWriter | None = None
     results: dict[str, Any] = field(default_factory=lambda: {"stages": [], "final": {}})
+    _stage_data: dict[str, DataModule] = field(default_factory=dict)
+
+    def data_for(self, index: int) -> DataModule:
+        """The data stage ``index`` trains on: its own ``data:`` (built once, shared by stages that name the
+        same dataset and arguments) or the spec's."""
+        if self.loaded.spec.stages[index].data is None:
+            return self.data
+        return stage_data(self.loaded, self.plugins, index, self._stage_data)
+
+    def task_for(self, index: int) -> Task:
+        """The task stage ``index`` runs: its own ``task:`` or the spec's, built on that stage's data."""
+        st = self.loaded.spec.stages[index]
+        if st.task is None and st.data is None:
+            return self.task
+        name, args = self.loaded.stage_task(index)
+        return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
 
     @property
     def seed(self) -> int:
@@ -178,7 +194,19 @@ def _shared_run_dir(loaded: LoadedSpec, rank: int, world: int, resume: Path | No
     return Path(path[0]), created
 
 
-def _preflight(loaded: LoadedSpec, plugins: Plugins) -> tuple[DataModule, Task, dict[str, nn.Module]]:
+def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str, DataModule]) -> DataModule:
+    """The data of stage ``index``'s own ``data:``, built once into ``built`` (keyed by dataset and arguments)."""
+    name, args = loaded.stage_data(index)
+    key = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
+    if key not in built:
+        with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream
+            built[key] = plugins.registry.get("dataset", name).factory(args, cache_dir=cache_dir(),
+                                                                       seed=loaded.spec.seed)
+    return built[key]
+
+
+def _preflight(loaded: LoadedSpec, plugins: Plugins
+               ) -> tuple[DataModule, Task, dict[str, nn.Module], dict[str, DataModule]]:
     """Data, task and models, with every check that needs the real data done before a run directory exists:
     splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
     from compressor.limits import check_model_sizes
@@ -193,9 +221,10 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins) -> tuple[DataModule, Task, 
         raise SpecError(e.message, e.path, loaded.file) from None
     task = build_task(loaded, plugins, data)
     models = build_models(loaded, plugins, data)
-    for stage in spec.stages:
-        stage_budget(data, stage, spec.seed)
-    return data, task, models
+    built: dict[str, DataModule] = {}
+    for i, stage in enumerate(spec.stages):
+        stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed)
+    return data, task, models, built
 
 
 def _say_data(name: str, data: DataModule) -> None:
@@ -236,7 +265,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
         with distributed(trainer.device) as (rank, world):
             torch.manual_seed(loaded.spec.seed)
             device = pick_device(trainer.device)
-            data, task, models = _preflight(loaded, plugins)
+            data, task, models, built = _preflight(loaded, plugins)
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
                 stack.enter_context(RunLock(run_dir, "start a run in it"))
@@ -251,6 +280,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                     m.to(device)
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
                           models, rank, world, metrics)
+                run._stage_data.update(built)
                 if rank == 0:
                     _write_skipped(run)
                 _execute(run, resume_state, resumed=resume_dir is not None)

@@ -101,6 +101,10 @@ class StageSpec(Args):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     handoff: Literal["best", "last"] = "best"
     checkpoint_every: int | None = Field(default=None, ge=1)
+    task: Ref | None = Field(default=None, description="this stage's task (default: the spec's), e.g. "
+                             "{name: ctc} to pre-train an acoustic module of a classifier")
+    data: Ref | None = Field(default=None, description="this stage's data (default: the spec's); models are "
+                             "built from the spec's data, so keep alphabets and feature dims compatible")
 
     _name = field_validator("name")(safe_name)
 
@@ -188,6 +192,22 @@ class LoadedSpec:
     optimizer_args: list[BaseModel] = field(default_factory=list)
     lr_schedule_args: list[BaseModel] = field(default_factory=list)
     lines: dict[tuple, int] = field(default_factory=dict)
+    stage_task_args: list[BaseModel | None] = field(default_factory=list)
+    stage_data_args: list[BaseModel | None] = field(default_factory=list)
+
+    def stage_task(self, index: int) -> tuple[str, BaseModel]:
+        """The task name and arguments stage ``index`` runs (its own, or the spec's)."""
+        st = self.spec.stages[index]
+        if st.task is not None and index < len(self.stage_task_args):
+            return st.task.name, self.stage_task_args[index]  # type: ignore[return-value]
+        return self.spec.task.name, self.task_args
+
+    def stage_data(self, index: int) -> tuple[str, BaseModel]:
+        """The dataset name and arguments stage ``index`` trains on (its own, or the spec's)."""
+        st = self.spec.stages[index]
+        if st.data is not None and index < len(self.stage_data_args):
+            return st.data.name, self.stage_data_args[index]  # type: ignore[return-value]
+        return self.spec.data.name, self.data_args
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
@@ -423,9 +443,15 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
     plugin_args: list[list[BaseModel]] = []
     optimizer_args: list[BaseModel] = []
     lr_schedule_args: list[BaseModel] = []
+    stage_task_args: list[BaseModel | None] = []
+    stage_data_args: list[BaseModel | None] = []
     seen_names: set[str] = set()
     for i, st in enumerate(spec.stages):
         sp = ("stages", i)
+        stage_task_args.append(None if st.task is None else
+                               registry.parse_args("task", st.task.name, st.task.args(), sp + ("task",)))
+        stage_data_args.append(None if st.data is None else
+                               registry.parse_args("dataset", st.data.name, st.data.args(), sp + ("data",)))
         if st.name in seen_names:
             raise SpecError(f"duplicate stage name '{st.name}'", sp + ("name",))
         seen_names.add(st.name)
@@ -461,7 +487,8 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
             raise SpecError(f"unknown model '{m}'{did_you_mean(m, models)}", ("evaluate", "models", j))
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
-                        optimizer_args, lr_schedule_args)
+                        optimizer_args, lr_schedule_args, stage_task_args=stage_task_args,
+                        stage_data_args=stage_data_args)
     info = _meta_info(loaded, registry)
     check_splits(spec, info.get("splits") or DEFAULT_SPLITS)
     from compressor.limits import check_model_sizes
@@ -471,6 +498,7 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
     for name, ms in models.items():
         if ms.checkpoint is not None:
             check_checkpoint(loaded, registry, name, info)
+    _check_model_inputs(loaded, registry)
     # Strategy-level checks against the whole spec (module names, pairable shapes, schedules).
     for i, st in enumerate(spec.stages):
         for j, ref in enumerate(st.plugins):
@@ -483,6 +511,59 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
             except (Exception, SystemExit) as e:
                 raise PluginError(ref.name, "check", e, action="failed in check()", package=entry.package) from e
     return loaded
+
+
+def model_reads(registry: Registry, loaded: LoadedSpec, name: str, optional: bool = False
+                ) -> tuple[str, ...] | None:
+    """The batch keys model ``name`` reads, as its registry entry declares, or None if it does not say.
+
+    ``registry.add("model", ..., reads=("text",), reads_optional=("text_ids",))``; either may also be a function
+    of the model's arguments (``reads=lambda args: (args.text_key,)``). ``reads`` must be in every batch;
+    ``reads_optional`` are used when present (token ids a masking plugin wrote). ``optional=True`` returns both.
+    """
+    ms = loaded.spec.all_models()[name]
+    extra = registry.get("model", ms.name).extra
+    out: list[str] = []
+    for key in ("reads", "reads_optional") if optional else ("reads",):
+        value = extra.get(key)
+        if value is None:
+            if key == "reads":
+                return None
+            continue
+        out += list(value(loaded.model_args[name]) if callable(value) else value)
+    return tuple(out)
+
+
+def data_info(loaded: LoadedSpec, registry: Registry, stage_index: int | None = None) -> dict[str, Any]:
+    """What is known about a stage's data (or the spec's) before any data exists; ``batch_keys`` lists the
+    keys every batch is guaranteed to carry, where the dataset declares them."""
+    if stage_index is None:
+        name, args = loaded.spec.data.name, loaded.data_args
+    else:
+        name, args = loaded.stage_data(stage_index)
+    hint = registry.get("dataset", name).extra.get("info")
+    return dict(hint(args)) if hint else {}
+
+
+def _check_model_inputs(loaded: LoadedSpec, registry: Registry) -> None:
+    """Refuse a stage whose models read batch keys its data does not provide (a text teacher on data
+    without transcripts)."""
+    for i, st in enumerate(loaded.spec.stages):
+        keys = data_info(loaded, registry, i).get("batch_keys")
+        if keys is None:
+            continue
+        data_name = loaded.stage_data(i)[0]
+        roles = [("train", j, m) for j, m in enumerate(st.train)] + [("frozen", j, m) for j, m in
+                                                                      enumerate(st.frozen)]
+        if st.forward is not None:
+            roles.append(("forward", None, st.forward))
+        for role, j, m in roles:
+            missing = [k for k in model_reads(registry, loaded, m) or () if k not in keys]
+            if missing:
+                path = ("stages", i, role) + ((j,) if j is not None else ())
+                raise SpecError(f"model '{m}' ({loaded.spec.all_models()[m].name}) reads batch key "
+                                f"'{missing[0]}', which the data ({data_name}) does not provide (its batches "
+                                f"carry: {', '.join(keys)})", path)
 
 
 def _check_machine(spec: Spec) -> None:
@@ -587,6 +668,21 @@ class CheckContext:
         """Names of every model in the spec (``teacher``, ``student`` and the ``models:`` section)."""
         return list(self.spec.all_models())
 
+    def model_reads(self, name: str, optional: bool = False) -> tuple[str, ...] | None:
+        """Batch keys model ``name`` reads (declared by its registry entry), or None when it does not say;
+        ``optional=True`` adds the keys it uses when present."""
+        return model_reads(self.registry, self.loaded, name, optional)
+
+    def data_info(self) -> dict[str, Any]:
+        """What is known about this stage's data before it exists (``feature_dim``, ``batch_keys``, ...)."""
+        return data_info(self.loaded, self.registry, self.stage_index)
+
+    def stage_strategies(self) -> list[tuple[int, Any, BaseModel]]:
+        """``(index, strategy class, validated args)`` of every plugin of this stage."""
+        refs = self.stage.plugins
+        return [(j, self.registry.get("strategy", ref.name).factory, self.loaded.plugin_args[self.stage_index][j])
+                for j, ref in enumerate(refs)]
+
     def build_model(self, name: str) -> torch.nn.Module:
         """Build model ``name`` on the meta device: structure and shapes without memory or data.
 
@@ -603,6 +699,14 @@ class CheckContext:
             with meta_device():
                 self._models[name] = entry.factory(self.loaded.model_args[name], info=info)
         return self._models[name]
+
+    def try_build_model(self, name: str) -> torch.nn.Module | None:
+        """:meth:`build_model`, or None when the model cannot be built before the data exists (the run then
+        builds it with the real data's facts and reports a failure there, naming the model)."""
+        try:
+            return self.build_model(name)
+        except Exception:
+            return None
 
 
 def _meta_info(loaded: LoadedSpec, registry: Registry) -> dict[str, Any]:

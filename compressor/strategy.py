@@ -23,12 +23,26 @@ instance per stage that lists it and registers it for that stage only. A minimal
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from compressor.registry import Args, NoArgs
 
 if TYPE_CHECKING:
     from compressor.spec import CheckContext
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What a strategy changes in training inputs: batch ``keys`` it rewrites (``features`` for SpecAugment,
+    token ids for span masking) and ``models`` whose internal activations it perturbs (hidden masking).
+
+    Teacher-output caching is refused when a frozen teacher reads one of those keys or is one of those models:
+    its outputs would then change from epoch to epoch.
+    """
+
+    keys: frozenset[str] = field(default_factory=frozenset)
+    models: frozenset[str] = field(default_factory=frozenset)
 
 
 class Strategy:
@@ -47,6 +61,11 @@ class Strategy:
         ``check`` gives the spec, the stage and its key path, and builds models on the meta device (no
         memory) so module names and shapes can be checked.
         """
+
+    @classmethod
+    def augments(cls, args: Args) -> Augmentation:
+        """What this strategy changes in training inputs (see :class:`Augmentation`); nothing by default."""
+        return Augmentation()
 
     def state_dict(self) -> dict[str, Any]:
         """State to store in checkpoints (counters, running statistics); tensors and plain values only."""

@@ -82,17 +82,18 @@ class StageRunner:
         self.run = run
         self.index = index
         self.stage = run.loaded.spec.stages[index]
-        self.task = run.task
-        metric = self.stage.eval.metric or run.task.main_metric
+        self.data = run.data_for(index)
+        self.task = run.task_for(index)
+        metric = self.stage.eval.metric or self.task.main_metric
         self.metric = metric
-        self.mode = self.stage.eval.mode or run.task.metric_mode
+        self.mode = self.stage.eval.mode or self.task.metric_mode
         self.best: float | None = None
         self.best_path = run.run_dir / "checkpoints" / f"{self.stage.name}-best.pt"
 
     # -- budget ------------------------------------------------------------------------------------
     def budget(self) -> tuple[list[int], int]:
         """Optimizer steps of each epoch, and the stage's total steps (``steps`` caps ``epochs``)."""
-        return stage_budget(self.run.data, self.stage, self.run.seed)
+        return stage_budget(self.data, self.stage, self.run.seed)
 
     # -- the stage -----------------------------------------------------------------------------------
     def execute(self, resume: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,9 +115,9 @@ class StageRunner:
         per_epoch, total_steps = self.budget()
         ctx = StageContext(
             name=st.name, index=self.index, stage=st, models=dict(run.models), forward_model=st.forward_model,
-            task=run.task, data=run.data, device=run.device, run_dir=run.run_dir, spec=run.loaded.raw,
+            task=self.task, data=self.data, device=run.device, run_dir=run.run_dir, spec=run.loaded.raw,
             seed=run.seed, rank=run.rank, world_size=run.world_size, total_steps=total_steps,
-            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0],
+            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0], loaded=run.loaded,
         )
         started = time.time()
         with stage_strategies(run.plugins, strategies):
@@ -180,7 +181,7 @@ class StageRunner:
             if done_in_epoch == 0:
                 run.plugins.call("compressor_epoch_start", ctx=ctx)
             remaining = per_epoch[epoch] * accum - done_in_epoch
-            loader = run.data.loader("train", st.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
+            loader = self.data.loader("train", st.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
                                      skip=done_in_epoch, rank=run.rank, world_size=run.world_size,
                                      num_workers=run.loaded.spec.trainer.num_workers)
             micro = 0
@@ -305,7 +306,7 @@ class StageRunner:
         was_training = model.training
         model.eval()
         ctx.training = False
-        loader = run.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
+        loader = self.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
         batches = islice(loader, st.eval.max_batches) if st.eval.max_batches else loader
         total = run.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
         if st.eval.max_batches:

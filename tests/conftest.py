@@ -36,3 +36,51 @@ def tiny_spec(tmp_path: Path) -> dict:
     spec = yaml.safe_load((SPECS / "tiny_kd.yaml").read_text())
     spec["output_dir"] = str(tmp_path / "runs")
     return spec
+
+
+def save_tiny_bert(out: Path, hidden: int = 16, layers: int = 2) -> Path:
+    """A tiny BERT (random weights) and a word-level WordPiece tokenizer over the synthetic transcripts' words,
+    saved with save_pretrained: a text teacher that loads in milliseconds."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers.utils import logging
+
+    from compressor.data.synthetic_features import WORDS
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS)), *"abcdefghijklmnopqrstuvwxyz"]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(out)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                            num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64)
+        BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def text_spec(tmp_path: Path, bert: Path) -> dict:
+    """A seconds-fast cross-modal spec: a tiny text teacher (transcripts) and a feature-sequence student."""
+    return {
+        "name": "xmodal", "seed": 1, "output_dir": str(tmp_path / "runs"),
+        "task": {"name": "classification"},
+        "data": {"name": "synthetic_features", "num_classes": 4, "feature_dim": 8, "train_size": 48,
+                 "valid_size": 16, "test_size": 16, "min_frames": 12, "max_frames": 20, "text": True},
+        "teacher": {"name": "hf_text_classifier", "path": str(bert), "head": "teacher"},
+        "student": {"name": "seq_classifier", "encoder": "lstm", "hidden": 8, "layers": 1},
+        "trainer": {"progress_bar": False, "threads": 1},
+        "stages": [
+            {"name": "teacher", "train": ["teacher"], "epochs": 1, "batch_size": 16,
+             "optimizer": {"name": "adamw", "lr": 0.003}},
+            {"name": "distil", "train": ["student"], "frozen": ["teacher"], "epochs": 2, "batch_size": 16,
+             "optimizer": {"name": "adam", "lr": 0.01}, "plugins": []},
+        ],
+        "evaluate": {"split": "test", "models": ["teacher", "student"]},
+    }

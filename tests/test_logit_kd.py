@@ -1,7 +1,9 @@
-"""Logit KD: each distance against its formula, the KD weight and alpha_t = 1 - beta_t, hybrid targets."""
+"""Logit KD: each distance against its formula, the KD weight and alpha_t = 1 - beta_t at known epochs for every
+schedule of seed 001, the hybrid of Eq. 4 (and target mixing), and refusals at validation."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -43,7 +45,7 @@ class Fixed(nn.Module):
 def _ctx(models: dict, epoch: int = 0, err: float | None = None) -> SimpleNamespace:
     task = SimpleNamespace(forward=lambda m, b: m(b))
     ctx = SimpleNamespace(models=models, task=task, step=0, epoch=epoch, total_steps=10, total_epochs=5,
-                          steps_per_epoch=2, batch_error=err, scalars={})
+                          steps_per_epoch=2, batch_error=err, scalars={}, device=torch.device("cpu"))
     ctx.model = lambda name: models[name]
     ctx.log_scalar = lambda k, v: ctx.scalars.__setitem__(k, v)
     return ctx
@@ -72,16 +74,68 @@ def test_weight_schedule_and_complement_alpha() -> None:
     assert student.grad is not None and teacher.logits.grad is None  # the target is detached
 
 
-def test_hybrid_professor_mixes_targets_by_batch_error() -> None:
-    t, p = torch.zeros(2, 3), torch.ones(2, 3)
-    kd = _strategy(loss="l1", professor="professor", weight={"name": "constant", "value": 1.0})
-    losses = LossTerms()
-    losses.add("task", torch.tensor(0.0))
-    student = torch.zeros(2, 3)
-    ctx = _ctx({"teacher": Fixed(t), "professor": Fixed(p)}, err=0.25)
-    kd.compressor_loss_terms(ctx, {}, {"logits": student}, losses)
-    assert float(losses.values["logit_kd"]) == pytest.approx(0.25)  # target = 0.75 * 0 + 0.25 * 1
-    assert ctx.scalars["kd_gamma"] == 0.25
+@pytest.mark.parametrize("loss", ["mse", "smooth_l1", "l1", "kl"])
+def test_hybrid_is_eq4_a_mix_of_two_distances(loss: str) -> None:
+    torch.manual_seed(0)
+    s, t, p = torch.randn(4, 3), torch.randn(4, 3) * 3, torch.randn(4, 3) * 3
+    gamma = 0.25
+    ctx = _ctx({"teacher": Fixed(t), "professor": Fixed(p)}, err=gamma)
+    for mix, expected in (
+        ("distances", (1 - gamma) * logit_distance(s, t, loss) + gamma * logit_distance(s, p, loss)),  # Eq. 4
+        ("targets", logit_distance(s, (1 - gamma) * t + gamma * p, loss)),
+    ):
+        kd = _strategy(loss=loss, professor="professor", mix=mix, weight={"name": "constant", "value": 1.0})
+        losses = LossTerms()
+        losses.add("task", torch.tensor(0.0))
+        kd.compressor_loss_terms(ctx, {}, {"logits": s}, losses)
+        assert float(losses.values["logit_kd"]) == pytest.approx(float(expected), rel=1e-6)
+        assert ctx.scalars["kd_gamma"] == gamma
+    # the two differ for every distance but L1 at this point (and for MSE they always differ unless t == p)
+    if loss == "mse":
+        d = (1 - gamma) * logit_distance(s, t, loss) + gamma * logit_distance(s, p, loss)
+        assert float(d) > float(logit_distance(s, (1 - gamma) * t + gamma * p, loss))
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [
+    ({"name": "constant", "value": 0.1}, [0.1] * 6),
+    ({"name": "constant", "value": 0.5}, [0.5] * 6),
+    ({"name": "exp_decay"}, [math.exp(1 - t) for t in range(1, 7)]),                       # Eq. 5b, t in epochs
+    ({"name": "triangular"}, [0.1 * max(0.0, 1 - abs(t - 3) / 1.5) for t in range(1, 7)]),  # Eq. 5c, T = 6
+])
+def test_every_kd_weight_schedule_at_known_epochs(schedule: dict, expected: list[float]) -> None:
+    kd = _strategy(loss="smooth_l1", weight=schedule, alpha="complement")
+    teacher = Fixed(torch.zeros(2, 3))
+    for epoch, beta in enumerate(expected):
+        ctx = _ctx({"teacher": teacher}, epoch=epoch)
+        ctx.total_epochs = 6
+        losses = LossTerms()
+        losses.add("task", torch.tensor(1.0))
+        kd.compressor_loss_terms(ctx, {}, {"logits": torch.ones(2, 3)}, losses)
+        assert losses.weights["logit_kd"] == pytest.approx(beta, abs=1e-12)
+        assert losses.weights["task"] == pytest.approx(1 - beta, abs=1e-12)  # alpha_t = 1 - beta_t
+    if schedule["name"] == "triangular":  # 0 at the ends, the 0.1 peak at mu = T/2 (epoch 3 of 6)
+        assert expected[2] == pytest.approx(0.1) and expected[0] == 0.0 and expected[5] == 0.0
+
+
+def test_error_rate_schedule_is_the_batch_error() -> None:
+    kd = _strategy(loss="mse", weight={"name": "error_rate"}, alpha="complement")  # Eq. 5a
+    for err in (0.0, 0.375, 1.0):
+        ctx = _ctx({"teacher": Fixed(torch.zeros(2, 3))}, epoch=3, err=err)
+        losses = LossTerms()
+        losses.add("task", torch.tensor(1.0))
+        kd.compressor_loss_terms(ctx, {}, {"logits": torch.ones(2, 3)}, losses)
+        assert losses.weights["logit_kd"] == err and losses.weights["task"] == 1 - err
+
+
+def test_class_count_mismatch_is_refused_at_validation(tmp_path, tiny_spec: dict) -> None:
+    from compressor.errors import SpecError
+    from compressor.spec import load_spec
+    from tests.conftest import write_spec
+
+    tiny_spec["teacher"]["num_classes"] = 5
+    with pytest.raises(SpecError, match=r"plugins\[0\]\.teacher: teacher 'teacher' has 5 classes but the "
+                                        r"student 'student' has 4"):
+        load_spec(write_spec(tmp_path / "s.yaml", tiny_spec))
 
 
 def test_shape_mismatch_is_reported() -> None:

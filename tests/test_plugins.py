@@ -58,8 +58,9 @@ def test_exception_in_a_hook_names_plugin_and_hook() -> None:
 
 
 def test_plugin_failure_in_a_run_exits_nonzero_with_one_line(tmp_path: Path, tiny_spec: dict) -> None:
-    # a KD teacher whose logits cannot match the student's: the plugin fails inside its hook
-    tiny_spec["teacher"]["num_classes"] = 5
+    # KD between outputs of different widths (the teacher's and student's hidden vectors): the plugin fails
+    # inside its hook
+    tiny_spec["stages"][1]["plugins"][0]["logits_key"] = "hidden"
     from tests.conftest import write_spec
 
     spec = write_spec(tmp_path / "s.yaml", tiny_spec)
@@ -73,6 +74,7 @@ def test_unexpected_error_is_one_line(tmp_path: Path, tiny_spec: dict) -> None:
     from tests.conftest import write_spec
 
     tiny_spec["teacher"]["num_classes"] = 3  # labels go up to 3: the task loss itself fails
+    tiny_spec["student"]["num_classes"] = 3
     spec = write_spec(tmp_path / "s.yaml", tiny_spec)
     done = run_cli("run", str(spec))
     assert done.returncode == 1 and "Traceback" not in done.stderr

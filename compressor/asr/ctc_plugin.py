@@ -10,5 +10,6 @@ from compressor.registry import Registry
 @hookimpl
 def compressor_register(registry: Registry) -> None:
     registry.add("model", "conv_ctc", build_conv_ctc, args=ConvCTCArgs,
-                 doc="QuartzNet-like separable-conv CTC model over fbank (NeMo layout, blank last).")
+                 doc="QuartzNet-like separable-conv CTC model over fbank (NeMo layout, blank last).",
+                 reads=("features", "feature_lengths"))
     registry.add("task", CTCTask.name, CTCTask)

@@ -11,5 +11,6 @@ from compressor.registry import Registry
 @hookimpl
 def compressor_register(registry: Registry) -> None:
     registry.add("model", "rnnt_lstm", build_rnnt, args=RNNTArgs,
-                 doc="Streaming LSTM RNN-T (encoder/prediction/joint networks; seed 002 Table 1 presets).")
+                 doc="Streaming LSTM RNN-T (encoder/prediction/joint networks; seed 002 Table 1 presets).",
+                 reads=("features", "feature_lengths", "tokens", "token_lengths"))
     registry.add("task", RNNTTask.name, RNNTTask)

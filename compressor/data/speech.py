@@ -526,6 +526,10 @@ def _static_info(args: SpeechArgs, language: str) -> dict[str, Any]:
         "frontend": args.frontend,
         "normalize_type": "" if args.normalize == "none" else args.normalize,
         "language": language,
+        # keys every batch carries (labels only where the data has them); models' declared inputs are checked
+        # against this at validation
+        "batch_keys": ["features", "feature_lengths", "tokens", "token_lengths", "text", "ids"],
+        "augmented": args.augment.active(),  # waveform augmentation changes features from epoch to epoch
     }
 
 

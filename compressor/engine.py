@@ -66,13 +66,24 @@ def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
     return entry.factory(loaded.task_args, data.info)
 
 
-def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> dict[str, nn.Module]:
-    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints."""
+def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
+                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None
+                 ) -> dict[str, nn.Module]:
+    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
+
+    With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
+    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it.
+    """
+    from compressor import init_from
+
     models: dict[str, nn.Module] = {}
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
         model = entry.factory(loaded.model_args[name], info=data.info)
+        if ms.init_from is not None and init_reports is not None:
+            init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
+                                                 (pretrained or {}).get(name))
         if ms.checkpoint:
             state = load_state_dict_file(Path(ms.checkpoint))
             try:
@@ -164,6 +175,9 @@ def run_spec(spec_path: str | Path, overrides: list[str] | None = None, resume: 
         resume_state = load_checkpoint(last) if last.exists() else None
     else:
         loaded = load_spec(spec_path, overrides, registry=plugins.registry)
+    from compressor import init_from
+
+    pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
 
     trainer = loaded.spec.trainer
     if trainer.threads:
@@ -180,11 +194,16 @@ def run_spec(spec_path: str | Path, overrides: list[str] | None = None, resume: 
         device = pick_device(trainer.device)
         data = build_data(loaded, plugins)
         task = build_task(loaded, plugins, data)
-        models = build_models(loaded, plugins, data)
+        init_reports: dict[str, Any] = {}
+        models = build_models(loaded, plugins, data, init_reports, pretrained)
         for m in models.values():
             m.to(device)
         run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task, models,
                   rank, world, metrics)
+        if init_reports:
+            run.results["init_from"] = init_reports
+            if rank == 0:
+                init_from.write_report(run_dir, init_reports)
         if rank == 0:
             _write_skipped(run)
         try:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compressor.errors import SpecError, did_you_mean
+from compressor.init_from import InitFrom
 from compressor.registry import Args, Registry
 
 # --------------------------------------------------------------------------------------------------
@@ -37,9 +38,11 @@ class Ref(BaseModel):
 
 
 class ModelSpec(Ref):
-    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (weights to start from)."""
+    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (all its weights, exactly) or
+    ``init_from`` (the weights that match by name and shape, see :mod:`compressor.init_from`)."""
 
     checkpoint: str | None = None
+    init_from: InitFrom | None = None
 
 
 class OptimizerRef(Ref):
@@ -410,6 +413,9 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
                         optimizer_args, lr_schedule_args)
+    from compressor import init_from
+
+    init_from.check(loaded)
     # Strategy-level checks against the whole spec (module names, pairable shapes, schedules).
     for i, st in enumerate(spec.stages):
         for j, ref in enumerate(st.plugins):

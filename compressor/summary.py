@@ -33,6 +33,10 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
         metric = st.get("metric")
         lines.append(f"| {i} | {st['stage']} | {st['steps']} | {st['epochs']} | {st['seconds']:.1f} | "
                      f"{metric} = {_fmt(st.get(f'best_{metric}'))} |")
+    if results.get("init_from"):
+        from compressor.init_from import markdown
+
+        lines += ["", markdown(results["init_from"]).rstrip()]
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})

@@ -113,6 +113,7 @@ class Run:
     world_size: int = 1
     metrics: MetricsWriter | None = None
     results: dict[str, Any] = field(default_factory=lambda: {"stages": [], "final": {}})
+    eval_data: dict[str, Any] = field(default_factory=dict)  # named evaluation sets' data, built on first use
 
     @property
     def seed(self) -> int:
@@ -229,6 +230,10 @@ def _execute(run: Run, resume_state: dict[str, Any] | None) -> None:
             set_rng_state(resume_state["rng"])
             if run.metrics is not None:
                 run.metrics.truncate_after(start - 1, 10**12)
+    elif run.loaded.spec.evaluate.before_training and run.is_main:
+        from compressor import eval_sets
+
+        eval_sets.evaluate(run, "start")
     for i in range(start, len(stages)):
         result = StageRunner(run, i).execute(mid_stage if i == start else None)
         run.results["stages"].append(result)
@@ -259,6 +264,9 @@ def _finish(run: Run) -> None:
         metrics = run.task.evaluate(model, loader, run.device)
         final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
         run.log({"type": "final", "model": name, **final[name]})
+    from compressor import eval_sets
+
+    eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
     for name, model in run.models.items():

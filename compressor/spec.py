@@ -113,9 +113,25 @@ class TrainerSpec(Args):
     find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
 
 
+class EvalSetSpec(Args):
+    """A named evaluation set: a split of the run's data, or of another dataset (``data``)."""
+
+    data: Ref | None = None
+    split: str = "test"
+
+
 class EvaluateSpec(Args):
     split: str = "test"
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
+    sets: dict[str, EvalSetSpec | None] = Field(
+        default_factory=dict, description="named sets (see compressor.eval_sets); null drops one")
+    before_training: bool = Field(default=False, description="also evaluate the models on the sets before "
+                                                             "the first stage (e.g. as pre-trained)")
+
+    @field_validator("sets")
+    @classmethod
+    def _drop_null(cls, v: dict[str, EvalSetSpec | None]) -> dict[str, EvalSetSpec | None]:
+        return {k: s for k, s in v.items() if s is not None}
 
 
 class ExportSpec(Ref):
@@ -413,9 +429,10 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
                         optimizer_args, lr_schedule_args)
-    from compressor import init_from
+    from compressor import eval_sets, init_from
 
     init_from.check(loaded)
+    eval_sets.check(loaded, registry)
     # Strategy-level checks against the whole spec (module names, pairable shapes, schedules).
     for i, st in enumerate(spec.stages):
         for j, ref in enumerate(st.plugins):

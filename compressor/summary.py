@@ -44,6 +44,10 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")
+    if results.get("sets"):
+        from compressor.eval_sets import markdown
+
+        lines += ["", markdown(results).rstrip()]
     plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").exists() else []
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{p.stem}](plots/{p.name})" for p in plots]

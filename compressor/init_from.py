@@ -96,8 +96,9 @@ def plan(target: Shapes, source: Shapes, init: InitFrom) -> dict[str, Any]:
     """
     for pattern in init.include:
         if not any(matches(k, [pattern]) for k in source):
+            modules = {".".join(k.split(".")[:i]) for k in source for i in range(1, min(4, k.count(".") + 1))}
             raise ValueError(f"include pattern '{pattern}' matches no weight of the source"
-                             f"{did_you_mean(pattern, sorted({group_of(k) for k in source}))}")
+                             f"{did_you_mean(pattern, sorted(modules | {group_of(k) for k in source}))}")
     loaded, skipped, reinit = [], [], []
     for key, shape in target.items():
         if key not in source:

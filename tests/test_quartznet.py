@@ -53,7 +53,7 @@ def test_padding_does_not_change_an_utterance():
     batched = model({"features": x, "feature_lengths": lengths})
     alone = model({"features": x[1:, :47], "feature_lengths": lengths[1:]})
     n = int(alone["logit_lengths"][0])
-    assert batched["logit_lengths"].tolist() == [45, 24] and n == 24
+    assert batched["logit_lengths"].tolist() == [45, 23] and n == 23
     assert torch.allclose(batched["log_probs"][1, :n], alone["log_probs"][0, :n], atol=1e-5)
 
 
@@ -63,3 +63,40 @@ def test_registered_and_preset_checked():
     with pytest.raises(SpecError, match="BxR with B a positive multiple of 5"):
         reg.parse_args("model", "quartznet", {"preset": "7x5"}, ("student",))
     assert reg.parse_args("model", "quartznet", {"preset": "10x5"}, ()).preset == "10x5"
+
+
+class Alternating(torch.nn.Module):
+    """A fake NeMo-CTC model: emits a, b, a, b, ... on every one of its ceil(T / 2) output frames and claims
+    all of them valid, so the transcript sherpa-onnx returns counts the frames it decodes."""
+
+    subsampling_factor = 2
+    vocab_size = 3
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths + 1, 2, rounding_mode="floor")
+
+    def forward_export(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        frames = torch.arange((features.shape[2] + 1) // 2)
+        ids = frames % 2
+        logits = torch.nn.functional.one_hot(ids, 3).float() * 10.0
+        return torch.log_softmax(logits, -1)[None].expand(features.shape[0], -1, -1)
+
+
+def test_sherpa_onnx_decodes_floor_t_over_2_frames_as_quartznet_counts_them(tmp_path):
+    """sherpa-onnx decodes floor(T / 2) frames of a NeMo CTC model (whatever its length output says); the
+    model's valid lengths must agree, or a token emitted on the extra frame of an odd-length input is lost."""
+    import numpy as np
+
+    from compressor.data.features import fbank
+    from compressor.export import graphs, parity
+
+    (graph,) = graphs.ctc_graphs(Alternating(), 80)
+    path = graphs.write_graph(graph, tmp_path, 17)
+    graphs.write_tokens(["a", "b", "<blk>"], tmp_path / "tokens.txt")
+    rec = parity.sherpa_recognizer("ctc", {"model": path}, tmp_path / "tokens.txt")
+    model = build_quartznet(QuartzNetArgs(preset="5x1", size="tiny"), {**EN, "feature_dim": 80})
+    for seconds in (0.50, 0.51):  # an even and an odd number of feature frames
+        wave = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1
+        frames = fbank(torch.from_numpy(wave), 16000, "nemo_ctc").shape[0]
+        (decoded,) = parity.sherpa_decode(rec, [wave], {"a": 0, "b": 1})
+        assert len(decoded) == frames // 2 == int(model.output_lengths(torch.tensor([frames]))[0]), frames

@@ -20,7 +20,8 @@ utterance decodes the same alone or padded in a batch.
 or any ``BxR`` with B a multiple of 5. ``size`` sets widths and kernels: ``paper`` is Table 1; ``cpu`` divides
 channels by 4 and kernels by about 3, ``tiny`` divides channels by 16 and kernels by about 6 (tests).
 
-Output: ``log_probs`` (B, T', V) with the blank as the LAST id and ``T' = ceil(T / 2)``;
+Output: ``log_probs`` (B, ceil(T / 2), V) with the blank as the LAST id, of which ``T' = floor(T / 2)`` frames are
+valid (``logit_lengths``; what sherpa-onnx decodes);
 ``forward_export(features (B, F, T), lengths)`` is the NeMo/sherpa-onnx CTC signature.
 """
 
@@ -165,10 +166,12 @@ class QuartzBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        # "same" padding: floor((L - 1) / stride) + 1 frames
+        # The convolution yields ceil(L / stride) frames; floor(L / stride) of them count as valid (the rest
+        # is masked), because sherpa-onnx decodes floor(T / subsampling_factor) frames of a NeMo CTC model:
+        # a model that learnt to emit on the extra frame would lose that token on the device.
         if self.stride == 1:
             return lengths
-        return torch.div(lengths - 1, self.stride, rounding_mode="floor") + 1
+        return torch.div(lengths, self.stride, rounding_mode="floor")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out_lengths = self.out_lengths(lengths)

@@ -6,13 +6,14 @@ from compressor.errors import PluginError, SpecError, UserError
 from compressor.hookspecs import hookimpl, hookspec
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
-from compressor.schedules import Schedule
+from compressor.schedules import Schedule, ScheduleArg
 from compressor.strategy import Strategy
 from compressor.task import Task
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Args", "DataModule", "LossTerms", "PluginError", "Registry", "Schedule", "SpecError", "StageContext",
+    "Args", "DataModule", "LossTerms", "PluginError", "Registry", "Schedule", "ScheduleArg", "SpecError",
+    "StageContext",
     "Strategy", "Task", "UserError", "hookimpl", "hookspec", "__version__",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from compressor.data.synthetic_features import (
     SyntheticFeaturesArgs,
     build_synthetic_features,
+    check_synthetic_features,
     synthetic_features_info,
 )
 from compressor.hookspecs import hookimpl
@@ -27,4 +28,4 @@ def compressor_register(registry: Registry) -> None:
     registry.add("task", Classification.name, Classification)
     registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs)
     registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,
-                 info=synthetic_features_info)
+                 info=synthetic_features_info, check=check_synthetic_features)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from compressor.errors import UserError
+from compressor.interrupts import deferred
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -18,11 +19,16 @@ def save_atomic(obj: Any, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:  # a full disk, a failing writer: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -31,14 +37,28 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only)."""
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only).
+
+    Anything that is not a readable checkpoint (missing, a directory, empty, truncated, not a torch file, a
+    pickle that would build objects) raises :class:`UserError` naming the file.
+    """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UserError(f"checkpoint not found: {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory, not a file")
+    if size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        with deferred():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {first or 'unreadable'}") from None
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -49,6 +69,58 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path} does not hold a model state dict")
     return obj
+
+
+def mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Why ``state`` does not load into ``model`` (missing or unexpected keys, other shapes), or None.
+
+    Works on a model built on the meta device (only names and shapes are compared).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing {few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {few(unexpected)}")
+    if shapes:
+        problems.append(few(shapes))
+    return "; ".join(problems) or None
+
+
+RESUME_KINDS = ("mid_stage", "stage_end")
+
+
+def check_resume_state(state: Any, path: Path, num_stages: int) -> dict[str, Any]:
+    """``state`` if it is a resume point of a run with ``num_stages`` stages, else a :class:`UserError`."""
+    def bad(why: str) -> UserError:
+        return UserError(f"{path} is not a resume point of this run ({why})")
+
+    if not isinstance(state, dict) or state.get("kind") not in RESUME_KINDS:
+        raise bad("no 'kind' of " + " or ".join(RESUME_KINDS))
+    index = state.get("stage_index")
+    if not isinstance(index, int) or not 0 <= index <= num_stages:
+        raise bad(f"stage_index {index!r} is not a stage of the spec's {num_stages}")
+    if not isinstance(state.get("models"), dict):
+        raise bad("no model weights")
+    if state["kind"] == "mid_stage":
+        pos = state.get("position")
+        if index == num_stages or not isinstance(pos, dict) or not all(
+                isinstance(pos.get(k), int) and pos[k] >= 0 for k in ("epoch", "batch_in_epoch", "step")):
+            raise bad("no valid position in its stage")
+        for key in ("optimizer", "scheduler", "rng"):
+            if key not in state:
+                raise bad(f"no '{key}' state")
+    elif "rng" not in state:
+        raise bad("no 'rng' state")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,7 +1,14 @@
 """The ``compressor`` command line: run, validate, plugins, eval, export, data.
 
-Bad input (a spec error, a missing file, a bad argument) prints one line naming what is wrong and where,
-and exits with code 2 without a traceback. An exception inside a plugin names the plugin and the hook.
+Exit codes (the README's table):
+
+* 0: success;
+* 1: a plugin or component failed (the message names it), or an unexpected error; ``COMPRESSOR_TRACEBACK=1``
+  shows the traceback;
+* 2: bad input: a spec, argument, file or data item at fault (one line naming file, line and key path), an
+  environment whose packages do not load together, a run directory in use, a loss that diverged;
+* 130: interrupted (Ctrl-C); 143: terminated (SIGTERM). Either way temporary files are removed and a run
+  that made progress can be resumed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from compressor.errors import PluginError, UserError
+from compressor.errors import PluginError, Terminated, UserError
+from compressor.interrupts import unwinding
+
+EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,10 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run a spec: data -> teacher -> compressed student -> evaluation -> export")
-    r.add_argument("spec", help="YAML spec file")
+    r.add_argument("spec", nargs="?", default=None, help="YAML spec file (not with --resume)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a spec value, e.g. --set stages[0].epochs=2 (repeatable)")
-    r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed run from its last checkpoint, with the spec it started with")
 
     v = sub.add_parser("validate", help="validate a spec without doing any work")
     v.add_argument("spec")
@@ -40,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--split", default="test")
     e.add_argument("--models", nargs="*", default=None)
+    e.add_argument("--out", default=None, metavar="FILE.json",
+                   help="also write the metrics as JSON (outside run directories, or in RUN_DIR/eval/)")
+    e.add_argument("--force", action="store_true", help="replace a previous --out file of compressor eval")
 
     x = sub.add_parser("export", help="export a finished run's student for on-device inference")
     x.add_argument("run_dir")
@@ -55,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with unwinding():
+            return _dispatch(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -63,10 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("COMPRESSOR_TRACEBACK"):
             raise
         print(f"error: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_FAULT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except SystemExit as e:
+        if args.command == "data":  # its own argument parser's --help and usage errors
+            raise
+        if os.environ.get("COMPRESSOR_TRACEBACK"):
+            raise
+        print(f"error: sys.exit({e.code!r}) was called inside a component, outside any plugin hook "
+              f"(set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAULT
     except Exception as e:  # an unexpected failure: one line, the traceback on request
         if os.environ.get("COMPRESSOR_TRACEBACK"):
             raise
@@ -76,14 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         if clash is not None:
             print(f"error: {clash}", file=sys.stderr)
             return clash.exit_code
-        print(f"error: {type(e).__name__}: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-        return 1
+        text = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {type(e).__name__}: {text} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAULT
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from compressor.engine import run_spec
 
+        if args.resume is None and args.spec is None:
+            raise UserError("run needs a SPEC file, or --resume RUN_DIR to continue a killed run")
         if args.resume is None and not Path(args.spec).exists():
             raise UserError(f"spec file not found: {args.spec}")
         run_dir = run_spec(args.spec, args.overrides, resume=args.resume)
@@ -107,11 +136,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plugins(args.json)
     if args.command == "eval":
         from compressor.engine import evaluate_run
+        from compressor.evalout import check_eval_output, write_eval_output
 
+        out = check_eval_output(Path(args.run_dir), Path(args.out), args.force) if args.out else None
         results = evaluate_run(args.run_dir, args.split, args.models)
         for name, metrics in results.items():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"{name} ({args.split}): {shown}")
+        if out is not None:
+            write_eval_output(out, Path(args.run_dir), args.split, results, args.force)
+            print(f"metrics written to {out}")
         return 0
     if args.command == "export":
         from compressor.export.api import export_run

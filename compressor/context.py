@@ -65,8 +65,14 @@ class StageContext:
 
     @property
     def progress(self) -> float:
-        """Fraction of the stage's optimizer steps done, in [0, 1]."""
-        return min(1.0, self.step / max(1, self.total_steps))
+        """Position in the stage, in [0, 1]: 0.0 at its first optimizer step, 1.0 at its last.
+
+        Steps count 0..T-1 while the hooks of a step run (as the schedules count them), so this is
+        ``step / (T - 1)``; a one-step stage is at 1.0.
+        """
+        if self.total_steps <= 1:
+            return 1.0
+        return min(1.0, self.step / (self.total_steps - 1))
 
     @property
     def is_main(self) -> bool:

@@ -12,7 +12,8 @@ import copy
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,28 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from compressor.checkpoint import load_checkpoint, load_state_dict_file, rng_state, save_atomic, set_rng_state
+from compressor.checkpoint import (
+    load_state_dict_file,
+    mismatch,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from compressor.data.base import DataModule
-from compressor.errors import UserError
+from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
+from compressor.limits import cpu_count
 from compressor.plugins import Plugins, get_plugins
-from compressor.rundir import MetricsWriter, environment, new_run_dir
-from compressor.spec import LoadedSpec, dump_spec, load_spec
+from compressor.resume import open_resume
+from compressor.rundir import (
+    SPEC_FILE,
+    MetricsWriter,
+    RunLock,
+    environment,
+    new_run_dir,
+)
+from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 from compressor.task import Task
-from compressor.trainer import StageRunner
+from compressor.trainer import StageRunner, stage_budget
 
 
 def cache_dir() -> Path:
@@ -56,14 +71,25 @@ def pick_precision(choice: str, device: torch.device) -> str:
     return choice
 
 
+def _component(entry: Any, build: Callable[[], Any]) -> Any:
+    """Build a registered component; a failure that is not the user's names the component and its package."""
+    try:
+        return build()
+    except UserError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
+                          subject=f"{entry.kind} '{entry.name}'") from e
+
+
 def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
     entry = plugins.registry.get("dataset", loaded.spec.data.name)
-    return entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed)
+    return _component(entry, lambda: entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed))
 
 
 def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
     entry = plugins.registry.get("task", loaded.spec.task.name)
-    return entry.factory(loaded.task_args, data.info)
+    return _component(entry, lambda: entry.factory(loaded.task_args, data.info))
 
 
 def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
@@ -80,19 +106,17 @@ def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
-        model = entry.factory(loaded.model_args[name], info=data.info)
+        model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
         if ms.init_from is not None and init_reports is not None:
             init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
                                                  (pretrained or {}).get(name))
         if ms.checkpoint:
-            state = load_state_dict_file(Path(ms.checkpoint))
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                first = str(e).splitlines()[0] if str(e) else "mismatch"
-                detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
+            state = load_state_dict_file(Path(ms.checkpoint).expanduser())
+            problem = mismatch(model, state)
+            if problem:
                 raise UserError(f"{loaded.file}: {name}.checkpoint {ms.checkpoint} does not match the "
-                                f"{name} model of the spec ({ms.name}): {first} {detail}") from None
+                                f"{name} model of the spec ({ms.name}): {problem}")
+            model.load_state_dict(state)
         models[name] = model
     return models
 
@@ -151,84 +175,137 @@ def distributed(device_choice: str) -> Iterator[tuple[int, int]]:
         dist.destroy_process_group()
 
 
-def _shared_run_dir(loaded: LoadedSpec, rank: int, world: int, resume: Path | None) -> Path:
+def _shared_run_dir(loaded: LoadedSpec, rank: int, world: int, resume: Path | None) -> tuple[Path, list[Path]]:
+    """The run directory (created by rank 0 for a new run) and the folders creating it made."""
     if resume is not None:
-        return resume
+        return resume, []
+    created: list[Path] = []
+    if rank == 0:
+        base = Path(loaded.spec.output_dir).expanduser()
+        created = [p for p in (base / loaded.spec.name, base) if not p.exists()]
     path = [str(new_run_dir(loaded.spec.output_dir, loaded.spec.name))] if rank == 0 else [""]
     if world > 1:
         dist.broadcast_object_list(path, src=0)
-    return Path(path[0])
+    return Path(path[0]), created
 
 
-def run_spec(spec_path: str | Path, overrides: list[str] | None = None, resume: str | Path | None = None
+def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any] | None = None,
+               pretrained: dict[str, Path] | None = None) -> tuple[DataModule, Task, dict[str, nn.Module]]:
+    """Data, task and models, with every check that needs the real data done before a run directory exists:
+    splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
+    from compressor.limits import check_model_sizes
+
+    spec = loaded.spec
+    data = build_data(loaded, plugins)
+    try:
+        check_splits(spec, list(getattr(data, "datasets", {}) or data.splits))
+        check_model_sizes(loaded, plugins.registry, data.info)
+    except SpecError as e:
+        raise SpecError(e.message, e.path, loaded.file) from None
+    task = build_task(loaded, plugins, data)
+    models = build_models(loaded, plugins, data, init_reports, pretrained)
+    for stage in spec.stages:
+        stage_budget(data, stage, spec.seed)
+    return data, task, models
+
+
+def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None
              ) -> Path:
-    """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work."""
+    """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work.
+
+    With ``resume``, continue that killed run with the spec it started with (a ``spec_path`` or ``overrides``
+    that would change it are refused). Nothing is left behind by a run that fails before its first step.
+    """
     plugins = get_plugins()
+    overrides = list(overrides or [])
     resume_dir = Path(resume) if resume is not None else None
-    resume_state = None
-    if resume_dir is not None:
-        if not (resume_dir / "resolved_spec.yaml").exists():
-            raise UserError(f"--resume {resume_dir}: not a run directory (no resolved_spec.yaml)")
-        if (resume_dir / "final" / "COMPLETE").exists():
-            raise UserError(f"--resume {resume_dir}: this run already finished")
-        loaded = load_spec(resume_dir / "resolved_spec.yaml", registry=plugins.registry)
-        last = resume_dir / "checkpoints" / "last.pt"
-        resume_state = load_checkpoint(last) if last.exists() else None
-    else:
-        loaded = load_spec(spec_path, overrides, registry=plugins.registry)
-    from compressor import init_from
+    with contextlib.ExitStack() as stack:
+        resume_state = None
+        if resume_dir is not None:
+            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack)
+        elif spec_path is None:
+            raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
+        else:
+            loaded = load_spec(spec_path, overrides, registry=plugins.registry)
+        from compressor import init_from
 
-    pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
-
-    trainer = loaded.spec.trainer
-    if trainer.threads:
-        torch.set_num_threads(trainer.threads)
-    if trainer.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    with distributed(trainer.device) as (rank, world):
-        run_dir = _shared_run_dir(loaded, rank, world, resume_dir)
-        metrics = MetricsWriter(run_dir, enabled=rank == 0)
-        if rank == 0 and resume_dir is None:
-            (run_dir / "resolved_spec.yaml").write_text(dump_spec(loaded.raw), encoding="utf-8")
-            (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2), encoding="utf-8")
-        torch.manual_seed(loaded.spec.seed)
-        device = pick_device(trainer.device)
-        data = build_data(loaded, plugins)
-        task = build_task(loaded, plugins, data)
-        init_reports: dict[str, Any] = {}
-        models = build_models(loaded, plugins, data, init_reports, pretrained)
-        for m in models.values():
-            m.to(device)
-        run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task, models,
-                  rank, world, metrics)
-        if init_reports:
-            run.results["init_from"] = init_reports
-            if rank == 0:
-                init_from.write_report(run_dir, init_reports)
-        if rank == 0:
-            _write_skipped(run)
-        try:
-            _execute(run, resume_state)
-        finally:
+        pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
+        trainer = loaded.spec.trainer
+        if trainer.threads:  # a run resumed on a smaller machine than it started on uses the CPUs there are
+            torch.set_num_threads(min(trainer.threads, cpu_count()))
+        if trainer.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        with distributed(trainer.device) as (rank, world):
+            torch.manual_seed(loaded.spec.seed)
+            device = pick_device(trainer.device)
+            init_reports: dict[str, Any] = {}
+            data, task, models = _preflight(loaded, plugins, init_reports, pretrained)
+            run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
+            if rank == 0 and resume_dir is None:
+                stack.enter_context(RunLock(run_dir, "start a run in it"))
+            metrics = MetricsWriter(run_dir, enabled=rank == 0)
+            try:
+                if rank == 0 and resume_dir is None:
+                    (run_dir / SPEC_FILE).write_text(dump_spec(loaded.raw), encoding="utf-8")
+                    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2),
+                                                               encoding="utf-8")
+                for m in models.values():
+                    m.to(device)
+                run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
+                          models, rank, world, metrics)
+                if init_reports:
+                    run.results["init_from"] = init_reports
+                    if rank == 0:
+                        init_from.write_report(run_dir, init_reports)
+                if rank == 0:
+                    _write_skipped(run)
+                _execute(run, resume_state, resumed=resume_dir is not None)
+            except BaseException as e:
+                metrics.close()
+                if rank == 0:
+                    _after_failure(run_dir, created, fresh=resume_dir is None, interrupted=isinstance(
+                        e, (KeyboardInterrupt, Terminated)))
+                raise
             metrics.close()
     return run_dir
 
 
-def _execute(run: Run, resume_state: dict[str, Any] | None) -> None:
+def _after_failure(run_dir: Path, created: list[Path], fresh: bool, interrupted: bool) -> None:
+    """A new run that failed before its first step leaves nothing; one that made progress stays resumable."""
+    progressed = (run_dir / "checkpoints" / "last.pt").exists() or (
+        (run_dir / "metrics.jsonl").exists() and (run_dir / "metrics.jsonl").stat().st_size > 0)
+    if fresh and not progressed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in created:  # the spec-name folder, the output directory: only if this run made them
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    elif interrupted:
+        print(f"the run can continue: compressor run --resume {run_dir}", file=sys.stderr)
+
+
+def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = False) -> None:
     stages = run.loaded.spec.stages
     start, mid_stage = 0, None
+    if resumed and resume_state is None and run.metrics is not None:
+        run.metrics.truncate_to(0)  # killed before its first checkpoint: start again from nothing
     if resume_state is not None:
         run.results = resume_state.get("results", run.results)
         start = resume_state["stage_index"]
+        lines = resume_state.get("metrics_lines")
+        if run.metrics is not None and isinstance(lines, int):
+            run.metrics.truncate_to(lines)
         if resume_state["kind"] == "mid_stage":
             mid_stage = resume_state
-            if run.metrics is not None:
+            if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start, resume_state["position"]["step"])
         else:  # a stage boundary: load the models as the previous stage handed them over
             for name, sd in resume_state["models"].items():
+                if name not in run.models:
+                    raise UserError(f"{run.run_dir}/checkpoints/last.pt has model '{name}' that the spec does not "
+                                    f"build")
                 run.models[name].load_state_dict(sd)
             set_rng_state(resume_state["rng"])
-            if run.metrics is not None:
+            if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
     elif run.loaded.spec.evaluate.before_training and run.is_main:
         from compressor import eval_sets
@@ -240,7 +317,8 @@ def _execute(run: Run, resume_state: dict[str, Any] | None) -> None:
         if run.is_main:
             save_atomic({"kind": "stage_end", "stage_index": i + 1,
                          "models": {n: m.state_dict() for n, m in run.models.items()},
-                         "rng": rng_state(), "results": run.results},
+                         "rng": rng_state(), "results": run.results,
+                         "metrics_lines": run.metrics.count if run.metrics is not None else None},
                         run.run_dir / "checkpoints" / "last.pt")
     if run.is_main:
         _finish(run)
@@ -263,6 +341,7 @@ def _finish(run: Run) -> None:
         loader = run.data.loader(spec.evaluate.split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
         metrics = run.task.evaluate(model, loader, run.device)
         final[name] = {f"{spec.evaluate.split}/{k}": v for k, v in metrics.items()}
+        run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
     from compressor import eval_sets
 
@@ -283,41 +362,63 @@ def _finish(run: Run) -> None:
 
 
 def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
-    """Run the spec's exporter on its export model, writing atomically into ``out_dir``."""
+    """Run the spec's exporter on its export model, writing atomically into ``out_dir``.
+
+    Files are written into ``.<out>.tmp-<pid>`` beside ``out_dir`` with an ``export_manifest.json`` listing
+    them, and moved into place only when complete; ``force`` replaces a previous export (recognised by its
+    manifest) and nothing else. Every failure, including Ctrl-C, removes the temporary folder.
+    """
+    from compressor.export.api import claim_export_dir, write_manifest
     from compressor.export.base import ExportJob
 
     spec = run.loaded.spec
     if spec.export is None or run.loaded.export_args is None:
         raise UserError(f"{run.loaded.file}: the spec has no enabled 'export' section")
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not force:
-            raise UserError(f"output directory {out_dir} exists; pass --force to replace it")
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    name = spec.export.model
-    model = copy.deepcopy(run.models[name]).cpu().eval()
-    teacher = run.models.get("teacher")
-    job = ExportJob(
-        model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
-        task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,
-        teacher=copy.deepcopy(teacher).cpu().eval() if teacher is not None else None,
-        args=run.loaded.export_args,
-    )
-    exporter = run.plugins.registry.get("exporter", spec.export.name).factory(run.loaded.export_args)
+    tmp = claim_export_dir(out_dir, force)
     try:
-        result = exporter.export(job)
+        name = spec.export.model
+        model = copy.deepcopy(run.models[name]).cpu().eval()
+        teacher = run.models.get("teacher")
+        job = ExportJob(
+            model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
+            task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,
+            teacher=copy.deepcopy(teacher).cpu().eval() if teacher is not None else None,
+            args=run.loaded.export_args,
+        )
+        entry = run.plugins.registry.get("exporter", spec.export.name)
+        exporter = _component(entry, lambda: entry.factory(run.loaded.export_args))
+        try:
+            result = exporter.export(job)
+        except UserError:
+            raise
+        except (Exception, SystemExit) as e:
+            raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
+                              subject=f"exporter '{entry.name}'") from e
         run.plugins.call("compressor_export", ctx=None, model=model, out_dir=tmp)
+        write_manifest(tmp, run.run_dir, name, spec.export.name)
+        _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
     result.files = [out_dir / Path(f).relative_to(tmp) for f in result.files]
     return result
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` to ``out_dir``; a previous ``out_dir`` is moved aside first and removed after."""
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    try:
+        tmp.rename(out_dir)
+    except BaseException:
+        if old.exists() and not out_dir.exists():
+            old.rename(out_dir)
+        raise
+    finally:
+        if old.exists() and out_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_skipped(run: Run) -> None:
@@ -346,14 +447,14 @@ def load_run(run_dir: str | Path) -> FinishedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    spec_file = run_dir / "resolved_spec.yaml"
+    spec_file = run_dir / SPEC_FILE
     if not spec_file.exists():
-        raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
+        raise UserError(f"{run_dir} is not a run directory (no {SPEC_FILE})")
     if not (run_dir / "final" / "COMPLETE").exists():
         raise UserError(f"{run_dir} has no finished student (final/COMPLETE is missing: the run did not finish; "
-                        f"continue it with 'compressor run {spec_file} --resume {run_dir}')")
+                        f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
-    loaded = load_spec(spec_file, registry=plugins.registry)
+    loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     models = build_models(loaded, plugins, data)
@@ -361,10 +462,11 @@ def load_run(run_dir: str | Path) -> FinishedRun:
         path = run_dir / "final" / f"{name}.pt"
         if not path.exists():
             raise UserError(f"{run_dir}: final/{name}.pt is missing")
-        try:
-            model.load_state_dict(load_state_dict_file(path))
-        except RuntimeError as e:
-            raise UserError(f"{path} does not match the spec's {name} model: {str(e).splitlines()[0]}") from None
+        state = load_state_dict_file(path)
+        problem = mismatch(model, state)
+        if problem:
+            raise UserError(f"{path} does not match the spec's {name} model: {problem}")
+        model.load_state_dict(state)
         model.eval()
     return FinishedRun(loaded, plugins, run_dir, data, task, models)
 
@@ -372,14 +474,15 @@ def load_run(run_dir: str | Path) -> FinishedRun:
 def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None
                  ) -> dict[str, dict[str, float]]:
     run = load_run(run_dir)
+    splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
+    if split not in splits:
+        raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")
+    for name in models or []:
+        if name not in run.models:
+            raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, run.models)}")
     out = {}
     for name in models or list(run.models):
-        if name not in run.models:
-            raise UserError(f"no model '{name}' in {run_dir} (models: {', '.join(run.models)})")
         bs = run.loaded.spec.stages[-1].batch_size
-        try:
-            loader = run.data.loader(split, bs, shuffle=False, seed=run.loaded.spec.seed)
-        except KeyError as e:
-            raise UserError(str(e)) from None
+        loader = run.data.loader(split, bs, shuffle=False, seed=run.loaded.spec.seed)
         out[name] = run.task.evaluate(run.models[name], loader, run.device)
     return out

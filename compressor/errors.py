@@ -61,13 +61,27 @@ class SpecError(UserError):
         return f"{where}{key}: {self.message}"
 
 
-class PluginError(Exception):
-    """An exception raised inside a plugin hook, re-raised naming the plugin and the hook."""
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (temporary files are removed), exit with 143."""
 
-    def __init__(self, plugin: str, hook: str, original: BaseException, action: str | None = None):
+
+class PluginError(Exception):
+    """An exception raised inside a plugin hook or component, re-raised naming the plugin (or the component
+    and its package) and what failed. ``SystemExit`` from plugin code is one too."""
+
+    def __init__(self, plugin: str, hook: str, original: BaseException, action: str | None = None,
+                 package: str | None = None, subject: str | None = None):
         plugin = plugin.split("#")[0]  # strategies are registered per stage as "name#index"
         self.plugin = plugin
         self.hook = hook
         self.original = original
         action = action or f"failed in hook '{hook}'"
-        super().__init__(f"plugin '{plugin}' {action}: {type(original).__name__}: {original}")
+        if isinstance(original, SystemExit):
+            detail = f"called sys.exit({original.code!r}), which ends nothing but the plugin's own work here"
+        else:
+            text = (str(original).strip().splitlines() or [""])[0]
+            detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
+        who = subject or f"plugin '{plugin}'"
+        if package and package != "?":
+            who += f" ({package})"
+        super().__init__(f"{who} {action}: {detail}")

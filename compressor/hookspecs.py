@@ -21,7 +21,9 @@ There are two kinds of hook implementations:
 Every hook is called with keyword arguments; an implementation may accept any subset of them. Hooks are
 called for all registered implementations, most recently registered first, unless marked
 ``firstresult``. An exception inside an implementation stops the run with a message that names the plugin
-and the hook (:class:`compressor.errors.PluginError`).
+and the hook (:class:`compressor.errors.PluginError`, exit code 1); so does ``sys.exit()``. A
+:class:`compressor.errors.UserError` raised by a hook is reported as bad input (exit code 2), prefixed with the
+plugin's name.
 
 The ``ctx`` argument is the :class:`compressor.context.StageContext` of the stage being run: the models by
 name, the task, the data, the step and epoch counters, and :meth:`~compressor.context.StageContext.log_scalar`

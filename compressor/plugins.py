@@ -17,7 +17,7 @@ import pluggy
 
 from compressor import hookspecs
 from compressor.envcheck import diagnose
-from compressor.errors import PluginError
+from compressor.errors import PluginError, UserError
 from compressor.registry import Registry
 
 
@@ -44,7 +44,7 @@ class Plugins:
                 continue
             try:
                 module = ep.load()
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 # Packages that do not load together (torch/torchaudio) are the environment's fault: exit 2 with
                 # the fix; anything else is the plugin's own fault: exit 1, named.
                 clash = diagnose(e, where=f"plugin '{ep.name}' ({ep.value})")
@@ -63,7 +63,7 @@ class Plugins:
             self.registry.current_package = f"{package} ({name})"
             try:
                 impl(registry=self.registry)
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 raise PluginError(name, "compressor_register", e) from e
             finally:
                 self.registry.current_package = "?"
@@ -72,7 +72,11 @@ class Plugins:
         return sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call a hook on every registered implementation; failures name the plugin and the hook."""
+        """Call a hook on every registered implementation; failures name the plugin and the hook.
+
+        ``SystemExit`` (a plugin calling ``sys.exit``) is a plugin failure too: it must not end a run quietly. A
+        :class:`UserError` stays one (exit code 2), prefixed with the plugin's name.
+        """
         caller = getattr(self.pm.hook, hook)
         results = []
         # Call implementations one by one (pluggy's order) so a failure can name its plugin.
@@ -83,7 +87,9 @@ class Plugins:
                 out = fn(**accepted)
             except PluginError:
                 raise
-            except Exception as e:
+            except UserError as e:  # the plugin says the input is at fault: exit 2, still naming it
+                raise UserError(f"plugin '{impl.plugin_name.split('#')[0]}': {e}") from None
+            except (Exception, SystemExit) as e:
                 raise PluginError(impl.plugin_name, hook, e) from e
             if out is not None:
                 results.append(out)

@@ -26,9 +26,10 @@ KINDS = ("model", "task", "dataset", "schedule", "strategy", "exporter", "optimi
 
 
 class Args(BaseModel):
-    """Base class for argument schemas: unknown keys are errors, values are validated strictly."""
+    """Base class for argument schemas: unknown keys are errors, values are validated strictly, and float
+    fields refuse inf and NaN (a schema that wants them sets ``allow_inf_nan=True`` on its field)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 class NoArgs(Args):

@@ -11,6 +11,16 @@ Layout of ``runs/<spec name>/<timestamp>/``::
     summary.md           final metrics and parameter counts
     skipped.jsonl        data items skipped as unreadable or invalid
     export/              on-device files, when the spec exports
+    run.lock             locked (fcntl) by the process working in the directory; holds its PID
+
+Rules every command follows:
+
+* one process at a time works in a run directory (:class:`RunLock`): a second ``run --resume``, or an
+  ``export`` while the run is still going, is refused with the holder's PID;
+* files are written atomically through ``.<name>.tmp-<pid>`` siblings; those a killed process left behind
+  are removed when the next process takes the lock (:func:`clean_stale_temporaries`);
+* nothing but the run's own ``export/`` folder may be written into a run directory from outside the run
+  (:func:`enclosing_run_dir` finds the run a path lies in).
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata as md
 import json
+import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,20 +39,116 @@ from typing import Any
 
 import torch
 
+from compressor.errors import UserError
+from compressor.interrupts import deferred
+
+try:  # POSIX; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+SPEC_FILE = "resolved_spec.yaml"
+LOCK_FILE = "run.lock"
+_TMP = re.compile(r"^\..+\.(tmp|old)-\d+$")
+
 PACKAGES = ("torch", "torchaudio", "compressor", "pluggy", "pydantic", "pyyaml", "numpy", "onnx", "onnxruntime",
             "sherpa-onnx", "transformers", "soundfile", "sentencepiece", "espeakng-loader")
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
-    base = Path(output_dir) / name
+    base = Path(output_dir).expanduser() / name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = base / stamp
-    i = 1
-    while path.exists():
-        path = base / f"{stamp}-{i}"
-        i += 1
-    (path / "checkpoints").mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
+    i = 0
+    while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
+        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            i += 1
+    (path / "checkpoints").mkdir()
     return path
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / SPEC_FILE).is_file()
+
+
+def enclosing_run_dir(path: str | Path) -> Path | None:
+    """The run directory ``path`` is (or lies in), resolved; ``None`` outside any run."""
+    p = Path(path).expanduser().resolve()
+    for candidate in (p, *p.parents):
+        if is_run_dir(candidate):
+            return candidate
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the ``.<name>.tmp-<pid>`` (and ``.old-<pid>``) files and folders killed writers left in the run
+    directory, its ``checkpoints/`` and ``final/``. Call it holding the run's lock: then nobody else writes."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "final"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _TMP.match(p.name) and int(p.name.rsplit("-", 1)[1]) != os.getpid():
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``run.lock``, released by the kernel if the process dies).
+
+    ``with RunLock(run_dir, "resume"):`` raises :class:`UserError` naming the holder's PID when another process
+    holds it.
+    """
+
+    def __init__(self, run_dir: Path, purpose: str = "work in it") -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UserError(f"{self.path.parent} is in use by another compressor process (PID {holder}); "
+                            f"cannot {self.purpose} until it ends") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (unlinking it would race)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def environment() -> dict[str, Any]:
@@ -73,6 +182,7 @@ class MetricsWriter:
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
+        self.count = self._complete_lines() if enabled else 0  # records written; checkpoints store it
         self._tb = None
         if enabled:
             try:
@@ -85,15 +195,41 @@ class MetricsWriter:
     def write(self, record: dict[str, Any], global_step: int | None = None) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
+        with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
             f.write(json.dumps(record, sort_keys=False) + "\n")
+            self.count += 1
         if self._tb is not None and global_step is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch", "stage_index", "global_step"):
                     self._tb.add_scalar(f"{record.get('stage', '')}/{k}", v, global_step)
 
+    def _complete_lines(self) -> int:
+        if not self.path.exists():
+            return 0
+        return self.path.read_bytes().count(b"\n")
+
+    def truncate_to(self, count: int) -> None:
+        """Keep the first ``count`` records: the log as it was when a checkpoint stored ``self.count``."""
+        if not self.path.exists():
+            self.count = 0
+            return
+        lines = self.path.read_text(encoding="utf-8").split("\n")[:-1]  # a line cut by a kill has no newline
+        self._replace(lines[:count])
+
+    def _replace(self, lines: list[str]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        try:
+            with deferred():
+                tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.count = len(lines)
+
     def truncate_after(self, stage_index: int, step: int) -> None:
-        """Drop records a killed run wrote after its last checkpoint (resume rewrites them)."""
+        """Drop records a killed run wrote after its resume point (for checkpoints that did not store the
+        record count): every record of a later position and the final evaluation's records."""
         if not self.path.exists():
             return
         keep = []
@@ -102,15 +238,16 @@ class MetricsWriter:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by the kill
+            if not isinstance(rec, dict) or rec.get("type") == "final":
+                continue
             if "stage_index" not in rec:
                 keep.append(line)
                 continue
-            later = rec["stage_index"] > stage_index or (rec["stage_index"] == stage_index and rec["step"] > step)
+            later = rec["stage_index"] > stage_index or (rec["stage_index"] == stage_index
+                                                         and rec.get("step", 0) > step)
             if not later:
                 keep.append(line)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        tmp.replace(self.path)
+        self._replace(keep)
 
     def close(self) -> None:
         if self._tb is not None:

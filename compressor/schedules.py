@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from compressor.registry import Args
 
@@ -63,6 +63,79 @@ class Schedule:
                            total_steps=total_steps, total_epochs=total_epochs,
                            steps_per_epoch=max(1, total_steps // max(1, total_epochs)), batch_error=None)
         return self(last)
+
+
+class ScheduleArg(BaseModel):
+    """A plugin argument that takes any registered schedule, typed: ``weight: ScheduleArg``.
+
+    In a spec it is ``{name: linear, start: 0.0, end: 1.0}`` (any schedule with its arguments) or a plain
+    number (a ``constant`` schedule). The schedule's name and arguments are validated with the spec, before
+    any work (errors name the key path and the closest schedule name). In a hook, ``self.args.weight(ctx)``
+    is the current value; ``final_value(steps, epochs)`` the value at the last step of a stage that size::
+
+        class Args(Args):
+            weight: ScheduleArg = Field(default_factory=lambda: ScheduleArg.constant(1.0))
+
+        @hookimpl
+        def compressor_loss_terms(self, ctx, batch, outputs, losses):
+            losses.add("my_kd", value, self.args.weight(ctx))
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="a registered schedule (compressor plugins lists them)")
+    _schedule: Schedule | None = PrivateAttr(default=None)
+
+    @classmethod
+    def constant(cls, value: float) -> ScheduleArg:
+        """A constant schedule (for defaults)."""
+        return cls(name="constant", value=value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number_is_constant(cls, data: object) -> object:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"name": "constant", "value": float(data)}
+        return data
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> ScheduleArg:
+        self._schedule = None
+        self.build()
+        return self
+
+    @property
+    def arguments(self) -> dict[str, object]:
+        """The schedule's own arguments (everything but ``name``)."""
+        return dict(self.model_extra or {})
+
+    def build(self) -> Schedule:
+        """The schedule object (built once; ``ValueError`` naming what is wrong otherwise)."""
+        if self._schedule is None:
+            from compressor.errors import did_you_mean
+            from compressor.plugins import get_registry
+
+            registry = get_registry()
+            if not registry.has("schedule", self.name):
+                names = registry.names("schedule")
+                raise ValueError(f"unknown schedule '{self.name}'{did_you_mean(self.name, names)}")
+            entry = registry.get("schedule", self.name)
+            try:
+                args = entry.args.model_validate(self.arguments)
+            except ValidationError as e:
+                problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or self.name}: {err['msg']}"
+                                     for err in e.errors())
+                raise ValueError(f"schedule '{self.name}': {problems}") from None
+            self._schedule = entry.factory(args)
+        return self._schedule
+
+    def __call__(self, clock: Clock) -> float:
+        """The value now (``clock`` is the stage context)."""
+        return float(self.build()(clock))
+
+    def final_value(self, total_steps: int, total_epochs: int = 1) -> float:
+        """The value at the last step of a stage of ``total_steps`` optimizer steps."""
+        return float(self.build().final_value(total_steps, total_epochs))
 
 
 class _FixedClock:

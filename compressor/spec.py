@@ -8,6 +8,7 @@ and the closest valid name for a typo. See the README's spec reference for every
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,9 +19,22 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from compressor.errors import SpecError, did_you_mean
+from compressor.errors import PluginError, SpecError, UserError, did_you_mean
 from compressor.init_from import InitFrom
+from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count
 from compressor.registry import Args, Registry
+from compressor.specyaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+DEFAULT_SPLITS = ("train", "valid", "test")
+
+
+def safe_name(value: str) -> str:
+    """A name that is one safe path component (it names a run, checkpoint or weights file)."""
+    if not _SAFE_NAME.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"a name must be 1 to {MAX_NAME_LENGTH} letters, digits, '_', '.' or '-' not starting "
+                         f"with '.' or '-' (it becomes a file or directory name; pattern {_SAFE_NAME.pattern})")
+    return value
 
 # --------------------------------------------------------------------------------------------------
 # Schema
@@ -82,14 +96,16 @@ class StageSpec(Args):
     plugins: list[Ref] = Field(default_factory=list)
     optimizer: OptimizerRef = Field(default_factory=OptimizerRef)
     lr_schedule: LRScheduleRef = Field(default_factory=LRScheduleRef)
-    epochs: int | None = Field(default=None, ge=1)
-    steps: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
+    steps: int | None = Field(default=None, ge=1, le=MAX_STAGE_STEPS)
     batch_size: int = Field(default=16, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     grad_clip: float | None = Field(default=None, gt=0)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     handoff: Literal["best", "last"] = "best"
     checkpoint_every: int | None = Field(default=None, ge=1)
+
+    _name = field_validator("name")(safe_name)
 
     @model_validator(mode="after")
     def _budget(self) -> StageSpec:
@@ -143,9 +159,9 @@ class ExportSpec(Ref):
 
 
 class Spec(Args):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     description: str = ""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32, description="0 <= seed < 2**32 (NumPy's seed range)")
     output_dir: str = "runs"
     task: Ref
     data: Ref
@@ -156,6 +172,8 @@ class Spec(Args):
     stages: list[StageSpec] = Field(min_length=1)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     export: ExportSpec | None = None
+
+    _name = field_validator("name")(safe_name)
 
     def all_models(self) -> dict[str, ModelSpec]:
         out: dict[str, ModelSpec] = {}
@@ -189,47 +207,28 @@ class LoadedSpec:
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
-    """Parse a YAML file safely; return the data and a map from key paths to line numbers."""
+    """Parse a YAML file safely and within bounds (see :mod:`compressor.specyaml`); return the data and a
+    map from key paths to line numbers."""
     path = Path(path)
-    if not path.exists():
-        raise SpecError(f"spec file not found: {path}", file=str(path))
-    if path.is_dir():
-        raise SpecError(f"expected a YAML file, got a directory: {path}", file=str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise SpecError(f"expected a YAML file, got a directory: {path}", file=str(path))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}", file=str(path)) from None
+    except OSError as e:
+        raise SpecError(f"cannot read the spec: {e.strerror or e}", file=str(path)) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError(f"larger than {MAX_BYTES // 1024} KiB: a spec is a page of YAML", file=str(path))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpecError(f"not a UTF-8 text file ({e.reason})", file=str(path)) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        tag = re.search(r"tag '([^']+)'", str(e))
-        what = f"YAML tag '{tag.group(1)}'" if tag else "a YAML tag"
-        raise SpecError(f"{what} is not allowed: specs are plain data and never construct objects",
-                        file=str(path), line=line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(e, "problem", None) or str(e).split("\n")[0]
-        raise SpecError(f"malformed YAML: {problem}", file=str(path), line=line) from None
-    return data, _line_map(node)
-
-
-def _line_map(node: yaml.Node | None, path: tuple = ()) -> dict[tuple, int]:
-    lines: dict[tuple, int] = {}
-    if node is None:
-        return lines
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = path + (key.value,)
-            lines.update(_line_map(value, sub))
-            lines[sub] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            lines.update(_line_map(value, path + (i,)))
-    return lines
+        return load_yaml(text)
+    except YamlError as e:
+        raise SpecError(e.message, file=str(path), line=e.line) from None
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
@@ -242,35 +241,45 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         parts.append(int(token) if token.isdigit() else token)
     if not parts:
         raise SpecError(f"--set has an empty key path in '{text}'", file="--set")
+    if len(parts) > MAX_DEPTH:
+        raise SpecError(f"key path deeper than {MAX_DEPTH} levels", file=_flag(text))
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
+        parsed = load_yaml(value)[0] if value.strip() else ""
+    except YamlError as e:
+        if e.malformed:
+            parsed = value  # not YAML: the text itself
+        else:
+            raise SpecError(e.message, file=_flag(text)) from None
     return parts, parsed
+
+
+def _flag(text: str) -> str:
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return f"--set {shown}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     data = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
+        flag = _flag(text)
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]
             if isinstance(node, list):
                 if not isinstance(part, int) or part >= len(node):
-                    raise SpecError(f"--set: no list item {part} (the list has {len(node)})", parts[:i + 1],
-                                    "--set")
+                    raise SpecError(f"no list item {part} (the list has {len(node)})", parts[:i + 1], flag)
                 node = node[part]
             elif isinstance(node, dict):
                 if part not in node or node[part] is None:
                     node[part] = [] if isinstance(nxt, int) else {}
                 node = node[part]
             else:
-                raise SpecError("--set: cannot descend into a scalar value", parts[:i + 1], "--set")
+                raise SpecError("cannot descend into a scalar value", parts[:i + 1], flag)
         last = parts[-1]
         if isinstance(node, list):
             if not isinstance(last, int) or last > len(node):
-                raise SpecError(f"--set: no list item {last}", parts, "--set")
+                raise SpecError(f"no list item {last} (the list has {len(node)})", parts, flag)
             if last == len(node):
                 node.append(value)
             else:
@@ -278,7 +287,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise SpecError("--set: cannot set a key inside a scalar value", parts, "--set")
+            raise SpecError("cannot set a key inside a scalar value", parts, flag)
     return data
 
 
@@ -301,7 +310,9 @@ def _to_spec_error(e: ValidationError, schema: type[BaseModel], path: tuple) -> 
     if kind == "missing":
         return SpecError("required key is missing", full)
     given = err.get("input")
-    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    text = repr(given)
+    shown = "" if isinstance(given, (dict, list)) or given is None else (
+        f" (got {text if len(text) <= 60 else text[:40] + '...' + text[-10:]})")
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -335,31 +346,63 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None
-              ) -> LoadedSpec:
-    """Read, override, validate and resolve a spec; raise :class:`SpecError` on the first problem."""
+def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,
+              check_machine: bool = True) -> LoadedSpec:
+    """Read, override, validate and resolve a spec; raise :class:`SpecError` on the first problem.
+
+    An error caused by a ``--set`` value names that flag rather than a line of the file. ``check_machine=False``
+    skips what depends on this machine (output directory, CPUs, memory for training): for the spec of a run
+    that was validated when it started and is now evaluated, exported or resumed, possibly elsewhere.
+    """
     from compressor.plugins import get_registry
 
-    registry = registry or get_registry()
     file = str(path)
     data, lines = read_yaml(path)
+    registry = registry or get_registry()
     if data is None or (isinstance(data, (dict, list, str)) and not data):
         raise SpecError("the spec is empty: expected a mapping with name, task, data, student and stages",
                         file=file, line=1)
     if not isinstance(data, dict):
         raise SpecError(f"the spec must be a mapping of keys to values, got a {type(data).__name__}",
                         file=file, line=1)
+    overrides = list(overrides or [])
+    set_paths = [(tuple(parse_override(text)[0]), text) for text in overrides]
     try:
-        data = apply_overrides(data, list(overrides or []))
-        loaded = _validate(data, file, registry)
+        loaded = _validate(apply_overrides(data, overrides), file, registry, check_machine)
     except SpecError as e:
-        if e.file is None:
-            e.file = file
-        if e.line is None and e.file == file:
-            e.line = _nearest_line(lines, e.path)
-        raise SpecError(e.message, e.path, e.file, e.line) from None
+        raise _locate(e, file, lines, set_paths, data, registry, check_machine) from None
     loaded.lines = lines
     return loaded
+
+
+def _locate(e: SpecError, file: str, lines: dict[tuple, int], set_paths: list[tuple[tuple, str]],
+            data: dict[str, Any], registry: Registry, check_machine: bool = True) -> SpecError:
+    """Place an error: at the ``--set`` flag that caused it, else at the file's line for its key path."""
+    if e.file is not None and e.file != file:
+        return SpecError(e.message, e.path, e.file, e.line)
+    path = tuple(e.path)
+    inside = [text for p, text in set_paths if path[:len(p)] == p]
+    flag = inside[-1] if inside else None
+    if flag is None and set_paths and path:
+        # A check across keys (a sibling or parent of a --set key) may fail because of the override: blame the
+        # closest flag unless the file alone fails the same way.
+        def shared(p: tuple) -> int:
+            return next((i for i, (a, b) in enumerate(zip(p, path)) if a != b), min(len(p), len(path)))
+
+        best = max(set_paths, key=lambda pt: shared(pt[0]))
+        if shared(best[0]) > 0:
+            try:
+                _validate(copy.deepcopy(data), file, registry, check_machine)
+                alone: SpecError | None = None
+            except SpecError as e2:
+                alone = e2
+            except Exception:
+                alone = None
+            if alone is None or (alone.message, tuple(alone.path)) != (e.message, path):
+                flag = [text for p, text in set_paths if shared(p) == shared(best[0])][-1]
+    if flag is not None:
+        return SpecError(e.message, e.path, _flag(flag), None)
+    return SpecError(e.message, e.path, file, e.line if e.line is not None else _nearest_line(lines, path))
 
 
 def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
@@ -369,11 +412,14 @@ def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
     return lines.get(path)
 
 
-def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec:
+def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine: bool = True) -> LoadedSpec:
     spec = validate_model(Spec, data)
     assert isinstance(spec, Spec)
+    if check_machine:
+        _check_machine(spec)
     task_args = registry.parse_args("task", spec.task.name, spec.task.args(), ("task",))
     data_args = registry.parse_args("dataset", spec.data.name, spec.data.args(), ("data",))
+    _check_dataset(registry, spec.data.name, data_args)
 
     models = spec.all_models()
     if spec.teacher is not None and "teacher" in spec.models:
@@ -383,9 +429,12 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
     model_args: dict[str, BaseModel] = {}
     for name, ms in models.items():
         where = (name,) if name in ("teacher", "student") else ("models", name)
+        if name not in ("teacher", "student"):
+            try:
+                safe_name(name)
+            except ValueError as e:
+                raise SpecError(str(e), where) from None
         model_args[name] = registry.parse_args("model", ms.name, ms.args(("checkpoint",)), where)
-        if ms.checkpoint is not None and not Path(ms.checkpoint).exists():
-            raise SpecError(f"checkpoint file not found: {ms.checkpoint}", where + ("checkpoint",))
 
     plugin_args: list[list[BaseModel]] = []
     optimizer_args: list[BaseModel] = []
@@ -429,6 +478,15 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
                         optimizer_args, lr_schedule_args)
+    info = _meta_info(loaded, registry)
+    check_splits(spec, info.get("splits") or DEFAULT_SPLITS)
+    from compressor.limits import check_model_sizes
+
+    if check_machine:
+        check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
+    for name, ms in models.items():
+        if ms.checkpoint is not None:
+            check_checkpoint(loaded, registry, name, info)
     from compressor import eval_sets, init_from
 
     init_from.check(loaded)
@@ -438,8 +496,88 @@ def _validate(data: dict[str, Any], file: str, registry: Registry) -> LoadedSpec
         for j, ref in enumerate(st.plugins):
             entry = registry.get("strategy", ref.name)
             check = CheckContext(loaded, registry, i, ("stages", i, "plugins", j))
-            entry.factory.check(plugin_args[i][j], check)
+            try:
+                entry.factory.check(plugin_args[i][j], check)
+            except UserError:
+                raise
+            except (Exception, SystemExit) as e:
+                raise PluginError(ref.name, "check", e, action="failed in check()", package=entry.package) from e
     return loaded
+
+
+def _check_machine(spec: Spec) -> None:
+    """What the spec asks of this machine: a writable output directory, CPUs for threads and workers."""
+    out = Path(spec.output_dir).expanduser()
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise SpecError(f"output_dir '{spec.output_dir}' exists and is not a directory", ("output_dir",))
+        existing = out
+    else:
+        existing = out.absolute().parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise SpecError(f"output_dir '{spec.output_dir}' cannot be created: {existing} is not a directory",
+                            ("output_dir",))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"output_dir '{spec.output_dir}': {existing} is not writable", ("output_dir",))
+    cpus = cpu_count()
+    trainer = spec.trainer
+    for key in ("threads", "num_workers"):
+        value = getattr(trainer, key)
+        if value is not None and value > cpus:
+            raise SpecError(f"{value} is more than the {cpus} CPUs this process may use", ("trainer", key))
+
+
+def check_splits(spec: Spec, splits: Any) -> None:
+    """Every split the spec evaluates on must exist in the data."""
+    splits = list(splits)
+    for i, st in enumerate(spec.stages):
+        if st.eval.every != "never" and st.eval.split not in splits:
+            raise SpecError(f"the data has no split '{st.eval.split}'{did_you_mean(st.eval.split, splits)}",
+                            ("stages", i, "eval", "split"))
+    if spec.evaluate.models and spec.evaluate.split not in splits:
+        raise SpecError(f"the data has no split '{spec.evaluate.split}'{did_you_mean(spec.evaluate.split, splits)}",
+                        ("evaluate", "split"))
+
+
+def _check_dataset(registry: Registry, name: str, args: BaseModel) -> None:
+    """A dataset may register ``check=fn(args)`` for what its schema cannot see (disk, memory, speakers)."""
+    entry = registry.get("dataset", name)
+    check = entry.extra.get("check")
+    if check is None:
+        return
+    try:
+        check(args)
+    except SpecError as e:
+        raise SpecError(e.message, ("data", *e.path)) from None
+    except UserError as e:
+        raise SpecError(str(e), ("data",)) from None
+    except (Exception, SystemExit) as e:
+        raise PluginError(name, "check", e, action="failed in check()", package=entry.package,
+                          subject=f"dataset '{name}'") from e
+
+
+def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: dict[str, Any]) -> None:
+    """A model's ``checkpoint`` must be a readable state dict that fits the model (checked on the meta
+    device when the model can be built from what is known before the data exists)."""
+    from compressor.checkpoint import load_state_dict_file, mismatch
+
+    ms = loaded.spec.all_models()[name]
+    where = ((name,) if name in ("teacher", "student") else ("models", name)) + ("checkpoint",)
+    try:
+        state = load_state_dict_file(Path(str(ms.checkpoint)).expanduser())
+    except UserError as e:
+        raise SpecError(str(e), where) from None
+    entry = registry.get("model", ms.name)
+    try:
+        with torch.device("meta"):
+            model = entry.factory(loaded.model_args[name], info=dict(info))
+    except Exception:
+        return  # needs the real data's facts: the run checks again before it trains
+    problem = mismatch(model, state)
+    if problem:
+        raise SpecError(f"{ms.checkpoint} does not match the '{name}' model ({ms.name}): {problem}", where)
 
 
 class CheckContext:
@@ -452,6 +590,9 @@ class CheckContext:
         self.stage_index = stage_index
         self.stage = loaded.spec.stages[stage_index]
         self.path = path
+        plugins = self.stage.plugins
+        #: the name of the plugin being checked (for messages)
+        self.plugin = plugins[path[3]].name if len(path) > 3 and isinstance(path[3], int) else "?"
         self._models: dict[str, torch.nn.Module] = {}
 
     def error(self, message: str, *subpath: str | int) -> SpecError:
@@ -459,15 +600,23 @@ class CheckContext:
         return SpecError(message, self.path + tuple(subpath))
 
     def model_names(self) -> list[str]:
+        """Names of every model in the spec (``teacher``, ``student`` and the ``models:`` section)."""
         return list(self.spec.all_models())
 
     def build_model(self, name: str) -> torch.nn.Module:
-        """Build model ``name`` on the meta device: structure and shapes without memory or data."""
+        """Build model ``name`` on the meta device: structure and shapes without memory or data.
+
+        A name the spec does not have is a :class:`SpecError` at the plugin's key path, naming the plugin.
+        """
+        if name not in self.spec.all_models():
+            names = self.model_names()
+            raise SpecError(f"plugin '{self.plugin}' needs a model named '{name}', which the spec does not have"
+                            f"{did_you_mean(name, names)}; add it under 'models:'", self.path)
         if name not in self._models:
             ms = self.spec.all_models()[name]
             entry = self.registry.get("model", ms.name)
+            info = _meta_info(self.loaded, self.registry)
             with torch.device("meta"):
-                info = _meta_info(self.loaded, self.registry)
                 self._models[name] = entry.factory(self.loaded.model_args[name], info=info)
         return self._models[name]
 
@@ -479,7 +628,15 @@ def _meta_info(loaded: LoadedSpec, registry: Registry) -> dict[str, Any]:
     """
     entry = registry.get("dataset", loaded.spec.data.name)
     hint = entry.extra.get("info")
-    return dict(hint(loaded.data_args)) if hint else {}
+    if hint is None:
+        return {}
+    try:
+        return dict(hint(loaded.data_args))
+    except UserError as e:
+        raise SpecError(str(e), ("data",)) from None
+    except (Exception, SystemExit) as e:
+        raise PluginError(entry.name, "info", e, action="failed to describe its data (info)",
+                          package=entry.package, subject=f"dataset '{entry.name}'") from e
 
 
 def dump_spec(raw: Mapping[str, Any]) -> str:

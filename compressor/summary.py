@@ -40,7 +40,9 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})
-        lines += ["", f"## Final evaluation ({spec.evaluate.split} split)", "",
+        count = results.get("final_utterances")
+        cover = f"all {count} {spec.evaluate.split} utterances" if count else f"{spec.evaluate.split} split"
+        lines += ["", f"## Final evaluation ({cover})", "",
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")

@@ -20,7 +20,8 @@ from torch import nn
 
 from compressor.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from compressor.context import StageContext
-from compressor.errors import UserError
+from compressor.errors import PluginError, UserError
+from compressor.limits import MAX_STAGE_STEPS
 from compressor.losses import LossTerms
 from compressor.lr import build_optimizer, build_scheduler
 from compressor.plugins import stage_strategies
@@ -39,6 +40,33 @@ def unique_trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
                 seen.add(id(p))
                 out.append(p)
     return out
+
+
+def stage_budget(data: Any, stage: Any, seed: int) -> tuple[list[int], int]:
+    """Optimizer steps of each epoch of ``stage`` on ``data``, and the total (``steps`` caps ``epochs``).
+
+    Raises :class:`UserError` when an epoch has no full step or the stage exceeds
+    :data:`compressor.limits.MAX_STAGE_STEPS`.
+    """
+    per_epoch: list[int] = []
+    total = 0
+    limit = stage.epochs if stage.epochs is not None else MAX_STAGE_STEPS
+    while len(per_epoch) < limit:
+        n = data.num_batches("train", stage.batch_size, shuffle=True, seed=seed, epoch=len(per_epoch))
+        n //= stage.grad_accum
+        if n == 0:
+            raise UserError(f"stage '{stage.name}': batch_size {stage.batch_size} x grad_accum {stage.grad_accum} "
+                            f"leaves no full step in an epoch of the training split")
+        if stage.steps is not None and total + n >= stage.steps:
+            per_epoch.append(stage.steps - total)
+            total = stage.steps
+            break
+        per_epoch.append(n)
+        total += n
+        if total > MAX_STAGE_STEPS:
+            raise UserError(f"stage '{stage.name}': {stage.epochs} epochs of {n} steps are more than "
+                            f"{MAX_STAGE_STEPS:,} optimizer steps; give fewer epochs or cap them with 'steps'")
+    return per_epoch, total
 
 
 def is_better(value: float, best: float | None, mode: str) -> bool:
@@ -62,38 +90,23 @@ class StageRunner:
         self.best_path = run.run_dir / "checkpoints" / f"{self.stage.name}-best.pt"
 
     # -- budget ------------------------------------------------------------------------------------
-    def _steps_per_epoch(self, epoch: int) -> int:
-        st = self.stage
-        n = self.run.data.num_batches("train", st.batch_size, shuffle=True, seed=self.run.seed, epoch=epoch)
-        return n // st.grad_accum
-
     def budget(self) -> tuple[list[int], int]:
         """Optimizer steps of each epoch, and the stage's total steps (``steps`` caps ``epochs``)."""
-        st = self.stage
-        per_epoch: list[int] = []
-        total = 0
-        limit = st.epochs if st.epochs is not None else 10_000
-        while len(per_epoch) < limit:
-            n = self._steps_per_epoch(len(per_epoch))
-            if n == 0:
-                raise UserError(f"stage '{st.name}': batch_size {st.batch_size} x grad_accum {st.grad_accum} "
-                                f"leaves no full step in an epoch of the training split")
-            if st.steps is not None and total + n >= st.steps:
-                per_epoch.append(st.steps - total)
-                total = st.steps
-                break
-            per_epoch.append(n)
-            total += n
-        return per_epoch, total
+        return stage_budget(self.run.data, self.stage, self.run.seed)
 
     # -- the stage -----------------------------------------------------------------------------------
     def execute(self, resume: dict[str, Any] | None = None) -> dict[str, Any]:
         run, st = self.run, self.stage
         registry = run.plugins.registry
-        strategies = [
-            (ref.name, registry.get("strategy", ref.name).factory(args))
-            for ref, args in zip(st.plugins, run.loaded.plugin_args[self.index])
-        ]
+        strategies = []
+        for ref, args in zip(st.plugins, run.loaded.plugin_args[self.index]):
+            entry = registry.get("strategy", ref.name)
+            try:
+                strategies.append((ref.name, entry.factory(args)))
+            except UserError:
+                raise
+            except (Exception, SystemExit) as e:
+                raise PluginError(ref.name, "__init__", e, action="failed to start", package=entry.package) from e
         for name, model in run.models.items():
             trainable = name in st.train
             model.requires_grad_(trainable)
@@ -190,8 +203,10 @@ class StageRunner:
                                          losses=losses)
                         total = losses.total()
                     if not torch.isfinite(total):
-                        raise FloatingPointError(f"stage '{st.name}' step {ctx.step}: loss is {float(total)} "
-                                                 f"({losses.log_dict()})")
+                        terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())
+                        raise UserError(f"stage '{st.name}' step {ctx.step + 1}: the loss is {float(total.detach())} "
+                                        f"({terms}): training diverged; lower the learning rate or the loss "
+                                        f"weights, or set grad_clip")
                     scaled = total / accum
                     if scaled.requires_grad:  # e.g. a module-replacing step that drew only frozen teacher modules
                         (scaler.scale(scaled) if scaler is not None else scaled).backward()
@@ -299,6 +314,7 @@ class StageRunner:
             "best": self.best,
             "rng": rng_state(),
             "results": self.run.results,
+            "metrics_lines": self.run.metrics.count if self.run.metrics is not None else None,
         }
         save_atomic(state, self.run.run_dir / "checkpoints" / "last.pt")
 

@@ -5,15 +5,17 @@ Needs only ``onnxruntime``, ``numpy`` and ``soundfile``; nothing from compressor
 
     python classify_onnxruntime.py --model-dir runs/slu/2026.../export a.wav b.wav
 
-The export directory holds ``model.onnx`` (log-mel features -> logits) and ``labels.txt``. The features are
-computed here in numpy exactly like the data layer's default front end (``--frontend nemo``: sherpa-onnx's
-NeMo front end, 80 Slaney mel bins over 0-7600 Hz, Povey window, no DC removal; ``kaldi``: kaldi fbank).
-Prints ``FILE<TAB>LABEL<TAB>PROBABILITY``.
+The export directory holds ``model.onnx`` (log-mel features -> logits), ``labels.txt`` and ``model.json``.
+onnxruntime computes no features, so they are computed here in numpy with the front end the model was trained
+on, read from the export (``model.json``'s ``training_frontend``, else the ONNX metadata ``frontend_*``): its
+window, mel range and filters, DC-offset removal. ``--frontend`` is only needed for exports that do not name
+one; a ``--frontend`` that disagrees with the export is refused. Prints ``FILE<TAB>LABEL<TAB>PROBABILITY``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -35,20 +37,30 @@ def _hz_slaney(m: float) -> float:
     return 200.0 / 3 * m if m < 15 else 1000 * math.exp((m - 15) * math.log(6.4) / 27.0)
 
 
-def mel_banks(frontend: str, bins: int = 80) -> np.ndarray:
+#: front end name -> (window, low Hz, high Hz, mel scale, remove DC offset), as sherpa-onnx configures them
+FRONTENDS = {
+    "nemo": ("povey", 0.0, 7600.0, "slaney", False),
+    "nemo_transducer": ("povey", 0.0, 7600.0, "slaney", False),
+    "nemo_ctc": ("hann", 0.0, 8000.0, "slaney", False),
+    "nemo_online": ("hann", 0.0, 8000.0, "slaney", False),
+    "kaldi": ("povey", 20.0, 7600.0, "htk", True),
+}
+
+
+def mel_banks(mel: str, low: float, high: float, bins: int = 80) -> np.ndarray:
     """(bins, 257) triangular filters as kaldi-native-fbank builds them for a 512-point FFT at 16 kHz."""
-    width, high = 16000 / 512, 7600.0
+    width = 16000 / 512
     out = np.zeros((bins, 257))
-    if frontend == "kaldi":
-        lo, hi = _mel_htk(np.float64(20.0)), _mel_htk(np.float64(high))
+    if mel == "htk":
+        lo, hi = _mel_htk(np.float64(low)), _mel_htk(np.float64(high))
         delta = (hi - lo) / (bins + 1)
-        mel = _mel_htk(np.arange(256) * width)
+        m = _mel_htk(np.arange(256) * width)
         for b in range(bins):
             left, center, right = lo + b * delta, lo + (b + 1) * delta, lo + (b + 2) * delta
-            w = np.where(mel <= center, (mel - left) / (center - left), (right - mel) / (right - center))
-            out[b, :256] = np.where((mel > left) & (mel < right), w, 0.0)
-    else:
-        lo, hi = _mel_slaney(0.0), _mel_slaney(high)
+            w = np.where(m <= center, (m - left) / (center - left), (right - m) / (right - center))
+            out[b, :256] = np.where((m > left) & (m < right), w, 0.0)
+    else:  # slaney mel scale, slaney-normalised filters (librosa)
+        lo, hi = _mel_slaney(low), _mel_slaney(high)
         delta = (hi - lo) / (bins + 1)
         hz = np.arange(257) * width
         for b in range(bins):
@@ -58,8 +70,12 @@ def mel_banks(frontend: str, bins: int = 80) -> np.ndarray:
     return out
 
 
-def fbank(samples: np.ndarray, frontend: str = "nemo") -> np.ndarray:
-    """(T, 80) log-mel features of 16 kHz samples in [-1, 1] (25 ms frames every 10 ms, snip_edges=False)."""
+def fbank(samples: np.ndarray, frontend: str | tuple = "nemo") -> np.ndarray:
+    """(T, 80) log-mel features of 16 kHz samples in [-1, 1] (25 ms frames every 10 ms, snip_edges=False).
+
+    ``frontend`` is a name of :data:`FRONTENDS` or its settings tuple.
+    """
+    window_kind, low, high, mel, remove_dc = FRONTENDS[frontend] if isinstance(frontend, str) else frontend
     x = samples.astype(np.float64)
     n = len(x)
     num = (n + 80) // 160
@@ -67,14 +83,40 @@ def fbank(samples: np.ndarray, frontend: str = "nemo") -> np.ndarray:
     idx = np.where(idx < 0, -idx - 1, idx)
     idx = np.clip(np.where(idx >= n, 2 * n - 1 - idx, idx), 0, n - 1)
     frames = x[idx]
-    if frontend == "kaldi":
+    if remove_dc:
         frames = frames - frames.mean(axis=1, keepdims=True)
     prev = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
     frames = frames - 0.97 * prev
-    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 399)) ** 0.85
+    k = np.arange(400)
+    if window_kind == "povey":
+        window = (0.5 - 0.5 * np.cos(2 * np.pi * k / 399)) ** 0.85
+    else:  # kaldi-native-fbank's "hann" is the periodic one
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * k / 400)
     power = np.abs(np.fft.rfft(frames * window, n=512)) ** 2
-    mel = power @ mel_banks(frontend).T
-    return np.log(np.maximum(mel, np.finfo(np.float32).eps)).astype(np.float32)
+    energies = power @ mel_banks(mel, low, high).T
+    return np.log(np.maximum(energies, np.finfo(np.float32).eps)).astype(np.float32)
+
+
+def export_frontend(model_dir: Path, meta: dict[str, str]) -> tuple[str, tuple] | None:
+    """(name, settings) of the front end the export was trained on, or None when it names none."""
+    manifest = model_dir / "model.json"
+    fe = None
+    if manifest.exists():
+        fe = json.loads(manifest.read_text(encoding="utf-8")).get("training_frontend")
+    elif "frontend_window" in meta:
+        fe = {"name": meta.get("training_frontend", meta.get("frontend")), "window": meta["frontend_window"],
+              "low_freq_hz": float(meta["frontend_low_freq_hz"]), "high_freq_hz": float(meta["frontend_high_freq_hz"]),
+              "mel_scale": meta["frontend_mel_scale"], "remove_dc_offset": meta["frontend_remove_dc_offset"] == "true"}
+    if not fe:
+        return None
+    if "window" not in fe:
+        if fe.get("name") in FRONTENDS:
+            return fe["name"], FRONTENDS[fe["name"]]
+        sys.exit(f"error: {model_dir}: the model was trained on front end '{fe.get('name')}', which this script "
+                 f"cannot compute (it computes: {', '.join(FRONTENDS)})")
+    mel = "htk" if str(fe["mel_scale"]).startswith("htk") else "slaney"
+    return fe["name"], (fe["window"], float(fe["low_freq_hz"]), float(fe["high_freq_hz"]), mel,
+                        bool(fe["remove_dc_offset"]))
 
 
 def read_16k(path: Path) -> np.ndarray:
@@ -89,7 +131,8 @@ def read_16k(path: Path) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--frontend", choices=["nemo", "kaldi"], default="nemo")
+    parser.add_argument("--frontend", choices=sorted(FRONTENDS), default=None,
+                        help="only for exports that do not name their front end (default there: nemo)")
     parser.add_argument("--int8", action="store_true", help="use model.int8.onnx")
     parser.add_argument("wavs", type=Path, nargs="+")
     args = parser.parse_args(argv)
@@ -100,9 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    per_feature = session.get_modelmeta().custom_metadata_map.get("normalize_type") == "per_feature"
+    meta = session.get_modelmeta().custom_metadata_map
+    found = export_frontend(args.model_dir, meta)
+    if found is None:
+        settings = FRONTENDS[args.frontend or "nemo"]
+        if args.frontend is None:
+            print(f"note: {args.model_dir} does not name its front end; computing 'nemo' features "
+                  f"(pass --frontend to choose)", file=sys.stderr)
+    else:
+        name, settings = found
+        if args.frontend is not None and FRONTENDS[args.frontend] != settings:
+            print(f"error: --frontend {args.frontend} disagrees with the export: {args.model_dir} was trained on "
+                  f"'{name}' features ({settings[0]} window, mel {settings[1]:g}-{settings[2]:g} Hz); drop "
+                  f"--frontend (the export's front end is used) or pass --frontend {name}", file=sys.stderr)
+            return 2
+    per_feature = meta.get("normalize_type") == "per_feature"
     for wav in args.wavs:
-        feats = fbank(read_16k(wav), args.frontend)
+        feats = fbank(read_16k(wav), settings)
         if per_feature:  # per-utterance mean/variance normalisation (NeMo's per_feature)
             mean = feats.mean(axis=0, keepdims=True)
             var = np.maximum((feats.astype(np.float64) ** 2).mean(axis=0, keepdims=True) - mean**2, 0.0)

@@ -7,18 +7,22 @@ Needs nothing from compressor: ``pip install sherpa-onnx numpy soundfile``.
     python transcribe_sherpa.py --model-dir EXPORT_DIR --int8 a.wav
     python transcribe_sherpa.py --model-dir EXPORT_DIR --streaming a.wav   # online, chunk by chunk
 
-The export directory holds either ``encoder.onnx``/``decoder.onnx``/``joiner.onnx`` (an RNN-T, loaded as
-sherpa-onnx's NeMo transducer) or ``model.onnx`` (a CTC model, loaded as a NeMo CTC model), plus
-``tokens.txt``. ``--streaming`` feeds ``encoder.streaming.onnx`` (with the same decoder and joiner) to
-sherpa-onnx's online recognizer, 0.1 s of audio at a time. sherpa-onnx computes the features from the
-waveform itself. Prints ``FILE<TAB>TRANSCRIPT``.
+Everything else comes from the export's ``model.json``: which sherpa-onnx recognizer, the ``model_type``,
+the files, and the front end each recognizer computes (sherpa-onnx computes features from the waveform
+itself; the offline and online NeMo-transducer recognizers compute different ones, and the manifest says
+which of them the model was trained on: a note goes to stderr when you pick the other). ``--model-type`` is
+checked against the export and refused when it disagrees. Exports without ``model.json`` are recognised by
+their files (``encoder/decoder/joiner.onnx``: NeMo transducer; ``model.onnx``: NeMo CTC). ``--streaming``
+feeds the online recognizer 0.1 s of audio at a time. Prints ``FILE<TAB>TRANSCRIPT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sherpa_onnx
@@ -27,38 +31,77 @@ import soundfile as sf
 WORD_BOUNDARIES = ("▁", "|", "<space>")
 
 
-def load_recognizer(model_dir: Path, int8: bool = False, threads: int = 1) -> sherpa_onnx.OfflineRecognizer:
-    suffix = ".int8.onnx" if int8 else ".onnx"
-    tokens = model_dir / "tokens.txt"
-    if not tokens.exists():
-        sys.exit(f"error: {tokens} not found")
-    parts = {name: model_dir / f"{name}{suffix}" for name in ("encoder", "decoder", "joiner")}
-    if all(p.exists() for p in parts.values()):
-        return sherpa_onnx.OfflineRecognizer.from_transducer(
-            encoder=str(parts["encoder"]), decoder=str(parts["decoder"]), joiner=str(parts["joiner"]),
-            tokens=str(tokens), num_threads=threads, model_type="nemo_transducer",
-            decoding_method="greedy_search")
-    model = model_dir / f"model{suffix}"
-    if model.exists():
-        return sherpa_onnx.OfflineRecognizer.from_nemo_ctc(model=str(model), tokens=str(tokens),
-                                                           num_threads=threads)
-    sys.exit(f"error: {model_dir} has neither encoder/decoder/joiner{suffix} nor model{suffix}")
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-def transcribe_streaming(model_dir: Path, wav: Path, int8: bool = False, threads: int = 1) -> str:
+def read_manifest(model_dir: Path) -> dict[str, Any] | None:
+    path = model_dir / "model.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def artefact_from_files(model_dir: Path, streaming: bool) -> dict[str, Any]:
+    """An export without model.json: the artefact its files imply."""
+    files = {"tokens": "tokens.txt"}
+    if streaming:
+        files.update(encoder="encoder.streaming.onnx", decoder="decoder.onnx", joiner="joiner.onnx")
+        call, model_type = "sherpa_onnx.OnlineRecognizer.from_transducer", "nemo_transducer"
+    elif (model_dir / "encoder.onnx").exists():
+        files.update(encoder="encoder.onnx", decoder="decoder.onnx", joiner="joiner.onnx")
+        call, model_type = "sherpa_onnx.OfflineRecognizer.from_transducer", "nemo_transducer"
+    else:
+        files.update(model="model.onnx")
+        call, model_type = "sherpa_onnx.OfflineRecognizer.from_nemo_ctc", "nemo_ctc"
+    int8 = {k: v.replace(".onnx", ".int8.onnx") for k, v in files.items()}
+    kwargs = {"model_type": model_type} if "transducer" in call else {}
+    return {"name": "streaming" if streaming else "offline", "call": call, "files": files, "int8_files": int8,
+            "kwargs": kwargs, "model_type": model_type, "streaming": {"tail_padding_seconds": 0.3}
+            if streaming else None, "frontend_matches_training": None}
+
+
+def choose_artefact(model_dir: Path, streaming: bool, model_type: str | None) -> dict[str, Any]:
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        art = artefact_from_files(model_dir, streaming)
+    else:
+        if manifest.get("runtime") == "onnxruntime" or manifest.get("family") == "classifier":
+            fail(f"{model_dir} is a classifier export (onnxruntime): use classify_onnxruntime.py")
+        wanted = "streaming" if streaming else "offline"
+        arts = {a["name"]: a for a in manifest["artefacts"]}
+        if wanted not in arts:
+            fail(f"{model_dir} has no {wanted} artefact (it has: {', '.join(arts)})")
+        art = arts[wanted]
+        if art.get("frontend_matches_training") is False:
+            better = [a["name"] for a in manifest["artefacts"] if a.get("frontend_matches_training")]
+            print(f"note: the {wanted} recognizer computes '{art['frontend']['name']}' features but the model was "
+                  f"trained on '{manifest['training_frontend']['name']}'"
+                  + (f"; the {better[0]} artefact matches it" if better else ""), file=sys.stderr)
+    if model_type is not None and model_type != art.get("model_type"):
+        fail(f"--model-type {model_type} disagrees with the export: {model_dir} is a sherpa-onnx "
+             f"'{art.get('model_type')}' model ({art['call']}); drop --model-type")
+    return art
+
+
+def load_recognizer(model_dir: Path, art: dict[str, Any], int8: bool = False, threads: int = 1) -> Any:
+    files = art.get("int8_files") if int8 else art["files"]
+    if not files:
+        fail(f"{model_dir} has no int8 files for the {art['name']} recognizer (the int8 guard rejected them)")
+    missing = [name for name in files.values() if not (model_dir / name).exists()]
+    if missing:
+        fail(f"{model_dir} lacks {', '.join(missing)}")
+    cls_name, factory_name = art["call"].split(".")[-2:]
+    factory = getattr(getattr(sherpa_onnx, cls_name), factory_name)
+    kwargs = {**art["kwargs"], "num_threads": threads}
+    return factory(**{k: str(model_dir / v) for k, v in files.items()}, **kwargs)
+
+
+def transcribe_streaming(recognizer: Any, wav: Path, tail_seconds: float) -> str:
     """Online decoding: the audio arrives in 100 ms pieces, partial results are available after each."""
-    suffix = ".int8.onnx" if int8 else ".onnx"
-    files = {k: model_dir / f"{k}{suffix}" for k in ("decoder", "joiner")}
-    files["encoder"] = model_dir / f"encoder.streaming{suffix}"
-    if not all(p.exists() for p in files.values()):
-        sys.exit(f"error: {model_dir} has no streaming export (encoder.streaming{suffix})")
-    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(model_dir / "tokens.txt"), encoder=str(files["encoder"]), decoder=str(files["decoder"]),
-        joiner=str(files["joiner"]), num_threads=threads, model_type="nemo_transducer")
     samples, rate = read_wave(wav)
     stream = recognizer.create_stream()
     step = rate // 10
-    tail = np.zeros(int(0.3 * rate), dtype=np.float32)  # flushes the last chunk
+    tail = np.zeros(int(tail_seconds * rate), dtype=np.float32)  # flushes the last chunk
     for audio in [samples[i:i + step] for i in range(0, len(samples), step)] + [tail]:
         stream.accept_waveform(rate, audio)
         while recognizer.is_ready(stream):
@@ -91,20 +134,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, required=True, help="the export directory")
     parser.add_argument("--int8", action="store_true", help="use the int8 files")
     parser.add_argument("--streaming", action="store_true", help="online recognizer, chunk by chunk")
+    parser.add_argument("--model-type", default=None,
+                        help="sherpa-onnx model_type; read from the export, refused when it disagrees")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("wavs", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    if args.streaming:
-        for wav in args.wavs:
-            print(f"{wav}\t{transcribe_streaming(args.model_dir, wav, args.int8, args.threads)}", flush=True)
-        return 0
-    recognizer = load_recognizer(args.model_dir, args.int8, args.threads)
+    if not (args.model_dir / "tokens.txt").exists():
+        fail(f"{args.model_dir / 'tokens.txt'} not found")
+    art = choose_artefact(args.model_dir, args.streaming, args.model_type)
+    recognizer = load_recognizer(args.model_dir, art, args.int8, args.threads)
     for wav in args.wavs:
-        samples, rate = read_wave(wav)
-        stream = recognizer.create_stream()
-        stream.accept_waveform(rate, samples)
-        recognizer.decode_stream(stream)
-        print(f"{wav}\t{to_text(list(stream.result.tokens))}", flush=True)
+        if args.streaming:
+            text = transcribe_streaming(recognizer, wav, float((art["streaming"] or {}).get("tail_padding_seconds",
+                                                                                            0.3)))
+        else:
+            samples, rate = read_wave(wav)
+            stream = recognizer.create_stream()
+            stream.accept_waveform(rate, samples)
+            recognizer.decode_stream(stream)
+            text = to_text(list(stream.result.tokens))
+        print(f"{wav}\t{text}", flush=True)
     return 0
 
 

@@ -16,6 +16,7 @@ from compressor.errors import UserError
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter, summary_markdown
 from compressor.export.parity import torch_greedy
+from compressor.export.rnnt import RNNTExport
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = dict(decode_utterances=16, valid_utterances=16, bench_utterances=4, calibration_utterances=16)
@@ -102,7 +103,7 @@ def test_streaming_report_without_offline_int8(exported, tmp_path):
     args = OnnxExportArgs(**ARGS)
     task = RNNTTask(RNNTTask.Args(), data.info)
     job = ExportJob(model, "student", {"name": "rnnt_lstm"}, task, data, copy, None, None, args)
-    st = OnnxExporter(args)._streaming(model, job, copy, 80, args, {"kept": False})
+    st = RNNTExport(model, job, args)._streaming({"kept": False})
     assert st["int8_kept"] is False and st["wer_online_int8"] is None and "not kept" in st["int8_reason"]
     assert not (copy / "encoder.streaming.int8.onnx").exists()
     report = dict(result.report, streaming=st)
@@ -243,3 +244,136 @@ def test_per_feature_normalisation_is_left_to_sherpa(family, tmp_path):
     assert rep["transcripts"]["exact_match"] >= 0.9 and rep["transcripts"]["nonempty_pytorch"] > 0.5
     if family == "rnnt":
         assert not rep["streaming"]["exported"] and "per_feature" in rep["streaming"]["note"]
+
+
+def test_manifest_readme_and_metadata(exported):
+    """The export describes itself: model.json, README.md and the same facts in the ONNX metadata."""
+    family, model, data, out, result = exported
+    m = json.loads((out / "model.json").read_text())
+    assert m["format"] == "compressor-export" and m["family"] == family and m["sample_rate"] == 16000
+    assert m["blank_id"] == len(data.info["tokens"]) - 1 and m["tokens"] == "tokens.txt"
+    want_fe = "nemo_ctc" if family == "ctc" else "nemo_transducer"
+    assert m["training_frontend"]["name"] == want_fe
+    first = m["artefacts"][0]
+    assert m["recommended"] == first["name"] and first["frontend_matches_training"] is True
+    assert first["frontend"]["name"] == want_fe and first["frontend"]["window"] in ("povey", "hann")
+    assert first["model_type"] == ("nemo_ctc" if family == "ctc" else "nemo_transducer")
+    wer = first["figures"]["wer"]
+    assert wer["split"] == "test" and wer["utterances"] == 16 and wer["split_size"] == 16
+    assert wer["value"] == result.report["transcripts"]["wer_sherpa"]
+    if family == "rnnt":
+        st = next(a for a in m["artefacts"] if a["name"] == "streaming")
+        assert st["frontend"]["name"] == "nemo_online" and st["frontend"]["high_freq_hz"] == 8000
+        assert st["frontend_matches_training"] is False and "measured on those features" in st["note"]
+        assert st["streaming"]["chunk_frames"] == 24 and st["streaming"]["encoder_frames_per_chunk"] == 8
+        assert st["call"] == "sherpa_onnx.OnlineRecognizer.from_transducer"
+    readme = (out / "README.md").read_text()
+    assert first["python"].replace("'", '"') in readme and "model_type" in readme
+    assert "on all 16 test utterances" in readme
+    name = "model.onnx" if family == "ctc" else "encoder.onnx"
+    meta = ort.InferenceSession(str(out / name)).get_modelmeta().custom_metadata_map
+    assert meta["load_call"] == first["python"] and meta["frontend"] == want_fe
+    assert meta["sherpa_onnx_model_type"] == first["model_type"] and meta["sample_rate"] == "16000"
+    assert meta["blank_id"] == str(m["blank_id"]) and meta["frontend_window"] == first["frontend"]["window"]
+    # what sherpa-onnx itself reads is untouched
+    assert meta["vocab_size"] and meta["normalize_type"] == ""
+    if family == "rnnt":
+        smeta = ort.InferenceSession(str(out / "encoder.streaming.onnx")).get_modelmeta().custom_metadata_map
+        assert smeta["frontend"] == "nemo_online" and smeta["streaming_chunk_frames"] == "24"
+    # every figure of the summary names its split and coverage
+    assert "on all 16 test utterances" in result.summary_md and "on all 16 valid utterances" in result.summary_md
+    assert "Latency on the first 4 of 16 test utterances" in result.summary_md
+
+
+LOAD_FROM_MANIFEST = r'''
+import json, sys
+import numpy as np, soundfile as sf, sherpa_onnx
+d = sys.argv[1]
+m = json.load(open(d + "/model.json"))
+for art in m["artefacts"]:
+    cls_name, factory = art["call"].split(".")[-2:]
+    make = getattr(getattr(sherpa_onnx, cls_name), factory)
+    rec = make(**{k: d + "/" + v for k, v in art["files"].items()}, **art["kwargs"])
+    for wav in sys.argv[2:]:
+        x, sr = sf.read(wav, dtype="float32")
+        s = rec.create_stream()
+        if art["streaming"]:
+            s.accept_waveform(sr, np.concatenate([x, np.zeros(int(art["streaming"]["tail_padding_seconds"] * sr),
+                                                                 dtype=np.float32)]))
+            s.input_finished()
+            while rec.is_ready(s):
+                rec.decode_stream(s)
+            toks = rec.tokens(s)
+        else:
+            s.accept_waveform(sr, x)
+            rec.decode_stream(s)
+            toks = s.result.tokens
+        print(art["name"] + "\t" + "".join(toks))
+'''
+
+
+def test_sherpa_loads_the_model_from_the_manifest_alone(exported, tmp_path):
+    """A script that knows nothing but model.json (no file names, no model_type) decodes with every artefact."""
+    import numpy
+    import sherpa_onnx
+
+    family, model, data, out, result = exported
+    wavs, expected = [], []
+    for i in range(3):
+        item = data.dataset("test")[i]
+        path = tmp_path / f"m{i}.wav"
+        sf.write(str(path), item["waveform"].numpy(), 16000, subtype="FLOAT")
+        wavs.append(str(path))
+        expected.append("".join(LETTERS[j] for j in torch_greedy(family, model, item["features"])))
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_FROM_MANIFEST)
+    proc = run_isolated([str(script), str(out), *wavs], (sherpa_onnx, numpy, sf), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    names = [a["name"] for a in json.loads((out / "model.json").read_text())["artefacts"]]
+    assert [n for n, _ in lines] == [n for n in names for _ in wavs]
+    offline = [text for n, text in lines if n == "offline"]
+    assert offline == expected  # the recommended (matched) artefact gives the PyTorch transcripts
+
+
+def test_examples_refuse_a_disagreeing_model_type(exported, tmp_path):
+    import numpy
+    import sherpa_onnx
+
+    family, model, data, out, result = exported
+    path = tmp_path / "a.wav"
+    sf.write(str(path), data.dataset("test")[0]["waveform"].numpy(), 16000)
+    proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"), "--model-dir", str(out),
+                         "--model-type", "transducer", str(path)], (sherpa_onnx, numpy, sf), tmp_path)
+    assert proc.returncode == 2 and "--model-type transducer disagrees with the export" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    right = "nemo_ctc" if family == "ctc" else "nemo_transducer"
+    proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"), "--model-dir", str(out),
+                         "--model-type", right, str(path)], (sherpa_onnx, numpy, sf), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    if family == "rnnt":  # the streaming recognizer computes another front end than the model was trained on
+        proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"), "--model-dir", str(out),
+                             "--streaming", str(path)], (sherpa_onnx, numpy, sf), tmp_path)
+        assert proc.returncode == 0 and "trained on 'nemo_transducer'" in proc.stderr
+
+
+def test_rnnt_trained_on_the_online_front_end(tmp_path):
+    """Trained on sherpa-onnx's online features: the streaming artefact is the matched, recommended one; the
+    offline one is checked on the features its recognizer computes and marked as mismatched."""
+    from test_export_fixtures import tone_data
+
+    data = tone_data("nemo_online", sizes=(64, 12, 12))
+    model, task, _ = trained_rnnt(data, steps=250)
+    args = OnnxExportArgs(**{**ARGS, "int8": False, "decode_utterances": 12})
+    job = ExportJob(model, "student", {"name": "rnnt_lstm"}, task, data, tmp_path, None, None, args)
+    rep = OnnxExporter(args).export(job).report
+    st, t = rep["streaming"], rep["transcripts"]
+    assert st["frontend_matches_training"] is True and st["exact_match_vs_pytorch_streaming"] >= 0.9
+    assert t["frontend_matches_training"] is False and t["exact_match"] >= 0.9
+    assert t["pytorch_features"].startswith("nemo_transducer")
+    # streaming decodes what the offline PyTorch decode of the training features gives
+    assert st["match_vs_offline"] >= 0.9 and st["wer_online_sherpa"] <= st["wer_offline_pytorch"] + 0.05
+    m = json.loads((tmp_path / "model.json").read_text())
+    assert m["recommended"] == "streaming" and m["training_frontend"]["name"] == "nemo_online"
+    assert [a["frontend_matches_training"] for a in m["artefacts"]] == [True, False]
+    assert "not the one the model was trained on" in (tmp_path / "README.md").read_text()

@@ -55,6 +55,23 @@ def test_classifier_export_and_onnxruntime_example(tmp_path):
     got = [line.split("\t")[1] for line in proc.stdout.splitlines()]
     assert got == expected
 
+    # the front end comes from the export: a --frontend that disagrees is refused, one that agrees accepted
+    import json
+
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["training_frontend"]["name"] == "nemo_transducer" and manifest["labels"] == "labels.txt"
+    art = manifest["artefacts"][0]
+    assert art["runtime"] == "onnxruntime" and art["frontend_computed_by"] == "caller"
+    assert art["figures"]["accuracy"]["split"] == "test" and art["figures"]["accuracy"]["utterances"] == 16
+    assert meta["frontend"] == "nemo_transducer" and meta["frontend_window"] == "povey"
+    proc = run_isolated([str(REPO / "examples" / "classify_onnxruntime.py"), "--model-dir", str(out),
+                         "--frontend", "kaldi", *wavs[:1]], (onnxruntime, np, sf), tmp_path)
+    assert proc.returncode == 2 and "--frontend kaldi disagrees with the export" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_isolated([str(REPO / "examples" / "classify_onnxruntime.py"), "--model-dir", str(out),
+                         "--frontend", "nemo", *wavs[:1]], (onnxruntime, np, sf), tmp_path)
+    assert proc.returncode == 0 and proc.stdout.split("\t")[1] == expected[0]
+
 
 def test_numpy_frontend_matches_the_data_layer():
     sys.path.insert(0, str(REPO / "examples"))
@@ -65,7 +82,7 @@ def test_numpy_frontend_matches_the_data_layer():
     from compressor.data.features import fbank
 
     wave = torch.randn(12345).mul(0.1)
-    for frontend in ("nemo", "kaldi"):
+    for frontend in ("nemo", "nemo_ctc", "nemo_online", "kaldi"):
         ref = fbank(wave, 16000, frontend=frontend).numpy()
         got = ex.fbank(wave.numpy(), frontend)
         assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,8 +67,16 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
     (fewer frames than its header promises) or contains NaN/inf.
     """
     path = Path(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise AudioError("missing", f"audio file not found: {path}") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission on a parent folder
+        raise AudioError("unreadable", f"audio file cannot be read ({e.strerror or e}): {path}") from None
     if not path.is_file():
-        raise AudioError("missing", f"audio file not found: {path}")
+        raise AudioError("unreadable", f"audio path is not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise AudioError("unreadable", f"audio file cannot be read (permission denied): {path}")
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -83,6 +92,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
                 expected = min(n, max(expected - start, 0))
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise AudioError("corrupt", f"cannot decode audio {path}: {e}") from None
+    except OSError as e:
+        raise AudioError("unreadable", f"audio file cannot be read ({e.strerror or e}): {path}") from None
     if data.shape[0] == 0:
         raise AudioError("empty", f"audio file has no samples: {path}")
     shortfall = _wav_shortfall(path)

@@ -85,6 +85,12 @@ class DataModule:
             raise KeyError(f"no split '{split}' (splits: {', '.join(self.datasets)})") from None
 
     def num_batches(self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int) -> int:
+        """``len(self.batches(...))``, in constant time for the default batching (stage budgets ask it for
+        every epoch before a run starts)."""
+        if type(self).batches is DataModule.batches:
+            n = len(self.dataset(split))
+            k = -(-n // batch_size)
+            return k - 1 if shuffle and k > 1 and n % batch_size else k
         return len(self.batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch))
 
     def loader(

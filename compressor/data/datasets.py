@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from compressor.data import grammars
-from compressor.data.corpora import CorpusSettings, build_corpus, default_cache_dir
+from compressor.data.corpora import CorpusSettings, build_corpus, corpus_dir, default_cache_dir, split_speakers
 from compressor.data.formats import read_common_voice, read_fsc_csv, read_librispeech, read_nemo_manifest
 from compressor.data.speech import SpeechArgs, SpeechDataModule, Utterance, build_speech_module, speech_info
 from compressor.errors import UserError
@@ -86,6 +86,34 @@ def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, s
     return build_speech_module(splits, args, language=settings.language, cache_dir=cache_dir, seed=seed,
                                label_values=label_values, skipped=skips,
                                extra_info={"corpus_dir": str(root), "corpus": settings.dirname()})
+
+
+#: Disk a synthetic utterance takes in the cache: ~28 KB of 16 kHz FLAC and ~39 KB of fbank features,
+#: measured on the shipped commands and read_speech corpora.
+BYTES_PER_UTTERANCE = 70_000
+
+
+def synthetic_check(kind: str, language: str = "en", condition: str = "clean") -> Any:
+    """The validation-time check of a synthetic corpus: its speakers exist, and it fits on the cache's disk."""
+    def check(args: SyntheticArgs) -> None:
+        from compressor.limits import check_fits, free_disk_bytes, human_bytes
+
+        lang = getattr(args, "language", language)
+        cond = getattr(args, "condition", condition)
+        settings = _settings(kind, args, lang, cond)
+        split_speakers(settings)  # raises when the corpus asks for more speakers than exist
+        cache = default_cache_dir()
+        if (corpus_dir(settings, cache) / "DONE").exists():
+            return
+        n = args.train_size + args.valid_size + args.test_size
+        problem = check_fits(n * BYTES_PER_UTTERANCE, free_disk_bytes(cache),
+                             f"synthesising {n:,} utterances (~{human_bytes(BYTES_PER_UTTERANCE)} each)",
+                             f"the free space of the cache {cache}")
+        if problem:
+            raise UserError(f"{problem}: lower train_size/valid_size/test_size or set COMPRESSOR_CACHE to a larger "
+                            f"disk")
+
+    return check
 
 
 def commands_labels() -> dict[str, list[str]]:
@@ -199,8 +227,15 @@ def build_common_voice(args: CommonVoiceArgs, *, cache_dir: Path | None = None, 
 
 
 def real_info(args: RealArgs) -> dict[str, Any]:
-    return speech_info(args, args.language)
+    return speech_info(args, args.language, splits=[s for s in SPLITS if getattr(args, s) is not None])
 
+
+#: name -> validation-time check (see ``registry.add(..., check=fn)``)
+CHECKS: dict[str, Any] = {
+    "commands": synthetic_check("commands"),
+    "read_speech": synthetic_check("read_speech"),
+    "shifted": synthetic_check("shifted", "en"),
+}
 
 #: name -> (factory, args, info)
 DATASETS: dict[str, tuple[Any, type[SpeechArgs], Any]] = {

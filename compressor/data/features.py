@@ -11,6 +11,9 @@ families differ in the mel filterbank (see sherpa-onnx ``offline-recognizer-tran
   normalisation over 0..7600 Hz, no DC-offset removal.
 * ``frontend="nemo_ctc"`` — sherpa-onnx's NeMo CTC path: as ``nemo`` but a (periodic) Hann window and
   filters up to 8000 Hz. ``nemo_transducer`` is an alias of ``nemo``.
+* ``frontend="nemo_online"`` — what sherpa-onnx's *online* (streaming) NeMo transducer recognizer computes
+  (``online-recognizer-transducer-nemo-impl.h``): the same settings as ``nemo_ctc``. Train a model meant for
+  streaming on this one.
 * ``frontend="kaldi"`` — icefall-style models (``model_type="transducer"``, blank id 0): Kaldi (HTK-mel)
   filters over 20..7600 Hz with DC-offset removal; identical to ``torchaudio.compliance.kaldi.fbank`` with
   those options.
@@ -27,13 +30,14 @@ from typing import Literal
 
 import torch
 
-Frontend = Literal["nemo", "nemo_transducer", "nemo_ctc", "kaldi"]
-FRONTENDS: tuple[str, ...] = ("nemo", "nemo_transducer", "nemo_ctc", "kaldi")
+Frontend = Literal["nemo", "nemo_transducer", "nemo_ctc", "nemo_online", "kaldi"]
+FRONTENDS: tuple[str, ...] = ("nemo", "nemo_transducer", "nemo_ctc", "nemo_online", "kaldi")
 #: front end -> (mel filters, window, low Hz, high Hz (<= 0: relative to Nyquist), remove DC offset)
 _PRESETS: dict[str, tuple[str, str, float, float, bool]] = {
     "nemo": ("librosa", "povey", 0.0, -400.0, False),
     "nemo_transducer": ("librosa", "povey", 0.0, -400.0, False),
     "nemo_ctc": ("librosa", "hann", 0.0, 0.0, False),
+    "nemo_online": ("librosa", "hann", 0.0, 0.0, False),
     "kaldi": ("kaldi", "povey", 20.0, -400.0, True),
 }
 

@@ -17,7 +17,10 @@ audio problems are found later, when features are extracted.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,48 @@ def _problem(skips: Skips, strict: bool, split: str, source: str, reason: str, m
     skips.append({"split": split, "id": None, "source": source, "reason": reason, "message": message})
 
 
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (missing, a symlink loop, a directory, no permission), or None."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "not found"
+    except OSError as e:  # ELOOP (a symlink loop), ENAMETOOLONG, EACCES on a parent ...
+        return f"cannot be read ({e.strerror or e})"
+    if not os.path.isfile(path):
+        return "is not a file" if not os.path.isdir(path) else "is a directory, not a file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
 def _need_file(path: str | Path, what: str) -> Path:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{what} not found: {p}")
+    why = unreadable(p)
+    if why is not None:
+        raise UserError(f"{what} {why}: {p}")
     return p
+
+
+def _text_rows(path: Path) -> Any:
+    """The file's text, or a :class:`UserError` naming it (not UTF-8, unreadable)."""
+    try:
+        return io.StringIO(path.read_text(encoding="utf-8"), newline="")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _number(value: Any) -> float | None:
+    """A finite, non-negative number from a manifest field, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
 
 
 def read_nemo_manifest(
@@ -46,49 +86,68 @@ def read_nemo_manifest(
     path = _need_file(path, "NeMo manifest")
     utts: list[Utterance] = []
     skips: Skips = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            source = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                _problem(skips, strict, split, source, "bad_line", f"not valid JSON ({e.msg})")
-                continue
-            if not isinstance(row, dict):
-                _problem(skips, strict, split, source, "bad_line", "a manifest line must be a JSON object")
-                continue
-            missing = [k for k in ("audio_filepath", "duration", "text") if k not in row]
-            if missing:
-                _problem(
-                    skips, strict, split, source, "missing_field", f"missing field(s): {', '.join(missing)}"
-                )
-                continue
-            try:
-                duration = float(row["duration"])
-                offset = float(row.get("offset", 0.0) or 0.0)
-            except (TypeError, ValueError):
-                _problem(
-                    skips, strict, split, source, "bad_line", f"bad duration/offset: {row.get('duration')!r}"
-                )
-                continue
-            audio = Path(str(row["audio_filepath"])).expanduser()
-            if not audio.is_absolute():
-                audio = path.parent / audio
-            labels = {k: str(row[k]) for k in ("intent", *SLOTS) if k in row}
-            utts.append(
-                Utterance(
-                    id=str(row.get("id", f"{path.stem}-{n}")),
-                    audio=audio,
-                    text=str(row["text"]),
-                    speaker=str(row.get("speaker", "")),
-                    duration=duration,
-                    offset=offset,
-                    labels=labels,
-                    source=source,
-                )
+    try:
+        with open(path, "rb") as f:
+            raw_lines = f.read().split(b"\n")
+    except OSError as e:
+        raise UserError(f"NeMo manifest cannot be read ({e.strerror or e}): {path}") from None
+    for n, raw in enumerate(raw_lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            _problem(skips, strict, split, f"{path}:{n}", "bad_line", f"not UTF-8 text ({e.reason})")
+            continue
+        if not line.strip():
+            continue
+        source = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, a 5000-digit number, [[[[...]]]]
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(":")[0] or "nested too deeply"
+            _problem(skips, strict, split, source, "bad_line", f"not valid JSON ({msg})")
+            continue
+        if not isinstance(row, dict):
+            _problem(skips, strict, split, source, "bad_line", "a manifest line must be a JSON object")
+            continue
+        missing = [k for k in ("audio_filepath", "duration", "text") if k not in row]
+        if missing:
+            _problem(
+                skips, strict, split, source, "missing_field", f"missing field(s): {', '.join(missing)}"
             )
+            continue
+        if not isinstance(row["text"], str):
+            _problem(skips, strict, split, source, "bad_text",
+                     f"'text' must be a string, got {json.dumps(row['text'])[:40]}")
+            continue
+        if not isinstance(row["audio_filepath"], str) or not row["audio_filepath"].strip():
+            _problem(skips, strict, split, source, "bad_line",
+                     f"'audio_filepath' must be a non-empty string, got {json.dumps(row['audio_filepath'])[:40]}")
+            continue
+        duration = _number(row["duration"])
+        offset = _number(row.get("offset", 0.0) or 0.0)
+        if duration is None or offset is None:
+            bad = row["duration"] if duration is None else row.get("offset")
+            _problem(
+                skips, strict, split, source, "bad_line",
+                f"bad duration/offset: {bad!r} (expected a finite number >= 0)"
+            )
+            continue
+        audio = Path(row["audio_filepath"]).expanduser()
+        if not audio.is_absolute():
+            audio = path.parent / audio
+        labels = {k: str(row[k]) for k in ("intent", *SLOTS) if k in row}
+        utts.append(
+            Utterance(
+                id=str(row.get("id", f"{path.stem}-{n}")),
+                audio=audio,
+                text=str(row["text"]),
+                speaker=str(row.get("speaker", "")),
+                duration=duration,
+                offset=offset,
+                labels=labels,
+                source=source,
+            )
+        )
     return utts, skips
 
 
@@ -103,7 +162,7 @@ def read_fsc_csv(
     )
     utts: list[Utterance] = []
     skips: Skips = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with _text_rows(path) as f:
         reader = csv.DictReader(f)
         need = ("path", "speakerId", "transcription", *SLOTS)
         absent = [c for c in need if c not in (reader.fieldnames or [])]
@@ -146,7 +205,18 @@ def read_librispeech(
     utts: list[Utterance] = []
     skips: Skips = []
     for trans in transcripts:
-        for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        why = unreadable(trans)
+        if why is None:
+            try:
+                text_lines = trans.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                why = f"is not UTF-8 text ({e.reason})"
+            except OSError as e:
+                why = f"cannot be read ({e.strerror or e})"
+        if why is not None:
+            _problem(skips, strict, split, str(trans), "unreadable", f"transcript file {why}")
+            continue
+        for n, line in enumerate(text_lines, 1):
             if not line.strip():
                 continue
             source = f"{trans}:{n}"
@@ -169,7 +239,7 @@ def read_common_voice(
     clips = Path(clips_dir).expanduser() if clips_dir else path.parent / "clips"
     utts: list[Utterance] = []
     skips: Skips = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with _text_rows(path) as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         absent = [c for c in ("client_id", "path", "sentence") if c not in (reader.fieldnames or [])]
         if absent:

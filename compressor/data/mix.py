@@ -253,6 +253,24 @@ def build_mix(args: MixArgs, *, cache_dir: Path | None = None, seed: int = 0) ->
                          max_frames=args.max_frames, skipped=skipped, tokenizer=tokenizer)
 
 
+def mix_check(args: MixArgs) -> None:
+    """Each dataset's own validation-time check (speakers, disk space for its corpus)."""
+    from compressor.plugins import get_registry
+
+    registry = get_registry()
+    for i, ref in enumerate(args.datasets):
+        name, _, part_args = parse_part(ref, i)
+        check = registry.get("dataset", name).extra.get("check")
+        if check is None:
+            continue
+        try:
+            check(part_args)
+        except SpecError as e:
+            raise SpecError(e.message, ("datasets", i, *e.path)) from None
+        except UserError as e:
+            raise SpecError(str(e), ("datasets", i)) from None
+
+
 def mix_info(args: MixArgs) -> dict[str, Any]:
     """Validation-time facts: the first dataset's, with the mix's tokenizer."""
     from compressor.data.tokenizers import CharTokenizer

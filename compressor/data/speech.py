@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +73,10 @@ class SpeechArgs(Args):
         default="char", description="characters of the language, or SentencePiece (unigram) / BPE pieces"
     )
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
-    frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "kaldi"] = Field(
+    frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "nemo_online", "kaldi"] = Field(
         default="nemo",
-        description="sherpa-onnx front end the features match: nemo (= nemo_transducer), nemo_ctc, kaldi",
+        description="sherpa-onnx front end the features match: nemo (= nemo_transducer, the offline "
+        "transducer recognizer), nemo_online (the streaming one), nemo_ctc, kaldi",
     )
     num_buckets: int = Field(default=6, ge=1, description="length buckets for training batches")
     max_frames: int | None = Field(default=None, ge=1, description="cap on padded frames per batch")
@@ -252,6 +254,15 @@ class SpeechDataModule(DataModule):
         rng.shuffle(out)
         return out
 
+    def num_batches(self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int) -> int:
+        """``len(self.batches(...))``; in constant time without ``max_frames`` (batches are cut by count)."""
+        if self.max_frames is not None:
+            return super().num_batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+        n = len(self.dataset(split))
+        k = -(-n // batch_size)
+        last = n % batch_size or batch_size
+        return k - 1 if shuffle and k > 1 and last < max(2, batch_size // 2) else k
+
     def epoch_dataset(self, split: str, epoch: int) -> Dataset:
         """The split bound to ``epoch`` (see :class:`_EpochView`), so augmentation varies by epoch."""
         ds = self.dataset(split)
@@ -310,7 +321,11 @@ def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{u.audio.resolve()}|{stamp}|{u.offset}|{u.duration if u.offset else ''}\n".encode())
+        try:
+            where = u.audio.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: the file is reported unreadable later
+            where = Path(os.path.abspath(u.audio))
+        h.update(f"{where}|{stamp}|{u.offset}|{u.duration if u.offset else ''}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -370,6 +385,10 @@ def build_speech_module(
     for split, utts in splits.items():
         good: list[Utterance] = []
         for u in utts:
+            if not isinstance(u.text, str):
+                _skip(skipped, args.strict, split, u, u.source, "bad_text",
+                      f"transcript of {u.id} is not a string: {u.text!r}"[:200])
+                continue
             text = normalize(u.text)
             bad = out_of_alphabet(text, language)
             if not text:

@@ -61,5 +61,19 @@ def build_synthetic_features(args: SyntheticFeaturesArgs, **_: Any) -> Synthetic
     return SyntheticFeatures(splits, info)
 
 
+def check_synthetic_features(args: SyntheticFeaturesArgs) -> None:
+    """The set lives in memory: refuse sizes whose tensors cannot fit in this machine's RAM."""
+    from compressor.errors import UserError
+    from compressor.limits import check_fits, ram_bytes
+
+    n = args.train_size + args.valid_size + args.test_size
+    frames = max(args.min_frames, args.max_frames)
+    needed = 4 * args.feature_dim * (8 * args.num_classes + frames * n) + 500 * n  # floats + per-item objects
+    problem = check_fits(needed, ram_bytes(), f"{n:,} examples of up to {frames} x {args.feature_dim} features",
+                         "this machine's memory")
+    if problem:
+        raise UserError(problem)
+
+
 def synthetic_features_info(args: SyntheticFeaturesArgs) -> dict[str, Any]:
     return {"num_classes": args.num_classes, "feature_dim": args.feature_dim}

@@ -61,3 +61,16 @@ def plot_report(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def row(name: str, model: Any, files: list[Path] | None, seconds_total: float, n: int,
+        audio_seconds: float) -> dict[str, Any]:
+    """One latency row: parameters and size of a PyTorch model, or the size of ONNX files."""
+    if model is not None:
+        params = sum(p.numel() for p in model.parameters())
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    else:
+        params = None
+        size = file_size(files or [])
+    return {"variant": name, "params": params, "size_mb": size / 1e6,
+            "latency_ms": 1000 * seconds_total / max(1, n), "rtf": seconds_total / max(1e-9, audio_seconds)}

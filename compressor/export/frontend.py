@@ -1,146 +1,150 @@
-"""The feature front ends of sherpa-onnx's recognizers, re-implemented in torch.
+"""The feature front ends of sherpa-onnx's recognizers, computed with sherpa-onnx's own library.
 
-sherpa-onnx computes features itself (kaldi-native-fbank) and configures them per model type. For the NeMo
-model types an exported model is loaded as (``from_transducer(..., model_type="nemo_transducer")`` and
-``from_nemo_ctc``) it does **not** use the kaldi defaults: it switches to a librosa-style (Slaney) mel
-filterbank from 0 Hz, without DC-offset removal. The exact settings (sherpa-onnx 2.x sources,
-``offline-recognizer-transducer-nemo-impl.h`` and ``offline-recognizer-ctc-impl.h``):
+sherpa-onnx computes features itself, with kaldi-native-fbank, and configures them per recognizer. For the
+NeMo model types an exported model is loaded as it does **not** use the kaldi defaults: it switches to a
+librosa-style (Slaney) mel filterbank from 0 Hz, without DC-offset removal. The settings (sherpa-onnx 2.x
+sources ``offline-recognizer-transducer-nemo-impl.h``, ``online-recognizer-transducer-nemo-impl.h``,
+``offline-recognizer-ctc-impl.h``):
 
-=================  ==========  ===========  =============  ==========  =======  ========
-front end          window      low..high    mel            remove DC   preemph  dither
-=================  ==========  ===========  =============  ==========  =======  ========
-``kaldi``          povey       20..7600 Hz  HTK (kaldi)    yes         0.97     0
-``nemo_transducer``  povey     0..7600 Hz   Slaney+norm    no          0.97     0
-``nemo_ctc``       hann        0..8000 Hz   Slaney+norm    no          0.97     0
-``nemo_online``    hann        0..8000 Hz   Slaney+norm    no          0.97     0
-=================  ==========  ===========  =============  ==========  =======  ========
+===================  ======  ============  ==================  =========  ====================================
+front end            window  mel range     mel filters         remove DC  used by
+===================  ======  ============  ==================  =========  ====================================
+``nemo_transducer``  povey   0..7600 Hz    Slaney, Slaney-norm no         ``OfflineRecognizer`` NeMo transducer
+``nemo_online``      hann    0..8000 Hz    Slaney, Slaney-norm no         ``OnlineRecognizer`` NeMo transducer
+``nemo_ctc``         hann    0..8000 Hz    Slaney, Slaney-norm no         ``OfflineRecognizer.from_nemo_ctc``
+``kaldi``            povey   20..7600 Hz   HTK (kaldi)         yes        icefall-style models
+===================  ======  ============  ==================  =========  ====================================
 
-``nemo_online`` is what the *online* (streaming) NeMo transducer recognizer computes
-(``online-recognizer-transducer-nemo-impl.h``): the same as ``nemo_ctc``, not the offline transducer's.
+All: 16 kHz, 80 bins, 25 ms frames every 10 ms, ``snip_edges=False``, pre-emphasis 0.97, no dither, a
+512-point FFT of the power spectrum, samples in [-1, 1] (not scaled by 32768), ``log(max(e, FLT_EPSILON))``.
+``nemo_online`` and ``nemo_ctc`` are the same computation; the data layer's ``nemo`` is ``nemo_transducer``.
 
-``nemo_transducer``, ``nemo_ctc`` and ``nemo_online`` were checked against sherpa-onnx 2.0.1 itself (probe
-models that reveal the features they receive; the streaming export's exact parity), all four against
-kaldi-native-fbank 1.22. All use 25 ms frames every 10 ms, ``snip_edges=False`` (reflected
-edges), a 512-point FFT, samples in [-1, 1] (not scaled by 32768) and ``log(max(energy, FLT_EPSILON))``.
-A model must be trained on the front end of the recognizer it is exported for, or its transcripts on device
-differ from those in PyTorch; the exporter reports the match (``report["frontend"]``) and its transcript
-parity check fails loudly when the difference matters.
+:func:`sherpa_fbank` calls kaldi-native-fbank with exactly these options, so its features *are* sherpa-onnx's
+(read back from sherpa-onnx's ``OnlineStream.get_frames``: identical, max |diff| 0 on recorded speech). The
+data layer's torch implementation (:func:`compressor.data.features.fbank`, used for training because it is
+the one the feature cache and the augmentation share) differs from them by float32 rounding, at most 2e-4
+on recorded speech (``benchmarks/frontend_parity.py``).
 """
 
 from __future__ import annotations
 
-import math
-from functools import lru_cache
+from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 FRONTENDS = ("kaldi", "nemo_transducer", "nemo_ctc", "nemo_online")
-_EPS = float(torch.finfo(torch.float32).eps)
+#: names the data layer uses -> the runtime front end they equal
+ALIASES = {"nemo": "nemo_transducer"}
 
 
-def _hz_to_mel_htk(f: torch.Tensor) -> torch.Tensor:
-    return 1127.0 * torch.log1p(f / 700.0)
+@dataclass(frozen=True)
+class FrontEnd:
+    """A front end's settings, as written into an export's manifest."""
+
+    name: str
+    window: str
+    low_freq_hz: float
+    high_freq_hz: float
+    mel_scale: str
+    remove_dc_offset: bool
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    n_fft: int = 512
+    preemphasis: float = 0.97
+    dither: float = 0.0
+    snip_edges: bool = False
+    samples_scale: str = "float samples in [-1, 1]"
+    log_floor: str = "log(max(energy, FLT_EPSILON))"
+    library: str = "kaldi-native-fbank"
+
+    def settings(self) -> tuple:
+        """What decides the features (two front ends with equal settings compute the same features)."""
+        return (self.window, self.low_freq_hz, self.high_freq_hz, self.mel_scale, self.remove_dc_offset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def _hz_to_mel_slaney(f: float) -> float:
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return f / f_sp if f < min_log_hz else min_log_mel + math.log(f / min_log_hz) / logstep
+_SLANEY = "slaney (librosa), slaney-normalised filters"
+_SPECS = {
+    "nemo_transducer": FrontEnd("nemo_transducer", "povey", 0.0, 7600.0, _SLANEY, False),
+    "nemo_online": FrontEnd("nemo_online", "hann", 0.0, 8000.0, _SLANEY, False),
+    "nemo_ctc": FrontEnd("nemo_ctc", "hann", 0.0, 8000.0, _SLANEY, False),
+    "kaldi": FrontEnd("kaldi", "povey", 20.0, 7600.0, "htk (kaldi)", True),
+}
 
 
-def _mel_to_hz_slaney(m: float) -> float:
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return f_sp * m if m < min_log_mel else min_log_hz * math.exp(logstep * (m - min_log_mel))
+def canonical(name: str) -> str:
+    """The runtime name of a front end (``nemo`` -> ``nemo_transducer``); ValueError for unknown ones."""
+    name = ALIASES.get(name, name)
+    if name not in _SPECS:
+        raise ValueError(f"unknown front end '{name}' (valid: {', '.join(FRONTENDS)}, nemo)")
+    return name
 
 
-@lru_cache(maxsize=16)
-def mel_banks(kind: str, num_bins: int = 80, sample_rate: int = 16000, n_fft: int = 512,
-              low_freq: float = 20.0, high_freq: float = -400.0) -> torch.Tensor:
-    """(num_bins, n_fft//2+1) filterbank as kaldi-native-fbank builds it (``kaldi`` or ``librosa``)."""
-    nyquist = 0.5 * sample_rate
-    high = high_freq if high_freq > 0 else nyquist + high_freq
-    width = sample_rate / n_fft
-    nbins = n_fft // 2
-    out = torch.zeros(num_bins, nbins + 1, dtype=torch.float64)
-    if kind == "kaldi":
-        lo_mel = float(_hz_to_mel_htk(torch.tensor(low_freq, dtype=torch.float64)))
-        hi_mel = float(_hz_to_mel_htk(torch.tensor(high, dtype=torch.float64)))
-        delta = (hi_mel - lo_mel) / (num_bins + 1)
-        mel = _hz_to_mel_htk(torch.arange(nbins, dtype=torch.float64) * width)
-        for b in range(num_bins):
-            left, center, right = (lo_mel + (b + k) * delta for k in range(3))
-            up = (mel - left) / (center - left)
-            down = (right - mel) / (right - center)
-            w = torch.where(mel <= center, up, down)
-            w = torch.where((mel > left) & (mel < right), w, torch.zeros_like(w))
-            out[b, :nbins] = w
-    elif kind == "librosa":
-        lo_mel, hi_mel = _hz_to_mel_slaney(low_freq), _hz_to_mel_slaney(high)
-        delta = (hi_mel - lo_mel) / (num_bins + 1)
-        hz = torch.arange(nbins + 1, dtype=torch.float64) * width
-        for b in range(num_bins):
-            left, center, right = (_mel_to_hz_slaney(lo_mel + (b + k) * delta) for k in range(3))
-            up = (hz - left) / (center - left)
-            down = (right - hz) / (right - center)
-            w = torch.where(hz <= center, up, down) * (2.0 / (right - left))
-            out[b] = torch.where((hz > left) & (hz < right), w, torch.zeros_like(w))
-    else:
-        raise ValueError(f"unknown mel kind '{kind}'")
-    return out.float()
+def canonical_or_none(name: str | None) -> str | None:
+    """:func:`canonical`, passing unknown names (a plugin dataset's own front end) and None through."""
+    try:
+        return None if name is None else canonical(name)
+    except ValueError:
+        return name
 
 
-def _settings(frontend: str) -> dict:
-    if frontend == "kaldi":
-        return dict(window="povey", low=20.0, high=-400.0, mel="kaldi", remove_dc=True)
-    if frontend == "nemo_transducer":
-        return dict(window="povey", low=0.0, high=-400.0, mel="librosa", remove_dc=False)
-    if frontend in ("nemo_ctc", "nemo_online"):
-        return dict(window="hann", low=0.0, high=0.0, mel="librosa", remove_dc=False)
-    raise ValueError(f"unknown front end '{frontend}' (valid: {', '.join(FRONTENDS)})")
+def frontend(name: str) -> FrontEnd:
+    """The settings of front end ``name`` (data-layer names accepted)."""
+    return _SPECS[canonical(name)]
 
 
-def _frames(x: torch.Tensor, length: int, shift: int) -> torch.Tensor:
-    """Kaldi framing with ``snip_edges=False``: (S,) -> (T, length), edges reflected."""
-    n = x.numel()
-    num = (n + shift // 2) // shift
-    if num == 0:
-        return x.new_zeros(0, length)
-    offset = shift // 2 - length // 2
-    idx = offset + torch.arange(num)[:, None] * shift + torch.arange(length)[None, :]
-    # reflect like kaldi: index -1 -> 0, -2 -> 1, ...; n -> n-1, n+1 -> n-2
-    idx = torch.where(idx < 0, -idx - 1, idx)
-    idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
-    return x[idx.clamp(0, n - 1)]
+def same_features(a: str | None, b: str | None) -> bool | None:
+    """Whether two front ends compute the same features; None when either is unknown."""
+    if a is None or b is None:
+        return None
+    try:
+        return frontend(a).settings() == frontend(b).settings()
+    except ValueError:
+        return None
 
 
-def sherpa_fbank(waveform: torch.Tensor, sample_rate: int = 16000, frontend: str = "nemo_transducer",
-                 num_bins: int = 80) -> torch.Tensor:
-    """Log-mel features (T, num_bins) of a mono waveform in [-1, 1] as sherpa-onnx computes them.
+def _options(fe: FrontEnd) -> Any:
+    import kaldi_native_fbank as knf
 
-    ``frontend`` is one of :data:`FRONTENDS` (see the module docstring). Only 16 kHz input is supported;
-    resample first.
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = fe.sample_rate
+    opts.frame_opts.dither = fe.dither
+    opts.frame_opts.snip_edges = fe.snip_edges
+    opts.frame_opts.window_type = fe.window
+    opts.frame_opts.remove_dc_offset = fe.remove_dc_offset
+    opts.frame_opts.preemph_coeff = fe.preemphasis
+    opts.mel_opts.num_bins = fe.num_mel_bins
+    opts.mel_opts.low_freq = fe.low_freq_hz
+    # kaldi-native-fbank reads high_freq <= 0 as an offset from Nyquist; sherpa-onnx passes -400 or 8000
+    opts.mel_opts.high_freq = fe.high_freq_hz - fe.sample_rate / 2 if fe.high_freq_hz < fe.sample_rate / 2 \
+        else fe.high_freq_hz
+    opts.mel_opts.is_librosa = fe.mel_scale.startswith("slaney")
+    return opts
+
+
+def sherpa_fbank(waveform: torch.Tensor | np.ndarray, sample_rate: int = 16000,
+                 frontend_name: str = "nemo_transducer") -> torch.Tensor:
+    """Log-mel features ``(T, 80)`` of a mono 16 kHz waveform in [-1, 1], as sherpa-onnx computes them.
+
+    ``frontend_name`` is one of :data:`FRONTENDS` (or the data layer's ``nemo``). Other sample rates are
+    refused: resample first.
     """
+    import kaldi_native_fbank as knf
+
     if sample_rate != 16000:
         raise ValueError(f"sherpa_fbank expects 16 kHz audio, got {sample_rate} Hz: resample first")
-    s = _settings(frontend)
-    x = waveform.detach().to(torch.float64).reshape(-1)
-    frames = _frames(x, 400, 160)
-    if s["remove_dc"]:
-        frames = frames - frames.mean(dim=1, keepdim=True)
-    prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
-    frames = frames - 0.97 * prev
-    n = torch.arange(400, dtype=torch.float64)
-    if s["window"] == "povey":  # kaldi: symmetric Hann to the power 0.85
-        window = (0.5 - 0.5 * torch.cos(2 * math.pi * n / 399)).pow(0.85)
-    else:  # kaldi-native-fbank's "hann" is the periodic one
-        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / 400)
-    frames = frames * window
-    spec = torch.fft.rfft(frames, n=512).abs().pow(2)
-    banks = mel_banks(s["mel"], num_bins, 16000, 512, s["low"], s["high"]).to(torch.float64)
-    mel = spec @ banks.T
-    return torch.log(mel.clamp_min(_EPS)).float()
+    fe = frontend(frontend_name)
+    wave = np.ascontiguousarray(np.asarray(waveform, dtype=np.float32).reshape(-1))
+    fb = knf.OnlineFbank(_options(fe))
+    fb.accept_waveform(float(sample_rate), wave.tolist())
+    fb.input_finished()
+    n = fb.num_frames_ready
+    if n == 0:
+        return torch.zeros(0, fe.num_mel_bins)
+    return torch.from_numpy(np.stack([np.asarray(fb.get_frame(i), dtype=np.float32) for i in range(n)]))

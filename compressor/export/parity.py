@@ -49,34 +49,28 @@ def max_abs_diff(graph: GraphFile, sess: ort.InferenceSession, inputs: Sequence[
     return worst
 
 
-def parity_inputs(family: str, graphs: list[GraphFile], batches: list[dict[str, Any]], model: nn.Module,
-                  seed: int = 0) -> dict[str, list[tuple[torch.Tensor, ...]]]:
-    """Inputs per ONNX file built from real batches (several batch sizes and lengths)."""
-    g = torch.Generator().manual_seed(seed)
-    out: dict[str, list[tuple[torch.Tensor, ...]]] = {gr.name: [] for gr in graphs}
-    for batch in batches:
-        feats = batch["features"].float()
-        lens = batch["feature_lengths"].to(torch.int64)
-        if family == "classifier":
-            out["model.onnx"].append((feats, lens))
-            continue
-        x = feats.transpose(1, 2).contiguous()
-        if family == "ctc":
-            out["model.onnx"].append((x, lens))
-            continue
-        out["encoder.onnx"].append((x, lens))
-        with torch.no_grad():
-            enc, _ = model.encode(feats, lens)
-        n = feats.shape[0]
-        layers, hidden = len(model.predictor.layers), int(model.predictor.hidden)
-        tokens = torch.randint(0, int(model.vocab_size), (n, 1), generator=g, dtype=torch.int32)
-        h = torch.randn(layers, n, hidden, generator=g) * 0.5
-        c = torch.randn(layers, n, hidden, generator=g) * 0.5
-        out["decoder.onnx"].append((tokens, torch.ones(n, dtype=torch.int32), h, c))
-        with torch.no_grad():
-            pred, _ = model.predict(tokens.long(), (h, c))
-        out["joiner.onnx"].append((enc.transpose(1, 2).contiguous(), pred.transpose(1, 2).contiguous()))
+def parity_batches(data: Any, batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Real test batches of several sizes, each also cut to about half its length (another time axis)."""
+    split = "test" if "test" in data.datasets else next(iter(data.datasets))
+    ds = data.dataset(split)
+    out = []
+    start = 0
+    for bs in batch_sizes:
+        idx = [(start + i) % len(ds) for i in range(bs)]
+        start += bs
+        batch = data.collate([ds[i] for i in idx])
+        out.append(batch)
+        half = max(4, int(batch["features"].shape[1]) // 2)
+        out.append({**batch, "features": batch["features"][:, :half],
+                    "feature_lengths": batch["feature_lengths"].clamp(max=half)})
     return out
+
+
+def first_batch(data: Any, n: int) -> dict[str, Any]:
+    """The first ``n`` test utterances, collated."""
+    split = "test" if "test" in data.datasets else next(iter(data.datasets))
+    ds = data.dataset(split)
+    return data.collate([ds[i % len(ds)] for i in range(n)])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,33 +103,11 @@ def torch_greedy(family: str, model: nn.Module, feats: torch.Tensor) -> list[int
     return ids
 
 
-@torch.no_grad()
 def torch_streaming_greedy(model: nn.Module, feats: torch.Tensor, chunk: int) -> list[int]:
-    """What sherpa-onnx's online NeMo transducer decodes: chunks of ``chunk`` frames while a whole chunk
-    *and one more frame* are ready (``IsReady``), encoder LSTM states carried, greedy as offline."""
-    from compressor.export.graphs import RNNTStreamingEncoderGraph
+    """See :func:`compressor.export.rnnt.torch_streaming_greedy`."""
+    from compressor.export.rnnt import torch_streaming_greedy as decode
 
-    graph = RNNTStreamingEncoderGraph(model)
-    layers, hidden = len(model.encoder.layers), int(model.encoder.layers[0].hidden_size)
-    h = torch.zeros(1, layers, 1, hidden)
-    c = torch.zeros(1, layers, 1, hidden)
-    count = torch.zeros(1, dtype=torch.int64)
-    blank = int(model.vocab_size) - 1
-    pred, state = model.predict(torch.tensor([[blank]]), model.initial_state(1))
-    ids: list[int] = []
-    start = 0
-    while start + chunk < feats.shape[0]:
-        x = feats[start:start + chunk].T[None].float()
-        out, _, h, c, count = graph(x, torch.tensor([chunk]), h, c, count)
-        start += chunk
-        for t in range(out.shape[2]):
-            for _ in range(SHERPA_MAX_SYMBOLS_PER_FRAME):
-                y = int(model.join(out[0, :, t], pred[0, 0]).argmax())
-                if y == blank:
-                    break
-                ids.append(y)
-                pred, state = model.predict(torch.tensor([[y]]), state)
-    return ids
+    return decode(model, feats, chunk)
 
 
 def sherpa_online_decode(files: dict[str, Path], tokens: Path, waves: Sequence[np.ndarray],
@@ -157,18 +129,6 @@ def sherpa_online_decode(files: dict[str, Path], tokens: Path, waves: Sequence[n
             rec.decode_stream(stream)
         out.append([token_ids[t] for t in rec.tokens(stream)])
     return out
-
-
-def sherpa_recognizer(family: str, files: dict[str, Path], tokens: Path, threads: int = 1) -> Any:
-    import sherpa_onnx
-
-    if family == "rnnt":
-        return sherpa_onnx.OfflineRecognizer.from_transducer(
-            encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
-            tokens=str(tokens), num_threads=threads, model_type="nemo_transducer",
-            decoding_method="greedy_search")
-    return sherpa_onnx.OfflineRecognizer.from_nemo_ctc(model=str(files["model"]), tokens=str(tokens),
-                                                       num_threads=threads)
 
 
 def token_lookup(tokens: Sequence[str]) -> dict[str, int]:

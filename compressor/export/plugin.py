@@ -1,4 +1,4 @@
-"""Registers the components of the edge export (issue 5): exporter ``onnx``."""
+"""Registers the components of the edge export: exporter ``onnx``."""
 
 from __future__ import annotations
 

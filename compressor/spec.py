@@ -484,13 +484,13 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
 
     if check_machine:
         check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
-    for name, ms in models.items():
-        if ms.checkpoint is not None:
-            check_checkpoint(loaded, registry, name, info)
     from compressor import eval_sets, init_from
 
     init_from.check(loaded)
     eval_sets.check(loaded, registry)
+    for name, ms in models.items():
+        if ms.checkpoint is not None:
+            check_checkpoint(loaded, registry, name, info)
     # Strategy-level checks against the whole spec (module names, pairable shapes, schedules).
     for i, st in enumerate(spec.stages):
         for j, ref in enumerate(st.plugins):

@@ -93,13 +93,24 @@ def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
     return _component(entry, lambda: entry.factory(loaded.task_args, data.info))
 
 
-def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> dict[str, nn.Module]:
-    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints."""
+def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
+                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None
+                 ) -> dict[str, nn.Module]:
+    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
+
+    With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
+    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it.
+    """
+    from compressor import init_from
+
     models: dict[str, nn.Module] = {}
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
         model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
+        if ms.init_from is not None and init_reports is not None:
+            init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
+                                                 (pretrained or {}).get(name))
         if ms.checkpoint:
             state = load_state_dict_file(Path(ms.checkpoint).expanduser())
             problem = mismatch(model, state)
@@ -143,6 +154,7 @@ class Run:
             return self.task
         name, args = self.loaded.stage_task(index)
         return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
+    eval_data: dict[str, Any] = field(default_factory=dict)  # named evaluation sets' data, built on first use
 
     @property
     def seed(self) -> int:
@@ -205,7 +217,8 @@ def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str
     return built[key]
 
 
-def _preflight(loaded: LoadedSpec, plugins: Plugins
+def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any] | None = None,
+               pretrained: dict[str, Path] | None = None
                ) -> tuple[DataModule, Task, dict[str, nn.Module], dict[str, DataModule]]:
     """Data, task and models, with every check that needs the real data done before a run directory exists:
     splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
@@ -220,7 +233,7 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins
     except SpecError as e:
         raise SpecError(e.message, e.path, loaded.file) from None
     task = build_task(loaded, plugins, data)
-    models = build_models(loaded, plugins, data)
+    models = build_models(loaded, plugins, data, init_reports, pretrained)
     built: dict[str, DataModule] = {}
     for i, stage in enumerate(spec.stages):
         stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed)
@@ -258,6 +271,9 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:
             loaded = load_spec(spec_path, overrides, registry=plugins.registry)
+        from compressor import init_from
+
+        pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
         trainer = loaded.spec.trainer
         configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
@@ -265,7 +281,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
         with distributed(trainer.device) as (rank, world):
             torch.manual_seed(loaded.spec.seed)
             device = pick_device(trainer.device)
-            data, task, models, built = _preflight(loaded, plugins)
+            init_reports: dict[str, Any] = {}
+            data, task, models, built = _preflight(loaded, plugins, init_reports, pretrained)
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
                 stack.enter_context(RunLock(run_dir, "start a run in it"))
@@ -281,6 +298,10 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
                           models, rank, world, metrics)
                 run._stage_data.update(built)
+                if init_reports:
+                    run.results["init_from"] = init_reports
+                    if rank == 0:
+                        init_from.write_report(run_dir, init_reports)
                 if rank == 0:
                     _write_skipped(run)
                 _execute(run, resume_state, resumed=resume_dir is not None)
@@ -331,6 +352,10 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             set_rng_state(resume_state["rng"])
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
+    elif run.loaded.spec.evaluate.before_training and run.is_main:
+        from compressor import eval_sets
+
+        eval_sets.evaluate(run, "start")
     for i in range(start, len(stages)):
         result = StageRunner(run, i).execute(mid_stage if i == start else None)
         run.results["stages"].append(result)
@@ -366,6 +391,9 @@ def _finish(run: Run) -> None:
             run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
         run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
+    from compressor import eval_sets
+
+    eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
     for name, model in run.models.items():

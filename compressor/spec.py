@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compressor.errors import PluginError, SpecError, UserError, did_you_mean
+from compressor.init_from import InitFrom
 from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count, meta_device
 from compressor.registry import Args, Registry
 from compressor.specyaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
@@ -51,9 +52,11 @@ class Ref(BaseModel):
 
 
 class ModelSpec(Ref):
-    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (weights to start from)."""
+    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (all its weights, exactly) or
+    ``init_from`` (the weights that match by name and shape, see :mod:`compressor.init_from`)."""
 
     checkpoint: str | None = None
+    init_from: InitFrom | None = None
 
 
 class OptimizerRef(Ref):
@@ -130,12 +133,28 @@ class TrainerSpec(Args):
     find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
 
 
+class EvalSetSpec(Args):
+    """A named evaluation set: a split of the run's data, or of another dataset (``data``)."""
+
+    data: Ref | None = None
+    split: str = "test"
+
+
 class EvaluateSpec(Args):
     split: str = "test"
     extra_splits: list[str] = Field(
         default_factory=list, description="also evaluated and reported beside split (e.g. test_seen: seen voices)"
     )
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
+    sets: dict[str, EvalSetSpec | None] = Field(
+        default_factory=dict, description="named sets (see compressor.eval_sets); null drops one")
+    before_training: bool = Field(default=False, description="also evaluate the models on the sets before "
+                                                             "the first stage (e.g. as pre-trained)")
+
+    @field_validator("sets")
+    @classmethod
+    def _drop_null(cls, v: dict[str, EvalSetSpec | None]) -> dict[str, EvalSetSpec | None]:
+        return {k: s for k, s in v.items() if s is not None}
 
 
 class ExportSpec(Ref):
@@ -495,6 +514,10 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
 
     if check_machine:
         check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
+    from compressor import eval_sets, init_from
+
+    init_from.check(loaded)
+    eval_sets.check(loaded, registry)
     for name, ms in models.items():
         if ms.checkpoint is not None:
             check_checkpoint(loaded, registry, name, info)

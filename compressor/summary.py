@@ -33,6 +33,10 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
         metric = st.get("metric")
         lines.append(f"| {i} | {st['stage']} | {st['steps']} | {st['epochs']} | {st['seconds']:.1f} | "
                      f"{metric} = {_fmt(st.get(f'best_{metric}'))} |")
+    if results.get("init_from"):
+        from compressor.init_from import markdown
+
+        lines += ["", markdown(results["init_from"]).rstrip()]
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})
@@ -42,6 +46,10 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")
+    if results.get("sets"):
+        from compressor.eval_sets import markdown
+
+        lines += ["", markdown(results).rstrip()]
     plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").exists() else []
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{p.stem}](plots/{p.name})" for p in plots]

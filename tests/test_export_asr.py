@@ -29,7 +29,7 @@ def exported(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"export_{request.param}")
     args = OnnxExportArgs(**ARGS)
     teacher = trained_rnnt(data, steps=20)[0] if request.param == "rnnt" else None
-    job = ExportJob(model, "student", {"name": "conv_ctc" if request.param == "ctc" else "rnnt_lstm"}, task,
+    job = ExportJob(model, "student", {"name": "quartznet" if request.param == "ctc" else "rnnt_lstm"}, task,
                     data, out, None, teacher, args)
     result = OnnxExporter(args).export(job)
     return request.param, model, data, out, result
@@ -192,7 +192,7 @@ def test_transcript_parity_failure_is_loud(tmp_path):
     data = tone_data("kaldi", sizes=(64, 8, 8))
     model, task, _ = trained_ctc(data, steps=150)
     args = OnnxExportArgs(**{**ARGS, "int8": False, "min_transcript_match": 1.0})
-    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    job = ExportJob(model, "student", {"name": "quartznet"}, task, data, tmp_path, None, None, args)
     with pytest.raises(UserError, match="parity failed: sherpa-onnx transcripts.*front end"):
         OnnxExporter(args).export(job)
 
@@ -219,7 +219,7 @@ def test_int8_guard_keeps_fp32_when_int8_is_worse(tmp_path, monkeypatch):
     monkeypatch.setattr(quantize, "quantize_static_file", damaged)
     model, task, data = trained_ctc()
     args = OnnxExportArgs(**{**ARGS, "int8_tolerance": 0.0})
-    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    job = ExportJob(model, "student", {"name": "quartznet"}, task, data, tmp_path, None, None, args)
     result = OnnxExporter(args).export(job)
     q = result.report["int8"]
     assert not q["kept"] and q["int8"] > q["fp32"] and "kept fp32 only" in q["reason"]

@@ -238,7 +238,11 @@ class SpeechDataModule(DataModule):
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         if not shuffle:
             return self._cut(order, lengths, batch_size)
-        rng = random.Random(f"{seed}:{epoch}")
+        return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
+
+    def _bucketed(self, order: list[int], lengths: list[int], batch_size: int, rng: random.Random
+                  ) -> list[list[int]]:
+        """Training batches from indices sorted by length: buckets shuffled inside, cut, batches shuffled."""
         k = max(1, min(self.num_buckets, len(order)))
         mixed: list[int] = []
         for b in range(k):
@@ -500,14 +504,7 @@ def build_speech_module(
     info.update(labels_info)
     info.update(extra_info or {})
     if cache_dir is not None:
-        tok_dir = (
-            Path(cache_dir)
-            / "tokenizers"
-            / hashlib.sha1(json.dumps(tokenizer.tokens, ensure_ascii=False).encode()).hexdigest()[:12]
-        )
-        info["tokens_file"] = str(tokenizer.write_tokens(tok_dir / "tokens.txt"))
-        if isinstance(tokenizer, SentencePieceTokenizer):
-            info["bpe_model"] = str(tokenizer.save(tok_dir / "bpe.model"))
+        info.update(tokenizer_files(tokenizer, Path(cache_dir)))
     return SpeechDataModule(
         datasets,
         info,
@@ -516,6 +513,18 @@ def build_speech_module(
         skipped=skipped,
         tokenizer=tokenizer,
     )
+
+
+def tokenizer_files(tokenizer: Tokenizer, cache_dir: Path) -> dict[str, str]:
+    """Write the sherpa-onnx ``tokens.txt`` (and a SentencePiece model) under the cache; their paths."""
+    tok_dir = (
+        cache_dir / "tokenizers"
+        / hashlib.sha1(json.dumps(tokenizer.tokens, ensure_ascii=False).encode()).hexdigest()[:12]
+    )
+    out = {"tokens_file": str(tokenizer.write_tokens(tok_dir / "tokens.txt"))}
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        out["bpe_model"] = str(tokenizer.save(tok_dir / "bpe.model"))
+    return out
 
 
 def _static_info(args: SpeechArgs, language: str) -> dict[str, Any]:

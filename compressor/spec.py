@@ -140,6 +140,17 @@ class EvalSetSpec(Args):
     split: str = "test"
 
 
+class ReferenceResult(Args):
+    """A result measured elsewhere that a model of this run is to be read against (shown in summary.md),
+    e.g. what the same student reached trained alone in a benchmark."""
+
+    model: str = Field(default="student", description="the model of this run it stands beside")
+    label: str = Field(min_length=1, max_length=200, description="what it is, e.g. 'student trained alone'")
+    metrics: dict[str, float] = Field(min_length=1, description="final-evaluation keys, e.g. {test/wer: 0.41}")
+    std: dict[str, float] = Field(default_factory=dict, description="their standard deviations, when known")
+    source: str = Field(default="", max_length=300, description="where it was measured (a results file)")
+
+
 class EvaluateSpec(Args):
     split: str = "test"
     extra_splits: list[str] = Field(
@@ -150,6 +161,8 @@ class EvaluateSpec(Args):
         default_factory=dict, description="named sets (see compressor.eval_sets); null drops one")
     before_training: bool = Field(default=False, description="also evaluate the models on the sets before "
                                                              "the first stage (e.g. as pre-trained)")
+    references: list[ReferenceResult] = Field(
+        default_factory=list, description="results to read this run's against, reported in summary.md")
 
     @field_validator("sets")
     @classmethod
@@ -504,6 +517,11 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
     for j, m in enumerate(spec.evaluate.models):
         if m not in models:
             raise SpecError(f"unknown model '{m}'{did_you_mean(m, models)}", ("evaluate", "models", j))
+    for j, ref in enumerate(spec.evaluate.references):
+        if ref.model not in spec.evaluate.models:
+            raise SpecError(f"reference for '{ref.model}', which the final evaluation does not evaluate "
+                            f"(evaluate.models: {', '.join(spec.evaluate.models)})", ("evaluate", "references", j,
+                                                                                    "model"))
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
                         optimizer_args, lr_schedule_args, stage_task_args=stage_task_args,

@@ -328,7 +328,7 @@ def language_section(rep: Report, res: dict[str, Any], args: argparse.Namespace)
         if len(by_lang) == 3:
             top = max(by_lang, key=by_lang.__getitem__)
             rep.claim("Sec. 5.3", "the largest improvement from fine-tuning is for Russian (the smallest set)",
-                      top == "ru", "mean WER gain (pts): " + ", ".join(f"{lg} {100 * g:.1f}"
+                      top == "ru" and by_lang["ru"] > 0, "mean WER gain (pts): " + ", ".join(f"{lg} {100 * g:.1f}"
                                                                      for lg, g in by_lang.items()))
         pairs = [(lg, gains[(lg, "small")][1], gains[(lg, "large")][1]) for lg in LANGUAGES
                  if (lg, "small") in gains and (lg, "large") in gains]

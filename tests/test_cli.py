@@ -131,7 +131,8 @@ def _success(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
 
 def _unexpected_error(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
     spec = tiny(tmp_path)
-    spec["teacher"]["num_classes"] = 3  # labels reach 3: the task loss fails inside the engine
+    for model in ("teacher", "student"):  # labels reach 3: the task loss fails inside the engine
+        spec[model]["num_classes"] = 3
     code, err = cli(capsys, "run", write_spec(tmp_path / "bug.yaml", spec))
     assert "IndexError" in one_line(err) and "COMPRESSOR_TRACEBACK=1" in err
     return code, err

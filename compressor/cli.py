@@ -1,129 +1,190 @@
-"""The ``compressor`` command line: run, validate, plugins, eval, export, data.
+"""The ``compressor`` command line: run, validate, plugins, eval, export, compare, data.
 
-Exit codes (the README's table):
+Exit codes (the README's table, walked by ``tests/test_cli.py``):
 
-* 0: success;
-* 1: a plugin or component failed (the message names it), or an unexpected error; ``COMPRESSOR_TRACEBACK=1``
-  shows the traceback;
-* 2: bad input: a spec, argument, file or data item at fault (one line naming file, line and key path), an
-  environment whose packages do not load together, a run directory in use, a loss that diverged;
+* 0: success (``--help`` included);
+* 1: a plugin or component failed (the message names it), or an unexpected error;
+* 2: bad input: a spec, argument, file or data item at fault (one line naming file, line and key path), a
+  usage error, an environment whose packages do not load together, a run directory in use, a loss that
+  diverged;
 * 130: interrupted (Ctrl-C); 143: terminated (SIGTERM). Either way temporary files are removed and a run
   that made progress can be resumed.
+
+Every error is one line on standard error, starting with ``error:``; ``COMPRESSOR_TRACEBACK=1`` prints the
+traceback above it. Modules are imported by the command that needs them, so ``--help``, ``validate`` and
+``plugins`` answer without loading the training, data and export stacks.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
-
-from compressor.errors import PluginError, Terminated, UserError
+from compressor.errors import PluginError, Terminated, UserError, exception_text
 from compressor.interrupts import unwinding
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compressor", description="Compress speech models: distil, replace, export.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class UsageError(UserError):
+    """A command line that does not parse: one line naming the command, exit code 2."""
 
-    r = sub.add_parser("run", help="run a spec: data -> teacher -> compressed student -> evaluation -> export")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported as one line (``error: compressor eval: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
+    return value
+
+
+def _threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="CPU threads to compute with (default: the spec's trainer.threads, else one per CPU this "
+                        "process may use; never more than those CPUs)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="compressor", description="Compress speech models: distil, replace, export.",
+                epilog="Run 'compressor COMMAND --help' for a command's options. Exit codes: 0 success, 1 a "
+                       "plugin or component failed, 2 bad input, 130 interrupted, 143 terminated.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a spec: data -> teacher -> compressed student -> evaluation -> export",
+                       description="Run a spec end to end, or continue a killed run (--resume). Progress goes to "
+                                   "standard error (a bar in a terminal, lines otherwise); a table of results "
+                                   "ends the run.")
     r.add_argument("spec", nargs="?", default=None, help="YAML spec file (not with --resume)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a spec value, e.g. --set stages[0].epochs=2 (repeatable)")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its last checkpoint, with the spec it started with")
+    _threads(r)
 
-    v = sub.add_parser("validate", help="validate a spec without doing any work")
-    v.add_argument("spec")
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    v = sub.add_parser("validate", help="validate a spec without doing any work",
+                       description="Check a spec (schema, components, arguments, sizes against this machine) "
+                                   "without building data or training.")
+    v.add_argument("spec", help="YAML spec file")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a spec value, as for run (repeatable)")
 
-    pl = sub.add_parser("plugins", help="list discovered plugins, their hooks and argument schemas")
+    pl = sub.add_parser("plugins", help="list plugins, their components and argument schemas",
+                        description="List every plugin and the components it registers (models, tasks, datasets, "
+                                    "schedules, strategies, exporters, optimizers, LR schedules) with their "
+                                    "arguments: type, allowed values, default.")
+    pl.add_argument("names", nargs="*", metavar="NAME", help="show only these components (or plugins)")
+    pl.add_argument("--kind", default=None, metavar="KIND",
+                    help="show only one kind: model, task, dataset, schedule, strategy, exporter, optimizer, "
+                         "lr_schedule")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
-    e = sub.add_parser("eval", help="evaluate the models of a finished run")
-    e.add_argument("run_dir")
-    e.add_argument("--split", default="test")
-    e.add_argument("--models", nargs="*", default=None)
+    e = sub.add_parser("eval", help="evaluate the models of a finished run",
+                       description="Evaluate a finished run's models on a split of its data.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    e.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                   help="models to evaluate (default: all of the run's)")
     e.add_argument("--out", default=None, metavar="FILE.json",
                    help="also write the metrics as JSON (outside run directories, or in RUN_DIR/eval/)")
     e.add_argument("--force", action="store_true", help="replace a previous --out file of compressor eval")
+    _threads(e)
 
-    x = sub.add_parser("export", help="export a finished run's student for on-device inference")
-    x.add_argument("run_dir")
-    x.add_argument("--out", default=None, help="output directory (default: RUN_DIR/export)")
-    x.add_argument("--force", action="store_true", help="replace an existing output directory")
+    x = sub.add_parser("export", help="export a finished run's student for on-device inference",
+                       description="Export a finished run's model (the spec's export section, or ONNX defaults) "
+                                   "and check it against PyTorch before keeping it.")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/export)")
+    x.add_argument("--force", action="store_true", help="replace a previous export in the output directory")
+    _threads(x)
 
-    d = sub.add_parser("data", help="build speech corpora and print their statistics", add_help=False)
-    d.add_argument("args", nargs=argparse.REMAINDER)
+    c = sub.add_parser("compare", help="put several runs' final metrics, sizes and curves side by side",
+                       description="Compare finished runs: a markdown table of their final metrics, model sizes "
+                                   "and export sizes (printed, and written to DIR/compare.md), and one PNG of "
+                                   "their training and validation curves side by side (DIR/compare.png).")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--out", default="compare", metavar="DIR",
+                   help="folder for compare.md and compare.png (default: ./compare; not inside a run directory)")
+    c.add_argument("--metric", default=None, help="validation metric to plot (default: each run's main metric)")
+
+    from compressor.data.cli import configure as configure_data
+
+    d = sub.add_parser("data", help="build speech corpora and print their statistics",
+                       description="Build (or reuse) a corpus without training, and print its statistics.")
+    configure_data(d, _threads)
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    """A user error's whole message on one line; an unexpected error's first line (without KeyError's quotes)."""
+    return " ".join(str(e).split()) if isinstance(e, UserError) else exception_text(e)
+
+
+def _fail(message: str, code: int, exc: BaseException | None = None, hint: bool = False) -> int:
+    """Print one ``error:`` line (the traceback above it when COMPRESSOR_TRACEBACK is set); return ``code``."""
+    show = bool(os.environ.get("COMPRESSOR_TRACEBACK"))
+    if show and exc is not None:
+        traceback.print_exception(exc)
+    if hint and not show:
+        message += " (set COMPRESSOR_TRACEBACK=1 for the traceback)"
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        return _fail(str(e), EXIT_BAD_INPUT)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else EXIT_OK
     try:
         with unwinding():
             return _dispatch(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(_one_line(e), e.exit_code, e)
     except PluginError as e:
-        if os.environ.get("COMPRESSOR_TRACEBACK"):
-            raise
-        print(f"error: {e} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-        return EXIT_FAULT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+        return _fail(str(e), EXIT_FAULT, e, hint=True)
+    except KeyboardInterrupt as e:
+        return _fail("interrupted", EXIT_INTERRUPTED, e)
+    except Terminated as e:
+        return _fail("terminated", EXIT_TERMINATED, e)
     except SystemExit as e:
-        if args.command == "data":  # its own argument parser's --help and usage errors
-            raise
-        if os.environ.get("COMPRESSOR_TRACEBACK"):
-            raise
-        print(f"error: sys.exit({e.code!r}) was called inside a component, outside any plugin hook "
-              f"(set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return _fail(f"sys.exit({e.code!r}) was called inside a component, outside any plugin hook",
+                     EXIT_FAULT, e, hint=True)
+    except BrokenPipeError:  # the reader went away (| head): nobody is left to read a message
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return EXIT_FAULT
     except Exception as e:  # an unexpected failure: one line, the traceback on request
-        if os.environ.get("COMPRESSOR_TRACEBACK"):
-            raise
         from compressor.envcheck import diagnose
 
         clash = diagnose(e)  # packages that do not load together are the environment's fault, not a bug
         if clash is not None:
-            print(f"error: {clash}", file=sys.stderr)
-            return clash.exit_code
-        text = (str(e).strip().splitlines() or [""])[0]
-        print(f"error: {type(e).__name__}: {text} (set COMPRESSOR_TRACEBACK=1 for the traceback)", file=sys.stderr)
-        return EXIT_FAULT
+            return _fail(str(clash), clash.exit_code, e)
+        return _fail(f"{type(e).__name__}: {_one_line(e)}", EXIT_FAULT, e, hint=True)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "run":
-        from compressor.engine import run_spec
-
-        if args.resume is None and args.spec is None:
-            raise UserError("run needs a SPEC file, or --resume RUN_DIR to continue a killed run")
-        if args.resume is None and not Path(args.spec).exists():
-            raise UserError(f"spec file not found: {args.spec}")
-        run_dir = run_spec(args.spec, args.overrides, resume=args.resume)
-        if os.environ.get("RANK", "0") != "0":
-            return 0
-        print(f"run finished: {run_dir}")
-        summary = run_dir / "summary.md"
-        if summary.exists():
-            print(f"summary: {summary}")
-        return 0
-    if args.command == "validate":
+    command = args.command
+    if command == "run":
+        return _run(args)
+    if command == "validate":
         from compressor.spec import load_spec
 
         loaded = load_spec(args.spec, args.overrides)
@@ -131,79 +192,67 @@ def _dispatch(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{s.name}[{'+'.join(r.name for r in s.plugins) or 'plain'}]" for s in spec.stages)
         print(f"{args.spec}: valid spec '{spec.name}' — task {spec.task.name}, data {spec.data.name}, "
               f"models {', '.join(spec.all_models())}; stages: {stages}")
-        return 0
-    if args.command == "plugins":
-        return _plugins(args.json)
-    if args.command == "eval":
-        from compressor.engine import evaluate_run
-        from compressor.evalout import check_eval_output, write_eval_output
+        return EXIT_OK
+    if command == "plugins":
+        from compressor.catalog import print_catalog
 
-        out = check_eval_output(Path(args.run_dir), Path(args.out), args.force) if args.out else None
-        results = evaluate_run(args.run_dir, args.split, args.models)
-        for name, metrics in results.items():
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-            print(f"{name} ({args.split}): {shown}")
-        if out is not None:
-            write_eval_output(out, Path(args.run_dir), args.split, results, args.force)
-            print(f"metrics written to {out}")
-        return 0
-    if args.command == "export":
+        return print_catalog(args.names, args.kind, args.json)
+    if command == "eval":
+        return _eval(args)
+    if command == "export":
         from compressor.export.api import export_run
 
-        out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, args.force)
+        out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, args.force,
+                         threads=args.threads)
         print(f"exported to {out}")
-        return 0
-    if args.command == "data":
-        from compressor.data.cli import main as data_main
+        return EXIT_OK
+    if command == "compare":
+        from compressor.compare import compare_runs
 
-        return data_main(args.args)
-    raise UserError(f"unknown command {args.command}")
+        return compare_runs([Path(d) for d in args.run_dirs], Path(args.out), args.metric)
+    if command == "data":
+        from compressor.data.cli import run as data_run
 
-
-def schema_rows(schema: type[BaseModel]) -> list[dict[str, Any]]:
-    rows = []
-    for name, f in schema.model_fields.items():
-        default = f.default if f.default is not PydanticUndefined else (
-            "<required>" if f.default_factory is None else f.default_factory())
-        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        rows.append({"name": name, "type": ann, "default": default, "doc": f.description or ""})
-    return rows
+        return data_run(args)
+    raise UsageError(f"compressor: unknown command {command}")
 
 
-def _hook_methods(obj: Any) -> list[str]:
-    return sorted(n for n in dir(obj) if n.startswith("compressor_") and hasattr(getattr(obj, n), "compressor_impl"))
+def _run(args: argparse.Namespace) -> int:
+    from compressor.engine import run_spec
+
+    if args.resume is None and args.spec is None:
+        raise UsageError("compressor run: needs a SPEC file, or --resume RUN_DIR to continue a killed run "
+                         "(see 'compressor run --help')")
+    if args.resume is None and not Path(args.spec).exists():
+        raise UserError(f"spec file not found: {args.spec}")
+    run_dir = run_spec(args.spec, args.overrides, resume=args.resume, threads=args.threads)
+    if os.environ.get("RANK", "0") != "0":
+        return EXIT_OK
+    from compressor.report import print_run_results
+
+    print_run_results(run_dir)
+    return EXIT_OK
 
 
-def _plugins(as_json: bool) -> int:
-    from compressor.plugins import get_plugins
+def _eval(args: argparse.Namespace) -> int:
+    from compressor.engine import evaluate_run
+    from compressor.evalout import check_eval_output, write_eval_output
+    from compressor.report import text_table
 
-    plugins = get_plugins()
-    out = []
-    for info in plugins.loaded:
-        components = []
-        for entry in plugins.registry.entries():
-            if entry.package != f"{info.package} ({info.name})":
-                continue
-            item = {"kind": entry.kind, "name": entry.name, "doc": entry.doc, "args": schema_rows(entry.args)}
-            if entry.kind == "strategy":
-                item["hooks"] = _hook_methods(entry.factory)
-            components.append(item)
-        out.append({"plugin": info.name, "package": info.package, "version": info.version,
-                    "module": getattr(info.module, "__name__", str(info.module)),
-                    "hooks": plugins.hooks_of(info.module), "components": components})
-    if as_json:
-        print(json.dumps(out, indent=2, default=str))
-        return 0
-    for p in out:
-        print(f"{p['plugin']}  ({p['package']} {p['version']}, {p['module']})")
-        print(f"  hooks: {', '.join(p['hooks']) or '-'}")
-        for c in p["components"]:
-            hooks = f"  hooks: {', '.join(c['hooks'])}" if c.get("hooks") else ""
-            print(f"  {c['kind']} {c['name']}: {c['doc']}{hooks}")
-            for a in c["args"]:
-                doc = f"  — {a['doc']}" if a["doc"] else ""
-                print(f"      {a['name']}: {a['type']} = {a['default']!r}{doc}")
-    return 0
+    out = check_eval_output(Path(args.run_dir), Path(args.out), args.force) if args.out else None
+    results = evaluate_run(args.run_dir, args.split, args.models, threads=args.threads)
+    keys = list(dict.fromkeys(k for metrics in results.values() for k in metrics))
+    for name, metrics in results.items():  # one line per model: greppable, stable
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"{name} ({args.split}): {shown}")
+    if len(results) > 1:
+        print()
+        print(text_table(["model", *keys], [[name, *(metrics.get(k) for k in keys)]
+                                            for name, metrics in results.items()]))
+    if out is not None:
+        write_eval_output(out, Path(args.run_dir), args.split, results, args.force)
+        print(f"metrics written to {out}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

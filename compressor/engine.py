@@ -31,8 +31,8 @@ from compressor.checkpoint import (
 )
 from compressor.data.base import DataModule
 from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
-from compressor.limits import cpu_count
 from compressor.plugins import Plugins, get_plugins
+from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume
 from compressor.rundir import (
     SPEC_FILE,
@@ -43,6 +43,7 @@ from compressor.rundir import (
 )
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 from compressor.task import Task
+from compressor.threads import configure_threads
 from compressor.trainer import StageRunner, stage_budget
 
 
@@ -92,13 +93,24 @@ def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
     return _component(entry, lambda: entry.factory(loaded.task_args, data.info))
 
 
-def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> dict[str, nn.Module]:
-    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints."""
+def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
+                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None
+                 ) -> dict[str, nn.Module]:
+    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
+
+    With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
+    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it.
+    """
+    from compressor import init_from
+
     models: dict[str, nn.Module] = {}
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
         model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
+        if ms.init_from is not None and init_reports is not None:
+            init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
+                                                 (pretrained or {}).get(name))
         if ms.checkpoint:
             state = load_state_dict_file(Path(ms.checkpoint).expanduser())
             problem = mismatch(model, state)
@@ -142,6 +154,7 @@ class Run:
             return self.task
         name, args = self.loaded.stage_task(index)
         return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
+    eval_data: dict[str, Any] = field(default_factory=dict)  # named evaluation sets' data, built on first use
 
     @property
     def seed(self) -> int:
@@ -204,7 +217,8 @@ def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str
     return built[key]
 
 
-def _preflight(loaded: LoadedSpec, plugins: Plugins
+def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any] | None = None,
+               pretrained: dict[str, Path] | None = None
                ) -> tuple[DataModule, Task, dict[str, nn.Module], dict[str, DataModule]]:
     """Data, task and models, with every check that needs the real data done before a run directory exists:
     splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
@@ -212,25 +226,39 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins
 
     spec = loaded.spec
     data = build_data(loaded, plugins)
+    _say_data(spec.data.name, data)
     try:
         check_splits(spec, list(getattr(data, "datasets", {}) or data.splits))
         check_model_sizes(loaded, plugins.registry, data.info)
     except SpecError as e:
         raise SpecError(e.message, e.path, loaded.file) from None
     task = build_task(loaded, plugins, data)
-    models = build_models(loaded, plugins, data)
+    models = build_models(loaded, plugins, data, init_reports, pretrained)
     built: dict[str, DataModule] = {}
     for i, stage in enumerate(spec.stages):
         stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed)
     return data, task, models, built
 
 
-def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None
-             ) -> Path:
+def _say_data(name: str, data: DataModule) -> None:
+    sizes = []
+    for split, ds in (getattr(data, "datasets", None) or {}).items():
+        try:
+            sizes.append(f"{split} {len(ds):,}")
+        except TypeError:
+            sizes.append(split)
+    skipped = len(getattr(data, "skipped", None) or [])
+    say(f"data {name}: {', '.join(sizes) or 'ready'}" + (f" ({skipped} items skipped)" if skipped else ""),
+        enabled=os.environ.get("RANK", "0") == "0")
+
+
+def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None,
+             threads: int | None = None) -> Path:
     """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work.
 
     With ``resume``, continue that killed run with the spec it started with (a ``spec_path`` or ``overrides``
     that would change it are refused). Nothing is left behind by a run that fails before its first step.
+    ``threads`` (``--threads``) overrides ``trainer.threads`` for this process without changing the spec.
     """
     plugins = get_plugins()
     overrides = list(overrides or [])
@@ -243,15 +271,18 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:
             loaded = load_spec(spec_path, overrides, registry=plugins.registry)
+        from compressor import init_from
+
+        pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
         trainer = loaded.spec.trainer
-        if trainer.threads:  # a run resumed on a smaller machine than it started on uses the CPUs there are
-            torch.set_num_threads(min(trainer.threads, cpu_count()))
+        configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         with distributed(trainer.device) as (rank, world):
             torch.manual_seed(loaded.spec.seed)
             device = pick_device(trainer.device)
-            data, task, models, built = _preflight(loaded, plugins)
+            init_reports: dict[str, Any] = {}
+            data, task, models, built = _preflight(loaded, plugins, init_reports, pretrained)
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
                 stack.enter_context(RunLock(run_dir, "start a run in it"))
@@ -259,13 +290,18 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             try:
                 if rank == 0 and resume_dir is None:
                     (run_dir / SPEC_FILE).write_text(dump_spec(loaded.raw), encoding="utf-8")
-                    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2),
-                                                               encoding="utf-8")
+                    (run_dir / "environment.json").write_text(
+                        json.dumps(environment(device, pick_precision(trainer.precision, device), world),
+                                   indent=2), encoding="utf-8")
                 for m in models.values():
                     m.to(device)
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
                           models, rank, world, metrics)
                 run._stage_data.update(built)
+                if init_reports:
+                    run.results["init_from"] = init_reports
+                    if rank == 0:
+                        init_from.write_report(run_dir, init_reports)
                 if rank == 0:
                     _write_skipped(run)
                 _execute(run, resume_state, resumed=resume_dir is not None)
@@ -316,6 +352,10 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             set_rng_state(resume_state["rng"])
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
+    elif run.loaded.spec.evaluate.before_training and run.is_main:
+        from compressor import eval_sets
+
+        eval_sets.evaluate(run, "start")
     for i in range(start, len(stages)):
         result = StageRunner(run, i).execute(mid_stage if i == start else None)
         run.results["stages"].append(result)
@@ -345,12 +385,15 @@ def _finish(run: Run) -> None:
         model.eval()
         final[name] = {}
         for split in [spec.evaluate.split, *spec.evaluate.extra_splits]:
-            loader = run.data.loader(split, spec.stages[-1].batch_size, shuffle=False, seed=run.seed)
-            metrics = run.task.evaluate(model, loader, run.device)
+            metrics = evaluate_model(run.task, run.data, model, name, split, spec.stages[-1].batch_size, run.seed,
+                                     run.device, "final evaluation")
             final[name].update({f"{split}/{k}": v for k, v in metrics.items()})
             run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
         run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
+    from compressor import eval_sets
+
+    eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
     for name, model in run.models.items():
@@ -364,6 +407,29 @@ def _finish(run: Run) -> None:
     (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
     write_plots(run.run_dir)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
+
+
+def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, split: str, batch_size: int,
+                   seed: int, device: torch.device, what: str = "evaluation") -> dict[str, float]:
+    """``task.evaluate`` on a split, showing progress per batch and a line with the metrics."""
+    loader = data.loader(split, batch_size, shuffle=False, seed=seed)
+    total = data.num_batches(split, batch_size, shuffle=False, seed=seed, epoch=0)
+    p = Progress(f"{what}: {name} on {split}", total=total, unit="batch")
+    try:
+        metrics = task.evaluate(model, _counted(loader, p), device)
+    except BaseException:
+        p.close(silent=True)
+        raise
+    main = getattr(task, "main_metric", None)
+    p.close(f"{format_metrics({k: metrics[k] for k in sorted(metrics, key=lambda k: k != main)})} "
+            f"({duration(p.elapsed)})")
+    return metrics
+
+
+def _counted(batches: Any, progress: Progress) -> Iterator[Any]:
+    for batch in batches:
+        yield batch
+        progress.update()
 
 
 def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
@@ -393,13 +459,20 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
         )
         entry = run.plugins.registry.get("exporter", spec.export.name)
         exporter = _component(entry, lambda: entry.factory(run.loaded.export_args))
+        progress = Progress(f"export ({spec.export.name}) of the {name}", announce=True)
         try:
             result = exporter.export(job)
+            progress.close(f"{len(result.files)} files written and checked ({duration(progress.elapsed)})")
         except UserError:
+            progress.close(silent=True)
             raise
         except (Exception, SystemExit) as e:
+            progress.close(silent=True)
             raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
                               subject=f"exporter '{entry.name}'") from e
+        except BaseException:
+            progress.close(silent=True)
+            raise
         run.plugins.call("compressor_export", ctx=None, model=model, out_dir=tmp)
         write_manifest(tmp, run.run_dir, name, spec.export.name)
         _swap_into_place(tmp, out_dir)
@@ -447,8 +520,10 @@ class FinishedRun:
     device: torch.device = torch.device("cpu")
 
 
-def load_run(run_dir: str | Path) -> FinishedRun:
-    """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export."""
+def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
+    """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
+    with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
+    :func:`compressor.threads.configure_threads`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
@@ -460,6 +535,7 @@ def load_run(run_dir: str | Path) -> FinishedRun:
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
     loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
+    configure_threads(threads, loaded.spec.trainer.threads)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     models = build_models(loaded, plugins, data)
@@ -476,9 +552,11 @@ def load_run(run_dir: str | Path) -> FinishedRun:
     return FinishedRun(loaded, plugins, run_dir, data, task, models)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None
-                 ) -> dict[str, dict[str, float]]:
-    run = load_run(run_dir)
+def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,
+                 threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
+    ``trainer.threads``, else one thread per CPU this process may use."""
+    run = load_run(run_dir, threads)
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")
@@ -487,7 +565,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | N
             raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, run.models)}")
     out = {}
     for name in models or list(run.models):
-        bs = run.loaded.spec.stages[-1].batch_size
-        loader = run.data.loader(split, bs, shuffle=False, seed=run.loaded.spec.seed)
-        out[name] = run.task.evaluate(run.models[name], loader, run.device)
+        out[name] = evaluate_model(run.task, run.data, run.models[name], name, split,
+                                   run.loaded.spec.stages[-1].batch_size, run.loaded.spec.seed, run.device)
     return out

@@ -37,6 +37,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f"{hint} (valid: {listing})" if choices else hint
 
 
+def exception_text(e: BaseException) -> str:
+    """The first line of an exception's message, without the quotes ``KeyError`` puts around it."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        text = e.args[0]
+    else:
+        text = str(e)
+    return (text.strip().splitlines() or [""])[0].strip()
+
+
 class UserError(Exception):
     """An error caused by input: reported as one clear line, exit code 2."""
 
@@ -79,7 +88,7 @@ class PluginError(Exception):
         if isinstance(original, SystemExit):
             detail = f"called sys.exit({original.code!r}), which ends nothing but the plugin's own work here"
         else:
-            text = (str(original).strip().splitlines() or [""])[0]
+            text = exception_text(original)
             detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
         who = subject or f"plugin '{plugin}'"
         if package and package != "?":

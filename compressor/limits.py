@@ -64,11 +64,33 @@ def human_bytes(n: float) -> str:
 
 
 def cpu_count() -> int:
-    """CPUs this process may run on."""
+    """CPUs this process may run on: its CPU affinity, bounded by a container's CPU quota (cgroup
+    ``cpu.max``), which a container can set below the CPUs it sees."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cpus, quota)) if quota is not None else max(1, cpus)
+
+
+def cpu_quota() -> int | None:
+    """The container's CPU quota in whole CPUs (rounded up), or ``None`` when there is none."""
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):
+        try:
+            text = Path(path).read_text().strip()
+            if parse is not None:
+                quota, period = parse(text)[:2]
+            else:
+                quota = text
+                period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+            if quota in ("max", "-1"):
+                return None
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def ram_bytes() -> int:
@@ -127,6 +149,37 @@ def _requested_numel(args: tuple, kwargs: dict) -> int | None:
         return None
 
 
+#: In-place random fills. On the meta device they do nothing, yet torch runs some of them (``normal_``)
+#: through its Python reference implementation, whose first call imports torch._dynamo: seconds of start-up
+#: for a validation that builds models only to count their parameters.
+_RANDOM_FILLS = {"normal_", "uniform_", "log_normal_", "exponential_", "geometric_", "cauchy_", "random_",
+                 "bernoulli_", "erfinv_"}
+
+
+def _meta_init_target(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The meta tensor an initialisation call would fill (``torch.nn.init.*`` or a random fill), else None."""
+    if getattr(func, "__module__", None) != "torch.nn.init" and getattr(func, "__name__", "") not in _RANDOM_FILLS:
+        return None
+    target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+    return target if isinstance(target, torch.Tensor) and target.is_meta else None
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Leaves meta tensors uninitialised (there is nothing to initialise) instead of running init code."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        target = _meta_init_target(func, args, kwargs)
+        return target if target is not None else func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def meta_device() -> Iterator[None]:
+    """Build modules on the meta device (structure and shapes, no memory, no initialisation)."""
+    with torch.device("meta"), _SkipMetaInit():
+        yield
+
+
 class _Budget(TorchFunctionMode):
     """Refuses any single tensor (and a model's parameters in all) larger than ``limit`` elements."""
 
@@ -138,6 +191,9 @@ class _Budget(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        target = _meta_init_target(func, args, kwargs)
+        if target is not None:
+            return target
         if func in _FACTORIES:
             n = _requested_numel(args, kwargs)
             if n is not None and n > self.limit:
@@ -195,6 +251,7 @@ def check_model_sizes(loaded: Any, registry: Any, info: dict[str, Any]) -> None:
     real data's facts before it allocates anything). Raises :class:`compressor.errors.SpecError`.
     """
     from compressor.errors import SpecError
+    from compressor.registry import LazyFactory
 
     spec = loaded.spec
     memory, where = device_memory(spec.trainer.device)
@@ -205,6 +262,8 @@ def check_model_sizes(loaded: Any, registry: Any, info: dict[str, Any]) -> None:
         limit = max(0, memory - used) // per_param
         entry = registry.get("model", ms.name)
         path = (name,) if name in ("teacher", "student") else ("models", name)
+        if isinstance(entry.factory, LazyFactory):  # its import errors are reported, not skipped below
+            entry.factory.resolve()
         try:
             n = meta_parameters(lambda e=entry, m=name: e.factory(loaded.model_args[m], info=dict(info)), limit)
         except TooLarge as e:

@@ -109,6 +109,11 @@ def get_plugins() -> Plugins:
     return _PLUGINS
 
 
+def loaded_plugins() -> list[PluginInfo]:
+    """The plugins loaded so far in this process (none before :func:`get_plugins`)."""
+    return list(_PLUGINS.loaded) if _PLUGINS is not None else []
+
+
 def get_registry() -> Registry:
     return get_plugins().registry
 

@@ -10,6 +10,12 @@ lives in one
 
 Each entry carries a pydantic model describing its arguments, so specs are validated before any work
 and ``compressor plugins`` can print every argument schema.
+
+A factory may be named instead of imported, ``"package.module:attribute"``, with its ``args`` schema and
+``doc`` given: the module is imported when the component is first built, so a component whose code needs
+heavy libraries (an exporter needing onnx) does not slow down ``compressor plugins`` or ``validate``::
+
+    registry.add("exporter", "my_onnx", "my_package.exporter:MyExporter", args=MyExporterArgs, doc="...")
 """
 
 from __future__ import annotations
@@ -36,6 +42,58 @@ class NoArgs(Args):
     """A component that takes no arguments."""
 
 
+class LazyFactory:
+    """A factory named ``"module:attribute"``, imported on first use (a call or an attribute).
+
+    An import that fails names the component and its package (:class:`compressor.errors.PluginError`, exit 1),
+    or says which package to install when a dependency is missing (exit 2), as entry points do.
+    """
+
+    def __init__(self, target: str, kind: str, name: str, package: str) -> None:
+        if ":" not in target:
+            raise ValueError(f"{kind} '{name}': a lazy factory is 'module:attribute', got '{target}'")
+        self.target = target
+        self.kind = kind
+        self.name = name
+        self.package = package
+        self._resolved: Any = None
+
+    def resolve(self) -> Any:
+        if self._resolved is None:
+            import importlib
+
+            module, _, attr = self.target.partition(":")
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except (Exception, SystemExit) as e:
+                from compressor.envcheck import diagnose
+                from compressor.errors import PluginError
+
+                clash = diagnose(e, where=f"{self.kind} '{self.name}' ({self.target})")
+                if clash is not None:
+                    raise clash from e
+                raise PluginError(self.name, "import", e, action=f"({self.target}) failed to import",
+                                  package=self.package, subject=f"{self.kind} '{self.name}'") from e
+            self._resolved = obj
+        return self._resolved
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr in ("target", "kind", "name", "package", "_resolved"):
+            raise AttributeError(attr)
+        return getattr(self.resolve(), attr)
+
+    def __dir__(self) -> list[str]:
+        return dir(self.resolve())
+
+    def __repr__(self) -> str:
+        return f"<lazy {self.kind} {self.name}: {self.target}>"
+
+
 @dataclass
 class Entry:
     kind: str
@@ -58,20 +116,26 @@ class Registry:
         self,
         kind: str,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         args: type[BaseModel] | None = None,
         doc: str = "",
         **extra: Any,
     ) -> Entry:
-        """Register ``factory`` under ``kind``/``name``; ``args`` is its pydantic argument schema."""
+        """Register ``factory`` under ``kind``/``name``; ``args`` is its pydantic argument schema.
+
+        ``factory`` may be ``"module:attribute"`` (imported on first use; give ``args`` and ``doc``)."""
         if kind not in self._entries:
             raise ValueError(f"unknown component kind '{kind}' (kinds: {', '.join(KINDS)})")
         if name in self._entries[kind]:
             prev = self._entries[kind][name]
             raise ValueError(f"{kind} '{name}' registered twice (by {prev.package} and {self.current_package})")
-        doc = doc or (factory.__doc__ or "").strip().split("\n")[0]
-        entry = Entry(kind, name, factory, args or getattr(factory, "Args", NoArgs), doc,
-                      self.current_package, dict(extra))
+        if isinstance(factory, str):
+            factory = LazyFactory(factory, kind, name, self.current_package)
+            schema = args or NoArgs
+        else:
+            doc = doc or (factory.__doc__ or "").strip().split("\n")[0]
+            schema = args or getattr(factory, "Args", NoArgs)
+        entry = Entry(kind, name, factory, schema, doc, self.current_package, dict(extra))
         self._entries[kind][name] = entry
         return entry
 

@@ -51,8 +51,6 @@ SPEC_FILE = "resolved_spec.yaml"
 LOCK_FILE = "run.lock"
 _TMP = re.compile(r"^\..+\.(tmp|old)-\d+$")
 
-PACKAGES = ("torch", "torchaudio", "compressor", "pluggy", "pydantic", "pyyaml", "numpy", "onnx", "onnxruntime",
-            "sherpa-onnx", "transformers", "soundfile", "sentencepiece", "espeakng-loader")
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -151,26 +149,88 @@ class RunLock:
         self.release()
 
 
-def environment() -> dict[str, Any]:
-    versions = {}
-    for pkg in PACKAGES:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of compressor, every package it requires, the packages of loaded plugins, and ``extra``."""
+    names: list[str] = ["compressor"]
+    try:
+        for req in md.requires("compressor") or []:
+            if "extra ==" in req:
+                continue  # optional extras: recorded below only when installed and asked for
+            names.append(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
+    except md.PackageNotFoundError:
+        pass
+    names += list(extra)
+    versions: dict[str, str] = {}
+    for name in names:
         try:
-            versions[pkg] = md.version(pkg)
+            versions[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
+    return versions
+
+
+def _plugin_packages() -> tuple[str, ...]:
+    from compressor.plugins import loaded_plugins
+
+    return tuple(sorted({p.package for p in loaded_plugins() if p.package not in ("?", "compressor")}))
+
+
+def _git(*args: str) -> str | None:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def environment(device: torch.device | None = None, precision: str | None = None, world_size: int = 1
+                ) -> dict[str, Any]:
+    """What a run ran on: CPUs, torch threads, device, package versions (with plugins'), git commit."""
+    from compressor.limits import cpu_count, cpu_quota
+    from compressor.threads import current
+
+    chosen = current()
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    device = device or torch.device("cpu")
+    gpu = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        gpu = {"name": props.name, "memory_bytes": int(props.total_memory),
+               "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+               "count": torch.cuda.device_count()}
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu_count": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "packages": versions,
+        "cpu": {
+            "model": _cpu_model(),
+            "usable": cpu_count(),  # affinity, bounded by a container's CPU quota
+            "machine": os.cpu_count(),
+            "quota": cpu_quota(),
+        },
+        "torch_threads": {
+            "intra_op": torch.get_num_threads(),
+            "inter_op": torch.get_num_interop_threads(),
+            "source": chosen.source if chosen is not None else None,
+        },
+        "device": {"type": device.type, "name": gpu["name"] if gpu else _cpu_model(), "precision": precision,
+                   "processes": world_size, "gpu": gpu},
+        "cuda_available": torch.cuda.is_available(),
+        "packages": package_versions(_plugin_packages()),
         "git_commit": commit,
+        "git_dirty": dirty,
         "argv": sys.argv,
         "time": dt.datetime.now().isoformat(timespec="seconds"),
     }

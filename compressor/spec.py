@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compressor.errors import PluginError, SpecError, UserError, did_you_mean
-from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count
+from compressor.init_from import InitFrom
+from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS, cpu_count, meta_device
 from compressor.registry import Args, Registry
 from compressor.specyaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
 
@@ -51,9 +52,11 @@ class Ref(BaseModel):
 
 
 class ModelSpec(Ref):
-    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (weights to start from)."""
+    """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (all its weights, exactly) or
+    ``init_from`` (the weights that match by name and shape, see :mod:`compressor.init_from`)."""
 
     checkpoint: str | None = None
+    init_from: InitFrom | None = None
 
 
 class OptimizerRef(Ref):
@@ -130,12 +133,41 @@ class TrainerSpec(Args):
     find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
 
 
+class EvalSetSpec(Args):
+    """A named evaluation set: a split of the run's data, or of another dataset (``data``)."""
+
+    data: Ref | None = None
+    split: str = "test"
+
+
+class ReferenceResult(Args):
+    """A result measured elsewhere that a model of this run is to be read against (shown in summary.md),
+    e.g. what the same student reached trained alone in a benchmark."""
+
+    model: str = Field(default="student", description="the model of this run it stands beside")
+    label: str = Field(min_length=1, max_length=200, description="what it is, e.g. 'student trained alone'")
+    metrics: dict[str, float] = Field(min_length=1, description="final-evaluation keys, e.g. {test/wer: 0.41}")
+    std: dict[str, float] = Field(default_factory=dict, description="their standard deviations, when known")
+    source: str = Field(default="", max_length=300, description="where it was measured (a results file)")
+
+
 class EvaluateSpec(Args):
     split: str = "test"
     extra_splits: list[str] = Field(
         default_factory=list, description="also evaluated and reported beside split (e.g. test_seen: seen voices)"
     )
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
+    sets: dict[str, EvalSetSpec | None] = Field(
+        default_factory=dict, description="named sets (see compressor.eval_sets); null drops one")
+    before_training: bool = Field(default=False, description="also evaluate the models on the sets before "
+                                                             "the first stage (e.g. as pre-trained)")
+    references: list[ReferenceResult] = Field(
+        default_factory=list, description="results to read this run's against, reported in summary.md")
+
+    @field_validator("sets")
+    @classmethod
+    def _drop_null(cls, v: dict[str, EvalSetSpec | None]) -> dict[str, EvalSetSpec | None]:
+        return {k: s for k, s in v.items() if s is not None}
 
 
 class ExportSpec(Ref):
@@ -485,6 +517,11 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
     for j, m in enumerate(spec.evaluate.models):
         if m not in models:
             raise SpecError(f"unknown model '{m}'{did_you_mean(m, models)}", ("evaluate", "models", j))
+    for j, ref in enumerate(spec.evaluate.references):
+        if ref.model not in spec.evaluate.models:
+            raise SpecError(f"reference for '{ref.model}', which the final evaluation does not evaluate "
+                            f"(evaluate.models: {', '.join(spec.evaluate.models)})", ("evaluate", "references", j,
+                                                                                    "model"))
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
                         optimizer_args, lr_schedule_args, stage_task_args=stage_task_args,
@@ -495,6 +532,10 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
 
     if check_machine:
         check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
+    from compressor import eval_sets, init_from
+
+    init_from.check(loaded)
+    eval_sets.check(loaded, registry)
     for name, ms in models.items():
         if ms.checkpoint is not None:
             check_checkpoint(loaded, registry, name, info)
@@ -636,7 +677,7 @@ def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: di
         raise SpecError(str(e), where) from None
     entry = registry.get("model", ms.name)
     try:
-        with torch.device("meta"):
+        with meta_device():
             model = entry.factory(loaded.model_args[name], info=dict(info))
     except Exception:
         return  # needs the real data's facts: the run checks again before it trains
@@ -696,7 +737,7 @@ class CheckContext:
             ms = self.spec.all_models()[name]
             entry = self.registry.get("model", ms.name)
             info = _meta_info(self.loaded, self.registry)
-            with torch.device("meta"):
+            with meta_device():
                 self._models[name] = entry.factory(self.loaded.model_args[name], info=info)
         return self._models[name]
 

@@ -14,6 +14,19 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _reference_notes(spec: Any, final: dict[str, dict[str, float]]) -> list[str]:
+    """One line per reference: where it comes from and the relative change of this run's model against it."""
+    out: list[str] = []
+    for ref in spec.evaluate.references:
+        own = final.get(ref.model, {})
+        changes = [f"{k} {own[k]:.4f} vs {v:.4f} ({100 * (own[k] - v) / v:+.1f}% relative)"
+                   for k, v in ref.metrics.items() if k in own and v]
+        where = f" ({ref.source})" if ref.source else ""
+        out.append(f"- {ref.model} against the reference *{ref.label}*{where}: "
+                   + ("; ".join(changes) if changes else "no common metric"))
+    return [""] + out if out else []
+
+
 def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], export_md: str = "") -> Path:
     spec = loaded.spec
     params = results.get("parameters", {})
@@ -33,6 +46,10 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
         metric = st.get("metric")
         lines.append(f"| {i} | {st['stage']} | {st['steps']} | {st['epochs']} | {st['seconds']:.1f} | "
                      f"{metric} = {_fmt(st.get(f'best_{metric}'))} |")
+    if results.get("init_from"):
+        from compressor.init_from import markdown
+
+        lines += ["", markdown(results["init_from"]).rstrip()]
     final = results.get("final", {})
     if final:
         keys = sorted({k for m in final.values() for k in m})
@@ -42,6 +59,14 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
                   "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
         for name, metrics in final.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")
+            for ref in (r for r in spec.evaluate.references if r.model == name):
+                cells = [_fmt(ref.metrics.get(k)) + (f" ± {ref.std[k]:.4f}" if k in ref.std else "") for k in keys]
+                lines.append(f"| *reference: {ref.label}* | " + " | ".join(cells) + " |")
+        lines += _reference_notes(spec, final)
+    if results.get("sets"):
+        from compressor.eval_sets import markdown
+
+        lines += ["", markdown(results).rstrip()]
     plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").exists() else []
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{p.stem}](plots/{p.name})" for p in plots]

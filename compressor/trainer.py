@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from compressor.limits import MAX_STAGE_STEPS
 from compressor.losses import LossTerms
 from compressor.lr import build_optimizer, build_scheduler
 from compressor.plugins import stage_strategies
+from compressor.progress import Progress, duration, format_metrics, track
 from compressor.task import to_device
 
 if TYPE_CHECKING:
@@ -171,9 +171,10 @@ class StageRunner:
         run, st = self.run, self.stage
         accum = st.grad_accum
         every = st.eval.every
-        progress = self._progress_bar(ctx)
+        progress = self._progress(ctx)
         t0 = time.time()
         for epoch in range(start_epoch, len(per_epoch)):
+            epoch_loss, epoch_steps, epoch_started = 0.0, 0, time.monotonic()
             ctx.epoch = epoch
             ctx.steps_per_epoch = per_epoch[epoch]
             done_in_epoch = skip if epoch == start_epoch else 0
@@ -228,12 +229,14 @@ class StageRunner:
                 logs = {}
                 run.log(record)
                 run.plugins.call("compressor_step_end", ctx=ctx, metrics=record)
-                if progress is not None:
-                    progress.update(1)
-                    if ctx.step % run.loaded.spec.trainer.log_every == 0:
-                        progress.set_postfix({"loss": f"{record['loss/total']:.4f}"})
+                epoch_loss += record["loss/total"]
+                epoch_steps += 1
+                if ctx.step % run.loaded.spec.trainer.log_every == 0:
+                    progress.metrics(loss=record["loss/total"], lr=lr, **ctx.scalars)
+                progress.update(1)
                 if isinstance(every, int) and ctx.step % every == 0:
-                    self._evaluate(ctx)
+                    evaluated = self._evaluate(ctx)
+                    progress.line(f"step {ctx.step}: {self._eval_text(evaluated)}")
                 if st.checkpoint_every and ctx.step % st.checkpoint_every == 0:
                     self._save(ctx, optimizer, scheduler, scaler, strategies, epoch, done_in_epoch)
                 if ctx.step >= ctx.total_steps:
@@ -241,10 +244,12 @@ class StageRunner:
             metrics = self._evaluate(ctx) if every == "epoch" else {}
             run.plugins.call("compressor_epoch_end", ctx=ctx, metrics=metrics)
             self._save(ctx, optimizer, scheduler, scaler, strategies, epoch + 1, 0)
+            progress.line(self._epoch_text(ctx, epoch, len(per_epoch), epoch_loss, epoch_steps,
+                                           time.monotonic() - epoch_started, optimizer, metrics, progress))
             if ctx.step >= ctx.total_steps:
                 break
-        if progress is not None:
-            progress.close()
+        progress.close(f"done, {ctx.step:,} steps in {duration(progress.elapsed)}"
+                       + (f"; best {self.metric} {self.best:.4g}" if self.best is not None else ""))
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
         clip = self.stage.grad_clip
@@ -261,13 +266,38 @@ class StageRunner:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def _progress_bar(self, ctx: StageContext) -> Any:
-        if not self.run.loaded.spec.trainer.progress_bar or not self.run.is_main:
-            return None
-        from tqdm import tqdm
+    def _progress(self, ctx: StageContext) -> Progress:
+        """The stage's progress: a bar in a terminal (unless ``trainer.progress_bar`` is false), else a line per
+        epoch; the main process only."""
+        stages = len(self.run.loaded.spec.stages)
+        return Progress(f"stage {self.index + 1}/{stages} {self.stage.name}", total=ctx.total_steps,
+                        unit="step", initial=ctx.step, enabled=self.run.is_main,
+                        bar=self.run.loaded.spec.trainer.progress_bar)
 
-        return tqdm(total=ctx.total_steps, initial=ctx.step, desc=f"[{self.index}] {self.stage.name}",
-                    unit="step", disable=None, file=sys.stderr, dynamic_ncols=True)
+    def _eval_text(self, metrics: dict[str, float]) -> str:
+        split = self.stage.eval.split
+        main = f"{split}/{self.metric}"
+        shown = {main: metrics.get(main), **{k: v for k, v in metrics.items() if k != main}}
+        best = f" (best {self.best:.4g})" if self.best is not None else ""
+        return format_metrics(shown) + best
+
+    def _epoch_text(self, ctx: StageContext, epoch: int, epochs: int, loss_sum: float, steps: int,
+                    seconds: float, optimizer: torch.optim.Optimizer, metrics: dict[str, float],
+                    progress: Progress) -> str:
+        """``epoch 2/10: step 40/200, loss 1.234, lr 0.003, kd_weight 0.37; valid/wer 0.45 (best 0.43); 12.3s,
+        stage 49s left``."""
+        train = {"loss": loss_sum / steps} if steps else {}
+        train["lr"] = optimizer.param_groups[0]["lr"]
+        train.update(ctx.scalars)
+        text = f"epoch {epoch + 1}/{epochs}: step {ctx.step:,}/{ctx.total_steps:,}, {format_metrics(train)}"
+        if metrics:
+            text += "; " + self._eval_text(metrics)
+        done = ctx.step - progress.initial
+        left = (ctx.total_steps - ctx.step) * progress.elapsed / done if done else 0.0
+        text += f"; {duration(seconds)}"
+        if ctx.step < ctx.total_steps:
+            text += f", stage {duration(left)} left"
+        return text
 
     # -- evaluation ------------------------------------------------------------------------------------
     def _evaluate(self, ctx: StageContext) -> dict[str, float]:
@@ -278,6 +308,11 @@ class StageRunner:
         ctx.training = False
         loader = self.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
         batches = islice(loader, st.eval.max_batches) if st.eval.max_batches else loader
+        total = run.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
+        if st.eval.max_batches:
+            total = min(total, st.eval.max_batches)
+        batches = track(batches, f"{st.name}: validation on {st.eval.split}", total=total, enabled=run.is_main,
+                        announce=False, report_end=False)  # the epoch's line reports the metrics
         metrics = self.task.evaluate(model, batches, run.device)
         model.train(was_training)
         ctx.training = True

@@ -120,7 +120,12 @@ def export_frontend(model_dir: Path, meta: dict[str, str]) -> tuple[str, tuple] 
 
 
 def read_16k(path: Path) -> np.ndarray:
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, ValueError) as e:  # soundfile raises LibsndfileError (a RuntimeError)
+        print(f"error: {path}: cannot read the audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+              file=sys.stderr)
+        sys.exit(2)
     samples = samples.mean(axis=1)
     if rate != 16000:  # simple linear resampling; resample beforehand for best fidelity
         t = np.arange(int(len(samples) * 16000 / rate)) * rate / 16000
@@ -136,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="use model.int8.onnx")
     parser.add_argument("wavs", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    for wav in args.wavs:  # before loading the model: a typo in a file name is found at once
+        if not wav.is_file():
+            print(f"error: {wav}: {'not a file' if wav.exists() else 'no such file'}", file=sys.stderr)
+            return 2
     model = args.model_dir / ("model.int8.onnx" if args.int8 else "model.onnx")
     if not model.exists():
         sys.exit(f"error: {model} not found")

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import sherpa_onnx
@@ -31,7 +31,7 @@ import soundfile as sf
 WORD_BOUNDARIES = ("▁", "|", "<space>")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -113,8 +113,14 @@ def transcribe_streaming(recognizer: Any, wav: Path, tail_seconds: float) -> str
 
 
 def read_wave(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate (sherpa-onnx resamples to 16 kHz itself)."""
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    """Mono float32 samples in [-1, 1] and the sample rate (sherpa-onnx resamples to 16 kHz itself); a file
+    that cannot be read ends the script with one line (exit code 2)."""
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, ValueError) as e:  # soundfile raises LibsndfileError (a RuntimeError)
+        fail(f"{path}: cannot read the audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    if samples.size == 0:
+        fail(f"{path}: no audio samples")
     return np.ascontiguousarray(samples.mean(axis=1)), int(rate)
 
 
@@ -141,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.model_dir / "tokens.txt").exists():
         fail(f"{args.model_dir / 'tokens.txt'} not found")
+    for wav in args.wavs:  # before loading the model: a typo in a file name is found at once
+        if not wav.is_file():
+            fail(f"{wav}: {'not a file' if wav.exists() else 'no such file'}")
     art = choose_artefact(args.model_dir, args.streaming, args.model_type)
     recognizer = load_recognizer(args.model_dir, art, args.int8, args.threads)
     for wav in args.wavs:

@@ -1,105 +1,212 @@
-"""Freeze named modules of a model for a stage (an ASR-pre-trained acoustic module under an SLU head).
-
-Modules are matched by name with shell-style patterns (``acoustic``, ``encoder.layers.[0-3]``,
-``encoder.*.norm``); a matched module and everything inside it stops receiving gradients, and (with
-``eval_mode: true``, the default) stays in eval mode for the whole stage even when the engine switches the
-model back to training after an evaluation, so batch norms keep their statistics and dropout stays off. The
-number of trainable parameters of the model is logged every step (``trainable_parameters``). At the end of the
-stage the modules are released; the next stage decides again.
+"""Layer freezing for transfer learning: keep the lower layers of a pre-trained model fixed while the rest
+adapts (Kunze et al. freeze Wav2Letter's lower convolutions, seed 003 Sec. 2.1), optionally thawing them
+gradually (ULMFiT-style, from the output side down).
 
 Spec::
 
     plugins:
-      - {name: layer_freezing, model: student, modules: [acoustic]}
+      - name: layer_freezing
+        model: student                      # a model the stage trains
+        first_blocks: 6                     # the first N children of the model's block stack ...
+        # blocks: encoder.layers            # ... (default: the model's ``block_container``; QuartzNet's is
+        #                                   #     encoder.layers = C1, B1 ... B5 repeats, C2, C3)
+        modules: ["cmvn*", "encoder.layers.1[0-5]"]   # and/or glob patterns over module names
+        frozen_fraction: {name: linear, start: 1.0, end: 0.0}   # optional gradual unfreezing (any schedule)
+        frozen_mode: eval                   # frozen groups in eval mode: batch-norm statistics fixed, dropout off
+
+What is frozen is a list of *groups* in model order: each of the first N blocks, and each module a pattern
+matches (a match inside an already matched module belongs to it). A frozen group's parameters get no
+gradient, so the optimizer never changes them (bit for bit, weight decay included), and it stays in eval mode,
+so its batch-norm running statistics do not move and its dropout is off (``frozen_mode: batch_norm_eval``: only
+the batch norms; ``train``: as the rest of the model). The engine switches models back to train mode after
+every evaluation; this plugin re-applies the mode before every step. At the end of the stage the groups are
+released: the next stage decides again. With ``frozen_fraction`` the
+first ``ceil(f_t * G)`` of the G groups are frozen at step t: a schedule falling from 1 to 0 thaws the group
+nearest the output first. Every step logs ``trainable_parameters`` (of that model) and ``frozen_groups``.
+
+Patterns, block stacks and the schedule are checked at validation against the model built on the meta
+device; a pattern that matches nothing is refused with the closest module name.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import types
+import math
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from compressor.context import StageContext
 from compressor.errors import did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
-from compressor.sequences import unwrap
+from compressor.schedules import Schedule
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 
 
-def _pinned_train(self: nn.Module, mode: bool = True) -> nn.Module:
-    return nn.Module.train(self, False)
+def block_stack(model: nn.Module, path: str | None) -> tuple[str, nn.Module]:
+    """The container whose children are the model's blocks: ``path`` or the model's ``block_container``."""
+    path = path or getattr(model, "block_container", None)
+    if not path:
+        raise ValueError(f"{type(model).__name__} names no block stack: give 'blocks' (the path of a "
+                         "ModuleList/Sequential)")
+    modules = dict(model.named_modules())
+    if path not in modules:
+        raise KeyError(f"no module '{path}'{did_you_mean(path, [n for n in modules if n])}")
+    stack = modules[path]
+    if not isinstance(stack, (nn.ModuleList, nn.Sequential)):
+        raise ValueError(f"'{path}' is a {type(stack).__name__}, not a ModuleList/Sequential of blocks")
+    return path, stack
 
 
-def matching_modules(model: nn.Module, patterns: list[str]) -> dict[str, nn.Module]:
-    """Modules whose names match a pattern, outermost only (a matched module's children are inside it)."""
-    out: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        if not name or any(name.startswith(prefix + ".") for prefix in out):
-            continue
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            out[name] = module
-    return out
+def frozen_groups(model: nn.Module, patterns: list[str], first_blocks: int | None, blocks: str | None
+                  ) -> list[str]:
+    """Module names to freeze, one per group, in model order; raises on patterns matching nothing."""
+    names = [n for n, _ in model.named_modules() if n]
+    chosen: set[str] = set()
+    if first_blocks:
+        path, stack = block_stack(model, blocks)
+        children = [n for n, _ in stack.named_children()]
+        if first_blocks > len(children):
+            raise ValueError(f"first_blocks is {first_blocks} but '{path}' has {len(children)} blocks")
+        chosen.update(f"{path}.{c}" for c in children[:first_blocks])
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise KeyError(f"pattern '{pattern}' matches no module of the model"
+                           f"{did_you_mean(pattern, names)}")
+        chosen.update(hits)
+    # A module inside another chosen module belongs to that group.
+    top = [n for n in chosen if not any(n.startswith(o + ".") for o in chosen if o != n)]
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(top, key=order.__getitem__)
 
 
 class LayerFreezing(Strategy):
-    """Named modules get no gradients (and stay in eval mode) for the stage."""
+    """Freeze modules by name pattern or the first N blocks (batch norms in eval), optionally thawing gradually.
+
+    Logs the trainable parameter count every step.
+    """
 
     name = "layer_freezing"
 
     class Args(Args):
-        model: str = "student"
-        modules: list[str] = Field(min_length=1, description="module names or shell patterns to freeze")
-        eval_mode: bool = Field(default=True, description="keep frozen modules in eval mode (batch-norm "
-                                                          "statistics and dropout)")
+        model: str = Field(default="student", description="the model whose layers are frozen (trained by the stage)")
+        modules: list[str] = Field(default_factory=list,
+                                   description="glob patterns over module names (fnmatch), e.g. encoder.layers.0")
+        first_blocks: int | None = Field(default=None, ge=1, description="freeze the first N blocks of the stack")
+        blocks: str | None = Field(default=None, description="the block stack (default: the model's "
+                                                             "block_container, e.g. encoder.layers)")
+        frozen_fraction: dict[str, Any] | None = Field(
+            default=None, description="schedule of the fraction of groups kept frozen (1 = all, 0 = none); "
+                                      "groups thaw from the output side. None: frozen for the whole stage")
+        frozen_mode: Literal["eval", "batch_norm_eval", "train"] = Field(
+            default="eval", description="eval: frozen groups in eval mode (batch-norm statistics fixed, dropout "
+                                        "off); batch_norm_eval: only their batch norms; train: as the model")
 
-    def __init__(self, args: Args) -> None:
+        @model_validator(mode="after")
+        def _something(self) -> LayerFreezing.Args:
+            if not self.modules and not self.first_blocks:
+                raise ValueError("give 'modules' (name patterns) and/or 'first_blocks'")
+            if self.frozen_fraction is not None and "name" not in self.frozen_fraction:
+                raise ValueError("frozen_fraction needs a schedule 'name' (e.g. linear)")
+            return self
+
+    def __init__(self, args: Args, registry: Registry | None = None) -> None:
         super().__init__(args)
-        self.frozen: dict[str, nn.Module] = {}
+        from compressor.plugins import get_registry
+
+        registry = registry or get_registry()
+        self.schedule: Schedule | None = (registry.build("schedule", args.frozen_fraction)
+                                          if args.frozen_fraction is not None else None)
+        self.groups: list[str] = []
+        self._params: list[list[nn.Parameter]] = []
+        self._modules: list[list[nn.Module]] = []
+        self._model: nn.Module | None = None
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
         names = check.model_names()
         if args.model not in names:
             raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
-        stage = check.stage
-        if args.model not in stage.train and args.model != stage.forward_model:
-            raise check.error(f"'{args.model}' is not trained in this stage: there is nothing to freeze", "model")
-        model = check.try_build_model(args.model)
-        if model is None:  # checked when the run builds it
-            return
-        modules = [n for n, _ in model.named_modules() if n]
-        for i, pattern in enumerate(args.modules):
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in modules):
-                raise check.error(f"'{pattern}' matches no module of '{args.model}'{did_you_mean(pattern, modules)}",
-                                  "modules", i)
+        if args.model not in check.stage.train:
+            raise check.error(f"model '{args.model}' is not trained in stage '{check.stage.name}' (train: "
+                              f"{', '.join(check.stage.train)}): there is nothing to freeze", "model")
+        model = check.build_model(args.model)
+        try:
+            groups = frozen_groups(model, args.modules, args.first_blocks, args.blocks)
+        except KeyError as e:
+            raise check.error(str(e).strip("'\""), "blocks" if "pattern" not in str(e) else "modules") from None
+        except ValueError as e:
+            raise check.error(str(e), "first_blocks") from None
+        frozen = {id(p) for g in groups for p in model.get_submodule(g).parameters()}
+        if args.frozen_fraction is None and all(id(p) in frozen for p in model.parameters()):
+            raise check.error(f"these patterns freeze every parameter of '{args.model}' for the whole stage",
+                              "modules" if args.modules else "first_blocks")
+        if args.frozen_fraction is not None:
+            ref = dict(args.frozen_fraction)
+            name = ref.pop("name")
+            check.registry.get("schedule", name, check.path + ("frozen_fraction", "name"))
+            check.registry.parse_args("schedule", name, ref, check.path + ("frozen_fraction",))
 
+    # -- hooks ---------------------------------------------------------------------------------------
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
-        model = unwrap(ctx.model(self.args.model))
-        self.frozen = matching_modules(model, self.args.modules)
-        for module in self.frozen.values():
-            module.requires_grad_(False)
-            if self.args.eval_mode:
-                module.eval()
-                module.train = types.MethodType(_pinned_train, module)  # type: ignore[method-assign]
+        model = ctx.model(self.args.model)
+        self._model = model
+        self.groups = frozen_groups(model, self.args.modules, self.args.first_blocks, self.args.blocks)
+        seen: set[int] = set()
+        self._params, self._modules = [], []
+        for g in self.groups:
+            module = model.get_submodule(g)
+            params = [p for p in module.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            self._params.append(params)
+            if self.args.frozen_mode == "batch_norm_eval":
+                self._modules.append([m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)])
+            else:
+                self._modules.append(list(module.modules()))
+        if self.schedule is None:
+            # Frozen for the whole stage: out of the optimizer altogether.
+            self._apply(len(self.groups))
+        # With a schedule every parameter must be in the optimizer (built after this hook) so that thawed
+        # groups train; freezing then happens per step (no gradient = no update, weight decay included).
 
     @hookimpl
     def compressor_step_start(self, ctx: StageContext) -> None:
-        model = ctx.model(self.args.model)
-        ctx.log_scalar("trainable_parameters", sum(p.numel() for p in model.parameters() if p.requires_grad))
+        k = self.frozen_count(ctx)
+        self._apply(k)
+        assert self._model is not None
+        ctx.log_scalar("trainable_parameters", sum(p.numel() for p in self._model.parameters() if p.requires_grad))
+        ctx.log_scalar("frozen_groups", k)
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:
-        for module in self.frozen.values():
-            if "train" in module.__dict__:
-                del module.train
-        model = ctx.model(self.args.model)
-        model.train(model.training)
-        self.frozen = {}
+        for params in self._params:  # the next stage decides for itself
+            for p in params:
+                p.requires_grad_(True)
+        if self._model is not None:
+            self._model.train(self._model.training)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def frozen_count(self, ctx: StageContext) -> int:
+        """Groups frozen at this step: all of them, or ``ceil(f_t * G)`` under a schedule."""
+        n = len(self.groups)
+        if self.schedule is None:
+            return n
+        f = min(max(float(self.schedule(ctx)), 0.0), 1.0)
+        return min(n, math.ceil(f * n - 1e-9))
+
+    def _apply(self, k: int) -> None:
+        training = self._model.training if self._model is not None else True
+        for i, (params, modules) in enumerate(zip(self._params, self._modules)):
+            frozen = i < k
+            for p in params:
+                p.requires_grad_(not frozen)
+            for m in modules:
+                m.training = training and not (frozen and self.args.frozen_mode != "train")
 
 
 @hookimpl

@@ -8,10 +8,14 @@ module replaces its teacher group (Eq. 1-2)::
 
 and the hybrid is trained with the task loss alone (Eq. 3). The replacing rate ``p`` follows a registered
 schedule (``constant``, ``linear``, ``log_curriculum`` = Eq. 5, ``exponential``, or a third party's) and
-is logged every step as ``replacing_rate``. At the end of the stage the student modules, trained in place,
-already *are* the compact student's modules (Eq. 4); the parts of the model that are not replaced
-(embeddings, projections, the joint network) are shared from the teacher, as in BERT-of-Theseus, and
-copied into the student. A following stage fine-tunes the student with the task loss alone.
+is logged every step as ``replacing_rate``. The student modules, trained in place, *are* the compact
+student's modules (Eq. 4); the parts of the model that are not replaced (embeddings, projections, the joint
+network) are shared from the teacher, as in BERT-of-Theseus, and copied into the student.
+
+Fine-tuning (Fig. 2: module replacing for epochs 0-75, the student alone for 75-100, under one learning-rate
+schedule, Sec. 4): ``finetune: 0.25`` makes the last quarter of the stage fine-tune the combined student,
+every one of its parameters, shared parts included, with the stage's optimizer and LR schedule carrying on.
+With ``finetune: 0`` (the default) the stage only replaces modules and a following stage fine-tunes.
 
 Two training strategies (seed 002, Sec. 3.1), chosen by the stage:
 
@@ -31,7 +35,8 @@ Spec::
               - {teacher: [encoder.layers.2, encoder.layers.3], student: [encoder.layers.1]}
               - {teacher: [predictor.layers.0, predictor.layers.1], student: [predictor.layers.0]}
             # containers: [encoder.layers, predictor.layers]   # ... or pair containers' children evenly
-            replacing_rate: {name: log_curriculum, base: 40}
+            replacing_rate: {name: log_curriculum, base: 40, reach_at: 0.75}
+            finetune: 0.25                             # last 25% of the stage: the student alone
 
 Nothing here is RNN-T specific: any model whose teacher and student modules are named works (a Transformer
 encoder's ``layers.N``, an MLP's ``blocks.N``). How it works: the hybrid (``ctx.models["theseus"]``, the
@@ -40,7 +45,9 @@ teacher group is replaced by a switch and the rest of the group by pass-throughs
 objects, so neither the teacher's nor the student's own structure (or checkpoint keys) changes. Grouped
 teacher modules must run one after another, each one's output feeding the next (a ModuleList/Sequential
 stack); a module returning a tuple (an LSTM's ``(output, state)``) feeds its first element on. In eval mode
-the hybrid uses every student module, so validation during the stage measures the student.
+the hybrid uses every student module, so validation during the stage measures the student. In the
+fine-tuning phase the hybrid runs the student model itself; whether it has begun is a buffer of the hybrid
+(``finetuning``), so checkpoints, the best-model hand-off and a resumed run all know it.
 """
 
 from __future__ import annotations
@@ -287,12 +294,18 @@ class PassThrough(nn.Module):
 
 
 class TheseusModel(nn.Module):
-    """The teacher with its module groups switchable to student modules (shares every layer)."""
+    """The teacher with its module groups switchable to student modules (shares every layer).
+
+    Once :meth:`start_finetuning` has been called it runs the ``student`` model itself (every attribute the
+    task or a decoder reads, ``encode``/``predict``/``join`` included, then comes from the student).
+    """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
         super().__init__()
         self.pairings = pairings
         self.gates = _Gates(len(pairings))
+        self.student = student  # registered, so a DDP wrapper of the hybrid also syncs the student's own parts
+        self.register_buffer("finetuning", torch.zeros((), dtype=torch.uint8))
         t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
         root = _shallow(teacher)
         copies: dict[str, nn.Module] = {"": root}
@@ -322,7 +335,17 @@ class TheseusModel(nn.Module):
     def set_gates(self, r: list[int] | torch.Tensor) -> None:
         self.gates.r = torch.as_tensor(r, dtype=torch.float32)
 
+    @property
+    def is_finetuning(self) -> bool:
+        return bool(self._buffers["finetuning"])
+
+    def start_finetuning(self) -> None:
+        """From now on run the combined student alone (Eq. 4), every one of its parameters trainable."""
+        self._buffers["finetuning"].fill_(1)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_finetuning:
+            return self.student(*args, **kwargs)
         self.gates.pending.clear()
         try:
             return self.model(*args, **kwargs)
@@ -336,6 +359,8 @@ class TheseusModel(nn.Module):
             model = self._modules.get("model")
             if model is None or name.startswith("_"):
                 raise
+            if self.is_finetuning:
+                return getattr(self._modules["student"], name)
             return getattr(model, name)  # encode/predict/join etc. of the hybrid tree
 
 
@@ -368,6 +393,13 @@ class _EndClock:
         self.batch_error = None
 
 
+def finetune_start(fraction: float, total_steps: int) -> int | None:
+    """The first step of the fine-tuning phase (the last ``fraction`` of the stage), or None without one."""
+    if fraction <= 0:
+        return None
+    return min(total_steps - 1, max(0, round((1.0 - fraction) * total_steps)))
+
+
 def end_value(schedule: Schedule, total_steps: int, total_epochs: int) -> float:
     """The replacing rate when the stage ends (after its last step), and at its last step; the larger."""
     last = schedule.final_value(total_steps, total_epochs)
@@ -396,6 +428,11 @@ class ModuleReplacing(Strategy):
         allow_partial: bool = Field(
             default=False, description="accept a schedule that ends below p = 1 (e.g. constant 0.75 followed "
                                        "by a fine-tuning stage, as in seed 002's Table 5)")
+        finetune: float = Field(
+            default=0.0, ge=0, lt=1,
+            description="fraction of the stage, at its end, that fine-tunes the combined student alone with "
+                        "every student parameter trained and the stage's optimizer and LR schedule carrying "
+                        "on (seed 002: epochs 75-100 of 100 = 0.25); 0 = a later stage fine-tunes")
         wrapper: str = Field(default="theseus", description="name of the hybrid in ctx.models")
 
         @model_validator(mode="after")
@@ -415,6 +452,7 @@ class ModuleReplacing(Strategy):
         self.schedule: Schedule = self.registry.build("schedule", args.replacing_rate)
         self.hybrid: TheseusModel | None = None
         self._previous_forward: str | None = None
+        self.finetune_start: int | None = None
 
     # -- pairing ------------------------------------------------------------------------------------
     def pairings(self, teacher: nn.Module, student: nn.Module) -> list[Pairing]:
@@ -462,7 +500,7 @@ class ModuleReplacing(Strategy):
         except ValueError as e:
             raise check.error(str(e), where) from None
         schedule = check_schedule(check, args.replacing_rate, "replacing_rate")
-        if not args.allow_partial:
+        if not args.allow_partial and args.finetune == 0:
             check_reaches_one(check, schedule)
 
     # -- hooks --------------------------------------------------------------------------------------
@@ -473,7 +511,8 @@ class ModuleReplacing(Strategy):
         validate_pairings(teacher, student, pairings)
         if self.args.copy_shared:
             copy_shared(teacher, student, pairings)
-        if not self.args.allow_partial:
+        self.finetune_start = finetune_start(self.args.finetune, ctx.total_steps)
+        if self.finetune_start is None and not self.args.allow_partial:
             final = end_value(self.schedule, ctx.total_steps, ctx.total_epochs)
             if final < 1.0 - 1e-6:
                 raise UserError(f"stage '{ctx.name}': the replacing rate ends at p = {final:.3f} < 1 after "
@@ -487,6 +526,14 @@ class ModuleReplacing(Strategy):
     @hookimpl
     def compressor_step_start(self, ctx: StageContext) -> None:
         assert self.hybrid is not None
+        if self.finetune_start is not None and ctx.step >= self.finetune_start:
+            if not self.hybrid.is_finetuning:  # (a run resumed within the phase has it set already)
+                if self.args.copy_shared:
+                    copy_shared(ctx.model(self.args.teacher), ctx.model(self.args.student), self.hybrid.pairings)
+                self.hybrid.start_finetuning()
+            ctx.log_scalar("replacing_rate", 1.0)
+            ctx.log_scalar("student_modules_used", 1.0)
+            return
         p = float(min(max(self.schedule(ctx), 0.0), 1.0))
         r = self.hybrid.draw(p)
         ctx.log_scalar("replacing_rate", p)
@@ -495,7 +542,9 @@ class ModuleReplacing(Strategy):
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:
         teacher, student = ctx.model(self.args.teacher), ctx.model(self.args.student)
-        if self.args.copy_shared and self.hybrid is not None:
+        # After fine-tuning the student's shared parts are its own (copying would undo the fine-tuning); the
+        # best-model hand-off may have restored weights from before it, which the hybrid's buffer records.
+        if self.args.copy_shared and self.hybrid is not None and not self.hybrid.is_finetuning:
             copy_shared(teacher, student, self.hybrid.pairings)
         ctx.models.pop(self.args.wrapper, None)
         if ctx.forward_model == self.args.wrapper:

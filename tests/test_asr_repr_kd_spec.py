@@ -16,7 +16,7 @@ def test_representation_kd_with_spec_augment_on_an_asr_student(tmp_path: Path) -
     steps = [r for r in rows if r.get("stage") == "distil" and "type" not in r]
     assert len(steps) == 6
     for r in steps:
-        assert r["loss/repr_block0"] > 0 and 0 <= r["loss/repr_utterance"] <= 2
+        assert r["loss/repr_block1"] > 0 and 0 <= r["loss/repr_utterance"] <= 2
         assert 0 < r["spec_augment_masked"] < 1
     assert steps[1]["weight/repr_utterance"] < steps[0]["weight/repr_utterance"]  # exp decay per step
     final = {r["model"]: r for r in rows if r.get("type") == "final"}

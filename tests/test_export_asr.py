@@ -29,7 +29,7 @@ def exported(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"export_{request.param}")
     args = OnnxExportArgs(**ARGS)
     teacher = trained_rnnt(data, steps=20)[0] if request.param == "rnnt" else None
-    job = ExportJob(model, "student", {"name": "conv_ctc" if request.param == "ctc" else "rnnt_lstm"}, task,
+    job = ExportJob(model, "student", {"name": "quartznet" if request.param == "ctc" else "rnnt_lstm"}, task,
                     data, out, None, teacher, args)
     result = OnnxExporter(args).export(job)
     return request.param, model, data, out, result
@@ -192,7 +192,7 @@ def test_transcript_parity_failure_is_loud(tmp_path):
     data = tone_data("kaldi", sizes=(64, 8, 8))
     model, task, _ = trained_ctc(data, steps=150)
     args = OnnxExportArgs(**{**ARGS, "int8": False, "min_transcript_match": 1.0})
-    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    job = ExportJob(model, "student", {"name": "quartznet"}, task, data, tmp_path, None, None, args)
     with pytest.raises(UserError, match="parity failed: sherpa-onnx transcripts.*front end"):
         OnnxExporter(args).export(job)
 
@@ -219,7 +219,7 @@ def test_int8_guard_keeps_fp32_when_int8_is_worse(tmp_path, monkeypatch):
     monkeypatch.setattr(quantize, "quantize_static_file", damaged)
     model, task, data = trained_ctc()
     args = OnnxExportArgs(**{**ARGS, "int8_tolerance": 0.0})
-    job = ExportJob(model, "student", {"name": "conv_ctc"}, task, data, tmp_path, None, None, args)
+    job = ExportJob(model, "student", {"name": "quartznet"}, task, data, tmp_path, None, None, args)
     result = OnnxExporter(args).export(job)
     q = result.report["int8"]
     assert not q["kept"] and q["int8"] > q["fp32"] and "kept fp32 only" in q["reason"]
@@ -377,3 +377,43 @@ def test_rnnt_trained_on_the_online_front_end(tmp_path):
     assert m["recommended"] == "streaming" and m["training_frontend"]["name"] == "nemo_online"
     assert [a["frontend_matches_training"] for a in m["artefacts"]] == [True, False]
     assert "not the one the model was trained on" in (tmp_path / "README.md").read_text()
+
+
+def test_every_variant_is_rated_for_the_chart(exported):
+    """The export chart puts WER against size and latency: every ASR variant has a WER on the same utterances."""
+    family, model, data, out, result = exported
+    rep = result.report
+    quality = rep["benchmark"]["quality"]
+    assert quality["metric"] == "wer" and quality["utterances"] == ARGS["decode_utterances"]
+    rows = {r["variant"]: r for r in rep["benchmark"]["rows"]}
+    t = rep["transcripts"]
+    assert rows["student ONNX fp32"]["quality"] == t["wer_sherpa"]
+    if t["pytorch_features"] == "data":
+        assert rows["student (PyTorch)"]["quality"] == t["wer_pytorch"]
+    assert all(0 <= r["quality"] <= 5 for r in rows.values()), rows
+    if "student ONNX int8" in rows and rep["int8"]["kept"]:
+        # measured on the test utterances of the chart, not the guard's validation ones
+        assert abs(rows["student ONNX int8"]["quality"] - rows["student ONNX fp32"]["quality"]) <= 0.2
+    if family == "rnnt":
+        teacher = rows["teacher (PyTorch)"]["quality"]
+        assert teacher > rows["student (PyTorch)"]["quality"]  # 20 steps of training against 250
+    header = next(line for line in result.summary_md.splitlines() if line.startswith("| variant |"))
+    assert header.endswith("| RTF | WER |")
+    assert "| student ONNX fp32 |" in result.summary_md and "Pareto front" in result.summary_md
+    assert (out / "export_report.png").stat().st_size > 30_000  # the chart has its three panels
+
+
+def test_the_example_reports_a_bad_wav_in_one_line(exported, tmp_path):
+    """A missing or unreadable WAV: one error line and exit code 2, not a traceback."""
+    family, model, data, out, result = exported
+    import numpy
+    import sherpa_onnx
+
+    bad = tmp_path / "not_audio.wav"
+    bad.write_text("this is not a WAV file\n")
+    for wav, fragment in ((tmp_path / "missing.wav", "no such file"), (bad, "cannot read the audio")):
+        proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"), "--model-dir", str(out), str(wav)],
+                            (sherpa_onnx, numpy, sf), tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[-1].startswith(f"error: {wav}: {fragment}"), proc.stderr

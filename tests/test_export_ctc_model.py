@@ -1,17 +1,18 @@
-"""The CTC family the export is tested on: conv_ctc + task ctc (registered through the ctc plugin)."""
+"""The CTC family the export is tested on: quartznet + task ctc (registered through the ctc plugin)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from compressor.asr.ctc import ConvCTCArgs, CTCTask, build_conv_ctc, ctc_greedy
+from compressor.asr.ctc import CTCTask, ctc_greedy
+from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
 from compressor.plugins import get_registry
 
 
 def test_registered():
     reg = get_registry()
-    assert reg.has("model", "conv_ctc") and reg.has("task", "ctc")
+    assert reg.has("model", "quartznet") and not reg.has("model", "conv_ctc") and reg.has("task", "ctc")
 
 
 def test_greedy_merges_repeats_and_drops_blanks():
@@ -25,14 +26,14 @@ def test_greedy_merges_repeats_and_drops_blanks():
 
 def test_shapes_lengths_and_blank_check():
     info = {"vocab_size": 6, "feature_dim": 80, "blank_id": 5, "tokens": list("abcde") + ["<blk>"]}
-    model = build_conv_ctc(ConvCTCArgs(size="tiny"), info).eval()
+    model = build_quartznet(QuartzNetArgs(size="tiny"), info).eval()
     batch = {"features": torch.randn(3, 51, 80), "feature_lengths": torch.tensor([51, 40, 7])}
     out = model(batch)
     assert out["log_probs"].shape == (3, 26, 6)
-    assert out["logit_lengths"].tolist() == [25, 20, 3]  # T // 2, what sherpa-onnx assumes
+    assert out["logit_lengths"].tolist() == [25, 20, 3]  # floor(T / 2): what sherpa-onnx decodes
     assert torch.allclose(out["log_probs"].exp().sum(-1), torch.ones(3, 26), atol=1e-5)
     with pytest.raises(ValueError, match="blank to be the last token"):
-        build_conv_ctc(ConvCTCArgs(size="tiny"), {**info, "blank_id": 0})
+        build_quartznet(QuartzNetArgs(size="tiny"), {**info, "blank_id": 0})
 
 
 def test_task_learns_and_reports_wer():

@@ -105,13 +105,14 @@ def train(model: torch.nn.Module, task: Any, data: DataModule, steps: int, lr: f
 
 
 def trained_ctc(data: DataModule | None = None, steps: int = 150) -> tuple[torch.nn.Module, Any, DataModule]:
-    from compressor.asr.ctc import ConvCTCArgs, CTCTask, build_conv_ctc
+    from compressor.asr.ctc import CTCTask
+    from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
 
     data = data or tone_data("nemo_ctc")
     torch.manual_seed(0)
-    model = build_conv_ctc(ConvCTCArgs(size="tiny", channels=48), data.info)
+    model = build_quartznet(QuartzNetArgs(preset="5x1", size="tiny", width=0.25), data.info)
     task = CTCTask(CTCTask.Args(), data.info)
-    return train(model, task, data, steps), task, data
+    return train(model, task, data, steps, lr=1e-2), task, data
 
 
 def trained_rnnt(data: DataModule | None = None, steps: int = 150) -> tuple[torch.nn.Module, Any, DataModule]:

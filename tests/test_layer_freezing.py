@@ -1,56 +1,111 @@
-"""layer_freezing: frozen modules unchanged bit for bit (batch-norm statistics included) while the rest moves;
-names checked at validation."""
+"""layer_freezing: frozen layers are bit-for-bit unchanged after a stage while the others move; frozen batch
+norms keep their statistics; gradual unfreezing thaws from the output side; names checked at validation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from compressor.asr.ctc import ConvCTCArgs, build_conv_ctc
+from compressor.checkpoint import load_state_dict_file
+from compressor.engine import build_data, build_models, run_spec
 from compressor.errors import SpecError
+from compressor.plugins import get_plugins
 from compressor.spec import load_spec
-from tests.conftest import write_spec
-from tests.plugin_ctx import build_strategy, feature_data, make_ctx
+from tests.conftest import SPECS, write_spec
 
 
-def test_frozen_modules_stay_bit_identical_and_in_eval_mode() -> None:
+def tiny_ctc(tmp_path: Path, **stage: object) -> dict:
+    spec = yaml.safe_load((SPECS / "tiny_ctc.yaml").read_text())
+    spec["output_dir"] = str(tmp_path / "runs")
+    spec["stages"][0].update(stage)
+    return spec
+
+
+def initial_student(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The student exactly as the run built it (models are seeded), before any training."""
+    plugins = get_plugins()
+    loaded = load_spec(run_dir / "resolved_spec.yaml", registry=plugins.registry)
+    models = build_models(loaded, plugins, build_data(loaded, plugins))
+    return {k: v.clone() for k, v in models["student"].state_dict().items()}
+
+
+def steps(run_dir: Path) -> list[dict]:
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if "type" not in r]
+
+
+def test_frozen_blocks_are_bit_identical_and_the_rest_moves(tmp_path: Path) -> None:
+    spec = tiny_ctc(tmp_path, steps=4, plugins=[{"name": "layer_freezing", "first_blocks": 3,
+                                                 "modules": ["decoder"]}])
+    run_dir = run_spec(write_spec(tmp_path / "spec.yaml", spec))
+    before, after = initial_student(run_dir), load_state_dict_file(run_dir / "final" / "student.pt")
+    frozen = [k for k in before if k.startswith(("encoder.layers.0.", "encoder.layers.1.", "encoder.layers.2.",
+                                                 "decoder."))]
+    assert any("running_mean" in k for k in frozen) and any("weight" in k for k in frozen)
+    for k in frozen:  # weights (despite weight decay) and batch-norm statistics (despite two evaluations)
+        assert torch.equal(before[k], after[k]), k
+    moved = [k for k in before if k.startswith("encoder.layers.4.") and not torch.equal(before[k], after[k])]
+    assert any(k.endswith("pointwise.weight") for k in moved) and any("running_mean" in k for k in moved)
+    records = steps(run_dir)
+    total = sum(v.numel() for k, v in before.items() if not any(b in k for b in ("running", "num_batches", "cmvn")))
+    frozen_params = sum(before[k].numel() for k in frozen if "running" not in k and "num_batches" not in k)
+    assert [r["trainable_parameters"] for r in records] == [total - frozen_params] * 4
+    assert [r["frozen_groups"] for r in records] == [4] * 4
+
+
+def test_gradual_unfreezing_thaws_from_the_output_side(tmp_path: Path) -> None:
+    spec = tiny_ctc(tmp_path, steps=6, plugins=[{"name": "layer_freezing", "first_blocks": 3,
+                                                 "frozen_fraction": {"name": "linear", "start": 1.0, "end": 0.0}}])
+    run_dir = run_spec(write_spec(tmp_path / "spec.yaml", spec))
+    records = steps(run_dir)
+    assert [r["frozen_groups"] for r in records] == [3, 3, 2, 2, 1, 0]  # ceil(f_t * 3), f_t = 1 - t / 5
+    counts = [r["trainable_parameters"] for r in records]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+    before, after = initial_student(run_dir), load_state_dict_file(run_dir / "final" / "student.pt")
+    # block 2 thawed at step 2, block 0 only at the last step: all have moved by the end
+    for block in (0, 2):
+        key = f"encoder.layers.{block}.units.0.pointwise.weight"
+        assert not torch.equal(before[key], after[key]), key
+
+
+@pytest.mark.parametrize("plugin, message", [
+    ({"modules": ["encoder.layer.0"]}, "pattern 'encoder.layer.0' matches no module.*did you mean 'encoder.layers.0'"),
+    ({"first_blocks": 99}, "first_blocks is 99 but 'encoder.layers' has 8 blocks"),
+    ({"first_blocks": 1, "blocks": "encoder.layer"}, "no module 'encoder.layer'.*did you mean 'encoder.layers'"),
+    ({"modules": ["*"]}, "freeze every parameter"),
+    ({"first_blocks": 1, "model": "teacher"}, "no model named 'teacher'"),
+    ({}, "give 'modules'"),
+    ({"first_blocks": 1, "frozen_fraction": {"name": "linaer"}}, "unknown schedule 'linaer'; did you mean 'linear'"),
+])
+def test_bad_names_are_refused_at_validation(tmp_path: Path, plugin: dict, message: str) -> None:
+    spec = tiny_ctc(tmp_path, plugins=[{"name": "layer_freezing", **plugin}])
+    with pytest.raises(SpecError, match=message) as err:
+        load_spec(write_spec(tmp_path / "spec.yaml", spec))
+    assert "stages[0].plugins[0]" in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["eval", "batch_norm_eval"])
+def test_frozen_groups_stay_in_eval_mode_through_evaluations(mode: str) -> None:
+    from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
+    from tests.plugin_ctx import build_strategy, feature_data, make_ctx
+
     torch.manual_seed(0)
-    model = build_conv_ctc(ConvCTCArgs(size="tiny", feature_dim=8, vocab_size=6, dropout=0.2))
+    model = build_quartznet(QuartzNetArgs(size="tiny", feature_dim=8, vocab_size=6, dropout=0.2))
     ctx = make_ctx({"student": model}, feature_data([20, 30], dim=8))
-    model.train()
-    freeze = build_strategy("layer_freezing", modules=["prolog", "blocks.*"])
+    freeze = build_strategy("layer_freezing", first_blocks=2, frozen_mode=mode)
     freeze.compressor_prepare_models(ctx)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    for _ in range(3):
-        model.eval()  # what an evaluation does, then back to training
-        model.train()
-        out = model({"features": torch.randn(4, 30, 8), "feature_lengths": torch.tensor([30, 25, 20, 30])})
-        out["log_probs"].sum().backward()
-        opt.step()
-        opt.zero_grad()
-    ctx.scalars = {}
-    freeze.compressor_step_start(ctx)
-    after = model.state_dict()
-    frozen = [k for k in before if k.startswith(("prolog.", "blocks."))]
-    moved = [k for k in before if k.startswith(("epilog", "head")) and before[k].is_floating_point()]
-    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats too
-    assert any(not torch.equal(before[k], after[k]) for k in moved)
-    assert not model.prolog.training and not model.blocks[0].units[0].norm.training and model.epilog.training
-    trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("prolog", "blocks")))
-    assert ctx.scalars["trainable_parameters"] == trainable
-    freeze.compressor_finalize_student(ctx)
+    model.eval()  # what an evaluation does, then back to training
     model.train()
-    assert model.prolog.training  # released at the end of the stage
-
-
-def test_freezing_validation(tmp_path: Path, tiny_spec: dict) -> None:
-    tiny_spec["stages"][1]["plugins"] = [{"name": "layer_freezing", "modules": ["encodr"]}]
-    with pytest.raises(SpecError, match=r"modules\[0\]: 'encodr' matches no module of 'student'; did you mean "
-                                        r"'encoder'\?"):
-        load_spec(write_spec(tmp_path / "a.yaml", tiny_spec))
-    tiny_spec["stages"][1]["plugins"] = [{"name": "layer_freezing", "model": "teacher", "modules": ["encoder"]}]
-    with pytest.raises(SpecError, match="'teacher' is not trained in this stage: there is nothing to freeze"):
-        load_spec(write_spec(tmp_path / "b.yaml", tiny_spec))
+    freeze.compressor_step_start(ctx)
+    frozen, free = model.encoder.layers[0], model.encoder.layers[-1]
+    norms = [m for m in frozen.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    dropouts = [m for m in frozen.modules() if isinstance(m, torch.nn.Dropout)]
+    assert norms and dropouts
+    assert not any(m.training for m in norms) and free.training and model.training
+    assert all(m.training == (mode == "batch_norm_eval") for m in dropouts)  # dropout off only in eval mode
+    freeze.compressor_finalize_student(ctx)
+    assert all(m.training for m in frozen.modules())  # released at the end of the stage

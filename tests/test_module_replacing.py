@@ -331,3 +331,115 @@ def test_engine_run_strategy2_keeps_teacher_and_logs_rate(tmp_path: Path) -> Non
         assert torch.equal(final_teacher[key], value), key
     final = torch.load(run_dir / "final" / "student.pt", weights_only=True)
     assert sorted(final) == sorted(build_seq_student().state_dict())  # the student's own keys, no wrapper
+
+
+# -- the fine-tuning phase inside the stage (Fig. 2: epochs 75-100; Sec. 4: one LR schedule) -------------
+
+
+def _rnnt_step(hybrid: nn.Module, opt: torch.optim.Optimizer) -> None:
+    from compressor.asr.task import rnnt_lattice_loss
+
+    b = _batch()
+    loss = rnnt_lattice_loss(hybrid(b), b, 9)
+    opt.zero_grad()
+    if loss.requires_grad:
+        loss.backward()
+    opt.step()
+
+
+def test_finetune_phase_trains_the_combined_student_with_its_shared_parts() -> None:
+    teacher, student = _rnnt_pair()
+    strategy = _strategy(replacing_rate={"name": "log_curriculum", "reach_at": 0.75}, finetune=0.25)
+    ctx = _ctx({"teacher": teacher, "student": student}, ["teacher", "student"], [], steps=8)  # strategy 1
+    strategy.compressor_prepare_models(ctx)
+    hybrid = ctx.models["theseus"].train()
+    params = list({id(p): p for p in [*teacher.parameters(), *student.parameters()]}.values())
+    opt = torch.optim.SGD(params, lr=0.5)
+    rates = []
+    for step in range(6):  # module replacing: the teacher (strategy 1) trains its shared parts
+        ctx.step = step
+        strategy.compressor_step_start(ctx)
+        rates.append(ctx.scalars["replacing_rate"])
+        _rnnt_step(hybrid, opt)
+        assert not hybrid.is_finetuning
+    assert rates[0] < rates[-1] < 1.0 or rates[-1] == 1.0
+    assert not torch.equal(student.joiner.out.weight, teacher.joiner.out.weight)  # not yet copied
+    ctx.step = 6
+    strategy.compressor_step_start(ctx)  # the last quarter starts: the student runs alone
+    assert hybrid.is_finetuning and ctx.scalars["replacing_rate"] == 1.0
+    assert torch.equal(student.joiner.out.weight, teacher.joiner.out.weight)  # Eq. 4: shared parts combined
+    hybrid.eval(), student.eval()
+    b = _batch()
+    assert torch.equal(hybrid(b)["logits"], student(b)["logits"])  # the hybrid *is* the student now
+    assert hybrid.encode is not None and hybrid.predict.__self__ is student  # decoding goes to the student
+    hybrid.train()
+    t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    s_before = {k: v.clone() for k, v in student.state_dict().items()}
+    for step in (6, 7):
+        ctx.step = step
+        strategy.compressor_step_start(ctx)
+        _rnnt_step(hybrid, opt)
+    for k, v in teacher.state_dict().items():  # fine-tuning trains the student only
+        assert torch.equal(v, t_before[k]), k
+    moved = {k for k, v in student.state_dict().items() if not torch.equal(v, s_before[k])}
+    assert {"joiner.out.weight", "predictor.embedding.weight", "encoder.proj.weight",
+            "encoder.layers.0.weight_ih_l0"} <= moved
+    tuned = student.joiner.out.weight.clone()
+    strategy.compressor_finalize_student(ctx)  # the fine-tuned shared parts are kept, not overwritten
+    assert torch.equal(student.joiner.out.weight, tuned)
+    assert "theseus" not in ctx.models and ctx.forward_model == "teacher"
+
+
+def test_finetune_flag_travels_in_the_hybrid_state_and_decides_the_final_copy() -> None:
+    teacher, student = _rnnt_pair()
+    strategy = _strategy(finetune=0.5)
+    ctx = _ctx({"teacher": teacher, "student": student}, ["teacher", "student"], [], steps=4)
+    strategy.compressor_prepare_models(ctx)
+    hybrid = ctx.models["theseus"]
+    before = {k: v.clone() for k, v in hybrid.state_dict().items()}
+    assert "finetuning" in before and int(before["finetuning"]) == 0
+    ctx.step = 2
+    strategy.compressor_step_start(ctx)
+    saved = {k: v.clone() for k, v in hybrid.state_dict().items()}
+    assert int(saved["finetuning"]) == 1
+    # a best checkpoint from before the phase was handed over: the student gets the teacher's shared parts
+    hybrid.load_state_dict(before)
+    assert not hybrid.is_finetuning
+    with torch.no_grad():
+        student.joiner.out.weight.add_(1.0)
+    strategy.compressor_finalize_student(ctx)
+    assert torch.equal(student.joiner.out.weight, teacher.joiner.out.weight)
+    # resuming inside the phase: no second copy over the student's fine-tuned parts
+    strategy2 = _strategy(finetune=0.5)
+    ctx2 = _ctx({"teacher": teacher, "student": student}, ["teacher", "student"], [], steps=4)
+    strategy2.compressor_prepare_models(ctx2)
+    ctx2.models["theseus"].load_state_dict(saved)
+    with torch.no_grad():
+        student.joiner.out.weight.add_(1.0)
+    tuned = student.joiner.out.weight.clone()
+    ctx2.step = 3
+    strategy2.compressor_step_start(ctx2)
+    assert torch.equal(student.joiner.out.weight, tuned)
+
+
+def test_finetune_makes_a_partial_schedule_valid_and_engine_runs_it(tmp_path: Path) -> None:
+    import json
+
+    spec = _mlp_spec(tmp_path)
+    mr = spec["stages"][1]
+    mr["plugins"][0]["replacing_rate"] = {"name": "constant", "value": 0.75}
+    with pytest.raises(SpecError, match="ends at p = 0.75 < 1"):
+        load_spec(write_spec(tmp_path / "bad.yaml", spec))
+    mr["plugins"][0]["finetune"] = 0.25  # the last 3 of 12 steps fine-tune the student: no extra stage needed
+    mr["handoff"] = "last"
+    spec["stages"] = spec["stages"][:2]
+    done = run_cli("run", str(write_spec(tmp_path / "ft.yaml", spec)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = next(p for p in (tmp_path / "runs").glob("*/*") if p.is_dir())
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["replacing_rate"] for r in records if r.get("stage") == "theseus" and "replacing_rate" in r]
+    assert rates == [0.75] * 9 + [1.0] * 3
+    final_s = torch.load(run_dir / "final" / "student.pt", weights_only=True)
+    final_t = torch.load(run_dir / "final" / "teacher.pt", weights_only=True)
+    head = [k for k in final_s if k.startswith("classifier.")]
+    assert head and any(not torch.equal(final_s[k], final_t[k]) for k in head)  # fine-tuned, not copied back

@@ -147,7 +147,7 @@ def test_documented_output_keys_are_what_the_models_return():
 
     documented = _documented_keys()
     registry = get_registry()
-    assert {"seq_classifier", "rnnt_lstm", "conv_ctc"} <= set(documented)
+    assert {"seq_classifier", "rnnt_lstm", "quartznet"} <= set(documented)
     tokens = list("abcde") + ["<blk>"]
     info = {"feature_dim": 80, "vocab_size": len(tokens), "tokens": tokens, "blank_id": len(tokens) - 1,
             "num_classes": 3}

@@ -33,7 +33,7 @@ def test_plugins_cli_lists_packages_hooks_and_schemas() -> None:
     args = {a["name"]: a for a in strategy["args"]}
     assert args["loss"]["default"] == "kl" and "temperature" in args
     text = run_cli("plugins")
-    assert "strategy logit_kd" in text.stdout and "temperature" in text.stdout
+    assert "  strategies:\n    logit_kd: " in text.stdout and "temperature" in text.stdout
 
 
 class Exploding(Strategy):

@@ -1,5 +1,21 @@
-"""Data: datasets, features, tokenizers and batching."""
+"""Data: datasets, features, tokenizers and batching.
 
-from compressor.data.base import DataModule
+``DataModule`` loads on first use, so that ``compressor data --help`` does not wait for torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compressor.data.base import DataModule
 
 __all__ = ["DataModule"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DataModule":
+        from compressor.data.base import DataModule
+
+        return DataModule
+    raise AttributeError(f"module 'compressor.data' has no attribute '{name}'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +19,35 @@ import yaml
 from compressor.errors import UserError
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="compressor data", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def configure(p: argparse.ArgumentParser, add_threads: Callable[[argparse.ArgumentParser], None] | None = None
+              ) -> None:
+    """Add the ``build`` and ``stats`` subcommands to ``p`` (``compressor data``'s parser)."""
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{build,stats}")
     for name, help_ in (("build", "build (or reuse) a corpus and print its statistics"),
                         ("stats", "print a corpus's statistics (building it when needed)")):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("target", help="spec file or dataset name")
-        s.add_argument("overrides", nargs="*", help="dataset arguments as key=value")
+        s = sub.add_parser(name, help=help_, description=f"{help_[0].upper()}{help_[1:]}. " + _USAGE)
+        s.add_argument("target", help="spec file (its data: section) or dataset name")
+        s.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dataset arguments, e.g. language=de")
         s.add_argument("--cache-dir", default=None, help="cache folder (default $COMPRESSOR_CACHE or "
                        "~/.cache/compressor)")
         s.add_argument("--seed", type=int, default=None, help="run seed (default: the spec's, else 0)")
         s.add_argument("--json", action="store_true", help="print the statistics as JSON")
+        if add_threads is not None:
+            add_threads(s)
+
+
+_USAGE = "Example: compressor data stats read_speech language=de"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="compressor data", description=__doc__.split("\n\n")[0])
+    configure(p)
     return p.parse_args(argv)
 
 
-def _data_ref(target: str, overrides: list[str]) -> tuple[dict[str, Any], int]:
-    seed = 0
+def _data_ref(target: str, overrides: list[str]) -> tuple[dict[str, Any], int, int | None]:
+    """The dataset reference ``{name: ..., args}``, the seed, and the spec's ``trainer.threads`` (if any)."""
+    seed, threads = 0, None
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
@@ -47,6 +60,9 @@ def _data_ref(target: str, overrides: list[str]) -> tuple[dict[str, Any], int]:
             raise UserError(f"{path}: no 'data:' section with a 'name'")
         ref = dict(raw["data"])
         seed = int(raw.get("seed", 0) or 0)
+        trainer = raw.get("trainer")
+        if isinstance(trainer, dict) and isinstance(trainer.get("threads"), int) and trainer["threads"] > 0:
+            threads = trainer["threads"]
     else:
         ref = {"name": target}
     for item in overrides:
@@ -57,7 +73,7 @@ def _data_ref(target: str, overrides: list[str]) -> tuple[dict[str, Any], int]:
             ref[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             ref[key.strip()] = value
-    return ref, seed
+    return ref, seed, threads
 
 
 def corpus_stats(dm: Any) -> dict[str, Any]:
@@ -100,9 +116,19 @@ def _print(stats: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of ``compressor data ...``; returns the exit code."""
-    args = _parse(argv)
-    ref, spec_seed = _data_ref(args.target, args.overrides)
+    """``compressor data ...`` from its own argument list; returns the exit code."""
+    return run(_parse(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the corpus ``args`` name and print its statistics; returns the exit code."""
+    from compressor.progress import set_stream
+    from compressor.threads import configure_threads
+
+    if args.json:
+        set_stream("stderr")  # standard output carries the JSON
+    ref, spec_seed, spec_threads = _data_ref(args.target, args.overrides)
+    configure_threads(getattr(args, "threads", None), spec_threads)  # feature extraction computes with torch
     from compressor.plugins import get_registry  # the engine's registry with every plugin loaded
 
     registry = get_registry()

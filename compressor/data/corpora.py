@@ -217,13 +217,22 @@ def _synth_raw(job: list[tuple[str, dict[str, Any], int]]) -> list[np.ndarray]:
     return [synthesize(text, Voice(**voice), seed)[0] for text, voice, seed in job]
 
 
-def _pool_map(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
+def _pool_map(fn: Any, jobs: list[Any], workers: int, desc: str | None = None) -> list[Any]:
     """Run ``fn`` over ``jobs``, each in a fresh process forked from a fork server that has never
-    synthesised anything (a plain fork would inherit this process's espeak-ng state, if it has one)."""
+    synthesised anything (a plain fork would inherit this process's espeak-ng state, if it has one).
+    With ``desc``, progress counts the utterances of finished chunks (every job is a chunk of them)."""
+    from compressor.progress import Progress
+
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["compressor.data.corpora", "compressor.data.augment", "torchaudio.functional"])
-    with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
-        return pool.map(fn, jobs, chunksize=1)
+    sizes = [len(job[1]) if isinstance(job, tuple) else len(job) for job in jobs]
+    with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool, \
+            Progress(desc or "", total=sum(sizes), unit="utt", enabled=desc is not None) as progress:
+        out = []
+        for size, result in zip(sizes, pool.imap(fn, jobs, chunksize=1)):  # in order, as map
+            out.append(result)
+            progress.update(size)
+        return out
 
 
 def synthesize_items(items: list[dict[str, Any]], workers: int = 2) -> list[np.ndarray]:
@@ -233,11 +242,13 @@ def synthesize_items(items: list[dict[str, Any]], workers: int = 2) -> list[np.n
     return [a for chunk in _pool_map(_synth_raw, jobs, workers) for a in chunk] if jobs else []
 
 
-def synthesize_to_files(items: list[dict[str, Any]], folder: Path, workers: int = 2) -> list[float]:
-    """Write ``<id>.flac`` (16 kHz) for each item into ``folder``; returns durations in seconds."""
+def synthesize_to_files(items: list[dict[str, Any]], folder: Path, workers: int = 2, desc: str | None = None
+                        ) -> list[float]:
+    """Write ``<id>.flac`` (16 kHz) for each item into ``folder``; returns durations in seconds. ``desc``
+    names the progress shown."""
     jobs = [(str(folder), [(it["text"], it["voice"], it["synth_seed"], f"{it['id']}.flac", it.get("condition"))
                            for it in items[i:i + CHUNK]]) for i in range(0, len(items), CHUNK)]
-    return [d for chunk in _pool_map(_synth_chunk, jobs, workers) for d in chunk] if jobs else []
+    return [d for chunk in _pool_map(_synth_chunk, jobs, workers, desc) for d in chunk] if jobs else []
 
 
 def _to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -266,7 +277,8 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
     planned = plan(s)
     everything = [item for items in planned.values() for item in items]  # one pool for all splits
     try:
-        durations = iter(synthesize_to_files(everything, tmp / "audio", workers))
+        durations = iter(synthesize_to_files(everything, tmp / "audio", workers,
+                                             desc=f"synthesising corpus {s.dirname()}"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

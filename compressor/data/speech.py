@@ -27,6 +27,7 @@ from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
 from compressor.errors import UserError
+from compressor.progress import Progress
 from compressor.registry import Args
 
 FEATURE_CACHE_VERSION = 2
@@ -237,7 +238,11 @@ class SpeechDataModule(DataModule):
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         if not shuffle:
             return self._cut(order, lengths, batch_size)
-        rng = random.Random(f"{seed}:{epoch}")
+        return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
+
+    def _bucketed(self, order: list[int], lengths: list[int], batch_size: int, rng: random.Random
+                  ) -> list[list[int]]:
+        """Training batches from indices sorted by length: buckets shuffled inside, cut, batches shuffled."""
         k = max(1, min(self.num_buckets, len(order)))
         mixed: list[int] = []
         for b in range(k):
@@ -326,10 +331,11 @@ def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
 
 
 def extract_features(
-    utts: list[Utterance], frontend: str, cache_dir: Path | None
+    utts: list[Utterance], frontend: str, cache_dir: Path | None, desc: str | None = None
 ) -> tuple[FeatureStore, list[tuple[str, str] | None]]:
     """fbank features of every utterance, streamed to a memory-mapped cache file under ``cache_dir``
-    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``."""
+    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``. ``desc`` names
+    the progress shown while they are computed (not when they come from the cache)."""
     data = index = None
     if cache_dir is not None:
         key = _feature_cache_key(utts, frontend)
@@ -340,14 +346,20 @@ def extract_features(
         if cached is not None:
             return cached
 
+    progress = Progress(desc or "", total=len(utts), unit="utt", enabled=desc is not None and len(utts) > 0)
+
     def compute(u: Utterance) -> torch.Tensor:
-        wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
-        return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
+        try:
+            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
+        finally:
+            progress.update()
 
     def is_error(e: BaseException) -> tuple[str, str] | None:
         return (e.reason, str(e)) if isinstance(e, AudioError) else None
 
-    return write_store(utts, compute, data, index, is_error)
+    with progress:
+        return write_store(utts, compute, data, index, is_error)
 
 
 def draw_subset(n: int, args: SubsetArgs) -> list[int]:
@@ -414,7 +426,7 @@ def build_speech_module(
                 continue
             u.text = text
             good.append(u)
-        store, errors = extract_features(good, args.frontend, cache_dir)
+        store, errors = extract_features(good, args.frontend, cache_dir, desc=f"{args.frontend} features: {split}")
         keep: list[int] = []
         for i, (u, err) in enumerate(zip(good, errors)):
             if err is not None:
@@ -492,14 +504,7 @@ def build_speech_module(
     info.update(labels_info)
     info.update(extra_info or {})
     if cache_dir is not None:
-        tok_dir = (
-            Path(cache_dir)
-            / "tokenizers"
-            / hashlib.sha1(json.dumps(tokenizer.tokens, ensure_ascii=False).encode()).hexdigest()[:12]
-        )
-        info["tokens_file"] = str(tokenizer.write_tokens(tok_dir / "tokens.txt"))
-        if isinstance(tokenizer, SentencePieceTokenizer):
-            info["bpe_model"] = str(tokenizer.save(tok_dir / "bpe.model"))
+        info.update(tokenizer_files(tokenizer, Path(cache_dir)))
     return SpeechDataModule(
         datasets,
         info,
@@ -508,6 +513,18 @@ def build_speech_module(
         skipped=skipped,
         tokenizer=tokenizer,
     )
+
+
+def tokenizer_files(tokenizer: Tokenizer, cache_dir: Path) -> dict[str, str]:
+    """Write the sherpa-onnx ``tokens.txt`` (and a SentencePiece model) under the cache; their paths."""
+    tok_dir = (
+        cache_dir / "tokenizers"
+        / hashlib.sha1(json.dumps(tokenizer.tokens, ensure_ascii=False).encode()).hexdigest()[:12]
+    )
+    out = {"tokens_file": str(tokenizer.write_tokens(tok_dir / "tokens.txt"))}
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        out["bpe_model"] = str(tokenizer.save(tok_dir / "bpe.model"))
+    return out
 
 
 def _static_info(args: SpeechArgs, language: str) -> dict[str, Any]:

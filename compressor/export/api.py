@@ -125,13 +125,15 @@ def claim_export_dir(out: Path, force: bool) -> Path:
     return tmp
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False) -> Path:
+def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None
+               ) -> Path:
     """Export the spec's export model (default ``student``) of a finished run; return the output dir.
 
-    ``out_dir`` defaults to ``RUN_DIR/export``; see the module docstring for where an export may go.
+    ``out_dir`` defaults to ``RUN_DIR/export``; see the module docstring for where an export may go. torch
+    computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
     """
     from compressor.engine import export_model, load_run
-    from compressor.export.exporter import OnnxExportArgs
+    from compressor.export.args import OnnxExportArgs
     from compressor.spec import ExportSpec
 
     run_dir = Path(run_dir)
@@ -142,7 +144,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False) 
     out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
     with RunLock(run_dir, "export it"):
         clean_stale_temporaries(run_dir)
-        run = load_run(run_dir)
+        run = load_run(run_dir, threads)
         if run.loaded.spec.export is None or run.loaded.export_args is None:
             # a spec without an export section: the onnx exporter with its defaults, on the student
             run.loaded.spec.export = ExportSpec(name="onnx")

@@ -121,7 +121,8 @@ class ClassifierExport(FamilyExport):
         batches = [self.job.data.collate([ds[i]]) for i in range(min(args.bench_utterances, len(ds)))]
         seconds = sum(float(b["feature_lengths"][0]) * 0.01 for b in batches)
         rows: list[dict[str, Any]] = []
-        with bench.one_thread():
+        threads = bench.latency_threads(args.threads)
+        with bench.torch_threads(threads):
             for label, m in (("teacher (PyTorch)", self.job.teacher), ("student (PyTorch)", self.model)):
                 if m is None:
                     continue
@@ -135,11 +136,42 @@ class ClassifierExport(FamilyExport):
                          ("student ONNX int8", self.out / "model.int8.onnx")):
             if not p.exists():
                 continue
-            sess = parity.session(p, args.threads)
+            sess = parity.session(p, threads)
             feeds = [self._feed(b) for b in batches]
             t = bench.timed(lambda s=sess, fs=feeds: [s.run(None, f) for f in fs])
             rows.append(bench.row(label, None, [p], t, len(batches), seconds))
         return rows, self.figure(0.0, "test", len(batches)), "from features: PyTorch forward vs onnxruntime session"
+
+    def rate_rows(self, report: dict[str, Any], rows: list[dict[str, Any]]) -> Figure | None:
+        """Accuracy of every variant on the whole test split (the check's figures reused)."""
+        c = report.get(self.check_key) or {}
+        if not c:
+            return None
+        for row in rows:
+            variant = row["variant"]
+            quality = None
+            if variant == "student (PyTorch)":
+                quality = c["accuracy_pytorch"]
+            elif variant == "student ONNX fp32":
+                quality = c["accuracy_onnx"]
+            elif variant == "student ONNX int8" and (self.out / "model.int8.onnx").exists():
+                quality = self.quality(".int8", "test", 10**9).value
+            elif variant == "teacher (PyTorch)" and self.job.teacher is not None:
+                quality = self._torch_accuracy(self.job.teacher)
+            row["quality"] = quality
+        return self.figure(0.0, "test", c["examples"])
+
+    def _torch_accuracy(self, model: nn.Module) -> float | None:
+        correct = n = 0
+        try:
+            with torch.no_grad():
+                for batch in self.job.data.loader("test", 16):
+                    got = model(batch)["logits"].argmax(-1)
+                    correct += int((got == batch[self.label_key]).sum())
+                    n += int(batch[self.label_key].numel())
+        except Exception:  # a teacher of another modality (text): not comparable here
+            return None
+        return correct / max(1, n)
 
     @classmethod
     def summary_lines(cls, report: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""CTC models (``conv_ctc``, QuartzNet-like) as sherpa-onnx NeMo CTC models.
+"""CTC models (``quartznet``) as sherpa-onnx NeMo CTC models.
 
 ``model.onnx`` (``from_nemo_ctc``, checked against sherpa-onnx 2.x ``offline-nemo-enc-dec-ctc-model.cc``):
 ``audio_signal`` (N, 80, T) float, ``length`` (N,) int64 -> ``logprobs`` (N, T', V), ``logprobs_length`` (N,).

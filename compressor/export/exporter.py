@@ -10,22 +10,25 @@ and the ``summary.md`` section. What differs per family lives in one unit each (
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from compressor.errors import UserError
 from compressor.export import bench, manifest, parity, quantize
+from compressor.export.args import OnnxExportArgs
 from compressor.export.base import Exporter, ExportJob, ExportResult
 from compressor.export.classifier import ClassifierExport
 from compressor.export.ctc import CTCExport
 from compressor.export.family import FamilyExport, Figure
 from compressor.export.graphs import write_graph
 from compressor.export.rnnt import RNNTExport
-from compressor.registry import Args
+from compressor.progress import Progress, duration
+
+T = TypeVar("T")
 
 #: family units, asked in order whether they export a model
 FAMILIES: list[type[FamilyExport]] = [RNNTExport, CTCExport, ClassifierExport]
@@ -48,27 +51,6 @@ def family_of(model: nn.Module, model_ref: dict[str, Any], task_name: str) -> ty
         f"(encode/predict/join), CTC models (forward_export) and classifiers (task 'classification')")
 
 
-class OnnxExportArgs(Args):
-    """Arguments of the ``onnx`` exporter (spec ``export: {name: onnx, ...}``)."""
-
-    opset: int = Field(default=17, ge=11, le=21)
-    parity_atol: float = Field(default=1e-3, gt=0, description="max |onnxruntime - PyTorch| allowed")
-    parity_batch_sizes: list[int] = Field(default_factory=lambda: [1, 3, 8], min_length=1)
-    decode_utterances: int = Field(default=40, ge=1, description="test utterances decoded by sherpa-onnx")
-    min_transcript_match: float = Field(default=0.9, ge=0, le=1,
-                                        description="required rate of sherpa-onnx == PyTorch transcripts")
-    int8: bool = True
-    int8_tolerance: float = Field(default=0.02, ge=0,
-                                  description="max WER increase (ASR) / accuracy drop (classifier) of int8")
-    calibration_utterances: int = Field(default=32, ge=1, description="train utterances for static int8")
-    valid_utterances: int = Field(default=40, ge=1, description="valid utterances for the int8 guard")
-    bench_utterances: int = Field(default=8, ge=1)
-    threads: int = Field(default=1, ge=1, description="threads for the latency report")
-    streaming: bool = Field(default=True, description="also export a streaming RNN-T encoder (online)")
-    chunk_frames: int = Field(default=24, ge=1, description="feature frames per streaming chunk "
-                                                           "(rounded up to the frame stacking)")
-
-
 class OnnxExporter(Exporter):
     """Export RNN-T (sherpa-onnx NeMo transducer), CTC (NeMo CTC) or classifier models to ONNX."""
 
@@ -85,28 +67,46 @@ class OnnxExporter(Exporter):
             raise UserError(f"the data's normalize_type '{unit.normalize_type}' has no sherpa-onnx equivalent "
                             f"(valid: none, per_feature)")
         gfiles = unit.graphs()
-        paths = [write_graph(g, out, args.opset) for g in gfiles]
-        for p in paths:
-            parity.check_onnx(p)
+        paths = []
+        with Progress("export: ONNX graphs + onnx.checker", total=len(gfiles), unit="graph") as p:
+            for g in gfiles:
+                paths.append(write_graph(g, out, args.opset))
+                parity.check_onnx(paths[-1])
+                p.update()
         files = list(paths) + unit.side_files()
         report: dict[str, Any] = {"family": unit.name, "model": job.model_name,
                                   "model_ref": job.model_ref.get("name"), "opset": args.opset,
                                   "normalize_type": unit.normalize_type or "none",
                                   "frontend": {"data": unit.data_frontend}}
-        report["parity"] = self._ort_parity(unit, gfiles, args)
-        report[unit.check_key] = unit.check()
-        report["int8"] = self._int8(unit, paths, args)
+        report["parity"] = _phase("export check: onnxruntime vs PyTorch on real batches",
+                                  lambda: self._ort_parity(unit, gfiles, args), _parity_text)
+        report[unit.check_key] = _phase(f"export check: {unit.check_key} against PyTorch", unit.check,
+                                        _check_text)
+        report["int8"] = _phase("export: int8", lambda: self._int8(unit, paths, args), _int8_text)
         files += [Path(p) for p in report["int8"].pop("_files", [])]
-        files += unit.extras(report)
-        rows, cover, note = unit.bench_rows(report)
-        report["benchmark"] = {"rows": rows, "threads": args.threads, "note": note, "split": cover.split,
-                               "utterances": cover.utterances, "split_size": cover.split_size}
+        files += _phase("export: extras (streaming encoder)", lambda: unit.extras(report),
+                        lambda made: f"{len(made)} file{'s' if len(made) != 1 else ''}",
+                        announce=unit.name == "rnnt")
+        threads = bench.latency_threads(args.threads)
+        rows, cover, note = _phase(f"export: latency on {threads} thread{'s' if threads != 1 else ''}",
+                                   lambda: unit.bench_rows(report), lambda r: f"{len(r[0])} variants")
+        rated = unit.rate_rows(report, rows)
+        report["benchmark"] = {"rows": rows, "threads": threads, "note": note, "split": cover.split,
+                               "utterances": cover.utterances, "split_size": cover.split_size,
+                               "quality": None if rated is None else {
+                                   "metric": unit.metric, "higher_is_better": unit.higher_is_better,
+                                   "split": rated.split, "utterances": rated.utterances,
+                                   "split_size": rated.split_size}}
         artefacts = unit.artefacts(report)
         report["frontend"]["artefacts"] = {a.name: {"runtime_frontend": a.frontend,
                                                     "matches_training": a.matches_training} for a in artefacts}
+        shown = unit.metric.upper() if unit.metric in ("wer", "cer") else unit.metric
+        quality = f"{shown} on {rated.coverage()}" if rated is not None else ""
         plot = bench.plot_report(rows, out / "export_report.png",
-                                 f"{job.model_name} ({job.model_ref.get('name')}) export, 1 thread, "
-                                 f"{cover.coverage()}")
+                                 f"{job.model_name} ({job.model_ref.get('name')}) export: latency on "
+                                 f"{cover.coverage()}" + (f"; {quality}" if quality else ""),
+                                 metric=unit.metric if rated is not None else None,
+                                 higher_is_better=unit.higher_is_better, threads=threads)
         files.append(plot)
         files += manifest.write(out, manifest.build(unit, report, artefacts))
         (out / "export_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -169,6 +169,40 @@ class OnnxExporter(Exporter):
         return res
 
 
+def _phase(desc: str, work: Callable[[], T], describe: Callable[[T], str], announce: bool = True) -> T:
+    """Run one export step as a progress phase: a line when it starts, one with its result when it ends."""
+    p = Progress(desc, announce=announce, enabled=announce)
+    try:
+        result = work()
+    except BaseException:
+        p.close(silent=True)
+        raise
+    p.close(f"{describe(result)} ({duration(p.elapsed)})")
+    return result
+
+
+def _parity_text(res: dict[str, Any]) -> str:
+    worst = max(res["max_abs_diff"].values(), default=0.0)
+    return f"max |diff| {worst:.2e} <= {res['atol']} on {res['batches']} batches"
+
+
+def _check_text(res: dict[str, Any]) -> str:
+    if "exact_match" in res:
+        return (f"transcripts equal on {res['exact_match']:.0%} of {res['utterances']} utterances, WER "
+                f"sherpa-onnx {res['wer_sherpa']:.2%} / PyTorch {res['wer_pytorch']:.2%}")
+    if "agreement" in res:
+        return f"predictions agree on {res['agreement']:.0%} of {res['examples']} examples"
+    return "passed"
+
+
+def _int8_text(res: dict[str, Any]) -> str:
+    if "metric" not in res:
+        return str(res.get("reason", "skipped"))
+    verdict = "kept" if res.get("kept") else "not kept"
+    return (f"{res['metric']} {res['int8']:.2%} vs fp32 {res['fp32']:.2%}, {res['size_int8'] / 1e6:.2f} MB vs "
+            f"{res['size_fp32'] / 1e6:.2f} MB: {verdict}")
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
     """The export section of a run's ``summary.md``: every figure names its split and coverage."""
     unit = next(u for u in FAMILIES if u.name == report["family"])
@@ -189,12 +223,22 @@ def summary_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- int8: {q.get('reason')}")
     b = report["benchmark"]
     cover = Figure(0, b["split"], b["utterances"], b["split_size"]).coverage()
-    lines += ["", f"Latency on {cover}:", "",
-              "| variant | params | size (MB) | latency/utt (ms) | RTF |", "|---|---|---|---|---|"]
+    q = b.get("quality")
+    metric = q["metric"] if q else None
+    head = f" {metric.upper() if metric in ('wer', 'cer') else metric} |" if metric else ""
+    rated = f"; {metric} on {Figure(0, q['split'], q['utterances'], q['split_size']).coverage()}" if q else ""
+    lines += ["", f"Latency on {cover}{rated}:", "",
+              f"| variant | params | size (MB) | latency/utt (ms) | RTF |{head}",
+              "|---|---|---|---|---|" + ("---|" if metric else "")]
     for r in b["rows"]:
         params = f"{r['params']:,}" if r["params"] is not None else "-"
+        value = ""
+        if metric:
+            value = f" {r['quality']:.2%} |" if r.get("quality") is not None else " - |"
         lines.append(f"| {r['variant']} | {params} | {r['size_mb']:.2f} | {r['latency_ms']:.1f} "
-                     f"| {r['rtf']:.4f} |")
-    lines += ["", f"1 thread; {b['note']}. Plot: `export/export_report.png`. On-device use: `export/README.md`, "
+                     f"| {r['rtf']:.4f} |{value}")
+    threads = b.get("threads", 1)
+    lines += ["", f"{threads} thread{'s' if threads != 1 else ''}; {b['note']}. Plot (quality against size and "
+                  f"latency, Pareto front marked): `export/export_report.png`. On-device use: `export/README.md`, "
                   f"`export/model.json`.", ""]
     return "\n".join(lines)

@@ -137,6 +137,12 @@ class FamilyExport:
         """Latency rows (teacher/student in PyTorch, ONNX variants), what they cover, and a note."""
         raise NotImplementedError
 
+    def rate_rows(self, report: dict[str, Any], rows: list[dict[str, Any]]) -> Figure | None:
+        """Set ``row["quality"]`` (the guard metric, :attr:`metric`) of the benchmark rows this family can rate,
+        every row on the same examples, for the size/latency/quality chart; return what they cover (``None``
+        when it rates none). Rows it cannot rate (a teacher of another modality) keep ``None``."""
+        return None
+
     @classmethod
     def summary_lines(cls, report: dict[str, Any]) -> list[str]:
         """The family's lines in the export section of ``summary.md`` (from the report alone)."""

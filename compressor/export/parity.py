@@ -15,6 +15,7 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.export.graphs import GraphFile
+from compressor.threads import thread_count
 
 
 def check_onnx(path: Path) -> None:
@@ -24,9 +25,10 @@ def check_onnx(path: Path) -> None:
         raise UserError(f"{path.name} fails onnx.checker: {str(e).splitlines()[0]}") from None
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session on ``threads`` (default: the command's threads, see compressor.threads)."""
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads if threads is not None else thread_count()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -111,17 +113,19 @@ def torch_streaming_greedy(model: nn.Module, feats: torch.Tensor, chunk: int) ->
 
 
 def sherpa_online_decode(files: dict[str, Path], tokens: Path, waves: Sequence[np.ndarray],
-                         token_ids: dict[str, int], tail_seconds: float = 0.3, threads: int = 1
-                         ) -> list[list[int]]:
-    """Decode with sherpa-onnx's online recognizer (NeMo transducer), ``tail_seconds`` of silence appended."""
+                         token_ids: dict[str, int], tail_seconds: float = 0.3, threads: int | None = None,
+                         desc: str | None = None) -> list[list[int]]:
+    """Decode with sherpa-onnx's online recognizer (NeMo transducer), ``tail_seconds`` of silence appended;
+    ``threads`` defaults to the command's, ``desc`` names the progress shown."""
     import sherpa_onnx
 
     rec = sherpa_onnx.OnlineRecognizer.from_transducer(
         tokens=str(tokens), encoder=str(files["encoder"]), decoder=str(files["decoder"]),
-        joiner=str(files["joiner"]), num_threads=threads, model_type="nemo_transducer")
+        joiner=str(files["joiner"]), num_threads=threads if threads is not None else thread_count(),
+        model_type="nemo_transducer")
     tail = np.zeros(int(tail_seconds * 16000), dtype=np.float32)
     out = []
-    for wave in waves:
+    for wave in _tracked(waves, desc):
         stream = rec.create_stream()
         stream.accept_waveform(16000, np.concatenate([np.asarray(wave, dtype=np.float32), tail]))
         stream.input_finished()
@@ -139,11 +143,26 @@ def token_lookup(tokens: Sequence[str]) -> dict[str, int]:
     return ids
 
 
+def _tracked(items: Sequence[Any], desc: str | None) -> Any:
+    if desc is None:
+        return items
+    from compressor.progress import track
+
+    return track(items, desc, total=len(items), unit="utt")
+
+
+def torch_greedy_all(family: str, model: nn.Module, features: Sequence[torch.Tensor], desc: str | None = None
+                     ) -> list[list[int]]:
+    """:func:`torch_greedy` over utterances, showing progress as ``desc``."""
+    return [torch_greedy(family, model, f) for f in _tracked(features, desc)]
+
+
 def sherpa_decode(recognizer: Any, waves: Sequence[np.ndarray], token_ids: dict[str, int],
-                  sample_rate: int = 16000) -> list[list[int]]:
-    """Decode 16 kHz float waveforms one by one; token ids from sherpa-onnx's token strings."""
+                  sample_rate: int = 16000, desc: str | None = None) -> list[list[int]]:
+    """Decode 16 kHz float waveforms one by one; token ids from sherpa-onnx's token strings. ``desc`` names
+    the progress shown."""
     out = []
-    for wave in waves:
+    for wave in _tracked(waves, desc):
         stream = recognizer.create_stream()
         stream.accept_waveform(sample_rate, np.ascontiguousarray(wave, dtype=np.float32))
         recognizer.decode_stream(stream)

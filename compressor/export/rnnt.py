@@ -314,11 +314,16 @@ class RNNTExport(SherpaASRExport):
         tail_s = tail_seconds(chunk)
         tail = np.zeros(int(tail_s * 16000), dtype=np.float32)
         online_feats = [sherpa_fbank(np.concatenate([u.wave, tail]), 16000, ONLINE_FRONTEND) for u in utts]
-        ref = [torch_streaming_greedy(model, f, chunk) for f in online_feats]
+        from compressor.progress import track
+
+        ref = [torch_streaming_greedy(model, f, chunk)
+               for f in track(online_feats, "export check: PyTorch streaming decode (test)", unit="utt")]
         ids = parity.token_lookup(self.tokens)
         got = parity.sherpa_online_decode(self.streaming_files(), out / "tokens.txt", [u.wave for u in utts],
-                                          ids, tail_seconds=tail_s)
-        offline = [parity.torch_greedy("rnnt", model, u.features) for u in utts]
+                                          ids, tail_seconds=tail_s,
+                                          desc="export check: sherpa-onnx online decode (test)")
+        offline = parity.torch_greedy_all("rnnt", model, [u.features for u in utts],
+                                          desc="export check: PyTorch offline decode (test)")
         match = sum(a == b for a, b in zip(ref, got)) / max(1, len(utts))
         wer_online = self.wer(got, utts)[0]
         matched = same_features(self.data_frontend, ONLINE_FRONTEND)
@@ -344,7 +349,8 @@ class RNNTExport(SherpaASRExport):
             qpath = quantize.quantize_dynamic_file(path, quantize.int8_name(path))
             parity.check_onnx(qpath)
             qgot = parity.sherpa_online_decode(self.streaming_files(".int8"), out / "tokens.txt",
-                                               [u.wave for u in utts], ids, tail_seconds=tail_s)
+                                               [u.wave for u in utts], ids, tail_seconds=tail_s,
+                                               desc="export int8 guard: sherpa-onnx online int8 (test)")
             wer_q = self.wer(qgot, utts)[0]
             kept = wer_q - wer_online <= args.int8_tolerance
             res.update(wer_online_int8=wer_q, int8_kept=kept,
@@ -393,7 +399,7 @@ class RNNTExport(SherpaASRExport):
             ids = parity.token_lookup(self.tokens)
             t = bench.timed(lambda: parity.sherpa_online_decode(
                 files, self.out / "tokens.txt", [u.wave for u in utts], ids, tail_seconds(self.chunk),
-                self.args.threads))
+                bench.latency_threads(self.args.threads)))
             rows.append(bench.row("student ONNX streaming", None, list(files.values()), t, len(utts), seconds))
             note += "; streaming row: sherpa-onnx OnlineRecognizer, whole utterance fed at once"
         return rows, cover, note

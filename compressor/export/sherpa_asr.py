@@ -53,13 +53,18 @@ class SherpaASRExport(FamilyExport):
                             f"model's vocabulary ({vocab}): cannot write tokens.txt")
         return [graphs.write_tokens(tokens, self.out / "tokens.txt")]
 
-    def recognizer(self, suffix: str = "", threads: int = 1) -> Any:
+    def recognizer(self, suffix: str = "", threads: int | None = None) -> Any:
+        """sherpa-onnx's offline recognizer on the files ``<name><suffix>.onnx``; ``threads`` defaults to the
+        command's (:func:`compressor.threads.thread_count`)."""
         import sherpa_onnx
+
+        from compressor.threads import thread_count
 
         call, kwargs = self.offline_call()
         factory = getattr(sherpa_onnx.OfflineRecognizer, call.rsplit(".", 1)[-1])
         files = {k: str(v) for k, v in self.offline_files(suffix).items()}
-        return factory(**files, tokens=str(self.out / "tokens.txt"), num_threads=threads, **kwargs)
+        return factory(**files, tokens=str(self.out / "tokens.txt"),
+                       num_threads=threads if threads is not None else thread_count(), **kwargs)
 
     def reference_features(self, utt: parity.Utterance, runtime_frontend: str) -> torch.Tensor:
         """What PyTorch decodes to compare with a runtime computing ``runtime_frontend``.
@@ -89,10 +94,12 @@ class SherpaASRExport(FamilyExport):
     def check(self) -> dict[str, Any]:
         args = self.args
         utts = parity.load_utterances(self.job.data, "test", args.decode_utterances)
-        torch_ids = [parity.torch_greedy(self.name, self.model, self.reference_features(u, self.offline_frontend))
-                     for u in utts]
+        torch_ids = parity.torch_greedy_all(
+            self.name, self.model, [self.reference_features(u, self.offline_frontend) for u in utts],
+            desc="export check: PyTorch greedy decode (test)")
         rec = self.recognizer()
-        sherpa_ids = parity.sherpa_decode(rec, [u.wave for u in utts], parity.token_lookup(self.tokens))
+        sherpa_ids = parity.sherpa_decode(rec, [u.wave for u in utts], parity.token_lookup(self.tokens),
+                                          desc="export check: sherpa-onnx decode (test)")
         n = len(utts)
         match = sum(a == b for a, b in zip(torch_ids, sherpa_ids)) / max(1, n)
         wer_t, cer_t = self.wer(torch_ids, utts)
@@ -119,7 +126,8 @@ class SherpaASRExport(FamilyExport):
     def quality(self, suffix: str, split: str, limit: int) -> Figure:
         utts = parity.load_utterances(self.job.data, split, limit)
         rec = self.recognizer(suffix)
-        hyps = parity.sherpa_decode(rec, [u.wave for u in utts], parity.token_lookup(self.tokens))
+        hyps = parity.sherpa_decode(rec, [u.wave for u in utts], parity.token_lookup(self.tokens),
+                                    desc=f"export int8 guard: sherpa-onnx {'int8' if suffix else 'fp32'} ({split})")
         return self.figure(self.wer(hyps, utts)[0], split, len(utts))
 
     def calibration_feed(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +177,8 @@ class SherpaASRExport(FamilyExport):
                 f = per_feature_normalize(f)
             return f
 
-        with bench.one_thread():
+        threads = bench.latency_threads(args.threads)
+        with bench.torch_threads(threads):
             for label, m in (("teacher (PyTorch)", self.job.teacher), ("student (PyTorch)", self.model)):
                 if m is None or not type(self).detect(m, {}, ""):
                     continue  # a teacher of another family is not comparable transcript for transcript
@@ -180,12 +189,42 @@ class SherpaASRExport(FamilyExport):
             files = self.offline_files(suffix)
             if not all(p.exists() for p in files.values()):
                 continue
-            rec = self.recognizer(suffix, threads=args.threads)
+            rec = self.recognizer(suffix, threads=threads)
             t = bench.timed(lambda r=rec: parity.sherpa_decode(r, [u.wave for u in utts], ids))
             rows.append(bench.row(label, None, list(files.values()), t, len(utts), seconds))
         note = ("PyTorch rows: fbank + greedy decode in torch; ONNX rows: sherpa-onnx from the waveform (its own "
                 "fbank + greedy decode)")
         return rows, self.figure(0.0, "test", len(utts)), note
+
+    def rate_rows(self, report: dict[str, Any], rows: list[dict[str, Any]]) -> Figure | None:
+        """WER of every variant on the utterances of the transcript check (the first ``decode_utterances`` of
+        the test split): PyTorch rows on the data's features, ONNX rows decoded by sherpa-onnx from the
+        waveform. Figures the check and the streaming export measured are reused."""
+        t = report.get(self.check_key) or {}
+        if not t:
+            return None
+        utts = parity.load_utterances(self.job.data, "test", self.args.decode_utterances)
+        ids = parity.token_lookup(self.tokens)
+        by_variant = {"teacher (PyTorch)": self.job.teacher, "student (PyTorch)": self.model}
+        for row in rows:
+            variant = row["variant"]
+            quality = None
+            if variant == "student (PyTorch)" and t.get("pytorch_features") == "data":
+                quality = t["wer_pytorch"]
+            elif by_variant.get(variant) is not None:
+                hyps = parity.torch_greedy_all(self.name, by_variant[variant], [u.features for u in utts],
+                                               desc=f"export chart: {variant} WER (test)")
+                quality = self.wer(hyps, utts)[0]
+            elif variant == "student ONNX fp32":
+                quality = t["wer_sherpa"]
+            elif variant == "student ONNX int8":
+                hyps = parity.sherpa_decode(self.recognizer(".int8"), [u.wave for u in utts], ids,
+                                            desc="export chart: student ONNX int8 WER (test)")
+                quality = self.wer(hyps, utts)[0]
+            elif variant == "student ONNX streaming":
+                quality = (report.get("streaming") or {}).get("wer_online_sherpa")
+            row["quality"] = quality
+        return self.figure(0.0, "test", len(utts))
 
     @classmethod
     def summary_lines(cls, report: dict[str, Any]) -> list[str]:

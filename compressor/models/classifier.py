@@ -37,9 +37,11 @@ class SeqClassifier(nn.Module):
         self.kind = encoder
         self.input_dim = input_dim
         mean = torch.tensor(feature_mean, dtype=torch.float32) if feature_mean else torch.zeros(input_dim)
-        std = torch.tensor(feature_std, dtype=torch.float32) if feature_std else torch.ones(input_dim)
+        # floored in Python: built on the meta device (validation), clamp_min would import torch._dynamo
+        std = torch.tensor([max(float(s), 1e-5) for s in feature_std], dtype=torch.float32) if feature_std \
+            else torch.ones(input_dim)
         self.register_buffer("feature_mean", mean)
-        self.register_buffer("feature_std", std.clamp_min(1e-5))
+        self.register_buffer("feature_std", std)
         if encoder == "lstm":
             self.encoder = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
                                    bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)

@@ -1,0 +1,54 @@
+"""``compressor compare``: two tiny runs side by side (a markdown table and one PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compressor.engine import run_spec
+from tests.conftest import write_spec
+from tests.reliability import cli, one_line, tiny
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    tmp = tmp_path_factory.mktemp("compare")
+    runs = []
+    for seed in (3, 4):
+        spec = tiny(tmp, seed=seed)
+        spec["name"] = f"tiny_seed{seed}"
+        runs.append(run_spec(write_spec(tmp / f"spec{seed}.yaml", spec)))
+    return runs
+
+
+def test_compare_two_runs(two_runs: list[Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cmp"
+    code, err = cli(capsys, "compare", *two_runs, "--out", out)
+    assert code == 0, err
+    md = (out / "compare.md").read_text()
+    png = (out / "compare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # three panels of curves
+    rows = [line for line in md.splitlines() if line.startswith("| tiny_seed")]
+    assert len(rows) == 4  # teacher and student of each run
+    header = next(line for line in md.splitlines() if line.startswith("| run |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:4] == ["run", "model", "parameters", "test/accuracy"]
+    for run in two_runs:
+        final = json.loads((run / "final" / "COMPLETE").read_text())
+        name = run.parent.name
+        for model in ("teacher", "student"):
+            row = next(r for r in rows if r.startswith(f"| {name} | {model} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[2] == f"{final['parameters'][model]:,}"
+            assert float(cells[3]) == pytest.approx(final["final"][model]["test/accuracy"], abs=1e-4)
+    assert "![" in md and "(compare.png)" in md
+
+
+def test_compare_refuses_what_it_cannot_do(two_runs: list[Path], tmp_path: Path, capsys) -> None:
+    code, err = cli(capsys, "compare", two_runs[0], "--out", two_runs[1] / "cmp")
+    assert code == 2 and "lies inside the run directory" in one_line(err)
+    assert not (two_runs[1] / "cmp").exists()
+    code, err = cli(capsys, "compare", two_runs[0], tmp_path, "--out", tmp_path / "cmp")
+    assert code == 2 and f"{tmp_path} is not a run directory" in one_line(err)

@@ -236,6 +236,8 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any
     models = build_models(loaded, plugins, data, init_reports, pretrained)
     built: dict[str, DataModule] = {}
     for i, stage in enumerate(spec.stages):
+        if not stage.enabled:
+            continue
         stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed)
     return data, task, models, built
 
@@ -357,6 +359,9 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
 
         eval_sets.evaluate(run, "start")
     for i in range(start, len(stages)):
+        if not stages[i].enabled:
+            say(f"stage {i + 1}/{len(stages)} {stages[i].name}: skipped (enabled: false)", enabled=run.is_main)
+            continue
         result = StageRunner(run, i).execute(mid_stage if i == start else None)
         run.results["stages"].append(result)
         if run.is_main:

@@ -88,7 +88,38 @@ class ExponentialLR(LRFactor):
         return math.exp(math.log(max(self.floor, 1e-12)) * frac) if self.floor < 1.0 else 1.0
 
 
-BUILTIN_LR_SCHEDULES: list[type[LRFactor]] = [ConstantLR, CosineLR, LinearLR, ExponentialLR]
+class EpochDecayArgs(LRScheduleArgs):
+    """``gamma``: the learning rate is divided by gamma at the start of every epoch after the first."""
+
+    gamma: float = Field(default=1.05, ge=1.0, le=10.0, allow_inf_nan=False,
+                         description="annealing factor per epoch (seed 000: 1.01, 1.05 or 1.1)")
+
+
+class EpochDecayLR(LRFactor):
+    """Warmup, then lr_e = lr_0 / gamma^e in epoch e (0-based), as in seed 000 Sec. 4.3; floored at min_lr.
+
+    Epoch boundaries are the stage's own (its batches per epoch may differ from epoch to epoch)."""
+
+    name = "epoch_decay"
+    Args = EpochDecayArgs
+    wants_epoch_steps: ClassVar[bool] = True
+
+    def __init__(self, args: EpochDecayArgs, base_lr: float, total_steps: int,
+                 epoch_steps: list[int] | None = None) -> None:
+        super().__init__(args, base_lr, total_steps)
+        self.gamma = args.gamma
+        self.starts = [0]
+        for n in epoch_steps or [self.total]:
+            self.starts.append(self.starts[-1] + n)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        epoch = sum(1 for s in self.starts[1:-1] if step >= s)
+        return max(self.floor, self.gamma ** -epoch)
+
+
+BUILTIN_LR_SCHEDULES: list[type[LRFactor]] = [ConstantLR, CosineLR, LinearLR, ExponentialLR, EpochDecayLR]
 
 
 def build_optimizer(registry: Any, ref: Any, args: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -97,6 +128,12 @@ def build_optimizer(registry: Any, ref: Any, args: Any, params: list[torch.nn.Pa
 
 
 def build_scheduler(registry: Any, ref: Any, args: Any, optimizer: torch.optim.Optimizer, base_lr: float,
-                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    factor = registry.get("lr_schedule", ref.name).factory(args, base_lr, total_steps)
+                    total_steps: int, epoch_steps: list[int] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """The stage's LambdaLR; a schedule class with ``wants_epoch_steps = True`` also gets the optimizer steps
+    of each epoch (``epoch_steps``)."""
+    cls = registry.get("lr_schedule", ref.name).factory
+    if getattr(cls, "wants_epoch_steps", False):
+        factor = cls(args, base_lr, total_steps, epoch_steps=epoch_steps)
+    else:
+        factor = cls(args, base_lr, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

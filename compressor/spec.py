@@ -90,6 +90,7 @@ class StageSpec(Args):
     """One training stage."""
 
     name: str
+    enabled: bool = Field(default=True, description="false skips the stage (an ablation as a --set)")
     train: list[str] = Field(min_length=1)
     frozen: list[str] = Field(default_factory=list)
     forward: str | None = None

@@ -137,7 +137,7 @@ class StageRunner:
             opt_args = loaded.optimizer_args[self.index]
             optimizer = build_optimizer(registry, st.optimizer, opt_args, params)
             scheduler = build_scheduler(registry, st.lr_schedule, loaded.lr_schedule_args[self.index], optimizer,
-                                        opt_args.lr, total_steps)
+                                        opt_args.lr, total_steps, epoch_steps=per_epoch)
             scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
             train_model: nn.Module = forward_model
             if run.world_size > 1:

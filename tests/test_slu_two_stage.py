@@ -43,3 +43,37 @@ def test_slu_two_stage_spec_runs_end_to_end(tmp_path: Path, tiny_bert: Path) -> 
     export = run_dir / "export"
     report = json.loads((export / "export_report.json").read_text())
     assert report["family"] == "classifier" and report["classification"]["agreement"] == 1.0
+
+
+def test_far_field_commands_are_the_clean_utterances_recorded_far(tmp_path: Path) -> None:
+    import torch
+
+    from compressor.data.datasets import CommandsArgs, build_commands
+
+    sizes = {"train_size": 6, "valid_size": 3, "test_size": 3, "num_speakers": 6, "workers": 1}
+    clean = build_commands(CommandsArgs(**sizes), cache_dir=tmp_path)
+    far = build_commands(CommandsArgs(**sizes, recording="far"), cache_dir=tmp_path)
+    for split in ("train", "test"):
+        a, b = clean.dataset(split), far.dataset(split)
+        assert [a[i]["text"] for i in range(len(a))] == [b[i]["text"] for i in range(len(b))]
+        fa, fb = a[0]["features"], b[0]["features"]
+        n = min(len(fa), len(fb))
+        assert not torch.allclose(fa[:n], fb[:n], atol=1.0)  # noise and reverberation changed the recording
+    corpora = {p.name.rsplit("-", 1)[0] for p in tmp_path.glob("**/commands*") if p.is_dir()}
+    assert corpora == {"commands", "commands-far"}  # cached side by side, the clean one unchanged
+
+
+def test_ablation_switches_skip_stages_and_plugins(tmp_path: Path, tiny_bert: Path) -> None:
+    """The baseline of Table 2 as overrides: no PT-KD, no AM-PT, fine-tuning without FT-KD and DA."""
+    done = run_cli("run", str(REPO / "specs" / "slu_two_stage.yaml"), f"--set=output_dir={tmp_path}",
+                   f"--set=teacher.path={tiny_bert}", *[f"--set={o}" for o in SHORT if "plugins[3]" not in o],
+                   "--set=stages[2].enabled=false", "--set=stages[3].enabled=false", "--set=export.enabled=false",
+                   "--set=stages[4].plugins=[{name: layer_freezing, model: student, modules: [encoder]}]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "slu_two_stage").iterdir()
+    results = json.loads((run_dir / "final" / "COMPLETE").read_text())
+    assert [s["stage"] for s in results["stages"]] == ["teacher", "mlm", "finetune"]
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    ft = [r for r in rows if r.get("stage") == "finetune" and "type" not in r]
+    assert ft and not any("loss/logit_kd" in r or "tokens_masked" in r for r in ft)
+    assert not any(r.get("stage") in ("pt_kd", "am_pt") for r in rows)

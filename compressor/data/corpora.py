@@ -49,6 +49,9 @@ CONDITIONS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("reverb", 0.3, {"noise_snr": (15.0, 35.0), "reverb": 1.0}),
 )
 
+#: The far-field recording of the commands corpus (``recording: far``): every utterance of every split.
+FAR_FIELD: tuple[str, dict[str, Any]] = ("far", {"noise_snr": (0.0, 10.0), "reverb": 1.0})
+
 
 @dataclass
 class CorpusSettings:
@@ -57,7 +60,8 @@ class CorpusSettings:
     kind: str  # commands | read_speech | shifted
     language: str = "en"
     condition: str = "clean"  # shifted: accent | domain | variant
-    setting: str = "small"  # read_speech: small (controlled grammar) | large (thousands of words, noise)
+    setting: str = "small"  # read_speech: small (controlled grammar) | large (thousands of words, noise);
+    # commands: small | far (far-field recording)
     train_size: int = 2000
     valid_size: int = 250
     test_size: int = 250
@@ -148,7 +152,9 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
     train_texts: set[str] = set()
     train_pairs: set[tuple[str, str]] = set()
     for split, n in s.sizes().items():
-        rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{s.setting}:{s.seed}:{split}")
+        # far-field commands are the clean corpus's utterances, recorded far away
+        setting = "small" if s.setting == "far" else s.setting
+        rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{setting}:{s.seed}:{split}")
         voices = speakers[split]
         items: list[dict[str, Any]] = []
         tries = 0
@@ -163,6 +169,8 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
                 continue
             item.update(id=f"{split}-{len(items):06d}", speaker=voice.speaker_id, voice=asdict(voice),
                         synth_seed=rng.randrange(2**31))
+            if s.setting == "far":
+                item["condition"] = FAR_FIELD[0]
             if s.setting == "large":
                 r, acc = rng.random(), 0.0
                 for name, p, _ in CONDITIONS:
@@ -185,7 +193,8 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
 
 def _recording(wave: np.ndarray, condition: str | None, seed: int) -> np.ndarray:
     """Apply a recording condition (noise, reverberation) with the data layer's augmentation."""
-    args = next((a for name, _, a in CONDITIONS if name == condition), None)
+    args = FAR_FIELD[1] if condition == FAR_FIELD[0] else next((a for name, _, a in CONDITIONS if name == condition),
+                                                                None)
     if not args:
         return wave
     from compressor.data.augment import AugmentArgs, augment

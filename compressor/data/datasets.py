@@ -56,6 +56,13 @@ class CommandsArgs(SyntheticArgs):
     train_size: int = Field(default=1200, ge=1)
     valid_size: int = Field(default=200, ge=1)
     test_size: int = Field(default=200, ge=1)
+    recording: Literal["clean", "far"] = Field(
+        default="clean", description="far: every split recorded far-field (white noise at 0-10 dB SNR and room "
+        "reverberation), the same utterances as clean (seed 000's Smartlights 'far' analogue)")
+
+    @property
+    def setting(self) -> str:
+        return "far" if self.recording == "far" else "small"
 
 
 #: Defaults of the large read-speech setting (any of them may still be set explicitly).
@@ -155,7 +162,7 @@ def commands_labels() -> dict[str, list[str]]:
 def build_commands(args: CommandsArgs, *, cache_dir: Path | None = None, seed: int = 0) -> SpeechDataModule:
     """Synthetic Fluent-Speech-Commands-like SLU corpus (intents + slots + transcripts)."""
     cache = _cache(cache_dir)
-    return _synthetic(_settings("commands", args), args, cache, seed, commands_labels())
+    return _synthetic(_settings("commands", args, setting=args.setting), args, cache, seed, commands_labels())
 
 
 def commands_info(args: CommandsArgs) -> dict[str, Any]:

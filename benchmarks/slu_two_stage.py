@@ -1,0 +1,335 @@
+"""Seed 000's (Kim et al.) ablation, Table 2 (and Table 3's far-field column), on the synthetic commands corpus.
+
+    python benchmarks/slu_two_stage.py --plan          # print the runs, do nothing
+    python benchmarks/slu_two_stage.py                 # the benchmark
+    python benchmarks/slu_two_stage.py --report-only   # tabulate the runs that have finished
+
+Every run is a ``compressor run`` of a spec derived from ``specs/slu_two_stage.yaml``:
+
+1. **Pre-training, once** (seed 0; like the paper's, it never sees the commands audio): the text teacher
+   fine-tuned on the commands transcripts; k-means units + MLM on read speech; then two continuations of the
+   same length from there, MLM alone (``mlm_more``: the baseline's encoder, so PT-KD is compared at an equal
+   pre-training budget) and MLM + [CLS] L1 to the text teacher (``ptkd``); AM-PT (CTC on read speech, BERT
+   frozen) on top of ``ptkd``.
+2. **Fine-tuning runs** on intents (BERT frozen, LR divided by gamma per epoch, best validation epoch), the
+   rows added one by one as in Table 2: baseline (``mlm_more`` encoder, fresh AM), +PT-KD (``ptkd`` encoder),
+   +FT-KD (L1 on the teacher's intent logits), +AM-PT (the CTC-pre-trained AM), +DA (unit span masking and
+   hidden time/channel masking). Scenarios: the whole training split; 10% subsets (run k: subset k of
+   ``--subsets`` disjoint ones, seed k); and, with ``--far``, a far-field corpus (every split recorded with
+   noise at 0-10 dB SNR and reverberation), the analogue of Smartlights "far". Each cell: mean ± std of the
+   test accuracy over ``--seeds`` runs.
+
+Writes ``slu_two_stage_table.md``, ``slu_two_stage_results.json`` and ``slu_two_stage.png`` into ``--out``
+(default ``benchmarks/results``); runs go to ``--work``. Finished runs are reused (their names hash their
+settings), so an interrupted benchmark continues where it stopped, and a partial table says which cells are
+missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_SPEC = REPO / "specs" / "slu_two_stage.yaml"
+ROWS = ["baseline", "+PT-KD", "+FT-KD", "+AM-PT", "+DA"]
+PAPER = {  # Table 2 (FSC test accuracy, %) and Table 3 (Smartlights far, %)
+    "full": {"baseline": 98.9, "+PT-KD": 99.0, "+FT-KD": 99.6, "+AM-PT": 99.6, "+DA": 99.7},
+    "10%": {"baseline": 97.0, "+PT-KD": 98.5, "+FT-KD": 99.2, "+AM-PT": 99.3, "+DA": 99.5},
+    "far": {"baseline": 47.9, "+PT-KD": 51.2, "+FT-KD": 59.6, "+AM-PT": 70.5, "+DA": 75.0},
+}
+
+
+def base() -> dict[str, Any]:
+    return yaml.safe_load(BASE_SPEC.read_text(encoding="utf-8"))
+
+
+def stage(name: str) -> dict[str, Any]:
+    return copy.deepcopy(next(s for s in base()["stages"] if s["name"] == name))
+
+
+def common(spec: dict[str, Any], args: argparse.Namespace, name: str, seed: int = 0) -> dict[str, Any]:
+    spec.update(name=name, seed=seed, output_dir=str(args.work))
+    spec["student"] = {"name": "vq_bert_ds2", "size": args.size}
+    spec["trainer"] = {"threads": args.threads, "progress_bar": False}
+    spec.pop("export", None)
+    return spec
+
+
+def read_data(args: argparse.Namespace) -> dict[str, Any]:
+    return {"name": "read_speech", "train_size": args.read_size}
+
+
+def commands(args: argparse.Namespace, scenario: str, index: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "commands"}
+    if scenario == "10%":
+        data["subset"] = {"fraction": 0.1, "count": args.subsets, "index": index % args.subsets, "seed": 0}
+    if scenario == "far":
+        data["recording"] = "far"
+    return data
+
+
+def prep_specs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """The pre-training runs, each a spec; later ones start from earlier ones' final weights."""
+    out: dict[str, dict[str, Any]] = {}
+    s = common(base(), args, "two_stage_prep_mlm")
+    teacher, mlm = stage("teacher"), stage("mlm")
+    teacher["epochs"], mlm["epochs"] = args.teacher_epochs, args.mlm_epochs
+    mlm["data"] = read_data(args)
+    s["stages"] = [teacher, mlm]
+    s["evaluate"] = {"split": "test", "models": ["teacher"]}
+    out["mlm"] = s
+    if "mlm" not in runs:
+        return out
+    final = runs["mlm"] / "final"
+    for key, kd in (("mlm_more", False), ("ptkd", True)):
+        s = common(base(), args, f"two_stage_prep_{key}")
+        s["teacher"] = {**s["teacher"], "checkpoint": str(final / "teacher.pt")}
+        s["student"]["checkpoint"] = str(final / "student.pt")
+        pt = stage("pt_kd")
+        pt["epochs"], pt["data"] = args.ptkd_epochs, read_data(args)
+        if not kd:
+            pt["plugins"] = [p for p in pt["plugins"] if p["name"] != "representation_kd"]
+            pt["frozen"] = []
+            s.pop("teacher")
+        s["stages"] = [pt]
+        s["evaluate"] = {"split": "test", "models": []}
+        out[key] = s
+    if "ptkd" in runs:
+        s = common(base(), args, "two_stage_prep_ampt")
+        s.pop("teacher")
+        s["student"]["checkpoint"] = str(runs["ptkd"] / "final" / "student.pt")
+        am = stage("am_pt")
+        am["epochs"], am["data"] = args.ampt_epochs, read_data(args)
+        s["stages"] = [am]
+        s["evaluate"] = {"split": "test", "models": []}
+        out["ampt"] = s
+    return out
+
+
+def finetune_spec(args: argparse.Namespace, runs: dict[str, Path], row: str, scenario: str, seed: int
+                  ) -> dict[str, Any]:
+    i = ROWS.index(row)
+    s = common(base(), args, "two_stage_ft", seed)
+    s["data"] = commands(args, scenario, seed)
+    encoder_from = runs["mlm_more"] if i == 0 else (runs["ampt"] if i >= 3 else runs["ptkd"])
+    s["student"]["init_from"] = {"run": str(encoder_from), "model": "student",
+                                 **({"exclude": ["classifier"]} if i >= 3 else {"include": ["encoder"]})}
+    ft = stage("finetune")
+    ft["epochs"] = args.epochs if scenario != "10%" else args.epochs_10
+    keep = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4}[i]  # layer_freezing, logit_kd, token_span_masking, hidden_masking
+    ft["plugins"] = ft["plugins"][:keep]
+    if i >= 2:
+        s["teacher"] = {**s["teacher"], "checkpoint": str(runs["mlm"] / "final" / "teacher.pt")}
+        ft["plugins"][1]["cache_dir"] = str(args.work / "teacher_cache" / scenario)
+    else:
+        s.pop("teacher")
+        ft["frozen"] = []
+    s["stages"] = [ft]
+    s["evaluate"] = {"split": "test", "models": ["student"]}
+    return s
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    return dict(spec, name=f"{spec['name']}_{digest}")
+
+
+def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path | None:
+    from compressor.engine import run_spec
+
+    spec = _hashed(spec)
+    done = sorted((args.work / spec["name"]).glob("*/final/COMPLETE"))
+    if done:
+        return done[-1].parent.parent
+    if args.report_only:
+        return None
+    path = args.work / "specs" / f"{spec['name']}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    t0 = time.time()
+    run_dir = Path(run_spec(path))
+    print(f"  done {spec['name']} in {time.time() - t0:.0f} s", flush=True)
+    return run_dir
+
+
+def test_accuracy(run: Path) -> float:
+    final = json.loads((run / "final" / "COMPLETE").read_text(encoding="utf-8"))["final"]["student"]
+    return 100.0 * float(final["test/accuracy"])
+
+
+def prepare(args: argparse.Namespace) -> dict[str, Path]:
+    runs: dict[str, Path] = {}
+    for _ in range(3):  # each round unlocks the specs that start from the previous round's runs
+        for key, spec in prep_specs(args, runs).items():
+            if key not in runs:
+                found = run_one(spec, args)
+                if found is not None:
+                    runs[key] = found
+    return runs
+
+
+def scenarios(args: argparse.Namespace) -> list[str]:
+    return ["full", "10%"] + (["far"] if args.far else [])
+
+
+def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float) -> dict[str, dict[str, list[float]]]:
+    """Every cell, seed-major (a partial table has every cell of the first seeds); the report is rewritten
+    after each run, so an interrupted benchmark leaves a table of what it finished."""
+    table: dict[str, dict[str, list[float]]] = {sc: {r: [] for r in ROWS} for sc in scenarios(args)}
+    if not {"mlm", "mlm_more", "ptkd", "ampt"} <= set(runs):
+        return table
+    for seed in range(args.seeds):
+        for sc in scenarios(args):
+            for row in ROWS:
+                run = run_one(finetune_spec(args, runs, row, sc, seed), args)
+                if run is not None:
+                    table[sc][row].append(test_accuracy(run))
+                    if not args.report_only:
+                        write_report(args, runs, table, time.time() - t0)
+    return table
+
+
+def ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.1f} (n=1)"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+
+
+def claims(table: dict[str, dict[str, list[float]]]) -> list[tuple[str, str, str]]:
+    out = []
+
+    def mean(sc: str, row: str) -> float | None:
+        v = table.get(sc, {}).get(row) or []
+        return statistics.mean(v) if v else None
+
+    for sc in table:
+        for a, b in zip(ROWS, ROWS[1:]):
+            ma, mb = mean(sc, a), mean(sc, b)
+            if ma is None or mb is None:
+                out.append((f"{b} adds accuracy over {a} ({sc})", "not measured", ""))
+            else:
+                out.append((f"{b} adds accuracy over {a} ({sc})", "holds" if mb > ma else "does not hold",
+                            f"{ma:.1f} → {mb:.1f}"))
+    gaps = [(mean("full", r), mean("10%", r)) for r in (ROWS[0], ROWS[-1])]
+    if all(x is not None for g in gaps for x in g):
+        g0, g1 = gaps[0][0] - gaps[0][1], gaps[1][0] - gaps[1][1]
+        out.append(("the gap between full and 10% shrinks (baseline → +DA)", "holds" if g1 < g0 else
+                    "does not hold", f"{g0:.1f} → {g1:.1f} points"))
+    if "far" in table and all(mean(sc, r) is not None for sc in ("full", "far") for r in ("+AM-PT", "+DA")):
+        d_far = mean("far", "+DA") - mean("far", "+AM-PT")
+        d_clean = mean("full", "+DA") - mean("full", "+AM-PT")
+        out.append(("DA helps most on the noisy set", "holds" if d_far > d_clean else "does not hold",
+                    f"far {d_far:+.1f} vs clean {d_clean:+.1f} points"))
+    return out
+
+
+def write_report(args: argparse.Namespace, runs: dict[str, Path], table: dict[str, dict[str, list[float]]],
+                 seconds: float) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO).stdout.strip()
+    expected = args.seeds
+    partial = any(len(v) < expected for sc in table.values() for v in sc.values())
+    lines = [f"# Seed 000 ablation (Table 2{' and Table 3 far' if args.far else ''}) on the synthetic commands corpus"
+             + (" — PARTIAL" if partial else ""), "",
+             f"Machine: {platform.node()} ({os.cpu_count()}-core CPU VM, shared), {dt.date.today()}, commit {commit}.",
+             f"Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`; {seconds / 60:.0f} min this "
+             f"invocation.", "",
+             f"Sizes: {args.size}; read speech {args.read_size} utterances; pre-training epochs teacher "
+             f"{args.teacher_epochs}, MLM {args.mlm_epochs}, PT-KD / equal-budget MLM {args.ptkd_epochs}, AM-PT "
+             f"{args.ampt_epochs}; fine-tuning {args.epochs} epochs (10%: {args.epochs_10}); {args.seeds} seeds "
+             f"(run k: seed k, 10% subset k of {args.subsets}). Test accuracy (%), mean ± std.", "",
+             "| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
+             "|---|" + "---:|" * (2 * len(table))]
+    for row in ROWS:
+        lines.append(f"| {row} | " + " | ".join(ms(table[sc][row]) for sc in table) + " | "
+                     + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
+    lines += ["", "## Claims", "", "| claim | here | numbers |", "|---|---|---|"]
+    lines += [f"| {c} | {v} | {n} |" for c, v, n in claims(table)]
+    lines += ["", "Pre-training runs: " + ", ".join(f"{k}: `{v}`" for k, v in runs.items())]
+    if partial:
+        lines += ["", f"PARTIAL: cells with n < {expected} were not all run within the time available."]
+    (args.out / "slu_two_stage_table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (args.out / "slu_two_stage_results.json").write_text(json.dumps(
+        {"commit": commit, "date": str(dt.date.today()), "command": sys.argv, "args": {
+            k: str(v) for k, v in vars(args).items()}, "table": table, "claims": claims(table),
+         "partial": partial, "prep_runs": {k: str(v) for k, v in runs.items()}}, indent=1), encoding="utf-8")
+    plot(args, table)
+
+
+def plot(args: argparse.Namespace, table: dict[str, dict[str, list[float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.6), squeeze=False)
+    for ax, (sc, rows) in zip(axes[0], table.items()):
+        means = [statistics.mean(rows[r]) if rows[r] else float("nan") for r in ROWS]
+        stds = [statistics.stdev(rows[r]) if len(rows[r]) > 1 else 0.0 for r in ROWS]
+        ax.bar(range(len(ROWS)), means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8, label="here")
+        ax.plot(range(len(ROWS)), [PAPER[sc][r] for r in ROWS], "o--", color="tab:red", label="paper")
+        ax.set_xticks(range(len(ROWS)), ROWS, rotation=30)
+        ax.set_title(f"{sc}: test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out / "slu_two_stage.png", dpi=110)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--plan", action="store_true", help="print the runs, do nothing")
+    p.add_argument("--report-only", action="store_true", help="tabulate finished runs, run nothing")
+    p.add_argument("--size", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--subsets", type=int, default=10, help="disjoint 10%% subsets (the paper averages ten)")
+    p.add_argument("--far", action="store_true", help="also the far-field (noise + reverberation) corpus")
+    p.add_argument("--read-size", type=int, default=2000, help="read-speech training utterances")
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--mlm-epochs", type=int, default=6)
+    p.add_argument("--ptkd-epochs", type=int, default=3)
+    p.add_argument("--ampt-epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs, whole set and far")
+    p.add_argument("--epochs-10", type=int, default=30, help="fine-tuning epochs on 10%% subsets")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "slu_two_stage_bench")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.plan:
+        n = args.seeds * len(scenarios(args)) * len(ROWS)
+        print(f"4 pre-training runs + {n} fine-tuning runs ({args.seeds} seeds x {scenarios(args)} x {ROWS})")
+        return 0
+    t0 = time.time()
+    runs = prepare(args)
+    table = run_table(args, runs, t0)
+    write_report(args, runs, table, time.time() - t0)
+    print((args.out / "slu_two_stage_table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

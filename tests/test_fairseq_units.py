@@ -102,9 +102,9 @@ def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     # vq-wav2vec: fairseq's own config, shrunk; saved as fairseq's trainer saves it (cfg as a plain container)
     cfg = OmegaConf.merge(OmegaConf.structured(Wav2VecConfig), {
-        "conv_feature_layers": "[(16, 10, 5), (16, 8, 4), (16, 4, 2), (16, 4, 2)]",  # 160x: 10 ms at 16 kHz
+        "conv_feature_layers": "[(16, 10, 5), (16, 8, 4), (16, 4, 2), (16, 4, 2), (16, 4, 2)]",  # x160: 10 ms
         "conv_aggregator_layers": "[(16, 3, 1)]", "vq_type": "kmeans", "vq_vars": 4, "vq_groups": 2,
-        "prediction_steps": 2, "offset": "auto"})
+        "prediction_steps": 2, "offset": "auto", "infonce": True})  # infonce: the criterion's, in a full config
     vq = Wav2VecModel.build_model(cfg, task=None)
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     container["_name"] = "wav2vec"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from reuse import finished, hashed, write_spec  # benchmarks/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_SPEC = REPO / "specs" / "slu_crossmodal.yaml"
@@ -159,36 +159,23 @@ def slu_spec(args: argparse.Namespace, prep: Path, scenario: str, seed: int, who
 # ------------------------------------------------------------------------------------------------
 
 
-def _finished(work: Path, name: str) -> Path | None:
-    done = sorted((work / name).glob("*/final/COMPLETE"))
-    return done[-1].parent.parent if done else None
-
-
-def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    return dict(spec, name=f"{spec['name']}_{digest}")
-
-
 def run_one(spec: dict[str, Any], args: argparse.Namespace, reuse: bool = True) -> Path | dict[str, Any] | None:
     """Run (or reuse) one spec in this process; its name carries a hash of its settings, so only identical runs
     are reused. Returns the run directory, ``{"failed": message}`` when training broke down (a non-finite
     loss), or None with ``--report-only`` when the run has not been done."""
     from compressor.engine import run_spec
 
-    spec = _hashed(spec)
+    spec = hashed(spec)
     name = spec["name"]
     failed = args.work / "failed" / f"{name}.json"
-    found = _finished(args.work, name)
+    found = finished(args.work, name)
     if reuse and found is not None:
         return found
     if reuse and failed.exists():
         return json.loads(failed.read_text())
     if args.report_only:
         return None
-    spec_dir = args.work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    path = spec_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    path = write_spec(args.work, spec)
     t0 = time.time()
     try:
         run_dir = run_spec(path)

@@ -31,20 +31,18 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
+from reuse import finished, hashed, run_in_subprocess  # benchmarks/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_SPEC = REPO / "specs" / "rnnt_lcmr.yaml"
@@ -147,41 +145,14 @@ def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path
 # --------------------------------------------------------------------------------------------------
 
 
-def _finished(work: Path, name: str) -> Path | None:
-    done = sorted((work / name).glob("*/final/COMPLETE"))
-    return done[-1].parent.parent if done else None
-
-
-def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec named with a hash of its settings (so a finished run is reused only for the same ones)."""
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    return dict(spec, name=f"{spec['name']}_{digest}")
-
-
 def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
-    """Run (or reuse) one spec; return its run directory. The run's name carries a hash of its spec, so a
-    finished run is reused only for exactly the same settings."""
-    spec = _hashed(spec)
-    name = spec["name"]
-    found = _finished(args.work, name)
+    """Run (or reuse) one spec; return its run directory (see ``reuse``)."""
+    spec = hashed(spec)
+    found = finished(args.work, spec["name"])
     if found is not None and not args.rerun:
         print(f"  reuse {found}", flush=True)
         return found
-    spec_dir = args.work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    path = spec_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count() or 1)}
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "compressor", "run", str(path)], env=env, cwd=REPO,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
-        raise SystemExit(f"run {name} failed (exit {proc.returncode}); its spec: {path}")
-    found = _finished(args.work, name)
-    assert found is not None, f"{name}: no finished run directory"
-    print(f"  done {name} in {time.time() - t0:.0f} s -> {found}", flush=True)
-    return found
+    return run_in_subprocess(spec, args.work, args.threads or os.cpu_count() or 1)
 
 
 def collect(run_dir: Path, model: str) -> dict[str, Any]:
@@ -408,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     dirs: dict[tuple[str, int], Path] = {}
     if args.report_only:
-        return report_finished(args, rows)
+        return reportfinished(args, rows)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
         if "teacher" in rows:  # teachers first: the KD and strategy-2 rows of a seed start from its teacher
             teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
@@ -423,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     return write_results(args, data, (time.time() - t0) / 60)
 
 
-def report_finished(args: argparse.Namespace, rows: list[str]) -> int:
+def reportfinished(args: argparse.Namespace, rows: list[str]) -> int:
     """Results from the finished runs only (an interrupted benchmark): rows list the seeds they have."""
     dirs: dict[tuple[str, int], Path] = {}
     for s in args.seeds:
-        found = _finished(args.work, _hashed(build_spec("teacher", s, args, None))["name"])
+        found = finished(args.work, hashed(build_spec("teacher", s, args, None))["name"])
         if found is not None:
             dirs[("teacher", s)] = found
     for s in args.seeds:
@@ -438,7 +409,7 @@ def report_finished(args: argparse.Namespace, rows: list[str]) -> int:
             if teacher is None and r not in ("student_alone", "lcmr_s1_log"):
                 continue
             spec = build_spec(r, s, args, (teacher or Path()) / "final" / "teacher.pt")
-            found = _finished(args.work, _hashed(spec)["name"])
+            found = finished(args.work, hashed(spec)["name"])
             if found is not None:
                 dirs[(r, s)] = found
     data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student")

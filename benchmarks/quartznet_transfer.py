@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from reuse import finished, hashed, run_in_subprocess  # benchmarks/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_SPEC = REPO / "specs" / "quartznet_transfer.yaml"
@@ -160,41 +160,16 @@ DOMAIN_MODES = {"scratch": "from scratch", "finetune": "pre-trained, fine-tuned 
 # --------------------------------------------------------------------------------------------------
 
 
-def _hashed(sp: dict[str, Any]) -> dict[str, Any]:
-    digest = hashlib.sha1(json.dumps(sp, sort_keys=True).encode()).hexdigest()[:8]
-    return dict(sp, name=f"{sp['name']}_{digest}")
-
-
-def _finished(work: Path, name: str) -> Path | None:
-    done = sorted((work / name).glob("*/final/COMPLETE"))
-    return done[-1].parent.parent if done else None
-
-
 def run_one(sp: dict[str, Any], args: argparse.Namespace) -> Path:
-    """Run (or reuse) one spec in a ``compressor run`` subprocess; its run directory."""
-    sp = _hashed(sp)
-    name = sp["name"]
-    found = _finished(args.work, name)
+    """Run (or reuse) one spec in a ``compressor run`` subprocess; its run directory (see ``reuse``)."""
+    sp = hashed(sp)
+    found = finished(args.work, sp["name"])
     if found is not None and not args.rerun:
         print(f"  reuse {found}", flush=True)
         return found
     if args.report_only:
-        raise LookupError(name)
-    spec_dir = args.work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    path = spec_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(sp, sort_keys=False), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "compressor", "run", str(path)], env=env, cwd=REPO,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
-        raise SystemExit(f"run {name} failed (exit {proc.returncode}); its spec: {path}")
-    found = _finished(args.work, name)
-    assert found is not None, f"{name}: no finished run directory"
-    print(f"  done {name} in {time.time() - t0:.0f} s -> {found}", flush=True)
-    return found
+        raise LookupError(sp["name"])
+    return run_in_subprocess(sp, args.work, args.threads)
 
 
 def collect(run_dir: Path) -> dict[str, Any]:

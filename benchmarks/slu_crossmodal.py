@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from reuse import finished, hashed, write_spec  # benchmarks/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_SPEC = REPO / "specs" / "slu_crossmodal.yaml"
@@ -159,36 +159,23 @@ def slu_spec(args: argparse.Namespace, prep: Path, scenario: str, seed: int, who
 # ------------------------------------------------------------------------------------------------
 
 
-def _finished(work: Path, name: str) -> Path | None:
-    done = sorted((work / name).glob("*/final/COMPLETE"))
-    return done[-1].parent.parent if done else None
-
-
-def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    return dict(spec, name=f"{spec['name']}_{digest}")
-
-
 def run_one(spec: dict[str, Any], args: argparse.Namespace, reuse: bool = True) -> Path | dict[str, Any] | None:
     """Run (or reuse) one spec in this process; its name carries a hash of its settings, so only identical runs
     are reused. Returns the run directory, ``{"failed": message}`` when training broke down (a non-finite
     loss), or None with ``--report-only`` when the run has not been done."""
     from compressor.engine import run_spec
 
-    spec = _hashed(spec)
+    spec = hashed(spec)
     name = spec["name"]
     failed = args.work / "failed" / f"{name}.json"
-    found = _finished(args.work, name)
+    found = finished(args.work, name)
     if reuse and found is not None:
         return found
     if reuse and failed.exists():
         return json.loads(failed.read_text())
     if args.report_only:
         return None
-    spec_dir = args.work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    path = spec_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    path = write_spec(args.work, spec)
     t0 = time.time()
     try:
         run_dir = run_spec(path)
@@ -256,10 +243,12 @@ def run_table(args: argparse.Namespace, prep: Path) -> dict[str, dict[str, list[
     data: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for scenario, rows in table_rows().items():
         data[scenario] = {}
+        only_report = argparse.Namespace(**{**vars(args), "report_only": True})
         for key, who, loss, beta in rows:
             runs = []
             for seed in range(args.seeds):
-                run = run_one(slu_spec(args, prep, scenario, seed, who, loss, beta), args)
+                run = run_one(slu_spec(args, prep, scenario, seed, who, loss, beta),
+                              args if scenario in args.scenarios else only_report)
                 if run is not None:
                     runs.append(collect(run))
             if runs:
@@ -310,55 +299,75 @@ def cell(runs: list[dict[str, Any]] | None) -> str:
 
 
 def claims(data: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, str, str]]:
-    """The paper's claims, each checked on the measured means: (claim, holds?, evidence)."""
+    """The paper's claims, each checked on the measured means: (claim, holds?, evidence). A claim whose runs
+    have not all finished is listed as not measured."""
     out: list[tuple[str, str, str]] = []
 
     def mean(s: str, k: str) -> float:
-        return _ms(data[s][k])[0]
+        return _ms(data[s][k])[0]  # KeyError: not run (yet)
 
     def verdict(ok: bool) -> str:
         return "holds" if ok else "does not hold"
 
-    whole = data["whole"]
-    base_w = mean("whole", "baseline")
-    kd_keys = [k for k in whole if k != "baseline"]
-    better = [k for k in kd_keys if mean("whole", k) < base_w]
-    best = min(kd_keys, key=lambda k: mean("whole", k))
-    out.append(("KD lowers the error (whole data)", verdict(mean("whole", best) < base_w),
-                f"baseline {base_w:.2f}%; best KD {best} {mean('whole', best):.2f}%; {len(better)} of "
-                f"{len(kd_keys)} KD settings below the baseline"))
-    gains = {s: mean(s, "baseline") - mean(s, "teacher-smooth_l1-exp") for s in ("whole", "10%", "1%")}
-    out.append(("KD helps more under shortage (teacher, MAE, exp: error reduction grows as data shrinks)",
-                verdict(gains["1%"] > gains["whole"] and gains["10%"] > gains["whole"]),
-                ", ".join(f"{s}: {g:+.2f} points" for s, g in gains.items())))
+    def check(text: str, compute: Any) -> None:
+        try:
+            ok, evidence = compute()
+        except KeyError:
+            out.append((text, "not measured", "its runs have not finished"))
+            return
+        out.append((text, verdict(ok), evidence))
+
+    def kd_lowers() -> tuple[bool, str]:
+        base_w = mean("whole", "baseline")
+        kd_keys = [k for k in data["whole"] if k != "baseline"]
+        better = [k for k in kd_keys if mean("whole", k) < base_w]
+        best = min(kd_keys, key=lambda k: mean("whole", k))
+        return mean("whole", best) < base_w, (f"baseline {base_w:.2f}%; best KD {best} {mean('whole', best):.2f}%; "
+                                              f"{len(better)} of {len(kd_keys)} KD settings below the baseline")
+
+    check("KD lowers the error (whole data)", kd_lowers)
+
+    def shortage() -> tuple[bool, str]:
+        gains = {s: mean(s, "baseline") - mean(s, "teacher-smooth_l1-exp") for s in ("whole", "10%", "1%")}
+        return (gains["1%"] > gains["whole"] and gains["10%"] > gains["whole"],
+                ", ".join(f"{s}: {g:+.2f} points" for s, g in gains.items()))
+
+    check("KD helps more under shortage (teacher, MAE, exp: error reduction grows as data shrinks)", shortage)
     for s in ("10%", "1%"):
-        sched = {b: mean(s, f"teacher-smooth_l1-{b}") for b in ("err", "exp", "tri")}
-        out.append((f"Exp. decay is the best schedule under shortage ({s}; teacher, MAE)",
-                    verdict(sched["exp"] <= min(sched.values())),
-                    ", ".join(f"{b} {v:.2f}%" for b, v in sched.items())))
+        def best_schedule(s: str = s) -> tuple[bool, str]:
+            sched = {b: mean(s, f"teacher-smooth_l1-{b}") for b in ("err", "exp", "tri")}
+            return sched["exp"] <= min(sched.values()), ", ".join(f"{b} {v:.2f}%" for b, v in sched.items())
+
+        check(f"Exp. decay is the best schedule under shortage ({s}; teacher, MAE)", best_schedule)
     for s in ("10%", "1%"):
-        mse, mae = data[s]["teacher-mse-err"], data[s]["teacher-smooth_l1-err"]
-        m_mse, s_mse = _ms(mse)
-        m_mae, s_mae = _ms(mae)
-        f_mse, f_mae = sum(not r["converged"] for r in mse), sum(not r["converged"] for r in mae)
-        ok = (m_mae <= m_mse and s_mae <= s_mse) or f_mse > f_mae
-        out.append((f"MAE is steadier than MSE under shortage ({s}; teacher, β = err)", verdict(ok),
-                    f"MSE {m_mse:.2f} ± {s_mse:.2f} ({f_mse} failed), MAE {m_mae:.2f} ± {s_mae:.2f} "
-                    f"({f_mae} failed)"))
-    s = "10%"
-    pairs = [(b, loss) for loss, b in (("mse", "err"), ("smooth_l1", "err"), ("smooth_l1", "exp"),
-                                       ("smooth_l1", "tri"))]
-    wins = [(b, loss) for b, loss in pairs if mean(s, f"teacher-{loss}-{b}") < mean(s, f"hybrid-{loss}-{b}")]
-    out.append(("The teacher teaches better than the hybrid under shortage (10%)",
-                verdict(len(wins) > len(pairs) / 2),
-                f"teacher below hybrid in {len(wins)} of {len(pairs)} settings: " + ", ".join(
-                    f"{LOSS[loss]}/{b} {mean(s, f'teacher-{loss}-{b}'):.2f} vs {mean(s, f'hybrid-{loss}-{b}'):.2f}"
-                    for b, loss in pairs)))
-    prof = [(loss, b) for loss, b in (("mse", "0.1"), ("mse", "0.5"), ("mse", "err"), ("smooth_l1", "err"))
-            if mean("whole", f"professor-{loss}-{b}") > mean("whole", f"teacher-{loss}-{b}")]
-    out.append(("The professor does not necessarily teach best (whole data, Table 1 settings)",
-                verdict(len(prof) > 0),
-                f"professor worse than the teacher in {len(prof)} of 4 Table 1 settings"))
+        def steadier(s: str = s) -> tuple[bool, str]:
+            mse, mae = data[s]["teacher-mse-err"], data[s]["teacher-smooth_l1-err"]
+            m_mse, s_mse = _ms(mse)
+            m_mae, s_mae = _ms(mae)
+            f_mse, f_mae = sum(not r["converged"] for r in mse), sum(not r["converged"] for r in mae)
+            return ((m_mae <= m_mse and s_mae <= s_mse) or f_mse > f_mae,
+                    f"MSE {m_mse:.2f} ± {s_mse:.2f} ({f_mse} failed), MAE {m_mae:.2f} ± {s_mae:.2f} ({f_mae} failed)")
+
+        check(f"MAE is steadier than MSE under shortage ({s}; teacher, β = err)", steadier)
+
+    def teacher_vs_hybrid() -> tuple[bool, str]:
+        s = "10%"
+        pairs = [(b, loss) for loss, b in (("mse", "err"), ("smooth_l1", "err"), ("smooth_l1", "exp"),
+                                           ("smooth_l1", "tri"))]
+        wins = [(b, loss) for b, loss in pairs if mean(s, f"teacher-{loss}-{b}") < mean(s, f"hybrid-{loss}-{b}")]
+        return len(wins) > len(pairs) / 2, (
+            f"teacher below hybrid in {len(wins)} of {len(pairs)} settings: " + ", ".join(
+                f"{LOSS[loss]}/{b} {mean(s, f'teacher-{loss}-{b}'):.2f} vs {mean(s, f'hybrid-{loss}-{b}'):.2f}"
+                for b, loss in pairs))
+
+    check("The teacher teaches better than the hybrid under shortage (10%)", teacher_vs_hybrid)
+
+    def professor() -> tuple[bool, str]:
+        prof = [(loss, b) for loss, b in (("mse", "0.1"), ("mse", "0.5"), ("mse", "err"), ("smooth_l1", "err"))
+                if mean("whole", f"professor-{loss}-{b}") > mean("whole", f"teacher-{loss}-{b}")]
+        return len(prof) > 0, f"professor worse than the teacher in {len(prof)} of 4 Table 1 settings"
+
+    check("The professor does not necessarily teach best (whole data, Table 1 settings)", professor)
     return out
 
 
@@ -392,9 +401,10 @@ def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], tim
     lines += ["## Teachers (Sec. 4.2.1)", "", "| model | train error % | test error % |", "|---|---:|---:|"]
     for m in ("teacher", "professor"):
         lines.append(f"| {m} | {teachers[m]['train']:.2f} | {teachers[m]['test']:.2f} |")
-    whole = data["whole"]
+    whole = data.get("whole", {})
     lines += ["", "## Table 1: whole data", "", "| test error % | β = 0.1, MSE | β = 0.5, MSE | β = err, MSE | "
-              "β = err, MAE |", "|---|---:|---:|---:|---:|", f"| Baseline (no KD) | {cell(whole['baseline'])} | | | |"]
+              "β = err, MAE |", "|---|---:|---:|---:|---:|",
+              f"| Baseline (no KD) | {cell(whole.get('baseline'))} | | | |"]
     for who, label in WHO.items():
         cells = [cell(whole.get(f"{who}-{loss}-{b}")) for loss, b in (("mse", "0.1"), ("mse", "0.5"), ("mse", "err"),
                                                                         ("smooth_l1", "err"))]
@@ -403,10 +413,10 @@ def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], tim
               "| test error % | MSE (err) | MAE + err | MAE + Exp. | MAE + Tri. |", "|---|---:|---:|---:|---:|"]
     for scenario, title in (("whole", "Whole data"), ("10%", f"Data shortage #1: 10% ({args.subsets_10} subsets)"),
                             ("1%", f"Data shortage #2: 1% ({args.subsets_1} subsets)")):
-        part = data[scenario]
+        part = data.get(scenario, {})
         n_train = round(args.train_size * {"whole": 1, "10%": 0.1, "1%": 0.01}[scenario])
         lines.append(f"| **{title}**, {n_train} utterances | | | | |")
-        lines.append(f"| Baseline (no KD) | {cell(part['baseline'])} | | | |")
+        lines.append(f"| Baseline (no KD) | {cell(part.get('baseline'))} | | | |")
         for who, label in WHO.items():
             if not any(k.startswith(who) for k in part):
                 continue
@@ -448,8 +458,12 @@ def plot(args: argparse.Namespace, data: dict[str, Any], timing: dict[str, Any] 
     fig, axes = plt.subplots(1, 4 if timing else 3, figsize=(20 if timing else 16, 5.5),
                              gridspec_kw={"width_ratios": [3, 1.6, 1.2, 0.9] if timing else [3, 1.6, 1.2]})
     for ax, scenario in zip(axes, ("whole", "10%", "1%")):
-        keys = list(data[scenario])
+        keys = list(data.get(scenario, {}))
+        if not keys:
+            ax.set_title(f"{scenario}: not run yet")
+            continue
         means = [_ms(data[scenario][k])[0] for k in keys]
+        runs = sorted({len(data[scenario][k]) for k in keys})
         stds = [_ms(data[scenario][k])[1] for k in keys]
         colors = ["0.5" if k == "baseline" else {"teacher": "C0", "professor": "C1", "hybrid": "C2"}[k.split("-")[0]]
                   for k in keys]
@@ -459,7 +473,7 @@ def plot(args: argparse.Namespace, data: dict[str, Any], timing: dict[str, Any] 
                   for k in keys]
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels(labels, rotation=75, fontsize=7)
-        ax.set_title(f"{scenario} ({args.seeds} runs each)")
+        ax.set_title(f"{scenario} ({'/'.join(map(str, runs))} runs each)")
         ax.set_ylabel("test error % (mean ± std)")
     if timing:
         ax = axes[3]
@@ -514,6 +528,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plan", action="store_true")
     p.add_argument("--report-only", action="store_true", help="tabulate finished runs (no training)")
     p.add_argument("--no-timing", action="store_true")
+    p.add_argument("--scenarios", nargs="+", default=["whole", "10%", "1%"], choices=["whole", "10%", "1%"],
+                   help="run these parts of the table (the others are tabulated from finished runs)")
     p.add_argument("--prep-only", action="store_true", help="fine-tune the teachers, pre-train the acoustic "
                    "module, print the teachers' errors and stop")
     args = p.parse_args(argv)

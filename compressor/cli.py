@@ -145,6 +145,9 @@ def _fail(message: str, code: int, exc: BaseException | None = None, hint: bool 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from compressor.progress import set_stream
+
+    set_stream("stdout")  # each command chooses afresh (``--json`` moves progress to standard error)
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:

@@ -710,6 +710,12 @@ class CheckContext:
         """Names of every model in the spec (``teacher``, ``student`` and the ``models:`` section)."""
         return list(self.spec.all_models())
 
+    def require_model(self, name: str, key: str | int = "model") -> None:
+        """Refuse a model name the spec does not have, at this plugin's ``key``, with the closest name."""
+        names = self.model_names()
+        if name not in names:
+            raise self.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
+
     def model_reads(self, name: str, optional: bool = False) -> tuple[str, ...] | None:
         """Batch keys model ``name`` reads (declared by its registry entry), or None when it does not say;
         ``optional=True`` adds the keys it uses when present."""

@@ -99,9 +99,7 @@ class HiddenMasking(Strategy):
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
-        names = check.model_names()
-        if args.model not in names:
-            raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
+        check.require_model(args.model)
         model = check.try_build_model(args.model)
         if model is None:  # checked when the run builds it
             return

@@ -114,9 +114,7 @@ class LatticeKD(Strategy):
     def check(cls, args: Args, check: CheckContext) -> None:
         from compressor_plugins.module_replacing import check_checkpoint
 
-        names = check.model_names()
-        if args.teacher not in names:
-            raise check.error(f"no model named '{args.teacher}' (models: {', '.join(names)})", "teacher")
+        check.require_model(args.teacher, "teacher")
         if args.teacher == check.stage.forward_model:
             raise check.error(f"'{args.teacher}' is the model being trained; a teacher must be another model",
                               "teacher")

@@ -128,9 +128,7 @@ class LayerFreezing(Strategy):
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
-        names = check.model_names()
-        if args.model not in names:
-            raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
+        check.require_model(args.model)
         if args.model not in check.stage.train:
             raise check.error(f"model '{args.model}' is not trained in stage '{check.stage.name}' (train: "
                               f"{', '.join(check.stage.train)}): there is nothing to freeze", "model")

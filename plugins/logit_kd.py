@@ -39,7 +39,6 @@ from pydantic import Field
 from torch import nn
 
 from compressor.context import StageContext
-from compressor.errors import did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
@@ -122,8 +121,8 @@ class LogitKD(Strategy):
         names = check.model_names()
         for key in ("teacher", "professor"):
             name = getattr(args, key)
-            if name is not None and name not in names:
-                raise check.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
+            if name is not None:
+                check.require_model(name, key)
             if name is not None and name in check.stage.train and name == check.stage.forward_model:
                 raise check.error(f"'{name}' is the model being trained through; a teacher must be another model",
                                   key)

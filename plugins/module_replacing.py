@@ -470,8 +470,7 @@ class ModuleReplacing(Strategy):
         names = check.model_names()
         for key in ("teacher", "student"):
             name = getattr(args, key)
-            if name not in names:
-                raise check.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
+            check.require_model(name, key)
         if args.teacher == args.student:
             raise check.error("teacher and student must be different models", "student")
         stage = check.stage

@@ -225,8 +225,7 @@ class RepresentationKD(Strategy):
         names = check.model_names()
         student = args.student or check.stage.forward_model
         for key, name in (("teacher", args.teacher), ("student", student)):
-            if name not in names:
-                raise check.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
+            check.require_model(name, key)
         if args.teacher == student:
             raise check.error("teacher and student must be different models", "teacher")
         if args.wrapper in names:

@@ -29,7 +29,6 @@ import torch
 from pydantic import Field
 
 from compressor.context import StageContext
-from compressor.errors import did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
 from compressor.sequences import lengths_key, span_mask, unwrap
@@ -56,9 +55,7 @@ class TokenSpanMasking(Strategy):
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
-        names = check.model_names()
-        if args.model not in names:
-            raise check.error(f"no model named '{args.model}'{did_you_mean(args.model, names)}", "model")
+        check.require_model(args.model)
         model = check.try_build_model(args.model)
         if model is None:  # checked when the run builds it
             return

@@ -25,6 +25,31 @@ def _only_run(root: Path) -> Path:
     return runs[0]
 
 
+def kill_mid_stage(spec: Path, runs: Path, stage_index: int, steps: tuple[int, int]) -> int:
+    """Start ``compressor run spec`` and SIGKILL it once stage ``stage_index`` has logged a step in
+    ``[steps[0], steps[1])`` (runs write under ``runs``); the step it was killed after."""
+    proc = subprocess.Popen([sys.executable, "-m", "compressor", "run", str(spec)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    killed_at = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(runs.glob("*/*/metrics.jsonl"))
+        if found:
+            lines = found[0].read_text().splitlines()
+            records = [json.loads(x) for x in lines[-3:] if x.strip().endswith("}")]
+            mid = [r for r in records
+                   if r.get("stage_index") == stage_index and steps[0] <= r.get("step", 0) < steps[1]]
+            if mid:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = mid[-1]["step"]
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the run finished (or never reached the stage) before it could be killed"
+    return killed_at
+
+
 def _long_spec(tiny_spec: dict, out: Path) -> dict:
     spec = dict(tiny_spec, output_dir=str(out))
     spec["stages"][0]["epochs"] = 1
@@ -43,24 +68,7 @@ def test_killed_run_resumes_bit_identical(tiny_spec: dict, tmp_path: Path) -> No
     reference = _final_weights(_only_run(tmp_path / "ref"))
 
     spec = write_spec(tmp_path / "kill.yaml", _long_spec(tiny_spec, tmp_path / "kill"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "compressor", "run", str(spec)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killed_at = None
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        runs = list((tmp_path / "kill").glob("*/*/metrics.jsonl"))
-        if runs:
-            lines = runs[0].read_text().splitlines()
-            steps = [json.loads(x) for x in lines[-3:] if x.strip().endswith("}")]
-            mid = [r for r in steps if r.get("stage_index") == 1 and 30 <= r.get("step", 0) < 200]
-            if mid:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = mid[-1]["step"]
-                break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert killed_at is not None, "the run finished (or never reached the distil stage) before it could be killed"
+    kill_mid_stage(spec, tmp_path / "kill", stage_index=1, steps=(30, 200))
     run_dir = _only_run(tmp_path / "kill")
     assert not (run_dir / "final" / "COMPLETE").exists()
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)

@@ -80,6 +80,7 @@ def test_hidden_masking_is_not_in_the_exported_graph(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from compressor.export import graphs
+    from compressor.export.classifier import ClassifierGraph
 
     ctx, hm, student = _hidden_setup(time_prob=0.3, time_span=3)
     ctx.training = True
@@ -92,7 +93,9 @@ def test_hidden_masking_is_not_in_the_exported_graph(tmp_path: Path) -> None:
     with torch.no_grad():
         clean = student(batch)["logits"]
     assert not torch.allclose(masked, clean)
-    (g,) = graphs.classifier_graphs(student, 4, ["a", "b", "c"])
+    g = graphs.GraphFile("model.onnx", ClassifierGraph(student), (batch["features"], batch["feature_lengths"]),
+                         ["features", "feature_lengths"], ["logits"],
+                         {"features": {0: "N", 1: "T"}, "feature_lengths": {0: "N"}, "logits": {0: "N"}})
     path = graphs.write_graph(g, tmp_path, 17)
     got = ort.InferenceSession(str(path)).run(None, {"features": batch["features"].numpy(),
                                                      "feature_lengths": batch["feature_lengths"].numpy()})[0]

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
 
 from tests.conftest import run_cli, write_spec
-from tests.test_engine_resume import _final_weights, _only_run
+from tests.test_engine_resume import _final_weights, _only_run, kill_mid_stage
 
 
 def _masking_spec(tiny_spec: dict, out: Path) -> dict:
@@ -41,24 +36,7 @@ def test_killed_masking_run_resumes_bit_identical(tiny_spec: dict, tmp_path: Pat
     reference = _final_weights(ref_dir)
 
     spec = write_spec(tmp_path / "kill.yaml", _masking_spec(tiny_spec, tmp_path / "kill"))
-    proc = subprocess.Popen([sys.executable, "-m", "compressor", "run", str(spec)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    killed_at = None
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        runs = list((tmp_path / "kill").glob("*/*/metrics.jsonl"))
-        if runs:
-            lines = runs[0].read_text().splitlines()
-            steps = [json.loads(x) for x in lines[-3:] if x.strip().endswith("}")]
-            mid = [r for r in steps if r.get("stage_index") == 1 and 20 <= r.get("step", 0) < 120]
-            if mid:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = mid[-1]["step"]
-                break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert killed_at is not None, "the run finished (or never reached the distil stage) before it could be killed"
+    kill_mid_stage(spec, tmp_path / "kill", stage_index=1, steps=(20, 120))
     run_dir = _only_run(tmp_path / "kill")
     resumed = run_cli("run", str(spec), "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr

@@ -13,7 +13,7 @@ import soundfile as sf
 from compressor import progress
 from compressor.cli import main
 from compressor.progress import Progress, track
-from tests.conftest import write_spec
+from tests.conftest import SPECS, write_spec
 from tests.reliability import tiny
 
 LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
@@ -120,6 +120,20 @@ def test_bars_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
 
 def test_json_output_keeps_progress_off_stdout(tmp_path: Path, capsys) -> None:
     progress.set_stream("stderr")
-    progress.say("phase: started")
+    try:
+        progress.say("phase: started")
+    finally:
+        progress.set_stream("stdout")
     out, err = capsys.readouterr()
     assert out == "" and "phase: started" in err
+
+
+def test_every_command_starts_with_progress_on_stdout(capsys) -> None:
+    """A ``--json`` command earlier in the same process must not send a later command's progress to stderr."""
+
+    progress.set_stream("stderr")  # what ``data --json`` leaves behind
+    assert main(["validate", str(SPECS / "tiny_kd.yaml")]) == 0
+    capsys.readouterr()
+    progress.say("phase: started")
+    out, err = capsys.readouterr()
+    assert "phase: started" in out and err == ""

@@ -1,1 +1,1 @@
-"""ASR models and tasks (issue 4)"""
+"""ASR models and tasks"""

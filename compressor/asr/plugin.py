@@ -1,4 +1,4 @@
-"""Registers the components of the ASR models and tasks (issue 4): model ``rnnt_lstm``, task ``rnnt``."""
+"""Registers the components of the ASR models and tasks: model ``rnnt_lstm``, task ``rnnt``."""
 
 from __future__ import annotations
 

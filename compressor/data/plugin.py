@@ -1,4 +1,4 @@
-"""Registers the components of the speech data layer (issue 3)."""
+"""Registers the components of the speech data layer."""
 
 from __future__ import annotations
 

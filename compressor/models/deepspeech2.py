@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.asr.vocab import vocabulary_size
 from compressor.hookspecs import hookimpl
-from compressor.models.slu import reverse_within
+from compressor.models.slu import preset_with_overrides, reverse_within, slu_dimensions
 from compressor.models.vq_bert import BERT_SIZES, VQBert, bert_sizes
 from compressor.registry import Args, Registry
 
@@ -186,16 +185,9 @@ class VQBertDS2(nn.Module):
 def build_vq_bert_ds2(args: VQBertDS2Args, info: dict[str, Any] | None = None) -> VQBertDS2:
     """Seed 000's SLU model: vq-wav2vec-BERT analogue + DeepSpeech2 AM (CTC head) + intent projection."""
     info = info or {}
-    feature_dim = args.feature_dim or info.get("feature_dim") or 80
-    num_classes = args.num_classes or info.get("num_classes")
-    if num_classes is None:
-        raise ValueError("vq_bert_ds2 needs num_classes (from its args or the data's intents)")
-    vocab = vocabulary_size("vq_bert_ds2", args.vocab_size, info)
-    am = dict(AM_SIZES[args.size])
-    for key in am:
-        if getattr(args, key) is not None:
-            am[key] = getattr(args, key)
-    return VQBertDS2(int(feature_dim), int(vocab), int(num_classes), bert_sizes(args), kernels=args.kernels,
+    feature_dim, num_classes, vocab = slu_dimensions("vq_bert_ds2", args, info)
+    am = preset_with_overrides(AM_SIZES[args.size], args)
+    return VQBertDS2(feature_dim, vocab, num_classes, bert_sizes(args), kernels=args.kernels,
                      strides=args.strides, dropout=args.dropout, **am)
 
 

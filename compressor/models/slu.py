@@ -177,22 +177,29 @@ class SLUStudent(nn.Module):
                 "acoustic": acoustic, "log_probs": log_probs, "logit_lengths": lengths}
 
 
-def build_slu_student(args: SLUStudentArgs, info: dict[str, Any] | None = None) -> SLUStudent:
-    """End-to-end SLU student: CTC-pre-trainable acoustic module + GRU intent classifier (seed 001 Sec. 3.3)."""
-    info = info or {}
+def slu_dimensions(family: str, args: Any, info: dict[str, Any]) -> tuple[int, int, int]:
+    """Feature dimension, intent count and CTC vocabulary of an SLU model, from its args or else the data."""
     feature_dim = args.feature_dim or info.get("feature_dim") or 80
     num_classes = args.num_classes or info.get("num_classes")
     if num_classes is None:
-        raise ValueError("slu_student needs num_classes (from its args or the data's intents)")
-    vocab = vocabulary_size("slu_student", args.vocab_size, info)
-    sizes = dict(SIZES[args.size])
-    for key in sizes:
-        if getattr(args, key) is not None:
-            sizes[key] = getattr(args, key)
+        raise ValueError(f"{family} needs num_classes (from its args or the data's intents)")
+    return int(feature_dim), int(num_classes), vocabulary_size(family, args.vocab_size, info)
+
+
+def preset_with_overrides(preset: dict[str, int], args: Any) -> dict[str, int]:
+    """A size preset with every width the args set explicitly (not None) put over it."""
+    return {key: value if getattr(args, key) is None else getattr(args, key) for key, value in preset.items()}
+
+
+def build_slu_student(args: SLUStudentArgs, info: dict[str, Any] | None = None) -> SLUStudent:
+    """End-to-end SLU student: CTC-pre-trainable acoustic module + GRU intent classifier (seed 001 Sec. 3.3)."""
+    info = info or {}
+    feature_dim, num_classes, vocab = slu_dimensions("slu_student", args, info)
+    sizes = preset_with_overrides(SIZES[args.size], args)
     mean, std = info.get("feature_mean"), info.get("feature_std")
     if mean is not None and len(mean) != feature_dim:
         mean, std = None, None
-    return SLUStudent(int(feature_dim), int(vocab), int(num_classes), subsampling=args.subsampling,
+    return SLUStudent(feature_dim, vocab, num_classes, subsampling=args.subsampling,
                       bidirectional=args.bidirectional, dropout=args.dropout, feature_mean=mean, feature_std=std,
                       **sizes)
 

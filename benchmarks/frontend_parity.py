@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from compressor.data.features import fbank  # noqa: E402
-from compressor.export.frontend import sherpa_fbank  # noqa: E402
+from compressor.export.frontend import sherpa_fbank, sherpa_online_probe  # noqa: E402
 
 
 def speech(wav_dir: Path | None) -> list[tuple[str, np.ndarray]]:
@@ -58,24 +58,6 @@ def speech(wav_dir: Path | None) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def online_recognizer(d: Path):
-    import sherpa_onnx
-
-    from compressor.asr.model import RNNTArgs, build_rnnt
-    from compressor.export.graphs import write_graph, write_tokens
-    from compressor.export.rnnt import rnnt_graphs, rnnt_streaming_graph
-
-    tokens = list("abcde") + ["<blk>"]
-    model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=1, pred_layers=1, stack=3),
-                       {"feature_dim": 80, "vocab_size": len(tokens), "tokens": tokens}).eval()
-    for graph in [*rnnt_graphs(model, 80)[1:], rnnt_streaming_graph(model, 80, 24)]:
-        write_graph(graph, d, 17)
-    write_tokens(tokens, d / "tokens.txt")
-    return sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.streaming.onnx"), decoder=str(d / "decoder.onnx"),
-        joiner=str(d / "joiner.onnx"), num_threads=1, model_type="nemo_transducer")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wav-dir", type=Path, default=Path("/usr/share/pocketsphinx/test/data"))
@@ -85,7 +67,7 @@ def main() -> int:
     utts = speech(args.wav_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rec = online_recognizer(Path(tmp))
+        rec = sherpa_online_probe(Path(tmp))
         for name, wave in utts:
             knf_on = sherpa_fbank(wave, 16000, "nemo_online").numpy()
             n = knf_on.shape[0]

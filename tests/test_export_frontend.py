@@ -44,21 +44,9 @@ def _speech() -> list[tuple[str, np.ndarray]]:
 @pytest.fixture(scope="module")
 def online_recognizer(tmp_path_factory):
     """sherpa-onnx's online NeMo-transducer recognizer on a (untrained) streaming export."""
-    from compressor.asr.model import RNNTArgs, build_rnnt
-    from compressor.export.graphs import write_graph, write_tokens
-    from compressor.export.rnnt import rnnt_graphs, rnnt_streaming_graph
+    from compressor.export.frontend import sherpa_online_probe
 
-    d = tmp_path_factory.mktemp("online")
-    tokens = list("abcde") + ["<blk>"]
-    torch.manual_seed(0)
-    model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=1, pred_layers=1, stack=3),
-                       {"feature_dim": 80, "vocab_size": len(tokens), "tokens": tokens}).eval()
-    for graph in [*rnnt_graphs(model, 80)[1:], rnnt_streaming_graph(model, 80, 24)]:
-        write_graph(graph, d, 17)
-    write_tokens(tokens, d / "tokens.txt")
-    return sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(d / "tokens.txt"), encoder=str(d / "encoder.streaming.onnx"), decoder=str(d / "decoder.onnx"),
-        joiner=str(d / "joiner.onnx"), num_threads=1, model_type="nemo_transducer")
+    return sherpa_online_probe(tmp_path_factory.mktemp("online"))
 
 
 def test_online_features_equal_sherpa_onnx_online_recognizer(online_recognizer):

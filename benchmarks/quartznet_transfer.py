@@ -16,7 +16,9 @@ LR ``--lr / 10``; the same step budget for scratch and fine-tuned runs of one ex
   pre-trained model does, and seeds vary the fine-tuning / scratch runs (initialisation, data order).
 * (a) cross-language (Table 6): German, Spanish and Russian read speech (``--language-sizes`` training
   utterances; Russian smallest, as in the paper), each model size trained from scratch and fine-tuned from its
-  English model with a new decoder, ``--language-steps`` steps; test WER.
+  English model with a new decoder, ``--language-steps`` steps; test WER. The paper reports the best run of an
+  LR sweep, so the small model is also fine-tuned at the scratch LR and the better of the two fine-tuning LRs
+  (by final validation WER, per seed) is compared with scratch; ``--large-finetune`` picks the large model's.
 * (b) accent (Tables 3–5): the pre-trained large model as is, trained from scratch on the accented set,
   fine-tuned on it, and fine-tuned on it mixed 1:1 with the English source data; test WER on the source
   (English read speech) and on the target (the accents), ``--accent-steps`` steps.
@@ -112,10 +114,10 @@ def language_spec(args: argparse.Namespace, lang: str, size: str, mode: str, see
     data = tiny_corpus(args, {"name": "read_speech", "language": lang, "frontend": "nemo_ctc", "train_size": n},
                        train=n if args.tiny else None)
     student = model(args, size)
-    if mode == "finetune":
+    if mode != "scratch":
         assert pre is not None
         student["init_from"] = {"run": str(pre)}
-    lr = args.lr if mode == "scratch" else args.lr / 10
+    lr = args.lr / 10 if mode == "finetune" else args.lr
     return spec(args, f"{lang}_{size}_{mode}_seed{seed}", seed, data, student,
                 stage(args, args.language_steps, lr, args.language_steps // 5, args.eval_batches))
 
@@ -153,6 +155,15 @@ def domain_spec(args: argparse.Namespace, mode: str, seed: int, pre: Path | None
 
 DOMAIN_MODES = {"scratch": "from scratch", "finetune": "pre-trained, fine-tuned (LR / 10)",
                 "finetune_lr": "pre-trained, fine-tuned at the scratch LR (ablation)"}
+# (a): fine-tuning at LR / 10 (the paper's recipe) and at the scratch LR; Table 6 reports the best run of an LR
+# sweep, chosen here per seed by the final validation WER
+FINETUNE_MODES = ("finetune", "finetune_lr")
+
+
+def language_modes(args: argparse.Namespace, size: str) -> tuple[str, ...]:
+    if size == "large":
+        return (("scratch",) if args.large_scratch else ()) + tuple(args.large_finetune)
+    return ("scratch", "finetune") + (("finetune_lr",) if args.language_lr_ablation else ())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,9 +208,9 @@ def plan(args: argparse.Namespace) -> float:
     items = [("pre-training small + large", n_pre * (cost("small", args.pretrain_steps)
                                                      + cost("large", args.large_pretrain_steps)))]
     if "a" in args.experiments:
-        large_runs = 2 if args.large_scratch else 1
-        items.append((f"(a) 3 languages: small x2, large x{large_runs}", seeds * 3 * (
-            2 * cost("small", args.language_steps) + large_runs * cost("large", args.language_steps))))
+        small_runs, large_runs = len(language_modes(args, "small")), len(language_modes(args, "large"))
+        items.append((f"(a) 3 languages: small x{small_runs}, large x{large_runs}", seeds * 3 * (
+            small_runs * cost("small", args.language_steps) + large_runs * cost("large", args.language_steps))))
     if "b" in args.experiments:
         items.append(("(b) accent: scratch, fine-tuned, fine-tuned + source",
                       seeds * 3 * cost(args.accent_model, args.accent_steps)))
@@ -260,6 +271,24 @@ class Report:
                             "verdict": verdict(holds, noise)})
 
 
+def best_finetune(res: dict[str, Any], lang: str, size: str) -> list[dict[str, Any]]:
+    """Per seed, the fine-tuning run (of the LRs tried) with the lowest final validation WER, as Table 6 reports
+    the best run of an LR sweep; each with its ``mode``."""
+    by_seed: dict[int, dict[str, Any]] = {}
+    for mode in FINETUNE_MODES:
+        for r in res["a"].get(f"{lang}/{size}/{mode}", []):
+            if not r["curve"]:
+                continue
+            held = by_seed.get(r["seed"])
+            if held is None or r["curve"][-1][1] < held["curve"][-1][1]:
+                by_seed[r["seed"]] = {**r, "mode": mode}
+    return [by_seed[k] for k in sorted(by_seed)]
+
+
+LANGUAGE_ROWS = {"scratch": "from scratch", "finetune": "fine-tuned, LR / 10 (the paper's recipe)",
+                 "finetune_lr": "fine-tuned, scratch LR"}
+
+
 def language_section(rep: Report, res: dict[str, Any], args: argparse.Namespace) -> None:
     english = tiny_corpus(args, ENGLISH)["train_size"]
     rep.lines += ["## (a) Cross-language transfer (Table 6)", "",
@@ -268,62 +297,90 @@ def language_section(rep: Report, res: dict[str, Any], args: argparse.Namespace)
                   f"{args.large_pretrain_steps} steps. Targets: "
                   + ", ".join(f"{LANG_NAMES[lg]} {n} training utterances"
                               for lg, n in zip(LANGUAGES, args.language_sizes))
-                  + f"; {args.language_steps} steps for every run; test WER % (greedy), mean ± std over "
-                  f"seeds {args.seeds}.", "",
-                  "| Language | Model | Train from scratch | Fine-tune | WER % | per seed | fine-tuning gain |",
-                  "|---|---|---|---|---:|---|---:|"]
+                  + f"; {args.language_steps} steps for every run; new decoder for the target alphabet; test WER % "
+                  f"(greedy), mean ± std over seeds {args.seeds}. Table 6 reports the best run of an LR sweep: "
+                  "\"best fine-tuned\" takes, per seed, the fine-tuning LR with the lower final validation WER.", "",
+                  "| Language | Model | Run | LR | WER % | per seed | vs scratch |",
+                  "|---|---|---|---:|---:|---|---:|"]
+    gains: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}
+    recipe: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}
+    chosen: list[str] = []
     for lang in LANGUAGES:
         for size in SIZES:
             preset = args.small if size == "small" else args.large
             scratch = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/scratch", [])]
-            tuned = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/finetune", [])]
-            src = "en-small (\"WSJ\")" if size == "small" else "en-all (\"5D\")"
-            gain = f"{100 * (ms(scratch)[0] - ms(tuned)[0]):+.1f} pts" if scratch and tuned else ""
-            rep.lines.append(f"| {LANG_NAMES[lang]} | {preset} | {lang} | - | {fmt(scratch)} | "
-                             f"{', '.join(f'{100 * w:.1f}' for w in scratch)} | |")
-            rep.lines.append(f"| | | {src} | {lang} | {fmt(tuned)} | "
-                             f"{', '.join(f'{100 * w:.1f}' for w in tuned)} | {gain} |")
+            best = best_finetune(res, lang, size)
+            rows = [(LANGUAGE_ROWS[m], args.lr / 10 if m == "finetune" else args.lr,
+                     [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/{m}", [])]) for m in LANGUAGE_ROWS]
+            if best:
+                picks = ", ".join("LR/10" if r["mode"] == "finetune" else "LR" for r in best)
+                rows.append((f"**best fine-tuned** ({picks})", None, [r["test_wer"] for r in best]))
+                chosen += [r["mode"] for r in best]
+            first = True
+            for label, lr, vals in rows:
+                if not vals:
+                    continue
+                gain = (f"{100 * (ms(scratch)[0] - ms(vals)[0]):+.1f} pts"
+                        if scratch and label != LANGUAGE_ROWS["scratch"] else "")
+                rep.lines.append(f"| {LANG_NAMES[lang] if first else ''} | {preset if first else ''} | {label} | "
+                                 f"{'' if lr is None else f'{lr:g}'} | {fmt(vals)} | "
+                                 f"{', '.join(f'{100 * w:.1f}' for w in vals)} | {gain} |")
+                first = False
+            if scratch and best:
+                gains[(lang, size)] = (ms(scratch), ms([r["test_wer"] for r in best]))
+            recipe_runs = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/finetune", [])]
+            if scratch and recipe_runs:
+                recipe[(lang, size)] = (ms(scratch), ms(recipe_runs))
     rep.lines.append("")
-    gains = {}
-    for lang in LANGUAGES:
-        for size in SIZES:
-            s = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/scratch", [])]
-            f = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/finetune", [])]
-            if s and f:
-                gains[(lang, size)] = (ms(s), ms(f))
+
+    def beats(pairs: dict[tuple[str, str], Any], text: str) -> None:
+        better = [k for k, (s, f) in pairs.items() if f[0] < s[0]]
+        noisy = [k for k, (s, f) in pairs.items() if f[0] < s[0] and s[0] - f[0] < max(s[1], f[1])]
+        rep.claim("Table 6", text, len(better) == len(pairs),
+                  f"{len(better)} of {len(pairs)} language x size pairs: " + ", ".join(
+                      f"{lg} {args.small if sz == 'small' else args.large} {100 * f[0]:.1f} vs {100 * s[0]:.1f}"
+                      for (lg, sz), (s, f) in pairs.items()) + (f" ({len(noisy)} within one std)" if noisy else ""),
+                  noise=bool(noisy))
+
     if gains:
-        better = [k for k, (s, f) in gains.items() if f[0] < s[0]]
-        noisy = [k for k, (s, f) in gains.items() if f[0] < s[0] and s[0] - f[0] < max(s[1], f[1])]
-        rep.claim("Table 6", "fine-tuning beats training from scratch (every language, both sizes)",
-                  len(better) == len(gains),
-                  f"{len(better)} of {len(gains)} language x size pairs"
-                  + (f" ({len(noisy)} within one std)" if noisy else ""), noise=bool(noisy))
+        beats(gains, "fine-tuning (best LR) beats training from scratch, every language and size with both")
+    if recipe:
+        beats(recipe, "fine-tuning at LR / 10 (the recipe) beats training from scratch at LR")
+    if chosen and "finetune_lr" in {m for lg in LANGUAGES for sz in SIZES for m in language_modes(args, sz)}:
+        tenth = chosen.count("finetune")
+        rep.claim("Sec. 5.2", "the best fine-tuning LR is about 10x smaller than the scratch LR (here: LR / 10 "
+                  "beats the scratch LR on validation WER)", tenth > len(chosen) / 2,
+                  f"LR / 10 chosen in {tenth} of {len(chosen)} language x size x seed cells")
+    if gains:
         by_lang = {lg: statistics.mean(s[0] - f[0] for (lang, _), (s, f) in gains.items() if lang == lg)
                    for lg in LANGUAGES if any(lang == lg for lang, _ in gains)}
         if len(by_lang) == 3:
             top = max(by_lang, key=by_lang.__getitem__)
             rep.claim("Sec. 5.3", "the largest improvement from fine-tuning is for Russian (the smallest set)",
-                      top == "ru" and by_lang["ru"] > 0, "mean WER gain (pts): " + ", ".join(f"{lg} {100 * g:.1f}"
-                                                                     for lg, g in by_lang.items()))
-        pairs = [(lg, gains[(lg, "small")][1], gains[(lg, "large")][1]) for lg in LANGUAGES
-                 if (lg, "small") in gains and (lg, "large") in gains]
-        if pairs:
-            wins = [lg for lg, small, large in pairs if large[0] < small[0]]
-            rep.claim("Table 6, Sec. 5.3", f"fine-tuning the larger model pre-trained on more data ({args.large}) "
-                      f"beats fine-tuning the small one ({args.small})", len(wins) == len(pairs),
-                      f"{len(wins)} of {len(pairs)} languages: " + ", ".join(
-                          f"{lg} {100 * large[0]:.1f} vs {100 * small[0]:.1f}" for lg, small, large in pairs))
-    ru = {m: res["a"].get(f"ru/small/{m}", []) for m in ("scratch", "finetune")}
-    if ru["scratch"] and ru["finetune"]:
+                      top == "ru" and by_lang["ru"] > 0, "mean WER gain of the best fine-tuning (pts): " + ", ".join(
+                          f"{lg} {100 * g:.1f}" for lg, g in by_lang.items()))
+    pairs = []
+    for lg in LANGUAGES:
+        small, large = best_finetune(res, lg, "small"), best_finetune(res, lg, "large")
+        if small and large:
+            pairs.append((lg, ms([r["test_wer"] for r in small]), ms([r["test_wer"] for r in large])))
+    if pairs:
+        wins = [lg for lg, small, large in pairs if large[0] < small[0]]
+        rep.claim("Table 6, Sec. 5.3", f"fine-tuning the larger model pre-trained on more data ({args.large}) "
+                  f"beats fine-tuning the small one ({args.small})", len(wins) == len(pairs),
+                  f"{len(wins)} of {len(pairs)} languages: " + ", ".join(
+                      f"{lg} {100 * large[0]:.1f} vs {100 * small[0]:.1f}" for lg, small, large in pairs))
+    scratch_ru, tuned_ru = res["a"].get("ru/small/scratch", []), best_finetune(res, "ru", "small")
+    if scratch_ru and tuned_ru:
         def last_loss(runs: list[dict[str, Any]]) -> float:
             return statistics.mean(statistics.mean(v for _, v in r["train_loss"][-20:]) for r in runs)
 
-        ls, lf = last_loss(ru["scratch"]), last_loss(ru["finetune"])
-        ws, wf = ms([r["test_wer"] for r in ru["scratch"]])[0], ms([r["test_wer"] for r in ru["finetune"]])[0]
+        ls, lf = last_loss(scratch_ru), last_loss(tuned_ru)
+        ws, wf = ms([r["test_wer"] for r in scratch_ru])[0], ms([r["test_wer"] for r in tuned_ru])[0]
         rep.claim("Sec. 5.3, Fig. 2", "from scratch, Russian fits its training data (final training loss "
                   "within 2x of the fine-tuned model's) but generalises worse (test WER higher)",
                   ls < 2 * lf and ws > wf,
-                  f"{args.small}: training loss (last 20 steps) {ls:.3f} scratch vs {lf:.3f} fine-tuned; "
+                  f"{args.small}: training loss (last 20 steps) {ls:.3f} scratch vs {lf:.3f} best fine-tuned; "
                   f"test WER {100 * ws:.1f} vs {100 * wf:.1f}")
 
 
@@ -452,18 +509,19 @@ def write_plots(out: Path, res: dict[str, Any], args: argparse.Namespace, domain
     if res["a"]:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         ax = axes[0]
-        bars = [(f"{args.small} scratch", "small", "scratch"), (f"{args.small} fine-tuned", "small", "finetune"),
-                (f"{args.large} scratch", "large", "scratch"), (f"{args.large} fine-tuned", "large", "finetune")]
+        bars = [(f"{args.small} scratch", "small", "scratch"), (f"{args.small} best fine-tuned", "small", "best"),
+                (f"{args.large} scratch", "large", "scratch"), (f"{args.large} best fine-tuned", "large", "best")]
         width = 0.2
         for j, (label, size, mode) in enumerate(bars):
             means, stds = [], []
             for lang in LANGUAGES:
-                vals = [r["test_wer"] for r in res["a"].get(f"{lang}/{size}/{mode}", [])]
+                runs = best_finetune(res, lang, size) if mode == "best" else res["a"].get(f"{lang}/{size}/{mode}", [])
+                vals = [r["test_wer"] for r in runs]
                 m, s = ms(vals) if vals else (float("nan"), 0.0)
                 means.append(100 * m)
                 stds.append(100 * s)
             ax.bar([i + (j - 1.5) * width for i in range(len(LANGUAGES))], means, width, yerr=stds, capsize=3,
-                   label=label, hatch="" if mode == "finetune" else "//", alpha=0.9)
+                   label=label, hatch="" if mode == "best" else "//", alpha=0.9)
         ax.set_xticks(range(len(LANGUAGES)), [LANG_NAMES[lg] for lg in LANGUAGES])
         ax.set_ylabel("test WER % (mean ± std)")
         ax.set_title("Cross-language: scratch vs fine-tuned (cf. Table 6)")
@@ -471,7 +529,7 @@ def write_plots(out: Path, res: dict[str, Any], args: argparse.Namespace, domain
         ax.grid(axis="y", alpha=0.3)
         ax = axes[1]
         for size in SIZES:
-            for mode, style in (("scratch", "--"), ("finetune", "-")):
+            for mode, style in (("scratch", "--"), ("finetune", "-"), ("finetune_lr", ":")):
                 runs = res["a"].get(f"ru/{size}/{mode}", [])
                 if runs:
                     xs = [x for x, _ in runs[0]["train_loss"]]
@@ -564,7 +622,8 @@ def write_results(args: argparse.Namespace, res: dict[str, Any], pre: dict[str, 
                   + (f", width {args.width}" if args.width is not None else "")
                   + " ("
                   + ", ".join(f"{k} {v['parameters'] / 1e6:.3f}M parameters" for k, v in pre.items() if v)
-                  + f"); batch {args.batch_size}; LR {args.lr} from scratch, {args.lr / 10} fine-tuning; "
+                  + f"); batch {args.batch_size}; LR {args.lr} from scratch, {args.lr / 10} fine-tuning "
+                  f"(also {args.lr} where a row says so); "
                   f"seeds {args.seeds}"
                   + ("; one pre-training per seed" if args.pretrain_per_seed
                      else "; one pre-training (seed 0) shared by all seeds"),
@@ -612,6 +671,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pretrain-per-seed", action="store_true", help="pre-train once per seed (default: once)")
     p.add_argument("--language-sizes", type=int, nargs=3, default=[500, 400, 100], metavar=("DE", "ES", "RU"))
     p.add_argument("--language-steps", type=int, default=200)
+    p.add_argument("--no-language-lr-ablation", dest="language_lr_ablation", action="store_false",
+                   help="(a): do not also fine-tune the small model at the scratch LR")
+    p.add_argument("--large-finetune", nargs="+", choices=FINETUNE_MODES, default=["finetune"],
+                   help="(a): the large model's fine-tuning runs: at LR / 10 (finetune), at the scratch LR "
+                        "(finetune_lr) or both")
     p.add_argument("--accent-model", choices=SIZES, default="small")
     p.add_argument("--accent-steps", type=int, default=200)
     p.add_argument("--domain-model", choices=SIZES, default="small")
@@ -634,7 +698,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tiny:
         args.size, args.width, args.small, args.large = "tiny", None, "5x1", "10x1"
         args.pretrain_steps, args.language_steps, args.accent_steps = 8, 6, 6
-        args.large_pretrain_steps, args.large_scratch = 8, True
+        args.large_pretrain_steps, args.large_scratch, args.large_finetune = 8, True, list(FINETUNE_MODES)
         args.domain_steps, args.domain_eval_every, args.eval_batches = 6, 2, 1
         args.small_pretrain_size, args.language_sizes, args.seeds = 24, [32, 32, 16], args.seeds[:2]
         if args.work == REPO / "runs" / "quartznet_transfer":
@@ -695,8 +759,7 @@ def main(argv: list[str] | None = None) -> int:
             if "a" in args.experiments:
                 for lang in LANGUAGES:
                     for size in SIZES:
-                        modes = ("scratch", "finetune") if size == "small" or args.large_scratch else ("finetune",)
-                        for mode in modes:
+                        for mode in language_modes(args, size):
                             todo.append((("a", f"{lang}/{size}/{mode}", seed), size, after(
                                 size, seed, lambda pre, lg=lang, sz=size, m=mode, sd=seed:
                                 language_spec(args, lg, sz, m, sd, pre))))

@@ -57,9 +57,8 @@ SIZES = ("small", "large")
 ENGLISH = {"name": "read_speech", "language": "en", "frontend": "nemo_ctc", "train_size": 2000}
 ACCENT = {"name": "shifted", "condition": "accent", "frontend": "nemo_ctc"}
 DOMAIN = {"name": "shifted", "condition": "domain", "frontend": "nemo_ctc", "train_size": 1200}
-# Seconds per optimizer step at batch 16, one thread, width 0.125, measured on the shared VM at load ~10
-# (other helpers' jobs), for the plan; per-run start-up (imports, data, evaluation) comes on top.
-# measured on the 2-core VM at width 0.125, two runs at a time, otherwise idle (other load slows it several-fold)
+# Seconds per optimizer step at batch 16, one thread, width 0.125, for the plan: measured on the 2-core VM with two
+# runs at a time and nothing else (other load slows it several-fold); per-run start-up comes on top.
 SECONDS_PER_STEP = {"5x3": 0.09, "15x5": 0.36}
 FIXED_SECONDS_PER_RUN = 15.0  # start-up, corpus and feature loading, evaluations
 

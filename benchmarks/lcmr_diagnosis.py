@@ -26,12 +26,6 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _records(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-
 
 def _groups(keys: list[str], paired: tuple[str, ...]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -57,8 +51,10 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[st
 def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     from compressor_plugins.module_replacing import ModuleReplacing
 
+    from compressor.checkpoint import load_checkpoint
     from compressor.engine import build_data, build_models
     from compressor.plugins import get_plugins
+    from compressor.rundir import read_metrics
     from compressor.spec import load_spec
 
     plugins = get_plugins()
@@ -72,7 +68,7 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     strategy = ModuleReplacing(mr_args, registry=plugins.registry)
     teacher_m, student_m = models[mr_args.teacher], models[mr_args.student]
     if mr_index > 0:  # the teacher was trained by an earlier stage of this run: take its final weights
-        teacher_m.load_state_dict(torch.load(run_dir / "final" / f"{mr_args.teacher}.pt", weights_only=True))
+        teacher_m.load_state_dict(load_checkpoint(run_dir / "final" / f"{mr_args.teacher}.pt"))
     pairings = strategy.pairings(teacher_m, student_m)
     paired = tuple(p + "." for g in pairings for p in g.student)
     init = {k: v.clone() for k, v in student_m.state_dict().items()}
@@ -82,14 +78,14 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
         raise SystemExit(f"{run_dir}: no {best_path.relative_to(run_dir)}, so the weights the module-replacing stage "
                          f"handed over were not kept (the stage never evaluated, or its handoff is 'last'); "
                          f"give it eval.every")
-    best = torch.load(best_path, weights_only=True)
+    best = load_checkpoint(best_path)
     after_mr = best["models"][mr_args.student]
-    final = torch.load(run_dir / "final" / f"{mr_args.student}.pt", weights_only=True)
+    final = load_checkpoint(run_dir / "final" / f"{mr_args.student}.pt")
     keys = [k for k in init if init[k].is_floating_point()]
     groups = _groups(keys, paired)
     strategy2 = mr_args.teacher in mr_stage.frozen
     two_stage = len(spec.stages) > mr_index + 1
-    records = _records(run_dir)
+    records = read_metrics(run_dir)
     steps = [r for r in records if r.get("stage") == mr_stage.name and "type" not in r]
     rates = [float(r.get("replacing_rate", 0.0)) for r in steps]
     used = [float(r.get("student_modules_used", 0.0)) for r in steps]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import REPO, run_cli
+from conftest import REPO, load_benchmark, run_cli
 from test_export_fixtures import run_isolated
 
 SHRINK = [
@@ -82,12 +80,7 @@ def test_lcmr_diagnosis_reads_what_the_run_trained(lcmr_run, monkeypatch):
     is reported."""
     run_dir, env = lcmr_run
     monkeypatch.setenv("COMPRESSOR_CACHE", env["COMPRESSOR_CACHE"])
-    spec = importlib.util.spec_from_file_location("lcmr_diagnosis", REPO / "benchmarks" / "lcmr_diagnosis.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "lcmr_diagnosis", module)
-    spec.loader.exec_module(module)
-    text, summary = module.diagnose(run_dir)
+    text, summary = load_benchmark("lcmr_diagnosis").diagnose(run_dir)
     groups = summary["groups"]
     replacing = {k: v for k, v in groups.items() if k.startswith("replacing modules")}
     shared = {k: v for k, v in groups.items() if k.startswith("shared")}

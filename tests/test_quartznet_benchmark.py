@@ -3,25 +3,9 @@ WER (never by the test WER it reports), and the claims follow the chosen runs.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
 from typing import Any
 
-from tests.conftest import REPO
-
-
-def load_benchmark() -> ModuleType:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("quartznet_transfer_bench",
-                                                      REPO / "benchmarks" / "quartznet_transfer.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+from tests.conftest import load_benchmark
 
 
 def run(seed: int, valid: float, test: float) -> dict[str, Any]:
@@ -40,14 +24,14 @@ def results() -> dict[str, Any]:
 
 
 def test_best_finetune_is_chosen_by_validation_not_test() -> None:
-    bench = load_benchmark()
+    bench = load_benchmark("quartznet_transfer")
     best = bench.best_finetune(results(), "de", "small")
     assert [(r["seed"], r["mode"], r["test_wer"]) for r in best] == [(0, "finetune", 0.80), (1, "finetune_lr", 0.51)]
     assert bench.best_finetune(results(), "de", "large") == []
 
 
 def test_language_claims_follow_the_chosen_runs() -> None:
-    bench = load_benchmark()
+    bench = load_benchmark("quartznet_transfer")
     args = bench.parse_args(["--seeds", "0", "1"])
     rep = bench.Report()
     bench.language_section(rep, results(), args)

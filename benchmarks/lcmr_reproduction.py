@@ -59,8 +59,12 @@ LABELS = {
     "lcmr_s2_linear": "Student + LCMR (strategy 2, linear)",
     "lcmr_s2_exponential": "Student + LCMR (strategy 2, exponential)",
 }
-# Seconds per optimizer step at batch 16, "cpu" widths, one thread on an idle core (measured; for the plan).
-SECONDS_PER_STEP = {"teacher": 0.26, "student": 0.12, "kd": 0.20, "mr_s2": 0.20, "mr_s1": 0.36}
+# Seconds per optimizer step at batch 16, "cpu" widths, one thread per run, two runs on two idle cores
+# (measured; for the plan). The large corpus has longer sentences, so its steps cost more.
+SECONDS_PER_STEP = {
+    "small": {"teacher": 0.26, "student": 0.12, "kd": 0.20, "mr_s2": 0.20, "mr_s1": 0.36},
+    "large": {"teacher": 0.35, "student": 0.23, "kd": 0.35, "mr_s2": 0.30, "mr_s1": 0.45},
+}
 FIXED_SECONDS_PER_RUN = 25.0  # start-up, data loading, final test evaluation
 
 
@@ -97,12 +101,17 @@ def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path
         "teacher": dict(base["teacher"], preset=f"exp{args.experiment}_teacher", size=args.size),
         "student": dict(base["student"], preset=f"exp{args.experiment}_student", size=args.size),
         "trainer": {"threads": args.threads, "device": args.device, "progress_bar": False, "log_every": 50},
-        "evaluate": {"split": "test", "models": ["student"]},
+        "evaluate": {"split": "test", "extra_splits": ["test_seen"], "models": ["student"]},
     }
+    if args.corpus != "small":
+        spec["data"] = dict(spec["data"], setting=args.corpus)
+    if args.student_layers:
+        spec["student"].update(encoder_layers=args.student_layers[0], pred_layers=args.student_layers[1])
     if args.threads is None:
         spec["trainer"].pop("threads")
     if args.tiny:  # a small corpus (the one tests/test_rnnt_engine.py uses): seconds to synthesise and load
-        spec["data"] = dict(spec["data"], train_size=48, valid_size=8, test_size=8, num_speakers=6)
+        spec["data"] = dict(spec["data"], train_size=48, valid_size=8, test_size=8, num_speakers=6, vocab_size=32)
+        spec["data"].pop("setting", None)
     total = args.mr_steps + args.ft_steps
     if row == "teacher":
         spec["stages"] = [_stage(teacher_stage, "teacher", args.teacher_steps, args)]
@@ -173,7 +182,9 @@ def collect(run_dir: Path, model: str) -> dict[str, Any]:
             curve.append((x, float(rec["valid/wer"])))
         if "replacing_rate" in rec and rec.get("type") is None:
             rate.append((x, float(rec["replacing_rate"])))
+    seen = final.get("test_seen/wer")
     return {"wer": float(final["test/wer"]), "cer": float(final["test/cer"]),
+            "wer_seen": None if seen is None else float(seen),
             "parameters": int(results["parameters"][model]), "curve": curve, "replacing_rate": rate,
             "seconds": sum(float(s["seconds"]) for s in results["stages"]), "run_dir": str(run_dir)}
 
@@ -189,53 +200,68 @@ def _rel(a: float, b: float) -> str:
     return f"{100.0 * (a - b) / b:+.1f}%" if b > 0 else "n/a"
 
 
+SETS = {"wer": "test, unseen voices", "wer_seen": "test_seen, seen voices"}
+
+
 def write_table(out: Path, data: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
                 machine: dict[str, Any], prefix: str = "lcmr") -> str:
-    means = {row: _mean_std([r["wer"] for r in runs]) for row, runs in data.items() if runs}
-    kd = means.get("lattice_kd", (float("nan"), 0))[0]
-    alone = means.get("student_alone", (float("nan"), 0))[0]
+    """The markdown table: a gap row first, then every row on both test sets, then the claims checked."""
+    keys = [k for k in SETS if all(r.get(k) is not None for runs in data.values() for r in runs)]
+    means = {k: {row: _mean_std([r[k] for r in runs]) for row, runs in data.items() if runs} for k in keys}
     lines = [
         "# LCMR reproduction (seed 002) on the synthetic read-speech corpus",
         "",
         f"Machine: {machine['machine']}; date {machine['date']}; torch {machine['torch']}; "
         f"{machine['wall_minutes']:.0f} min wall time.",
-        f"Setup: experiment {args.experiment} shapes (Table 1) at `{args.size}` widths; teacher "
-        f"{args.teacher_steps} steps; every student {args.mr_steps} + {args.ft_steps} steps "
-        f"(module replacing + fine-tuning, or one stage); batch {args.batch_size}; seeds {args.seeds}; test "
-        f"split, greedy decoding; task {json.dumps(machine['task'])}.",
+        f"Setup: `{args.corpus}` read-speech corpus; experiment {args.experiment} shapes (Table 1) at "
+        f"`{args.size}` widths" + (f", student {args.student_layers[0]} encoder + {args.student_layers[1]} "
+                                   f"prediction layers" if args.student_layers else "") +
+        f"; teacher {args.teacher_steps} steps; every student {args.mr_steps} + {args.ft_steps} steps "
+        f"(module replacing + fine-tuning, or one stage); batch {args.batch_size}; seeds {args.seeds}; "
+        f"greedy decoding; test = voices no training speaker uses, test_seen = new sentences of the training "
+        f"voices; task {json.dumps(machine['task'])}.",
         "",
-        "| Method | Params | test WER % (mean ± std) | test CER % | rel. WER vs lattice KD | "
-        "rel. WER vs student alone | per seed WER % |",
-        "|---|---:|---:|---:|---:|---:|---|",
     ]
+    if "teacher" in data and "student_alone" in data and data["teacher"] and data["student_alone"]:
+        gap = " / ".join(f"{_rel(means[k]['student_alone'][0], means[k]['teacher'][0])} ({SETS[k]})"
+                         for k in keys)
+        lines += [f"**Gap** (the student alone's WER relative to the teacher's; the teacher is worth distilling "
+                  f"when this is well above 0, target ≥ +15%): {gap}", ""]
+    head = " | ".join(f"{SETS[k]}: WER % (mean ± std) | rel. vs lattice KD | rel. vs student alone" for k in keys)
+    lines += [f"| Method | Params | {head} | per seed WER % |",
+              "|---|---:|" + "---:|---:|---:|" * len(keys) + "---|"]
     for row in ROWS:
         runs = data.get(row)
         if not runs:
             continue
-        m, s = means[row]
-        cer = statistics.mean(r["cer"] for r in runs)
-        per_seed = ", ".join(f"{100 * r['wer']:.2f}" for r in runs)
-        vs_kd = _rel(m, kd) if row not in ("teacher", "lattice_kd") else ""
-        vs_alone = _rel(m, alone) if row not in ("teacher", "student_alone") else ""
-        spread = f"± {100 * s:.2f}" if len(runs) > 1 else "(1 seed)"
-        lines.append(f"| {LABELS[row]} | {runs[0]['parameters'] / 1e6:.2f}M | {100 * m:.2f} {spread} "
-                     f"| {100 * cer:.2f} | {vs_kd} | {vs_alone} | {per_seed} |")
+        cells = []
+        for k in keys:
+            m, sd = means[k][row]
+            kd = means[k].get("lattice_kd", (float("nan"), 0))[0]
+            alone = means[k].get("student_alone", (float("nan"), 0))[0]
+            spread = f"± {100 * sd:.2f}" if len(runs) > 1 else "(1 seed)"
+            vs_kd = _rel(m, kd) if row not in ("teacher", "lattice_kd") else ""
+            vs_alone = _rel(m, alone) if row not in ("teacher", "student_alone") else ""
+            cells.append(f"{100 * m:.2f} {spread} | {vs_kd} | {vs_alone}")
+        per_seed = "; ".join(", ".join(f"{100 * r[k]:.1f}" for r in runs) for k in keys)
+        lines.append(f"| {LABELS[row]} | {runs[0]['parameters'] / 1e6:.2f}M | {' | '.join(cells)} | {per_seed} |")
     lines += ["", "## The paper's claims, checked on these numbers", ""]
 
-    def claim(text: str, ok: bool | None) -> None:
-        verdict = "holds" if ok else "does not hold" if ok is not None else "not measured"
-        lines.append(f"- {text}: **{verdict}**")
+    def claim(text: str, verdicts: list[bool | None]) -> None:
+        words = ["holds" if ok else "does not hold" if ok is not None else "not measured" for ok in verdicts]
+        lines.append(f"- {text}: " + "; ".join(f"**{w}** on {SETS[k]}" for w, k in zip(words, keys)))
 
-    def lt(a: str, b: str) -> bool | None:
-        return means[a][0] < means[b][0] if a in means and b in means else None
+    def lt(a: str, b: str) -> list[bool | None]:
+        return [means[k][a][0] < means[k][b][0] if a in means[k] and b in means[k] else None for k in keys]
 
     claim("LCMR beats lattice KD (Table 2)", lt("lcmr_s2_log", "lattice_kd"))
     claim("lattice KD beats the student alone (Table 2)", lt("lattice_kd", "student_alone"))
+    claim("LCMR beats the student alone (Table 2)", lt("lcmr_s2_log", "student_alone"))
     claim("strategy 2 beats strategy 1 (Table 4)", lt("lcmr_s2_log", "lcmr_s1_log"))
-    sched = [r for r in ("lcmr_s2_log", "lcmr_s2_constant", "lcmr_s2_linear", "lcmr_s2_exponential")
-             if r in means]
+    sched = ("lcmr_s2_log", "lcmr_s2_constant", "lcmr_s2_linear", "lcmr_s2_exponential")
     claim("the log scheduler is best of the four (Table 5)",
-          (min(sched, key=lambda r: means[r][0]) == "lcmr_s2_log") if len(sched) == 4 else None)
+          [(min(sched, key=lambda r: means[k][r][0]) == "lcmr_s2_log") if all(r in means[k] for r in sched)
+           else None for k in keys])
     lines += ["", "Differences smaller than the standard deviations above are not evidence either way.", "",
               f"Figures: `{prefix}_wer_curves.png` (validation WER per step, Fig. 3), "
               f"`{prefix}_ablations.png` (strategies and schedulers, Fig. 4a/b), "
@@ -305,16 +331,17 @@ def write_plots(out: Path, data: dict[str, list[dict[str, Any]]], prefix: str = 
 def plan(args: argparse.Namespace, rows: list[str]) -> float:
     scale = args.batch_size / 16
     steps = args.mr_steps + args.ft_steps
+    sps = SECONDS_PER_STEP[args.corpus]
     per_row = {
-        "teacher": args.teacher_steps * SECONDS_PER_STEP["teacher"],
-        "student_alone": steps * SECONDS_PER_STEP["student"],
-        "lattice_kd": steps * SECONDS_PER_STEP["kd"],
-        "lcmr_s1_log": (args.mr_steps * SECONDS_PER_STEP["mr_s1"]
-                        + args.ft_steps * SECONDS_PER_STEP["student"]),
+        "teacher": args.teacher_steps * sps["teacher"],
+        "student_alone": steps * sps["student"],
+        "lattice_kd": steps * sps["kd"],
+        "lcmr_s1_log": (args.mr_steps * sps["mr_s1"]
+                        + args.ft_steps * sps["student"]),
     }
     for r in rows:
-        per_row.setdefault(r, args.mr_steps * SECONDS_PER_STEP["mr_s2"]
-                           + args.ft_steps * SECONDS_PER_STEP["student"])
+        per_row.setdefault(r, args.mr_steps * sps["mr_s2"]
+                           + args.ft_steps * sps["student"])
     total = 0.0
     print(f"Plan: {len(rows)} rows x {len(args.seeds)} seeds = {len(rows) * len(args.seeds)} runs "
           f"(experiment {args.experiment}, size {args.size}, batch {args.batch_size}, device {args.device})")
@@ -322,7 +349,7 @@ def plan(args: argparse.Namespace, rows: list[str]) -> float:
         est = per_row[r] * scale + FIXED_SECONDS_PER_RUN
         total += est * len(args.seeds)
         print(f"  {r:22s} {est / 60:6.1f} min per seed")
-    print(f"Expected: about {total / 60:.0f} min of one idle CPU core ({SECONDS_PER_STEP} s/step at batch 16, "
+    print(f"Expected: about {total / 60:.0f} min of one idle CPU core ({sps} s/step at batch 16, "
           f"cpu widths), so about {total / 60 / max(1, args.jobs):.0f} min wall with --jobs {args.jobs} on "
           f"{args.jobs} idle cores; slower when other work shares the cores, much faster on a GPU")
     return total
@@ -334,6 +361,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     p.add_argument("--experiment", type=int, choices=(1, 2), default=1, help="Table 1 experiment shapes")
     p.add_argument("--size", choices=("cpu", "paper", "tiny"), default="cpu")
+    p.add_argument("--corpus", choices=("small", "large"), default="small",
+                   help="read-speech setting: small (58-word grammar) or large (thousands of words, noise)")
+    p.add_argument("--student-layers", type=int, nargs=2, metavar=("ENCODER", "PREDICTION"), default=None,
+                   help="a smaller student than the experiment's (e.g. 1 1: each layer replaces 4 / 2)")
     p.add_argument("--teacher-steps", type=int, default=1000)
     p.add_argument("--mr-steps", type=int, default=600, help="module replacing stage (LCMR rows)")
     p.add_argument("--ft-steps", type=int, default=200, help="fine-tuning stage (LCMR rows)")
@@ -380,14 +411,21 @@ def main(argv: list[str] | None = None) -> int:
     dirs: dict[tuple[str, int], Path] = {}
     if args.report_only:
         return reportfinished(args, rows)
+    # Queue order keeps every core busy: the teachers, then the rows that need no teacher, then the rows that
+    # start from their seed's teacher (by then it has finished; a job waits for it otherwise).
+    independent = ("student_alone", "lcmr_s1_log")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
-        if "teacher" in rows:  # teachers first: the KD and strategy-2 rows of a seed start from its teacher
-            teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
-                        for s in args.seeds}
-            dirs.update({("teacher", s): f.result() for s, f in teachers.items()})
-        jobs = {(r, s): pool.submit(run_one, build_spec(r, s, args, dirs.get(("teacher", s), Path()) /
-                                                        "final" / "teacher.pt"), args)
-                for s in args.seeds for r in rows if r != "teacher"}
+        teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
+                    for s in args.seeds} if "teacher" in rows else {}
+
+        def dependent(row: str, seed: int) -> Path:
+            teacher = teachers[seed].result() if seed in teachers else Path()
+            return run_one(build_spec(row, seed, args, teacher / "final" / "teacher.pt"), args)
+
+        order = [(r, s) for s in args.seeds for r in rows if r in independent]
+        order += [(r, s) for s in args.seeds for r in rows if r != "teacher" and r not in independent]
+        jobs = {(r, s): pool.submit(dependent, r, s) for r, s in order}
+        dirs.update({("teacher", s): f.result() for s, f in teachers.items()})
         dirs.update({k: f.result() for k, f in jobs.items()})
     data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student") for s in args.seeds]
             for r in rows}

@@ -17,7 +17,7 @@ from compressor.models import fairseq_units as fu
 
 HAS_FAIRSEQ = importlib.util.find_spec("fairseq") is not None
 needs_fairseq = pytest.mark.skipif(not HAS_FAIRSEQ, reason="the optional extra 'fairseq' (fairseq-fixed) is not "
-                                   "installed: pip install 'compressor[fairseq]'")
+                                   "installed: READTHEDOCS=1 pip install --no-build-isolation 'compressor[fairseq]'")
 
 
 class Payload:

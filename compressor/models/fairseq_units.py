@@ -8,7 +8,7 @@ of its ``dict.txt``. This module loads both without ever unpickling code::
 
 then checks what the checkpoint is (``wav2vec`` with ``vq_type: kmeans`` for the quantiser, ``roberta*``
 for the BERT), and builds the models with fairseq's own classes (the optional extra ``fairseq``:
-``pip install "compressor[fairseq]"``, which installs ``fairseq-fixed``). :class:`FairseqVQBert` is the
+``READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]"``, which installs ``fairseq-fixed``). :class:`FairseqVQBert` is the
 pair as one module: waveform -> codes -> [CLS] (``<s>``) + unit tokens + ``</s>`` -> RoBERTa states.
 
 Bad input is a :class:`~compressor.errors.UserError` (exit 2) naming the file: a checkpoint with pickled code
@@ -30,7 +30,8 @@ from torch import nn
 
 from compressor.errors import UserError
 
-INSTALL_HINT = 'pip install "compressor[fairseq]" (installs fairseq-fixed)'
+INSTALL_HINT = ('READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]" (installs fairseq-fixed '
+                'against the installed torch, without its C++ extensions; see the README)')
 
 
 def require_fairseq() -> Any:

@@ -8,8 +8,9 @@ of its ``dict.txt``. This module loads both without ever unpickling code::
 
 then checks what the checkpoint is (``wav2vec`` with ``vq_type: kmeans`` for the quantiser, ``roberta*``
 for the BERT), and builds the models with fairseq's own classes (the optional extra ``fairseq``:
-``READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]"``, which installs ``fairseq-fixed``). :class:`FairseqVQBert` is the
-pair as one module: waveform -> codes -> [CLS] (``<s>``) + unit tokens + ``</s>`` -> RoBERTa states.
+``READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]"``, which installs ``fairseq-fixed``).
+:class:`FairseqVQBert` is the pair as one module: waveform -> codes -> [CLS] (``<s>``) + unit tokens + ``</s>``
+-> RoBERTa states.
 
 Bad input is a :class:`~compressor.errors.UserError` (exit 2) naming the file: a checkpoint with pickled code
 or objects, the wrong kind (a wav2vec 2.0 where vq-wav2vec is expected), a gumbel quantiser, a dictionary

@@ -18,7 +18,7 @@ load hits all alike; the median seconds per step over the repeats give the ratio
 one step in a fresh process; on a CPU the step's peak is the process's peak resident set during the step
 (``VmHWM``, reset just before it) minus its resident set before it, with buffers over 128 KiB mmapped so that
 freed memory leaves the resident set; on a GPU it is ``torch.cuda.max_memory_allocated`` above the memory
-allocated before the step. Writes ``lcmr_cost.md`` and ``lcmr_cost.json`` to ``--out``.
+allocated before the step. Writes ``lcmr_cost.md`` and ``lcmr_cost.json`` (``--prefix``) to ``--out``.
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--prefix", default="lcmr_cost", help="file names of the results: PREFIX.md, PREFIX.json")
     p.add_argument("--memory-child", choices=KINDS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
               "batches": args.batches, "repeats": args.repeats, "memory_bytes": memory,
               "seconds_per_step": times, "ratios": ratios, "wall_seconds": time.time() - t0}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lcmr_cost.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (args.out / f"{args.prefix}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     target = "meets" if ratios["memory_lattice_kd_over_rnnt"] <= 1.25 else "misses"
     lines = [
         "# Training cost of lattice KD and LCMR vs the student alone, side by side",
@@ -300,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
               f" (target ≤ 1.25: {target})",
               f"- time per step, LCMR strategy 2 / student alone: **{ratios['time_lcmr_s2_over_student']:.2f}**",
               f"- time per step, lattice KD / student alone: **{ratios['time_lattice_kd_over_student']:.2f}**",
-              "", f"Raw values: `lcmr_cost.json`. Wall time {record['wall_seconds'] / 60:.1f} min."]
+              "", f"Raw values: `{args.prefix}.json`. Wall time {record['wall_seconds'] / 60:.1f} min."]
     text = "\n".join(lines) + "\n"
-    (args.out / "lcmr_cost.md").write_text(text, encoding="utf-8")
+    (args.out / f"{args.prefix}.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
 

@@ -418,13 +418,14 @@ def main(argv: list[str] | None = None) -> int:
         teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
                     for s in args.seeds} if "teacher" in rows else {}
 
-        def dependent(row: str, seed: int) -> Path:
-            teacher = teachers[seed].result() if seed in teachers else Path()
+        def job(row: str, seed: int) -> Path:
+            waits = row not in independent and seed in teachers  # only these rows read the teacher's weights
+            teacher = teachers[seed].result() if waits else Path()
             return run_one(build_spec(row, seed, args, teacher / "final" / "teacher.pt"), args)
 
         order = [(r, s) for s in args.seeds for r in rows if r in independent]
         order += [(r, s) for s in args.seeds for r in rows if r != "teacher" and r not in independent]
-        jobs = {(r, s): pool.submit(dependent, r, s) for r, s in order}
+        jobs = {(r, s): pool.submit(job, r, s) for r, s in order}
         dirs.update({("teacher", s): f.result() for s, f in teachers.items()})
         dirs.update({k: f.result() for k, f in jobs.items()})
     data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student") for s in args.seeds]

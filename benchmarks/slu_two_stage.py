@@ -151,14 +151,15 @@ def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(spec, name=f"{spec['name']}_{digest}")
 
 
-def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path | None:
+def run_one(spec: dict[str, Any], args: argparse.Namespace, lookup_only: bool = False) -> Path | None:
+    """The finished run of ``spec`` (found by its settings' hash), running it first unless only looking up."""
     from compressor.engine import run_spec
 
     spec = _hashed(spec)
     done = sorted((args.work / spec["name"]).glob("*/final/COMPLETE"))
     if done:
         return done[-1].parent.parent
-    if args.report_only:
+    if args.report_only or lookup_only:
         return None
     path = args.work / "specs" / f"{spec['name']}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,8 @@ def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float) -> dic
     for seed in range(args.seeds):
         for sc in scenarios(args):
             for row in ROWS:
-                run = run_one(finetune_spec(args, runs, row, sc, seed), args)
+                lookup_only = bool(args.only) and sc not in args.only
+                run = run_one(finetune_spec(args, runs, row, sc, seed), args, lookup_only)
                 if run is not None:
                     table[sc][row].append(test_accuracy(run))
                     if not args.report_only:
@@ -304,6 +306,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--subsets", type=int, default=10, help="disjoint 10%% subsets (the paper averages ten)")
     p.add_argument("--far", action="store_true", help="also the far-field (noise + reverberation) corpus")
+    p.add_argument("--only", type=lambda v: v.split(","), default=[],
+                   help="run only these scenarios (comma-separated), tabulate the others' finished runs; "
+                        "lets two processes share the work")
     p.add_argument("--read-size", type=int, default=2000, help="read-speech training utterances")
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--mlm-epochs", type=int, default=6)
@@ -314,7 +319,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "slu_two_stage_bench")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.only) - set(scenarios(args)))
+    if unknown:
+        p.error(f"--only: {', '.join(unknown)} is not among this invocation's scenarios {scenarios(args)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,6 +170,12 @@ def run_one(spec: dict[str, Any], args: argparse.Namespace, lookup_only: bool = 
     return run_dir
 
 
+def train_seconds(run: Path) -> float:
+    """The run's training time over all its stages, from its ``final/COMPLETE`` record."""
+    record = json.loads((run / "final" / "COMPLETE").read_text(encoding="utf-8"))
+    return sum(float(s.get("seconds", 0.0)) for s in record.get("stages", []))
+
+
 def test_accuracy(run: Path) -> float:
     final = json.loads((run / "final" / "COMPLETE").read_text(encoding="utf-8"))["final"]["student"]
     return 100.0 * float(final["test/accuracy"])
@@ -190,12 +196,14 @@ def scenarios(args: argparse.Namespace) -> list[str]:
     return ["full", "10%"] + (["far"] if args.far else [])
 
 
-def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float) -> dict[str, dict[str, list[float]]]:
+def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float
+              ) -> tuple[dict[str, dict[str, list[float]]], list[Path]]:
     """Every cell, seed-major (a partial table has every cell of the first seeds); the report is rewritten
     after each run, so an interrupted benchmark leaves a table of what it finished."""
     table: dict[str, dict[str, list[float]]] = {sc: {r: [] for r in ROWS} for sc in scenarios(args)}
+    finished: list[Path] = []
     if not {"mlm", "mlm_more", "ptkd", "ampt"} <= set(runs):
-        return table
+        return table, finished
     for seed in range(args.seeds):
         for sc in scenarios(args):
             for row in ROWS:
@@ -203,9 +211,10 @@ def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float) -> dic
                 run = run_one(finetune_spec(args, runs, row, sc, seed), args, lookup_only)
                 if run is not None:
                     table[sc][row].append(test_accuracy(run))
+                    finished.append(run)
                     if not args.report_only:
-                        write_report(args, runs, table, time.time() - t0)
-    return table
+                        write_report(args, runs, table, finished, time.time() - t0)
+    return table, finished
 
 
 def ms(values: list[float]) -> str:
@@ -245,17 +254,21 @@ def claims(table: dict[str, dict[str, list[float]]]) -> list[tuple[str, str, str
 
 
 def write_report(args: argparse.Namespace, runs: dict[str, Path], table: dict[str, dict[str, list[float]]],
-                 seconds: float) -> None:
+                 finished: list[Path], seconds: float) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=REPO).stdout.strip()
+    prep_min = sum(train_seconds(r) for r in runs.values()) / 60
+    ft_min = sum(train_seconds(r) for r in finished) / 60
     expected = args.seeds
     partial = any(len(v) < expected for sc in table.values() for v in sc.values())
     lines = [f"# Seed 000 ablation (Table 2{' and Table 3 far' if args.far else ''}) on the synthetic commands corpus"
              + (" — PARTIAL" if partial else ""), "",
              f"Machine: {platform.node()} ({os.cpu_count()}-core CPU VM, shared), {dt.date.today()}, commit {commit}.",
              f"Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`; {seconds / 60:.0f} min this "
-             f"invocation.", "",
+             f"invocation. Training time of the runs tabulated (each run's stages, as recorded in its "
+             f"`final/COMPLETE`): pre-training {prep_min:.0f} min, {len(finished)} fine-tuning runs {ft_min:.0f} min.",
+             "",
              f"Sizes: {args.size}; read speech {args.read_size} utterances; pre-training epochs teacher "
              f"{args.teacher_epochs}, MLM {args.mlm_epochs}, PT-KD / equal-budget MLM {args.ptkd_epochs}, AM-PT "
              f"{args.ampt_epochs}; fine-tuning {args.epochs} epochs (10%: {args.epochs_10}); {args.seeds} seeds "
@@ -334,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.time()
     runs = prepare(args)
-    table = run_table(args, runs, t0)
-    write_report(args, runs, table, time.time() - t0)
+    table, finished = run_table(args, runs, t0)
+    write_report(args, runs, table, finished, time.time() - t0)
     print((args.out / "slu_two_stage_table.md").read_text(encoding="utf-8"))
     return 0
 

@@ -1,0 +1,88 @@
+"""benchmarks/slu_two_stage.py: the fine-tuning specs Table 2's rows derive (which encoder, which plugins, which
+teacher), the scenarios (10% subsets, far field), ``--only`` and the claims it checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compressor.spec import load_spec
+from tests.conftest import load_benchmark, write_spec
+
+PREP = {k: Path(f"/tmp/prep/{k}") for k in ("mlm", "mlm_more", "ptkd", "ampt")}
+
+
+def args(*argv: str) -> Any:
+    return load_benchmark("slu_two_stage").parse_args(["--work", "/tmp/unused", *argv])
+
+
+def test_rows_add_one_step_each(tmp_path: Path) -> None:
+    bench = load_benchmark("slu_two_stage")
+    a = args()
+    specs = {row: bench.finetune_spec(a, PREP, row, "full", 0) for row in bench.ROWS}
+    plugins = {row: [p["name"] for p in s["stages"][0]["plugins"]] for row, s in specs.items()}
+    assert plugins == {
+        "baseline": ["layer_freezing"],
+        "+PT-KD": ["layer_freezing"],
+        "+FT-KD": ["layer_freezing", "logit_kd"],
+        "+AM-PT": ["layer_freezing", "logit_kd"],
+        "+DA": ["layer_freezing", "logit_kd", "token_span_masking", "hidden_masking"],
+    }
+    source = {row: Path(s["student"]["init_from"]["run"]).name for row, s in specs.items()}
+    assert source == {"baseline": "mlm_more", "+PT-KD": "ptkd", "+FT-KD": "ptkd", "+AM-PT": "ampt", "+DA": "ampt"}
+    # without AM-PT only the encoder is reused (a fresh AM); with it, everything but the intent classifier
+    assert specs["+PT-KD"]["student"]["init_from"]["include"] == ["encoder"]
+    assert specs["+AM-PT"]["student"]["init_from"]["exclude"] == ["classifier"]
+    assert "teacher" not in specs["baseline"] and "teacher" not in specs["+PT-KD"]
+    assert specs["+FT-KD"]["teacher"]["checkpoint"] == "/tmp/prep/mlm/final/teacher.pt"
+    for row, spec in specs.items():  # each is a spec the engine accepts
+        if "teacher" in spec:
+            spec["teacher"].pop("checkpoint")
+        spec["student"].pop("init_from")
+        load_spec(write_spec(tmp_path / f"{bench.ROWS.index(row)}.yaml", spec), check_machine=False)
+
+
+def test_scenarios_subsets_and_far() -> None:
+    bench = load_benchmark("slu_two_stage")
+    a = args("--far")
+    ten = bench.finetune_spec(a, PREP, "+DA", "10%", 2)
+    assert ten["data"]["subset"] == {"fraction": 0.1, "count": 10, "index": 2, "seed": 0}
+    assert ten["seed"] == 2 and ten["stages"][0]["epochs"] == a.epochs_10
+    far = bench.finetune_spec(a, PREP, "+DA", "far", 1)
+    assert far["data"]["recording"] == "far" and "subset" not in far["data"]
+    assert far["stages"][0]["epochs"] == a.epochs
+    # the teacher's cached logits are kept apart per scenario (the far corpus is different audio)
+    caches = {bench.finetune_spec(a, PREP, "+FT-KD", sc, 0)["stages"][0]["plugins"][1]["cache_dir"]
+              for sc in ("full", "10%", "far")}
+    assert len(caches) == 3
+    # settings that change a run change its name; the thread count is one of them
+    names = {bench._hashed(bench.finetune_spec(args(*x), PREP, "+DA", "full", 0))["name"]
+             for x in ((), ("--epochs", "5"), ("--threads", "2"))}
+    assert len(names) == 3
+
+
+def test_only_names_scenarios_of_this_invocation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert args("--far", "--only", "far").only == ["far"]
+    with pytest.raises(SystemExit) as e:
+        args("--only", "far")  # far is not run without --far
+    assert e.value.code == 2
+    assert "--only: far is not among" in capsys.readouterr().err
+
+
+def test_claims() -> None:
+    bench = load_benchmark("slu_two_stage")
+    table = {
+        "full": dict(zip(bench.ROWS, [[30.0, 32.0], [34.0], [36.0], [35.0], [37.0]])),
+        "10%": dict(zip(bench.ROWS, [[5.0], [8.0], [9.0], [12.0], [20.0]])),
+        "far": dict(zip(bench.ROWS, [[10.0], [11.0], [12.0], [13.0], [19.0]])),
+    }
+    got = {c: (v, n) for c, v, n in bench.claims(table)}
+    assert got["+PT-KD adds accuracy over baseline (full)"] == ("holds", "31.0 → 34.0")
+    assert got["+AM-PT adds accuracy over +FT-KD (full)"][0] == "does not hold"
+    assert got["the gap between full and 10% shrinks (baseline → +DA)"] == ("holds", "26.0 → 17.0 points")
+    assert got["DA helps most on the noisy set"] == ("holds", "far +6.0 vs clean +2.0 points")
+    table["10%"]["+AM-PT"] = []
+    assert got["+DA adds accuracy over +AM-PT (10%)"][0] == "holds"
+    assert {c: v for c, v, _ in bench.claims(table)}["+DA adds accuracy over +AM-PT (10%)"] == "not measured"

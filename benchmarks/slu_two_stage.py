@@ -32,6 +32,7 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -238,8 +239,14 @@ def claims(table: dict[str, dict[str, list[float]]]) -> list[tuple[str, str, str
             if ma is None or mb is None:
                 out.append((f"{b} adds accuracy over {a} ({sc})", "not measured", ""))
             else:
-                out.append((f"{b} adds accuracy over {a} ({sc})", "holds" if mb > ma else "does not hold",
-                            f"{ma:.1f} → {mb:.1f}"))
+                verdict, numbers = "holds" if mb > ma else "does not hold", f"{ma:.1f} → {mb:.1f}"
+                va, vb = table[sc][a], table[sc][b]
+                if len(va) > 1 and len(vb) > 1:  # the standard error of the difference of the two means
+                    se = math.sqrt(statistics.variance(va) / len(va) + statistics.variance(vb) / len(vb))
+                    numbers += f" (Δ {mb - ma:+.1f}, s.e. {se:.1f})"
+                    if abs(mb - ma) <= se:
+                        verdict += ", within 1 s.e."
+                out.append((f"{b} adds accuracy over {a} ({sc})", verdict, numbers))
     gaps = [(mean("full", r), mean("10%", r)) for r in (ROWS[0], ROWS[-1])]
     if all(x is not None for g in gaps for x in g):
         g0, g1 = gaps[0][0] - gaps[0][1], gaps[1][0] - gaps[1][1]

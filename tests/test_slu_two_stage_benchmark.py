@@ -83,6 +83,12 @@ def test_claims() -> None:
     assert got["+AM-PT adds accuracy over +FT-KD (full)"][0] == "does not hold"
     assert got["the gap between full and 10% shrinks (baseline → +DA)"] == ("holds", "26.0 → 17.0 points")
     assert got["DA helps most on the noisy set"] == ("holds", "far +6.0 vs clean +2.0 points")
+    table["full"]["+PT-KD"] = [33.0, 35.0]  # Δ +3.0 against a standard error of 1.4: resolved
+    table["full"]["+FT-KD"] = [33.0, 37.0]  # Δ +1.0 against 2.2: not
+    got = {c: (v, n) for c, v, n in bench.claims(table)}
+    assert got["+PT-KD adds accuracy over baseline (full)"] == ("holds", "31.0 → 34.0 (Δ +3.0, s.e. 1.4)")
+    assert got["+FT-KD adds accuracy over +PT-KD (full)"] == ("holds, within 1 s.e.",
+                                                           "34.0 → 35.0 (Δ +1.0, s.e. 2.2)")
     table["10%"]["+AM-PT"] = []
     assert got["+DA adds accuracy over +AM-PT (10%)"][0] == "holds"
     assert {c: v for c, v, _ in bench.claims(table)}["+DA adds accuracy over +AM-PT (10%)"] == "not measured"

@@ -89,6 +89,9 @@ def test_claims() -> None:
     assert got["+PT-KD adds accuracy over baseline (full)"] == ("holds", "31.0 → 34.0 (Δ +3.0, s.e. 1.4)")
     assert got["+FT-KD adds accuracy over +PT-KD (full)"] == ("holds, within 1 s.e.",
                                                            "34.0 → 35.0 (Δ +1.0, s.e. 2.2)")
+    table["far"]["+DA"] = [12.0]  # hurts the noisy set less than the clean one (-1 vs -3): not "helps"
+    table["full"]["+DA"] = [32.0]
+    assert {c: v for c, v, _ in bench.claims(table)}["DA helps most on the noisy set"] == "does not hold"
     table["10%"]["+AM-PT"] = []
     assert got["+DA adds accuracy over +AM-PT (10%)"][0] == "holds"
     assert {c: v for c, v, _ in bench.claims(table)}["+DA adds accuracy over +AM-PT (10%)"] == "not measured"

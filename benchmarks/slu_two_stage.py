@@ -312,10 +312,11 @@ def plot(args: argparse.Namespace, table: dict[str, dict[str, list[float]]]) -> 
         ax.bar(range(len(ROWS)), means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8, label="here")
         ax.plot(range(len(ROWS)), [PAPER[sc][r] for r in ROWS], "o--", color="tab:red", label="paper")
         ax.set_xticks(range(len(ROWS)), ROWS, rotation=30)
-        ax.set_title(f"{sc}: test accuracy (%)")
+        ax.set_title(f"{sc}: test accuracy (%), n ≤ {max(len(v) for v in rows.values())}")
         ax.set_ylim(0, 100)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)  # below the panels, clear of the bars
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(args.out / "slu_two_stage.png", dpi=110)
 
 

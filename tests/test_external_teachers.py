@@ -250,6 +250,15 @@ def test_whisper_teacher_teaches_a_student(tiny_whisper, corpus, tmp_path):
     # counted and the reference used
     assert first["pseudo_labelled"] + first["dropped_unmapped"] == 16
     assert first["mean_confidence"] < 0 and first["teacher_seconds_per_utterance"] > 0
+    # the teacher's WER on the test split, through the command line
+    from conftest import write_spec
+
+    from compressor.cli import main
+
+    spec = write_spec(tmp_path / "eval.yaml", _spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc"))
+    assert main(["teacher", "eval", str(spec), "--limit", "3", "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["utterances"] == 3 and result["split"] == "test" and 0.0 <= result["wer"]
 
 
 @needs_whisper
@@ -262,3 +271,41 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
     spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(tiny_whisper),
                                            "sha256": {"model.bin": "ab" * 32}}, "nemo_ctc")
     _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "differs from the pinned")
+
+
+# -- sequence_kd's batch rewrite -------------------------------------------------------------------------------
+def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_asked():
+    from compressor_plugins.sequence_kd import SequenceKD, chosen
+
+    from compressor.asr.ctc import CTCTask
+    from compressor.context import StageContext
+    from compressor.data.base import DataModule
+    from compressor.spec import StageSpec
+
+    blank = 5
+    batch = {"features": torch.randn(3, 7, 80), "feature_lengths": torch.tensor([7, 6, 5]),
+             "tokens": torch.tensor([[0, 1, blank], [2, 2, 2], [3, blank, blank]]),
+             "token_lengths": torch.tensor([2, 3, 1]), "text": ["ab", "ccc", "d"], "ids": ["u0", "u1", "u2"]}
+    data = DataModule({}, {"blank_id": blank})
+    ctx = StageContext(name="kd", index=0, stage=StageSpec(name="kd", train=["student"], steps=1), models={},
+                       forward_model="student", task=CTCTask(CTCTask.Args(), data.info), data=data,
+                       device=torch.device("cpu"), run_dir=Path("."), spec={})
+
+    def rewritten(**args) -> dict:
+        kd = SequenceKD(SequenceKD.Args(**args))
+        kd.targets = {"u0": ([4, 4, 4, 4], "eeee")}
+        kd.dropped = {"u1"}
+        out = {k: (v.clone() if isinstance(v, torch.Tensor) else list(v)) for k, v in batch.items()}
+        kd.compressor_transform_batch(ctx, out)
+        return out
+
+    out = rewritten()  # u0: the teacher's transcript; u1: no usable transcript, dropped; u2: not transcribed
+    assert out["ids"] == ["u0", "u2"] and out["token_lengths"].tolist() == [4, 1]
+    assert out["tokens"].tolist() == [[4, 4, 4, 4], [3, blank, blank, blank]] and out["text"] == ["eeee", "d"]
+    assert out["features"].shape[0] == 2 and out["feature_lengths"].tolist() == [7, 5]
+    assert ctx.scalars["seqkd_pseudo_share"] == pytest.approx(1 / 3)
+    out = rewritten(unmapped="reference")
+    assert out["ids"] == ["u0", "u1", "u2"] and out["tokens"][1, :3].tolist() == [2, 2, 2]
+    ids = [f"utt{i}" for i in range(2000)]
+    share = sum(chosen(u, 0.3, seed=0) for u in ids) / len(ids)
+    assert 0.25 < share < 0.35 and [chosen(u, 0.3, 0) for u in ids] == [chosen(u, 0.3, 0) for u in ids]

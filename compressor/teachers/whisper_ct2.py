@@ -187,7 +187,7 @@ class WhisperCT2Teacher(nn.Module):
             for name in sorted(p.name for p in self.model_dir.iterdir() if p.is_file()):
                 digest = self.pins.get(name) or sha256_file(self.model_dir / name)
                 h.update(f"{name}={digest};".encode())
-            h.update(f"whisper_ct2;{self.compute_type};{self.language};{self.beam_size};{self.max_new_tokens}".encode())
+            h.update(f"whisper_ct2;greedy-t0;{self.compute_type};{self.language};{self.beam_size};{self.max_new_tokens}".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -202,7 +202,8 @@ class WhisperCT2Teacher(nn.Module):
         return self._model
 
     def transcribe(self, waves: Sequence[torch.Tensor | np.ndarray]) -> list[Transcript]:
-        """Transcribe 16 kHz mono waveforms (float in [-1, 1]) one by one, greedily."""
+        """Transcribe 16 kHz mono waveforms (float in [-1, 1]) one by one at temperature 0 (no sampled
+        fallback, so a transcript is a function of the audio and the model: what the cache assumes)."""
         model = self._load()
         out: list[Transcript] = []
         for wave in waves:
@@ -210,7 +211,7 @@ class WhisperCT2Teacher(nn.Module):
             start = time.perf_counter()
             segments, _ = model.transcribe(audio.astype(np.float32), language=self.language,
                                            beam_size=self.beam_size, without_timestamps=True,
-                                           condition_on_previous_text=False, vad_filter=False,
+                                           condition_on_previous_text=False, vad_filter=False, temperature=0.0,
                                            max_new_tokens=self.max_new_tokens)
             texts, logprob, tokens = [], 0.0, 0
             for seg in segments:

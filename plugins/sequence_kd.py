@@ -95,6 +95,13 @@ class SequenceKD(Strategy):
         task = check.spec.task.name
         if task not in ("ctc", "rnnt"):
             raise check.error(f"sequence_kd trains speech recognisers (task ctc or rnnt), not '{task}'")
+        from compressor.teachers.transcripts import is_transcriber
+
+        built = check.try_build_model(args.teacher)
+        if built is not None and not is_transcriber(built):
+            family = check.spec.all_models()[args.teacher].name
+            raise check.error(f"teacher '{args.teacher}' ({family}) cannot transcribe audio; name a whisper_ct2, "
+                              f"onnx_transducer or onnx_ctc teacher", "teacher")
         keys = check.data_info().get("batch_keys")
         if keys is not None and "ids" not in keys:
             raise check.error("sequence_kd needs utterance ids (batch key 'ids'), which this stage's data lacks")

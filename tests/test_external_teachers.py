@@ -194,6 +194,17 @@ def test_bad_onnx_teacher_files_are_one_line_and_exit_2(ctc_export, rnnt_export,
     _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's NeMo CTC layout")
 
 
+def test_sequence_kd_refuses_a_teacher_that_cannot_transcribe(corpus, tmp_path):
+    from conftest import write_spec
+
+    from compressor.spec import load_spec
+
+    teacher = {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
+    path = write_spec(tmp_path / "s.yaml", _spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc"))
+    with pytest.raises(UserError, match=r"plugins\[0\].*cannot transcribe audio"):
+        load_spec(path)
+
+
 # -- CTranslate2 Whisper ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:

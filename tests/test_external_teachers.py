@@ -282,6 +282,9 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
     spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(tiny_whisper),
                                            "sha256": {"model.bin": "ab" * 32}}, "nemo_ctc")
     _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "differs from the pinned")
+    spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(tiny_whisper)}, "nemo_ctc")
+    spec["evaluate"]["models"] = ["teacher", "student"]
+    _one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "compressor teacher eval")
 
 
 # -- sequence_kd's batch rewrite -------------------------------------------------------------------------------

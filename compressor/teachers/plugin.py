@@ -14,7 +14,9 @@ from compressor.teachers.whisper_ct2 import WhisperCT2Args
 def compressor_register(registry: Registry) -> None:
     registry.add("model", "whisper_ct2", "compressor.teachers.whisper_ct2:build_whisper_ct2", args=WhisperCT2Args,
                  doc="Teacher: a CTranslate2 Whisper run by faster-whisper (default: Whisper base from the "
-                     "whisper extra's wheels); transcripts with confidence, for sequence_kd.", reads=())
+                     "whisper extra's wheels); transcripts with confidence, for sequence_kd.", reads=(),
+                 not_evaluable="gives transcripts of audio files, not outputs on batches: leave it out of "
+                               "evaluate.models and measure it with 'compressor teacher eval SPEC'")
     registry.add("model", "onnx_transducer", "compressor.teachers.onnx_sherpa:build_onnx_transducer",
                  args=OnnxTeacherArgs,
                  doc="Teacher: a NeMo-style transducer in sherpa-onnx's layout (encoder/decoder/joiner.onnx + "

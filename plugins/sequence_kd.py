@@ -114,6 +114,7 @@ class SequenceKD(Strategy):
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         from compressor.engine import cache_dir
+        from compressor.progress import say
         from compressor.teachers.normalize import to_units
         from compressor.teachers.transcripts import TranscriptStore, is_transcriber, score, transcribe_utterances
 
@@ -176,10 +177,10 @@ class SequenceKD(Strategy):
         if ctx.is_main:
             ctx.run_dir.mkdir(parents=True, exist_ok=True)
             (ctx.run_dir / "sequence_kd.json").write_text(json.dumps(self.report, indent=1), encoding="utf-8")
-        print(f"sequence_kd: {len(self.targets)}/{len(utts)} utterances pseudo-labelled by '{args.teacher}' "
+        say(f"sequence_kd: {len(self.targets)}/{len(utts)} utterances pseudo-labelled by '{args.teacher}' "
               f"({unmapped} unmapped, {low} below min_confidence, {stats.unreadable} unreadable dropped); "
               f"pseudo-label WER {100 * quality['wer']:.1f}%; {stats.cached} from the cache, {stats.transcribed} "
-              f"transcribed at {stats.seconds_per_utterance:.3f} s/utterance", flush=True)
+              f"transcribed at {stats.seconds_per_utterance:.3f} s/utterance", enabled=ctx.is_main)
 
     # -- per batch: the teacher's transcripts replace the references -----------------------------------
     @hookimpl

@@ -11,8 +11,9 @@
   transcripts.
 
 Every ``compressor export`` of an ``rnnt_lstm`` or ``quartznet`` model is such a folder, as are the NeMo models of
-sherpa-onnx's zoo. Features are computed as sherpa-onnx computes them (:func:`compressor.data.features.fbank`
-with the front end of the runtime: ``nemo_transducer`` or ``nemo_ctc``), normalised per utterance when the
+sherpa-onnx's zoo. Features are the ones sherpa-onnx computes for the runtime (``nemo_transducer`` or
+``nemo_ctc``): from waveforms by kaldi-native-fbank (:func:`compressor.export.frontend.sherpa_fbank`), in
+batches by the data layer's equal :func:`compressor.data.features.fbank`; normalised per utterance when the
 model's metadata says ``normalize_type=per_feature``. A transcript's confidence is its mean log-probability per
 token (the sequence's -loss under the model divided by its length plus one).
 
@@ -150,10 +151,10 @@ class _OnnxTeacher(nn.Module):
         return np.ascontiguousarray(x.transpose(1, 2).numpy())
 
     def _waves_features(self, wave: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        from compressor.data.features import fbank
+        from compressor.export.frontend import sherpa_fbank  # kaldi-native-fbank, set up as sherpa-onnx sets it up
 
-        w = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float().flatten()
-        feats = fbank(w, 16000, self.frontend)  # type: ignore[arg-type]
+        w = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
+        feats = torch.as_tensor(sherpa_fbank(w, 16000, self.frontend)).float()
         return feats[None], torch.tensor([feats.shape[0]], dtype=torch.int64)
 
     def train(self, mode: bool = True) -> _OnnxTeacher:  # frozen: nothing changes between train and eval

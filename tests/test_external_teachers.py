@@ -153,6 +153,23 @@ def test_onnx_transducer_teacher_gives_the_exported_models_lattice_and_transcrip
     assert hyp.text == detokenize(ref, teacher.tokens, teacher.blank_id) and hyp.confidence <= 0
 
 
+def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
+    """The teacher-output cache keys entries by a hash of the teacher's state dict: ONNX teachers have no
+    parameters, so the hash of their files must be in it."""
+    from compressor.teacher_cache import weights_hash
+    from compressor.teachers.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
+
+    _, out = ctc_export
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    tokens = (other / "tokens.txt").read_text().replace("a 0", "x 0")
+    (other / "tokens.txt").write_text(tokens)
+    a = build_onnx_ctc(OnnxTeacherArgs(model_dir=str(out)), {})
+    b = build_onnx_ctc(OnnxTeacherArgs(model_dir=str(other)), {})
+    assert weights_hash(a) != weights_hash(b) and a.fingerprint() != b.fingerprint()
+    assert weights_hash(a) == weights_hash(build_onnx_ctc(OnnxTeacherArgs(model_dir=str(out)), {}))
+
+
 def test_onnx_ctc_export_teaches_a_student(ctc_export, corpus, tmp_path):
     _, out = ctc_export
     first, _ = _run_twice(_spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(out)}, "nemo_ctc"),

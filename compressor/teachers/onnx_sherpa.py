@@ -127,6 +127,9 @@ class _OnnxTeacher(nn.Module):
         self._fingerprint: str | None = None
         self.seconds = 0.0
         self.count = 0
+        # The files' hash as a buffer: the model's state dict (what checkpoints and the teacher-output cache of
+        # logit_kd / representation_kd hash) then tells two ONNX teachers apart, though neither has parameters.
+        self.register_buffer("file_sha256", torch.tensor(list(bytes.fromhex(self.fingerprint())), dtype=torch.uint8))
 
     def fingerprint(self) -> str:
         """sha256 over the model's files (the key of cached transcripts)."""

@@ -185,6 +185,36 @@ def test_onnx_transducer_export_teaches_a_student(rnnt_export, corpus, tmp_path)
     assert first["pseudo_labelled"] + first["dropped_unmapped"] == 16 and first["pseudo_labelled"] > 0
 
 
+def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(corpus, tmp_path):
+    """A run trains and exports a CTC model (the spec's export section: what ``compressor export`` writes); a second
+    run names the export folder as its teacher and distils its per-frame log-probabilities with cached logit KD."""
+    from conftest import write_spec
+
+    from compressor.engine import run_spec
+
+    model = {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
+    first = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": "unused"}, "nemo_ctc")
+    first.pop("teacher")
+    first["name"] = "ctc_teacher"
+    first["student"] = model
+    first["stages"] = [{"name": "train", "train": ["student"], "steps": 12, "batch_size": 8,
+                        "optimizer": {"name": "adamw", "lr": 0.01}}]
+    first["export"] = {"name": "onnx", "model": "student", "int8": False, "decode_utterances": 4,
+                       "valid_utterances": 4, "bench_utterances": 1}
+    export = run_spec(write_spec(tmp_path / "teacher.yaml", first)) / "export"
+    assert (export / "model.onnx").is_file() and (export / "tokens.txt").is_file()
+    second = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(export)}, "nemo_ctc")
+    second["stages"][0]["plugins"] = [{"name": "logit_kd", "teacher": "teacher", "logits_key": "log_probs",
+                                       "loss": "kl", "cache": True}]
+    run_dir = run_spec(write_spec(tmp_path / "student.yaml", second))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss/logit_kd" in r]
+    assert len(steps) == 4 and all(r["loss/logit_kd"] > 0 for r in steps)
+    assert list((run_dir / "teacher_cache").glob("teacher-*.pt"))
+    # the first epoch runs the ONNX teacher, the second reads every utterance from the cache
+    assert [r["teacher_cache_hits"] for r in steps] == [0.0, 0.0, 1.0, 1.0]
+
+
 def _one_line_exit_2(spec: dict, path: Path, capsys: pytest.CaptureFixture[str], needle: str) -> None:
     from conftest import write_spec
 

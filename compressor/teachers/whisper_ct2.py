@@ -149,7 +149,8 @@ class WhisperCT2Args(Args):
         default=None, description="file name -> sha256 the files of model_dir must have (checked when built)")
     compute_type: Literal["int8", "int8_float32", "float32", "default"] = "int8"
     cpu_threads: int = Field(default=2, ge=1)
-    language: str = Field(default="en", min_length=2, max_length=5)
+    language: str | None = Field(default=None, min_length=2, max_length=5,
+                                 description="language to transcribe (default: the data's, else en)")
     beam_size: int = Field(default=1, ge=1, description="1 = greedy")
     max_new_tokens: int | None = Field(default=None, ge=1, description="cap on tokens per transcript")
     cache_dir: str | None = Field(default=None, description="where Whisper base is assembled (default: the "
@@ -258,6 +259,6 @@ def build_whisper_ct2(args: WhisperCT2Args, info: dict[str, Any] | None = None) 
         check_whisper_dir(folder)
         if pins:
             verify_dir(folder, pins)
-    return WhisperCT2Teacher(folder, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-                             language=args.language, beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,
-                             pins=pins)
+    language = args.language or str(info.get("language") or "en")
+    return WhisperCT2Teacher(folder, compute_type=args.compute_type, cpu_threads=args.cpu_threads, language=language,
+                             beam_size=args.beam_size, max_new_tokens=args.max_new_tokens, pins=pins)

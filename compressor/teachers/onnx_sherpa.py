@@ -54,6 +54,13 @@ class OnnxTeacherArgs(Args):
     threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads")
 
 
+def _folder(args: OnnxTeacherArgs, family: str) -> Path:
+    folder = Path(args.model_dir).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"{family} teacher: model_dir {folder}: no such folder")
+    return folder
+
+
 def _file(folder: Path, name: str, family: str) -> Path:
     path = folder / name
     if not path.is_file():
@@ -177,9 +184,7 @@ class OnnxCTCTeacher(_OnnxTeacher):
     frontend = "nemo_ctc"
 
     def __init__(self, args: OnnxTeacherArgs, info: dict[str, Any]) -> None:
-        folder = Path(args.model_dir).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"onnx_ctc teacher: model_dir {folder}: no such folder")
+        folder = _folder(args, self.family)
         model_path = _file(folder, args.model, self.family)
         tokens_path = _file(folder, args.tokens, self.family)
         tokens = _read_tokens(tokens_path, self.family)
@@ -239,9 +244,7 @@ class OnnxTransducerTeacher(_OnnxTeacher):
     frontend = "nemo_transducer"
 
     def __init__(self, args: OnnxTeacherArgs, info: dict[str, Any]) -> None:
-        folder = Path(args.model_dir).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"onnx_transducer teacher: model_dir {folder}: no such folder")
+        folder = _folder(args, self.family)
         paths = {k: _file(folder, getattr(args, k), self.family) for k in ("encoder", "decoder", "joiner", "tokens")}
         tokens = _read_tokens(paths["tokens"], self.family)
         sessions = {k: _session(paths[k], args.threads, self.family) for k in ("encoder", "decoder", "joiner")}

@@ -99,7 +99,9 @@ def _run(spec: dict, path: Path) -> dict:
 
     run_dir = run_spec(write_spec(path, spec))
     report = json.loads((run_dir / "sequence_kd.json").read_text())
-    assert (run_dir / "final").exists() or (run_dir / "summary.md").exists()
+    first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["seqkd_pseudo_labelled"] == report["pseudo_labelled"]  # the counts reach the run's metrics
+    assert first["seqkd_pseudo_label_wer"] == pytest.approx(report["pseudo_label_wer"])
     return report
 
 
@@ -206,6 +208,10 @@ def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(co
     second = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(export)}, "nemo_ctc")
     second["stages"][0]["plugins"] = [{"name": "logit_kd", "teacher": "teacher", "logits_key": "log_probs",
                                        "loss": "kl", "cache": True}]
+    wrong = json.loads(json.dumps(second))
+    wrong["data"]["frontend"] = "kaldi"  # not the features the teacher reads
+    with pytest.raises(UserError, match="reads sherpa-onnx's 'nemo_ctc' features, the data computes 'kaldi'"):
+        run_spec(write_spec(tmp_path / "wrong.yaml", wrong))
     run_dir = run_spec(write_spec(tmp_path / "student.yaml", second))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss/logit_kd" in r]

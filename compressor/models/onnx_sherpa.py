@@ -38,8 +38,9 @@ from torch import nn
 
 from compressor.asr.metrics import detokenize
 from compressor.errors import UserError
-from compressor.registry import Args
-from compressor.teachers import Transcript
+from compressor.hookspecs import hookimpl
+from compressor.registry import Args, Registry
+from compressor.transcripts import Transcript
 
 
 class OnnxTeacherArgs(Args):
@@ -362,3 +363,15 @@ def build_onnx_ctc(args: OnnxTeacherArgs, info: dict[str, Any] | None = None) ->
 def build_onnx_transducer(args: OnnxTeacherArgs, info: dict[str, Any] | None = None) -> OnnxTransducerTeacher:
     """A NeMo-style ONNX transducer (sherpa-onnx layout) as a frozen teacher."""
     return OnnxTransducerTeacher(args, info or {})
+
+
+@hookimpl
+def compressor_register(registry: Registry) -> None:
+    registry.add("model", "onnx_transducer", build_onnx_transducer, args=OnnxTeacherArgs,
+                 doc="Teacher: a NeMo-style transducer in sherpa-onnx's layout (encoder/decoder/joiner.onnx + "
+                     "tokens.txt; any compressor RNN-T export), run by onnxruntime.",
+                 reads=("features", "feature_lengths", "tokens", "token_lengths"))
+    registry.add("model", "onnx_ctc", build_onnx_ctc, args=OnnxTeacherArgs,
+                 doc="Teacher: a NeMo CTC model.onnx + tokens.txt in sherpa-onnx's layout (any compressor CTC "
+                     "export), run by onnxruntime: per-frame log-probabilities and greedy transcripts.",
+                 reads=("features", "feature_lengths"))

@@ -35,8 +35,9 @@ from pydantic import Field
 from torch import nn
 
 from compressor.errors import UserError
-from compressor.registry import Args
-from compressor.teachers import Transcript
+from compressor.hookspecs import hookimpl
+from compressor.registry import Args, Registry
+from compressor.transcripts import Transcript
 
 #: sha256 of the files of Whisper base (CTranslate2, Systran/faster-whisper-base) as the wheels ship them.
 WHISPER_BASE_SHA256: dict[str, str] = {
@@ -262,3 +263,12 @@ def build_whisper_ct2(args: WhisperCT2Args, info: dict[str, Any] | None = None) 
     language = args.language or str(info.get("language") or "en")
     return WhisperCT2Teacher(folder, compute_type=args.compute_type, cpu_threads=args.cpu_threads, language=language,
                              beam_size=args.beam_size, max_new_tokens=args.max_new_tokens, pins=pins)
+
+
+@hookimpl
+def compressor_register(registry: Registry) -> None:
+    registry.add("model", "whisper_ct2", build_whisper_ct2, args=WhisperCT2Args,
+                 doc="Teacher: a CTranslate2 Whisper run by faster-whisper (default: Whisper base from the "
+                     "whisper extra's wheels); transcripts with confidence, for sequence_kd.", reads=(),
+                 not_evaluable="gives transcripts of audio files, not outputs on batches: leave it out of "
+                               "evaluate.models and measure it with 'compressor teacher eval SPEC'")

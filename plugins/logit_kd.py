@@ -50,7 +50,6 @@ from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
 
-
 #: How each distance reduces over the classes when ``reduction`` is ``auto``: as the papers write it.
 #: L1 is seed 000's norm ||o^s - o^t||_1 (a sum); MSE and smooth-L1 are seed 001's mean errors.
 AUTO_REDUCTION: dict[str, str] = {"l1": "sum", "mse": "mean", "smooth_l1": "mean"}

@@ -123,6 +123,8 @@ def supports_streaming(model: nn.Module) -> bool:
         return False
     if not all(isinstance(m, nn.LSTM) and not m.bidirectional and m.num_layers == 1 for m in layers):
         return False
+    if int(getattr(enc, "time_reduction", 1)) > 1:  # chunks would have to align with the reduction as well
+        return False
     return len({m.hidden_size for m in layers}) == 1
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/lcmr_reproduction.py: the specs it derives (corpus setting, a smaller student, both test sets) and
+"""benchmarks/seed002_lcmr/lcmr_reproduction.py: the specs it derives (corpus setting, a smaller student, both test sets) and
 its report (the gap row first, every claim checked on unseen and on seen voices)."""
 
 from __future__ import annotations

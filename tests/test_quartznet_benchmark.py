@@ -1,4 +1,4 @@
-"""benchmarks/quartznet_transfer.py's report: Table 6's "best run of an LR sweep" is chosen per seed by validation
+"""benchmarks/seed003_quartznet/quartznet_transfer.py's report: Table 6's "best run of an LR sweep" is chosen per seed by validation
 WER (never by the test WER it reports), and the claims follow the chosen runs."""
 
 from __future__ import annotations

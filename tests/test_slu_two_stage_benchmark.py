@@ -1,4 +1,4 @@
-"""benchmarks/slu_two_stage.py: the fine-tuning specs Table 2's rows derive (which encoder, which plugins, which
+"""benchmarks/seed000_two_stage/slu_two_stage.py: the fine-tuning specs Table 2's rows derive (which encoder, which plugins, which
 teacher), the scenarios (10% subsets, far field), ``--only`` and the claims it checks."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Reproduce seed 001's (Cho et al.) Tables 1 and 2 on the synthetic commands corpus, and time the teacher cache.
 
-    python benchmarks/slu_crossmodal.py --plan          # print the runs and the expected time, do nothing
-    python benchmarks/slu_crossmodal.py                 # the full benchmark
-    python benchmarks/slu_crossmodal.py --report-only   # tabulate the runs that have finished
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py --plan          # print the runs and the expected time, do nothing
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py                 # the full benchmark
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py --report-only   # tabulate the runs that have finished
 
 Pipeline (every step a ``compressor run`` of a spec derived from ``specs/slu_crossmodal.yaml``):
 
@@ -23,7 +23,7 @@ Pipeline (every step a ``compressor run`` of a spec derived from ``specs/slu_cro
    alone, with cached-teacher KD and with uncached KD (teacher run on every batch), ``--timing-repeats``
    alternating repeats; epoch times from the metrics log (epochs 2 onwards, so the cache is filled).
 
-Writes into ``--out`` (default ``benchmarks/results``): ``slu_crossmodal_table.md`` (Tables 1 and 2, the
+Writes into ``--out`` (default ``results/`` beside this script): ``slu_crossmodal_table.md`` (Tables 1 and 2, the
 teachers, the claims checked one by one, the cache ratios), ``slu_crossmodal_results.json`` (every number) and
 ``slu_crossmodal.png``. Runs go to ``--work`` (default ``runs/slu_crossmodal_bench``); finished runs are
 reused, so an interrupted benchmark continues where it stopped.
@@ -45,9 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from reuse import finished, hashed, write_spec  # benchmarks/ is on sys.path when a script runs
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: reuse, stats
+from reuse import finished, hashed, write_spec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "slu_crossmodal.yaml"
 CHANCE = 1 / 31
 
@@ -524,7 +527,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "slu_crossmodal_bench")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--plan", action="store_true")
     p.add_argument("--report-only", action="store_true", help="tabulate finished runs (no training)")
     p.add_argument("--no-timing", action="store_true")

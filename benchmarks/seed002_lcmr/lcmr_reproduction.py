@@ -1,8 +1,8 @@
 """Reproduce seed 002's (LCMR, Zhao et al.) Tables 2, 4, 5 and Figs. 2-4 on the synthetic read-speech corpus.
 
-    python benchmarks/lcmr_reproduction.py --plan          # print the runs and the expected time, do nothing
-    python benchmarks/lcmr_reproduction.py                 # the full benchmark (about 2 h on 2 CPU cores)
-    python benchmarks/lcmr_reproduction.py --tiny          # a minutes-long smoke test of the whole pipeline
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py --plan          # print the runs and the expected time, do nothing
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py                 # the full benchmark (about 2 h on 2 CPU cores)
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py --tiny          # a minutes-long smoke test of the whole pipeline
 
 Rows, each over ``--seeds`` (default 3 seeds), every one a ``compressor run`` of a spec derived from
 ``specs/rnnt_lcmr.yaml`` (same widths, optimiser, batch size and step budget):
@@ -36,15 +36,19 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
-from reuse import finished, hashed, run_in_subprocess  # benchmarks/ is on sys.path when a script runs
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: reuse, stats
+from reuse import finished, hashed, run_in_subprocess  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "rnnt_lcmr.yaml"
 
 ROWS = ("teacher", "student_alone", "lattice_kd", "lcmr_s2_log", "lcmr_s1_log", "lcmr_s2_constant",
@@ -378,7 +382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time (2 for 2 cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "lcmr_reproduction")
     p.add_argument("--prefix", default="lcmr", help="file name prefix of the results")
     p.add_argument("--rerun", action="store_true", help="do not reuse finished runs")

@@ -1,9 +1,9 @@
 """Seed 003 (Huang et al.): transfer learning with QuartzNet across languages, accents and domains, on the
 synthetic corpora, over several seeds.
 
-    python benchmarks/quartznet_transfer.py --plan      # the runs and the expected time, then exit
-    python benchmarks/quartznet_transfer.py             # the benchmark (about 1 h on an idle 2-core VM)
-    python benchmarks/quartznet_transfer.py --tiny      # minutes: the whole pipeline at toy sizes
+    python benchmarks/seed003_quartznet/quartznet_transfer.py --plan      # the runs and the expected time, then exit
+    python benchmarks/seed003_quartznet/quartznet_transfer.py             # the benchmark (about 1 h on an idle 2-core VM)
+    python benchmarks/seed003_quartznet/quartznet_transfer.py --tiny      # minutes: the whole pipeline at toy sizes
 
 Every run is a ``compressor run`` of a spec derived from ``specs/quartznet_transfer.yaml`` (NovoGrad,
 β = (0.95, 0.25), weight decay 0.001, cosine annealing after 12% warmup; from scratch LR ``--lr``, fine-tuning
@@ -47,9 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from reuse import finished, hashed, run_in_subprocess  # benchmarks/ is on sys.path when a script runs
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: reuse, stats
+from reuse import finished, hashed, run_in_subprocess  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "quartznet_transfer.yaml"
 LANGUAGES = ("de", "es", "ru")
 LANG_NAMES = {"de": "German", "es": "Spanish", "ru": "Russian"}
@@ -690,7 +693,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batches", type=int, default=8, help="validation batches per evaluation")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "quartznet_transfer")
     p.add_argument("--rerun", action="store_true", help="do not reuse finished runs")
     p.add_argument("--plan", action="store_true", help="print the plan and the expected time, then exit")
@@ -705,7 +708,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.small_pretrain_size, args.language_sizes, args.seeds = 24, [32, 32, 16], args.seeds[:2]
         if args.work == REPO / "runs" / "quartznet_transfer":
             args.work = REPO / "runs" / "quartznet_transfer_tiny"
-        if args.out == REPO / "benchmarks" / "results":
+        if args.out == HERE / "results":
             args.out = args.work / "results"
     args.work = args.work.resolve()
     return args
@@ -713,7 +716,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python benchmarks/quartznet_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/seed003_quartznet/quartznet_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     plan(args)
     if args.plan:
         return 0

@@ -1,8 +1,8 @@
 """Seed 000's (Kim et al.) ablation, Table 2 (and Table 3's far-field column), on the synthetic commands corpus.
 
-    python benchmarks/slu_two_stage.py --plan          # print the runs, do nothing
-    python benchmarks/slu_two_stage.py                 # the benchmark
-    python benchmarks/slu_two_stage.py --report-only   # tabulate the runs that have finished
+    python benchmarks/seed000_two_stage/slu_two_stage.py --plan          # print the runs, do nothing
+    python benchmarks/seed000_two_stage/slu_two_stage.py                 # the benchmark
+    python benchmarks/seed000_two_stage/slu_two_stage.py --report-only   # tabulate the runs that have finished
 
 Every run is a ``compressor run`` of a spec derived from ``specs/slu_two_stage.yaml``:
 
@@ -44,7 +44,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "slu_two_stage.yaml"
 ROWS = ["baseline", "+PT-KD", "+FT-KD", "+AM-PT", "+DA"]
 PAPER = {  # Table 2 (FSC test accuracy, %) and Table 3 (Smartlights far, %)
@@ -340,7 +341,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs-10", type=int, default=30, help="fine-tuning epochs on 10%% subsets")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "slu_two_stage_bench")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
     unknown = sorted(set(args.only) - set(scenarios(args)))
     if unknown:

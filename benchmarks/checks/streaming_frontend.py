@@ -9,7 +9,7 @@ directory with every test utterance decoded, and the script prints, side by side
 * streaming: sherpa-onnx ``OnlineRecognizer`` (front end ``nemo_online``) at several chunk sizes;
 * whether each recognizer computes the front end the model was trained on.
 
-    python benchmarks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48] [--out benchmarks/results]
+    python benchmarks/checks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48] [--out benchmarks/checks/results]
 
 Set ``COMPRESSOR_CACHE`` as for the runs (the corpus is read from it).
 """
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 
@@ -75,7 +76,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", type=Path, nargs="*")
     parser.add_argument("--chunks", type=int, nargs="+", default=[24, 9, 48])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--report-only", action="store_true", help="tabulate OUT/streaming_frontend.json again")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -88,7 +89,7 @@ def main() -> int:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True).stdout.strip()
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        cmd = "python benchmarks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
+        cmd = "python benchmarks/checks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
             " --chunks " + " ".join(map(str, args.chunks))
         (args.out / "streaming_frontend.json").write_text(json.dumps(
             {"date": when, "commit": commit, "machine": f"{platform.machine()}, shared 2-core VM",

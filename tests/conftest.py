@@ -38,6 +38,7 @@ def load_benchmark(name: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"benchmark_{name}", found[0])
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
         return module
     finally:

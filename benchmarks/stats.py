@@ -146,6 +146,18 @@ class Claim:
                 "unpaired": self.sides, "note": self.note}
 
 
+def note_earlier(claims: Sequence[Claim], earlier: Mapping[str, str], rule: str) -> list[Claim]:
+    """Note each claim's verdict under an earlier rule (``earlier``: claim text, or its start, -> verdict)
+    where it differs from today's; returns the claims whose verdict changed."""
+    changed = []
+    for c in claims:
+        old = next((v for k, v in earlier.items() if c.text.startswith(k[:30]) or k.startswith(c.text[:30])), None)
+        if old is not None and old.split(",")[0].split(" (")[0] != c.verdict:
+            c.note = (c.note + "; " if c.note else "") + f"was \"{old}\" ({rule})"
+            changed.append(c)
+    return changed
+
+
 def claims_table(claims: Sequence[Claim], scale: float = 1.0, digits: int = 1, unit: str = "") -> list[str]:
     """The claims as one markdown table, with the rule above it: the same layout on every RESULTS page."""
     lines = [RULE, "", "| Source | Claim | Verdict | paired difference [95% CI] | unpaired mean ± std | Note |",

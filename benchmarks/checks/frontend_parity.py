@@ -8,7 +8,7 @@ for the offline recognizer's front end (kaldi-native-fbank vs torch: the offline
 features), the gap between the offline and online front ends (what a model trained on one sees on the other)
 and the time per utterance of both implementations.
 
-    python benchmarks/checks/frontend_parity.py [--wav-dir /usr/share/pocketsphinx/test/data] [--out benchmarks/checks/results]
+    python benchmarks/checks/frontend_parity.py [--wav-dir /usr/share/pocketsphinx/test/data]
 
 Recorded speech: Debian's ``pocketsphinx-testdata`` (``apt-get install pocketsphinx-testdata``) when present;
 plus sentences spoken by espeak-ng.

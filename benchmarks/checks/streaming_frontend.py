@@ -9,7 +9,7 @@ directory with every test utterance decoded, and the script prints, side by side
 * streaming: sherpa-onnx ``OnlineRecognizer`` (front end ``nemo_online``) at several chunk sizes;
 * whether each recognizer computes the front end the model was trained on.
 
-    python benchmarks/checks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48] [--out benchmarks/checks/results]
+    python benchmarks/checks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48]
 
 Set ``COMPRESSOR_CACHE`` as for the runs (the corpus is read from it).
 """

@@ -101,7 +101,8 @@ def main() -> None:
                             text=True).stdout.strip()
     meta = {"machine": f"{platform.machine()} 2-core CPU VM, shared",
             "date": datetime.date.today().isoformat(), "commit": commit,
-            "command": f"python benchmarks/checks/voice_intelligibility.py --sentences {args.sentences} --seed {args.seed}",
+            "command": f"python benchmarks/checks/voice_intelligibility.py --sentences {args.sentences} "
+                       f"--seed {args.seed}",
             "sentences": args.sentences, "voice": "en-us, rate 175, pitch 50",
             "recogniser": "PocketSphinx en-us acoustic model, JSGF of the small English grammar"}
     _write(Path(args.out), meta, results)

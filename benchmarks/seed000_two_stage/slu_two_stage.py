@@ -32,7 +32,6 @@ import copy
 import datetime as dt
 import hashlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: reuse, stats
+import stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -219,47 +221,78 @@ def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float
     return table, finished
 
 
-def ms(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.1f} (n=1)"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+def claims(table: dict[str, dict[str, list[float]]]) -> list[stats.Claim]:
+    """Each of Table 2's steps, the shrinking gap and "DA helps most when noisy", on paired differences by seed
+    (run k of every row and scenario shares seed k)."""
+    out: list[stats.Claim] = []
 
+    def row(sc: str, r: str) -> dict[int, float]:
+        return stats.by_seed(table.get(sc, {}).get(r) or [])
 
-def claims(table: dict[str, dict[str, list[float]]]) -> list[tuple[str, str, str]]:
-    out = []
-
-    def mean(sc: str, row: str) -> float | None:
-        v = table.get(sc, {}).get(row) or []
-        return statistics.mean(v) if v else None
+    def sides(*parts: tuple[str, list[float]]) -> str:
+        return "; ".join(f"{label} {stats.fmt(v)}" for label, v in parts)
 
     for sc in table:
         for a, b in zip(ROWS, ROWS[1:]):
-            ma, mb = mean(sc, a), mean(sc, b)
-            if ma is None or mb is None:
-                out.append((f"{b} adds accuracy over {a} ({sc})", "not measured", ""))
-            else:
-                verdict, numbers = "holds" if mb > ma else "does not hold", f"{ma:.1f} → {mb:.1f}"
-                va, vb = table[sc][a], table[sc][b]
-                if len(va) > 1 and len(vb) > 1:  # the standard error of the difference of the two means
-                    se = math.sqrt(statistics.variance(va) / len(va) + statistics.variance(vb) / len(vb))
-                    numbers += f" (Δ {mb - ma:+.1f}, s.e. {se:.1f})"
-                    if abs(mb - ma) <= se:
-                        verdict += ", within 1 s.e."
-                out.append((f"{b} adds accuracy over {a} ({sc})", verdict, numbers))
-    gaps = [(mean("full", r), mean("10%", r)) for r in (ROWS[0], ROWS[-1])]
-    if all(x is not None for g in gaps for x in g):
-        g0, g1 = gaps[0][0] - gaps[0][1], gaps[1][0] - gaps[1][1]
-        out.append(("the gap between full and 10% shrinks (baseline → +DA)", "holds" if g1 < g0 else
-                    "does not hold", f"{g0:.1f} → {g1:.1f} points"))
-    if "far" in table and all(mean(sc, r) is not None for sc in ("full", "far") for r in ("+AM-PT", "+DA")):
-        d_far = mean("far", "+DA") - mean("far", "+AM-PT")
-        d_clean = mean("full", "+DA") - mean("full", "+AM-PT")
+            out.append(stats.Claim("Table 2" if sc != "far" else "Table 3", f"{b} adds accuracy over {a} ({sc})",
+                                   stats.paired(row(sc, b), row(sc, a)),
+                                   sides((a, table[sc][a]), (b, table[sc][b]))))
+
+    def per_seed(f: Any, *cells: tuple[str, str]) -> dict[int, float]:
+        got = [row(sc, r) for sc, r in cells]
+        seeds = set.intersection(*(set(g) for g in got)) if got else set()
+        return {s: f(*(g[s] for g in got)) for s in sorted(seeds)}
+
+    if "full" in table and "10%" in table:
+        gap = per_seed(lambda fb, tb, fd, td: (fb - tb) - (fd - td), ("full", ROWS[0]), ("10%", ROWS[0]),
+                       ("full", ROWS[-1]), ("10%", ROWS[-1]))
+        out.append(stats.Claim("Table 2", "the gap between full and 10% shrinks (baseline → +DA; points)",
+                               stats.interval(gap), sides(("full − 10%, baseline", [
+                                   v - w for v, w in zip(table["full"][ROWS[0]], table["10%"][ROWS[0]])]), (
+                                   "+DA", [v - w for v, w in zip(table["full"][ROWS[-1]], table["10%"][ROWS[-1]])]))))
+    if "far" in table and "full" in table:
         # "helps most" needs DA to help on the noisy set at all, not merely to hurt it less than the clean one
-        out.append(("DA helps most on the noisy set", "holds" if d_far > max(d_clean, 0.0) else "does not hold",
-                    f"far {d_far:+.1f} vs clean {d_clean:+.1f} points"))
+        most = per_seed(lambda fa, fd, ca, cd: (fd - fa) - max(cd - ca, 0.0), ("far", "+AM-PT"), ("far", "+DA"),
+                        ("full", "+AM-PT"), ("full", "+DA"))
+        out.append(stats.Claim("Table 3", "DA helps most on the noisy set (far gain − max(clean gain, 0))",
+                               stats.interval(most), sides(("far +DA − +AM-PT", [
+                                   d - a for d, a in zip(table["far"]["+DA"], table["far"]["+AM-PT"])]), (
+                                   "clean", [d - a for d, a in zip(table["full"]["+DA"], table["full"]["+AM-PT"])]))))
     return out
+
+
+#: What the result files in results/ were measured with, where the code has changed since.
+CAVEATS = (
+    "FT-KD (rows +FT-KD, +AM-PT, +DA) was measured with the L1 loss averaged over the 31 intent classes, 1/31 of "
+    "the paper's ||o^s − o^t||_1; `logit_kd` now sums over the classes as the paper does (`reduction: mean` "
+    "gives the old loss). Those rows have not been re-run with the sum.",
+    "Pre-training ran once (seed 0) and served all three seeds, so the spread leaves out pre-training variance; "
+    "the script now pre-trains per seed (`--shared-pretraining` restores the old plan). Not re-run.",
+)
+
+
+def results_page(data: dict[str, Any]) -> str:
+    """RESULTS.md from the results JSON: the table with its provenance and the claims under the shared rule."""
+    table: dict[str, dict[str, list[float]]] = data["table"]
+    args = data.get("args", {})
+    command = " ".join(data.get("command", []))
+    lines = ["# Seed 000 (Kim et al.): two-stage textual KD for SLU — Table 2 (and Table 3's far field)", ""]
+    lines += stats.measured_header(
+        "Test accuracy (%) on the synthetic commands corpus", str(data.get("date", "?")), str(data.get("commit", "?")),
+        str(data.get("machine", "the shared 2-core CPU VM, CPU only")), command,
+        [c for c in data.get("caveats", CAVEATS)])
+    lines += [f"Sizes `{args.get('size', '?')}`; fine-tuning {args.get('epochs', '?')} epochs (10%: "
+              f"{args.get('epochs_10', '?')}); run k of every row uses seed k (and 10% subset k).", "",
+              "| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
+              "|---|" + "---:|" * (2 * len(table))]
+    for row in ROWS:
+        lines.append(f"| {row} | " + " | ".join(stats.fmt(table[sc][row]) for sc in table) + " | "
+                     + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
+    judged = claims(table)
+    earlier = {c[0]: c[1] for c in data.get("claims", []) if isinstance(c, list)}
+    stats.note_earlier(judged, earlier, "earlier rule: means, flagged within one standard error of the difference")
+    lines += ["", "## Claims", ""] + stats.claims_table(judged, unit=" pts")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(args: argparse.Namespace, runs: dict[str, Path], table: dict[str, dict[str, list[float]]],
@@ -285,19 +318,28 @@ def write_report(args: argparse.Namespace, runs: dict[str, Path], table: dict[st
              "| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
              "|---|" + "---:|" * (2 * len(table))]
     for row in ROWS:
-        lines.append(f"| {row} | " + " | ".join(ms(table[sc][row]) for sc in table) + " | "
+        lines.append(f"| {row} | " + " | ".join(stats.fmt(table[sc][row]) for sc in table) + " | "
                      + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
-    lines += ["", "## Claims", "", "| claim | here | numbers |", "|---|---|---|"]
-    lines += [f"| {c} | {v} | {n} |" for c, v, n in claims(table)]
+    lines += ["", "## Claims", ""] + stats.claims_table(claims(table), unit=" pts")
     lines += ["", "Pre-training runs: " + ", ".join(f"{k}: `{v}`" for k, v in runs.items())]
     if partial:
         lines += ["", f"PARTIAL: cells with n < {expected} were not all run within the time available."]
     (args.out / "slu_two_stage_table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / "slu_two_stage_results.json").write_text(json.dumps(
         {"commit": commit, "date": str(dt.date.today()), "command": sys.argv, "args": {
-            k: str(v) for k, v in vars(args).items()}, "table": table, "claims": claims(table),
+            k: str(v) for k, v in vars(args).items()}, "table": table, "claims": [c.as_dict() for c in claims(table)],
+         "machine": f"{platform.node()} ({os.cpu_count()}-core CPU VM, shared)", "caveats": [],
          "partial": partial, "prep_runs": {k: str(v) for k, v in runs.items()}}, indent=1), encoding="utf-8")
+    render(args.out)
     plot(args, table)
+
+
+def render(out: Path) -> Path:
+    """Write RESULTS.md beside this script from ``out``'s results JSON (no training)."""
+    data = json.loads((out / "slu_two_stage_results.json").read_text(encoding="utf-8"))
+    page = HERE / "RESULTS.md"
+    page.write_text(results_page(data), encoding="utf-8")
+    return page
 
 
 def plot(args: argparse.Namespace, table: dict[str, dict[str, list[float]]]) -> None:
@@ -325,6 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plan", action="store_true", help="print the runs, do nothing")
     p.add_argument("--report-only", action="store_true", help="tabulate finished runs, run nothing")
+    p.add_argument("--render", action="store_true", help="write RESULTS.md from --out's results JSON, run nothing")
     p.add_argument("--size", default="cpu", choices=["tiny", "cpu", "paper"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--subsets", type=int, default=10, help="disjoint 10%% subsets (the paper averages ten)")
@@ -351,6 +394,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        print(render(args.out).read_text(encoding="utf-8"))
+        return 0
     if args.plan:
         n = args.seeds * len(scenarios(args)) * len(ROWS)
         print(f"4 pre-training runs + {n} fine-tuning runs ({args.seeds} seeds x {scenarios(args)} x {ROWS})")

@@ -1,6 +1,6 @@
 """Reproduce seed 001's (Cho et al.) Tables 1 and 2 on the synthetic commands corpus, and time the teacher cache.
 
-    python benchmarks/seed001_crossmodal/slu_crossmodal.py --plan          # print the runs and the expected time, do nothing
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py --plan  # print the runs and the expected time, do nothing
     python benchmarks/seed001_crossmodal/slu_crossmodal.py                 # the full benchmark
     python benchmarks/seed001_crossmodal/slu_crossmodal.py --report-only   # tabulate the runs that have finished
 

@@ -1,8 +1,8 @@
 """Reproduce seed 002's (LCMR, Zhao et al.) Tables 2, 4, 5 and Figs. 2-4 on the synthetic read-speech corpus.
 
-    python benchmarks/seed002_lcmr/lcmr_reproduction.py --plan          # print the runs and the expected time, do nothing
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py --plan  # print the runs and the expected time, do nothing
     python benchmarks/seed002_lcmr/lcmr_reproduction.py                 # the full benchmark (about 2 h on 2 CPU cores)
-    python benchmarks/seed002_lcmr/lcmr_reproduction.py --tiny          # a minutes-long smoke test of the whole pipeline
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py --tiny  # a minutes-long smoke test of the whole pipeline
 
 Rows, each over ``--seeds`` (default 3 seeds), every one a ``compressor run`` of a spec derived from
 ``specs/rnnt_lcmr.yaml`` (same widths, optimiser, batch size and step budget):

@@ -2,7 +2,7 @@
 synthetic corpora, over several seeds.
 
     python benchmarks/seed003_quartznet/quartznet_transfer.py --plan      # the runs and the expected time, then exit
-    python benchmarks/seed003_quartznet/quartznet_transfer.py             # the benchmark (about 1 h on an idle 2-core VM)
+    python benchmarks/seed003_quartznet/quartznet_transfer.py  # the benchmark (about 1 h on an idle 2-core VM)
     python benchmarks/seed003_quartznet/quartznet_transfer.py --tiny      # minutes: the whole pipeline at toy sizes
 
 Every run is a ``compressor run`` of a spec derived from ``specs/quartznet_transfer.yaml`` (NovoGrad,
@@ -716,7 +716,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python benchmarks/seed003_quartznet/quartznet_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python benchmarks/seed003_quartznet/quartznet_transfer.py "
+               + " ".join(argv if argv is not None else sys.argv[1:]))
     plan(args)
     if args.plan:
         return 0

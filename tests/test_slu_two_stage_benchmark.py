@@ -109,3 +109,21 @@ def test_results_page_renders_from_the_result_json() -> None:
     assert "Measured 2026-12-01 on commit `29ff1f4`" in page and "1/31 of the paper's" in page
     assert page.count("| Table 2 |") >= 8 and "(n = 2)" in page
     assert 'was "holds' in page  # the earlier rule's verdict, where it changed
+
+
+def test_each_seed_pretrains_its_own() -> None:
+    bench = load_benchmark("slu_two_stage")
+    assert bench.pretraining_plan(args()) == {0: 0, 1: 1, 2: 2}
+    assert bench.pretraining_plan(args("--shared-pretraining")) == {0: 0, 1: 0, 2: 0}
+    first = {s: bench.prep_specs(args(), {}, s)["mlm"] for s in (0, 1)}
+    assert first[0]["seed"] == 0 and first[1]["seed"] == 1
+    assert bench._hashed(first[0])["name"] != bench._hashed(first[1])["name"]  # two runs, not one reused
+    later = bench.prep_specs(args(), {k: Path(f"/tmp/prep1/{k}/run") for k in PREP}, 1)
+    assert {k: s["seed"] for k, s in later.items()} == {"mlm": 1, "mlm_more": 1, "ptkd": 1, "ampt": 1}
+    assert later["ptkd"]["student"]["checkpoint"] == "/tmp/prep1/mlm/run/final/student.pt"
+    # fine-tuning on seed 1 starts from seed 1's pre-training; its teacher's logits are cached apart
+    seed1 = {k: Path(f"/tmp/prep1/{k}/run") for k in PREP}
+    ft = bench.finetune_spec(args(), seed1, "+DA", "full", 1)
+    assert ft["student"]["init_from"]["run"] == "/tmp/prep1/ampt/run"
+    assert ft["teacher"]["checkpoint"] == "/tmp/prep1/mlm/run/final/teacher.pt"
+    assert ft["stages"][0]["plugins"][1]["cache_dir"].endswith("full/mlm")

@@ -6,7 +6,8 @@
 
 Every run is a ``compressor run`` of a spec derived from ``specs/slu_two_stage.yaml``:
 
-1. **Pre-training, once** (seed 0; like the paper's, it never sees the commands audio): the text teacher
+1. **Pre-training, per seed** (``--shared-pretraining``: once, seed 0, for all; like the paper's, it never sees
+   the commands audio): the text teacher
    fine-tuned on the commands transcripts; k-means units + MLM on read speech; then two continuations of the
    same length from there, MLM alone (``mlm_more``: the baseline's encoder, so PT-KD is compared at an equal
    pre-training budget) and MLM + [CLS] L1 to the text teacher (``ptkd``); AM-PT (CTC on read speech, BERT
@@ -86,10 +87,16 @@ def commands(args: argparse.Namespace, scenario: str, index: int) -> dict[str, A
     return data
 
 
-def prep_specs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """The pre-training runs, each a spec; later ones start from earlier ones' final weights."""
+def pretraining_plan(args: argparse.Namespace) -> dict[int, int]:
+    """Fine-tuning seed -> the seed of the pre-training it starts from: its own (so the spread over seeds
+    includes pre-training's), or seed 0 for all with ``--shared-pretraining`` (the paper's one pre-trained model)."""
+    return {seed: 0 if args.shared_pretraining else seed for seed in range(args.seeds)}
+
+
+def prep_specs(args: argparse.Namespace, runs: dict[str, Path], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The pre-training runs of one seed, each a spec; later ones start from earlier ones' final weights."""
     out: dict[str, dict[str, Any]] = {}
-    s = common(base(), args, "two_stage_prep_mlm")
+    s = common(base(), args, "two_stage_prep_mlm", seed)
     teacher, mlm = stage("teacher"), stage("mlm")
     teacher["epochs"], mlm["epochs"] = args.teacher_epochs, args.mlm_epochs
     mlm["data"] = read_data(args)
@@ -100,7 +107,7 @@ def prep_specs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, dic
         return out
     final = runs["mlm"] / "final"
     for key, kd in (("mlm_more", False), ("ptkd", True)):
-        s = common(base(), args, f"two_stage_prep_{key}")
+        s = common(base(), args, f"two_stage_prep_{key}", seed)
         s["teacher"] = {**s["teacher"], "checkpoint": str(final / "teacher.pt")}
         s["student"]["checkpoint"] = str(final / "student.pt")
         pt = stage("pt_kd")
@@ -113,7 +120,7 @@ def prep_specs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, dic
         s["evaluate"] = {"split": "test", "models": []}
         out[key] = s
     if "ptkd" in runs:
-        s = common(base(), args, "two_stage_prep_ampt")
+        s = common(base(), args, "two_stage_prep_ampt", seed)
         s.pop("teacher")
         s["student"]["checkpoint"] = str(runs["ptkd"] / "final" / "student.pt")
         am = stage("am_pt")
@@ -138,7 +145,8 @@ def finetune_spec(args: argparse.Namespace, runs: dict[str, Path], row: str, sce
     ft["plugins"] = ft["plugins"][:keep]
     if i >= 2:
         s["teacher"] = {**s["teacher"], "checkpoint": str(runs["mlm"] / "final" / "teacher.pt")}
-        ft["plugins"][1]["cache_dir"] = str(args.work / "teacher_cache" / scenario)
+        # the teacher's cached logits are kept apart per scenario (other audio) and per pre-training (its teacher)
+        ft["plugins"][1]["cache_dir"] = str(args.work / "teacher_cache" / scenario / runs["mlm"].parent.name)
     else:
         s.pop("teacher")
         ft["frozen"] = []
@@ -185,30 +193,40 @@ def test_accuracy(run: Path) -> float:
     return 100.0 * float(final["test/accuracy"])
 
 
-def prepare(args: argparse.Namespace) -> dict[str, Path]:
-    runs: dict[str, Path] = {}
-    for _ in range(3):  # each round unlocks the specs that start from the previous round's runs
-        for key, spec in prep_specs(args, runs).items():
-            if key not in runs:
-                found = run_one(spec, args)
-                if found is not None:
-                    runs[key] = found
-    return runs
+def prepare(args: argparse.Namespace) -> dict[int, dict[str, Path]]:
+    """The pre-training runs of every pre-training seed of :func:`pretraining_plan`."""
+    out: dict[int, dict[str, Path]] = {}
+    for pre in sorted(set(pretraining_plan(args).values())):
+        runs: dict[str, Path] = {}
+        for _ in range(3):  # each round unlocks the specs that start from the previous round's runs
+            for key, spec in prep_specs(args, runs, pre).items():
+                if key not in runs:
+                    found = run_one(spec, args)
+                    if found is not None:
+                        runs[key] = found
+        out[pre] = runs
+    return out
+
+
+def all_prep_runs(prep: dict[int, dict[str, Path]]) -> dict[str, Path]:
+    return {f"{key}_seed{pre}": run for pre, runs in prep.items() for key, run in runs.items()}
 
 
 def scenarios(args: argparse.Namespace) -> list[str]:
     return ["full", "10%"] + (["far"] if args.far else [])
 
 
-def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float
+def run_table(args: argparse.Namespace, prep: dict[int, dict[str, Path]], t0: float
               ) -> tuple[dict[str, dict[str, list[float]]], list[Path]]:
     """Every cell, seed-major (a partial table has every cell of the first seeds); the report is rewritten
     after each run, so an interrupted benchmark leaves a table of what it finished."""
     table: dict[str, dict[str, list[float]]] = {sc: {r: [] for r in ROWS} for sc in scenarios(args)}
     finished: list[Path] = []
-    if not {"mlm", "mlm_more", "ptkd", "ampt"} <= set(runs):
-        return table, finished
+    plan = pretraining_plan(args)
     for seed in range(args.seeds):
+        runs = prep.get(plan[seed], {})
+        if not {"mlm", "mlm_more", "ptkd", "ampt"} <= set(runs):
+            break  # a partial table keeps every cell of the first seeds
         for sc in scenarios(args):
             for row in ROWS:
                 lookup_only = bool(args.only) and sc not in args.only
@@ -217,7 +235,7 @@ def run_table(args: argparse.Namespace, runs: dict[str, Path], t0: float
                     table[sc][row].append(test_accuracy(run))
                     finished.append(run)
                     if not args.report_only:
-                        write_report(args, runs, table, finished, time.time() - t0)
+                        write_report(args, prep, table, finished, time.time() - t0)
     return table, finished
 
 
@@ -295,11 +313,12 @@ def results_page(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(args: argparse.Namespace, runs: dict[str, Path], table: dict[str, dict[str, list[float]]],
+def write_report(args: argparse.Namespace, prep: dict[int, dict[str, Path]], table: dict[str, dict[str, list[float]]],
                  finished: list[Path], seconds: float) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=REPO).stdout.strip()
+    runs = all_prep_runs(prep)
     prep_min = sum(train_seconds(r) for r in runs.values()) / 60
     ft_min = sum(train_seconds(r) for r in finished) / 60
     expected = args.seeds
@@ -370,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render", action="store_true", help="write RESULTS.md from --out's results JSON, run nothing")
     p.add_argument("--size", default="cpu", choices=["tiny", "cpu", "paper"])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--shared-pretraining", action="store_true",
+                   help="one pre-training (seed 0) for every seed, as before; by default each seed pre-trains its "
+                        "own, so the spread includes pre-training's variance")
     p.add_argument("--subsets", type=int, default=10, help="disjoint 10%% subsets (the paper averages ten)")
     p.add_argument("--far", action="store_true", help="also the far-field (noise + reverberation) corpus")
     p.add_argument("--only", type=lambda v: v.split(","), default=[],
@@ -399,12 +421,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.plan:
         n = args.seeds * len(scenarios(args)) * len(ROWS)
-        print(f"4 pre-training runs + {n} fine-tuning runs ({args.seeds} seeds x {scenarios(args)} x {ROWS})")
+        pre = len(set(pretraining_plan(args).values()))
+        print(f"{4 * pre} pre-training runs ({pre} pre-training seed(s)) + {n} fine-tuning runs ({args.seeds} seeds "
+              f"x {scenarios(args)} x {ROWS})")
         return 0
     t0 = time.time()
-    runs = prepare(args)
-    table, finished = run_table(args, runs, t0)
-    write_report(args, runs, table, finished, time.time() - t0)
+    prep = prepare(args)
+    table, finished = run_table(args, prep, t0)
+    write_report(args, prep, table, finished, time.time() - t0)
     print((args.out / "slu_two_stage_table.md").read_text(encoding="utf-8"))
     return 0
 

@@ -134,6 +134,8 @@ class Claim:
     diff: Interval
     sides: str = ""  # the unpaired mean ± std of what is compared, e.g. "KD 11.7 ± 1.2 vs alone 20.3 ± 0.3"
     note: str = ""
+    scale: float | None = None  # this claim's own units (default: the table's)
+    unit: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -163,7 +165,8 @@ def claims_table(claims: Sequence[Claim], scale: float = 1.0, digits: int = 1, u
     lines = [RULE, "", "| Source | Claim | Verdict | paired difference [95% CI] | unpaired mean ± std | Note |",
              "|---|---|---|---|---|---|"]
     for c in claims:
-        lines.append(f"| {c.source} | {c.text} | **{c.verdict}** | {c.diff.text(scale, digits, unit)} | "
+        own = c.diff.text(scale if c.scale is None else c.scale, digits, unit if c.unit is None else c.unit)
+        lines.append(f"| {c.source} | {c.text} | **{c.verdict}** | {own} | "
                      f"{c.sides} | {c.note} |")
     return lines
 

@@ -289,6 +289,16 @@ CAVEATS = (
 )
 
 
+def table_lines(table: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The rows of Table 2 (and 3) here and in the paper, each cell under the shared statistics."""
+    lines = ["| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
+             "|---|" + "---:|" * (2 * len(table))]
+    for row in ROWS:
+        lines.append(f"| {row} | " + " | ".join(stats.fmt(table[sc][row]) for sc in table) + " | "
+                     + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
+    return lines
+
+
 def results_page(data: dict[str, Any]) -> str:
     """RESULTS.md from the results JSON: the table with its provenance and the claims under the shared rule."""
     table: dict[str, dict[str, list[float]]] = data["table"]
@@ -301,11 +311,7 @@ def results_page(data: dict[str, Any]) -> str:
         [c for c in data.get("caveats", CAVEATS)])
     lines += [f"Sizes `{args.get('size', '?')}`; fine-tuning {args.get('epochs', '?')} epochs (10%: "
               f"{args.get('epochs_10', '?')}); run k of every row uses seed k (and 10% subset k).", "",
-              "| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
-              "|---|" + "---:|" * (2 * len(table))]
-    for row in ROWS:
-        lines.append(f"| {row} | " + " | ".join(stats.fmt(table[sc][row]) for sc in table) + " | "
-                     + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
+              *table_lines(table)]
     judged = claims(table)
     earlier = {c[0]: c[1] for c in data.get("claims", []) if isinstance(c, list)}
     stats.note_earlier(judged, earlier, "earlier rule: means, flagged within one standard error of the difference")
@@ -334,11 +340,7 @@ def write_report(args: argparse.Namespace, prep: dict[int, dict[str, Path]], tab
              f"{args.teacher_epochs}, MLM {args.mlm_epochs}, PT-KD / equal-budget MLM {args.ptkd_epochs}, AM-PT "
              f"{args.ampt_epochs}; fine-tuning {args.epochs} epochs (10%: {args.epochs_10}); {args.seeds} seeds "
              f"(run k: seed k, 10% subset k of {args.subsets}). Test accuracy (%), mean ± std.", "",
-             "| method | " + " | ".join(table) + " | paper " + " | paper ".join(table) + " |",
-             "|---|" + "---:|" * (2 * len(table))]
-    for row in ROWS:
-        lines.append(f"| {row} | " + " | ".join(stats.fmt(table[sc][row]) for sc in table) + " | "
-                     + " | ".join(f"{PAPER[sc][row]}" for sc in table) + " |")
+             *table_lines(table)]
     lines += ["", "## Claims", ""] + stats.claims_table(claims(table), unit=" pts")
     lines += ["", "Pre-training runs: " + ", ".join(f"{k}: `{v}`" for k, v in runs.items())]
     if partial:

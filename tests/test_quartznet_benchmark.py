@@ -86,3 +86,11 @@ def test_results_page_renders_from_the_result_json() -> None:
     assert "15x5 at 0.125x channels, 1/3 kernels (0.36M)" in page
     assert {c.verdict for c in claims} <= {"holds", "does not hold", "inside the interval"}
     assert 'was "holds (within noise)"' in page
+
+
+def test_domain_rows_get_the_same_lr_search() -> None:
+    bench = load_benchmark("quartznet_transfer")
+    args = bench.parse_args(["--work", "/tmp/unused"])
+    lrs = {m: bench.domain_spec(args, m, 0, None if m.startswith("scratch") else bench.Path("/p"))["stages"][0]
+           ["optimizer"]["lr"] for m in bench.DOMAIN_MODES}
+    assert lrs == pytest.approx({"scratch": 0.01, "finetune": 0.001, "finetune_lr": 0.01, "scratch_lr10": 0.001})

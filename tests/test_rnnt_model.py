@@ -164,3 +164,14 @@ def test_residual_lstm_layers_are_lstms_with_skip_connections_where_widths_match
     assert "encoder.layers.1.weight_ih_l0" in model.state_dict()
     assert not ResidualLSTM(4, 4, residual=False).residual
     assert not build_rnnt(RNNTArgs(size="tiny", residual=False), INFO).encoder.layers[1].residual
+
+
+def test_offline_export_metadata_counts_the_time_reduction() -> None:
+    from compressor.export.rnnt import rnnt_graphs, supports_streaming
+
+    reduced = build_rnnt(RNNTArgs(size="tiny", encoder_layers=2, time_reduction=2), INFO)
+    (enc, *_) = rnnt_graphs(reduced, 80)
+    assert enc.metadata["subsampling_factor"] == "6"  # 3 stacked frames, then 2 concatenated outputs
+    assert not supports_streaming(reduced)  # chunks are not aligned with the reduction: no streaming graph
+    plain = build_rnnt(RNNTArgs(size="tiny"), INFO)
+    assert rnnt_graphs(plain, 80)[0].metadata["subsampling_factor"] == "3" and supports_streaming(plain)

@@ -134,7 +134,8 @@ def rnnt_graphs(model: nn.Module, feature_dim: int, normalize_type: str = "") ->
     pred_hidden = int(model.predictor.hidden)
     joint_dim = int(model.joiner.out.in_features)
     vocab = int(model.vocab_size)
-    stack = int(getattr(model.encoder, "stack", 1))
+    # frames per encoder output: the frame stacking times the time reduction inside the encoder (paper size)
+    stack = int(getattr(model.encoder, "stack", 1)) * int(getattr(model.encoder, "time_reduction", 1))
     t = 37 * stack
     enc = GraphFile(
         "encoder.onnx", RNNTEncoderGraph(model),

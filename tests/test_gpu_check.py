@@ -55,7 +55,7 @@ def test_engine_specs_at_paper_size_are_valid_and_a_tiny_one_runs(tmp_path: Path
     for which in gpu.ENGINE_SPECS:
         spec = gpu.engine_spec(which, args, tmp_path)
         assert all(st["steps"] == 7 for st in spec["stages"]) and "export" not in spec
-        assert spec["trainer"]["precision"] == "bf16"
+        assert spec["trainer"]["precision"] == "bf16" and spec["evaluate"]["models"] == ["student"]
         loaded = load_spec(write_spec(tmp_path / f"{which}.yaml", spec), check_machine=False)
         assert loaded.spec.student.args()["size"] == "paper"
     assert gpu.engine_spec("recipe", args, tmp_path)["student"]["preset"] == "15x5"

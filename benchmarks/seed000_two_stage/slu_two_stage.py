@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -371,8 +370,8 @@ def plot(args: argparse.Namespace, table: dict[str, dict[str, list[float]]]) -> 
 
     fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.6), squeeze=False)
     for ax, (sc, rows) in zip(axes[0], table.items()):
-        means = [statistics.mean(rows[r]) if rows[r] else float("nan") for r in ROWS]
-        stds = [statistics.stdev(rows[r]) if len(rows[r]) > 1 else 0.0 for r in ROWS]
+        spreads = [stats.spread(rows[r]) for r in ROWS]
+        means, stds = [sp.mean for sp in spreads], [sp.std or 0.0 for sp in spreads]
         ax.bar(range(len(ROWS)), means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8, label="here")
         ax.plot(range(len(ROWS)), [PAPER[sc][r] for r in ROWS], "o--", color="tab:red", label="paper")
         ax.set_xticks(range(len(ROWS)), ROWS, rotation=30)

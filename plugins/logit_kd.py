@@ -7,6 +7,8 @@ Seed 001 (Cho et al.), Eq. 1-5::
     L_kd = (1 - gamma) * D(f_student, f_teacher) + gamma * D(f_student, f_professor)   (4), gamma = batch error
 
 ``D`` is MSE or smooth-L1 (the paper's "MAE") between logits (KL with temperature, and L1, are offered too).
+Seed 000's FT-KD is ``||o^s - o^t||_1``: ``loss: l1`` sums over the classes as that norm does (and averages
+over utterances and positions); ``reduction: mean`` averages over the classes too (1/C of the norm).
 ``beta_t`` (the *KD weight*) follows any registered schedule: ``constant`` (0.1, 0.5), ``error_rate`` (the
 batch's error, Eq. 5a), ``exp_decay`` (exp(1 - t), Eq. 5b), ``triangular`` (Eq. 5c), t in epochs.
 
@@ -15,6 +17,7 @@ Spec::
     plugins:
       - name: logit_kd
         loss: smooth_l1              # kl (with temperature), mse, l1, smooth_l1 (the paper's MAE)
+        reduction: auto              # over classes: auto (sum for l1, mean for mse/smooth_l1), sum, mean
         weight: {name: exp_decay}    # beta_t, any registered schedule
         alpha: complement            # alpha_t = 1 - beta_t; or a number (1.0 keeps the task loss as is)
         teacher: teacher
@@ -47,12 +50,19 @@ from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
 
+#: How each distance reduces over the classes when ``reduction`` is ``auto``: as the papers write it.
+#: L1 is seed 000's norm ||o^s - o^t||_1 (a sum); MSE and smooth-L1 are seed 001's mean errors.
+AUTO_REDUCTION: dict[str, str] = {"l1": "sum", "mse": "mean", "smooth_l1": "mean"}
+
 
 def logit_distance(student: torch.Tensor, teacher: torch.Tensor, loss: str, temperature: float = 1.0,
-                   smooth_l1_beta: float = 1.0) -> torch.Tensor:
+                   smooth_l1_beta: float = 1.0, reduction: str = "auto") -> torch.Tensor:
     """Distance between logits of shape (..., C), averaged over all leading positions.
 
-    ``kl`` is Hinton's KL(softmax(t/T) || softmax(s/T)) scaled by T^2 so gradients keep their size.
+    ``reduction`` says how the elementwise distances reduce over the C classes: ``sum`` (a norm, e.g. the
+    L1 norm of seed 000's FT-KD), ``mean`` (1/C of it), or ``auto`` (:data:`AUTO_REDUCTION`: sum for ``l1``,
+    mean for ``mse`` and ``smooth_l1``). ``kl`` is Hinton's KL(softmax(t/T) || softmax(s/T)) scaled by T^2 so
+    gradients keep their size; it always sums over the classes.
     """
     s = student.float().reshape(-1, student.shape[-1])
     t = teacher.detach().float().reshape(-1, teacher.shape[-1])
@@ -61,12 +71,19 @@ def logit_distance(student: torch.Tensor, teacher: torch.Tensor, loss: str, temp
         log_p_t = F.log_softmax(t / temperature, dim=-1)
         return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
     if loss == "mse":
-        return F.mse_loss(s, t)
-    if loss == "l1":
-        return F.l1_loss(s, t)
-    if loss == "smooth_l1":
-        return F.smooth_l1_loss(s, t, beta=smooth_l1_beta)
-    raise ValueError(f"unknown logit loss '{loss}'")
+        e = F.mse_loss(s, t, reduction="none")
+    elif loss == "l1":
+        e = F.l1_loss(s, t, reduction="none")
+    elif loss == "smooth_l1":
+        e = F.smooth_l1_loss(s, t, beta=smooth_l1_beta, reduction="none")
+    else:
+        raise ValueError(f"unknown logit loss '{loss}'")
+    how = AUTO_REDUCTION[loss] if reduction == "auto" else reduction
+    if how == "sum":
+        return e.sum(-1).mean()
+    if how == "mean":
+        return e.mean()
+    raise ValueError(f"unknown reduction '{reduction}'")
 
 
 def num_classes_of(model: nn.Module) -> int | None:
@@ -85,6 +102,10 @@ class LogitKD(Strategy):
 
     class Args(Args):
         loss: Literal["kl", "mse", "l1", "smooth_l1"] = "kl"
+        reduction: Literal["auto", "sum", "mean"] = Field(
+            default="auto", description="over the classes: sum (a norm), mean (1/C of it), or auto = the papers' "
+                                        "form (sum for l1 as seed 000's ||o^s - o^t||_1; mean for mse and "
+                                        "smooth_l1 as seed 001's errors); kl always sums")
         temperature: float = Field(default=1.0, gt=0)
         smooth_l1_beta: float = Field(default=1.0, gt=0)
         weight: dict[str, Any] = Field(default_factory=lambda: {"name": "constant", "value": 1.0},
@@ -187,7 +208,8 @@ class LogitKD(Strategy):
                              f"{tuple(student.shape)} differ in shape")
 
         def distance(target: torch.Tensor) -> torch.Tensor:
-            return logit_distance(student, target, args.loss, args.temperature, args.smooth_l1_beta)
+            return logit_distance(student, target, args.loss, args.temperature, args.smooth_l1_beta,
+                                  args.reduction)
 
         if args.professor is None:
             kd = distance(teacher)

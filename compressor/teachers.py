@@ -1,0 +1,76 @@
+"""External teachers: what the families that load models made elsewhere share.
+
+A family that loads a pre-trained model from a file (``hf_speech``, ``nemo_ctc``) registers with two extras:
+
+* ``units=fn(args) -> list[str]``: the model's output units in the project's convention (blank last, ``▁``
+  between words), read from its files without building it. ``tokenizer: {from_teacher: NAME}`` in the data
+  adopts them, and ``logit_kd`` compares them with the student's before any work.
+* ``reads=("audio", "audio_lengths")`` when it reads 16 kHz waveforms: the data then loads them
+  (:meth:`compressor.data.speech.SpeechDataModule.request`).
+
+Its module carries ``source_hash``, a SHA-256 over the files it was loaded from, so cached teacher outputs
+(:mod:`compressor.teacher_cache`) are keyed by the teacher's files as well as its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compressor.errors import SpecError, UserError, did_you_mean
+from compressor.registry import Registry
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from compressor.spec import Spec
+
+
+def files_hash(paths: Iterable[Path]) -> str:
+    """SHA-256 over the names and bytes of ``paths`` (sorted by name)."""
+    h = hashlib.sha256()
+    for p in sorted(paths, key=lambda q: q.name):
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel], name: str) -> list[str] | None:
+    """The output units model ``name`` declares (its family's ``units`` extra), or None when it has none."""
+    ms = spec.all_models()[name]
+    units = registry.get("model", ms.name).extra.get("units")
+    return None if units is None else list(units(model_args[name]))
+
+
+def resolve_vocabularies(registry: Registry, spec: Spec, model_args: dict[str, BaseModel],
+                         data: list[tuple[tuple, BaseModel | None]]) -> None:
+    """Fill in the tokens of every ``tokenizer: {from_teacher: NAME}`` among the data arguments ``data``
+    (``(key path, args)`` pairs), from model ``NAME``'s declared units; a :class:`SpecError` otherwise."""
+    models = spec.all_models()
+    for path, args in data:
+        tok = getattr(args, "tokenizer", None)
+        name = getattr(tok, "from_teacher", None)
+        if name is None:
+            continue
+        where = path + ("tokenizer", "from_teacher")
+        if name not in models:
+            raise SpecError(f"no model named '{name}'{did_you_mean(name, models)}", where)
+        try:
+            units = model_units(registry, spec, model_args, name)
+        except UserError as e:
+            raise SpecError(str(e), ((name,) if name in ("teacher", "student") else ("models", name))) from None
+        if units is None:
+            raise SpecError(f"model '{name}' ({models[name].name}) has no vocabulary of its own to adopt: "
+                            f"from_teacher names a model loaded from files that carry one (hf_speech, nemo_ctc)",
+                            where)
+        tok.tokens = units
+
+
+def loaded_units(model: Any) -> list[str] | None:
+    """The units a built model declares (``units`` attribute of the external families), if any."""
+    units = getattr(model, "units", None)
+    return list(units) if units is not None else None

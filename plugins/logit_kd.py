@@ -198,17 +198,15 @@ class LogitKD(Strategy):
     # -- hooks --------------------------------------------------------------------------------------
     def _teacher_outputs(self, ctx: StageContext, name: str) -> TeacherOutputs:
         key = self.args.logits_key
-        per_frame = self.args.align == "interpolate"
 
         @torch.no_grad()
         def compute(batch: dict[str, Any]) -> Targets:
             out = ctx.task.forward(ctx.model(name), batch)
-            return {key: (out[key], out["logit_lengths"] if per_frame else None)}
+            # per-frame logits travel with their valid lengths (cached cut to them, padded back per batch)
+            return {key: (out[key], out.get("logit_lengths") if out[key].dim() > 2 else None)}
 
         reads = ctx.model_reads(name) if hasattr(ctx, "model_reads") else None
         signature: dict[str, Any] = {"plugin": self.name, "logits": key}
-        if per_frame:
-            signature["align"] = "interpolate"
         source = getattr(ctx.model(name), "source_hash", None)  # an external teacher: the files it came from
         if source is not None:
             signature["source"] = source
@@ -228,9 +226,17 @@ class LogitKD(Strategy):
         if name not in self.outputs:  # used without the stage's prepare hook (unit tests)
             self.outputs[name] = self._teacher_outputs(ctx, name)
         logits, lengths = self.outputs[name](ctx, batch)[self.args.logits_key]
-        if self.args.align == "interpolate" and lengths is not None and student_lengths is not None:
-            assert frames is not None
-            logits = resample_frames(logits, lengths, student_lengths, frames)
+        if lengths is None or student_lengths is None or frames is None:
+            return logits
+        if self.args.align == "interpolate":
+            return resample_frames(logits, lengths, student_lengths, frames)
+        if logits.shape[1] != frames:  # padded to another length (per-utterance or cached outputs)
+            if not torch.equal(lengths.cpu(), student_lengths.cpu()):
+                raise UserError(f"logit_kd: teacher '{name}' gives {lengths.tolist()} frames and the student "
+                                f"{student_lengths.tolist()}: set align: interpolate to resample the teacher's "
+                                f"logits along time to the student's frame rate")
+            logits = logits[:, :frames] if logits.shape[1] > frames else F.pad(
+                logits, (0, 0) * (logits.dim() - 2) + (0, frames - logits.shape[1]))
         return logits
 
     @hookimpl
@@ -241,11 +247,11 @@ class LogitKD(Strategy):
         alpha = 1.0 - beta if args.alpha == "complement" else float(args.alpha)
         ctx.log_scalar("kd_weight", beta)
         student = outputs[args.logits_key]
-        lengths = outputs.get("logit_lengths") if args.align == "interpolate" else None
+        lengths = outputs.get("logit_lengths") if student.dim() > 2 else None
         if args.align == "interpolate" and lengths is None:
             raise UserError(f"logit_kd align: interpolate needs the student's per-frame logit_lengths, which "
                             f"'{ctx.stage.forward_model}' does not give")
-        frames = int(student.shape[1]) if student.dim() == 3 else None
+        frames = int(student.shape[1]) if student.dim() > 2 else None
         teacher = self._logits(ctx, batch, args.teacher, lengths, frames)
         if teacher.shape != student.shape:
             hint = (" (per-frame logits at another frame rate: set align: interpolate to resample the teacher's "

@@ -32,7 +32,6 @@ teacher runs once per utterance.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 from pathlib import Path
@@ -249,6 +248,17 @@ class HFSpeech(nn.Module):
         return feats.to(audio.device, dtype=next(self.hf.parameters()).dtype)
 
     # -- outputs ----------------------------------------------------------------------------------------
+    def frames(self, samples: torch.Tensor) -> torch.Tensor:
+        """Output frames of utterances of ``samples`` samples (50 per second for every supported model)."""
+        if self.is_ctc:
+            return self.hf._get_feat_extract_output_lengths(samples).long()
+        return torch.clamp(torch.div(samples + 319, 320, rounding_mode="floor"), max=1500).long()
+
+    def sequence_lengths(self, batch: dict[str, Any], steps: int) -> torch.Tensor:
+        """Valid frames of each utterance's ``states``/``logits`` (for poolings and KD losses over sequences)."""
+        _, lengths = self._waves(batch)
+        return self.frames(lengths).clamp(max=steps)
+
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         audio, lengths = self._waves(batch)
         if self.is_ctc:
@@ -256,14 +266,13 @@ class HFSpeech(nn.Module):
             mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).long()
             out = self.hf(x, attention_mask=mask if self.use_mask else None, output_hidden_states=True)
             logits = out.logits.index_select(-1, self.order)
-            frames = self.hf._get_feat_extract_output_lengths(lengths).long().clamp(max=logits.shape[1])
+            frames = self.frames(lengths).clamp(max=logits.shape[1])
             states = out.hidden_states[-1 if self.layer is None else self.layer]
             return {"logits": logits, "log_probs": F.log_softmax(logits.float(), dim=-1), "logit_lengths": frames,
                     "states": states, "state_lengths": frames}
         enc = self.hf.model.encoder(self._whisper_features(audio, lengths), output_hidden_states=True)
         states = enc.last_hidden_state if self.layer is None else enc.hidden_states[self.layer]
-        frames = torch.tensor([min(states.shape[1], math.ceil(int(n) / 320)) for n in lengths],
-                              dtype=torch.long, device=states.device)
+        frames = self.frames(lengths).clamp(max=states.shape[1])
         t = int(frames.max())
         return {"states": states[:, :t], "state_lengths": frames}
 

@@ -270,3 +270,12 @@ def test_bad_nemo_files_are_refused_with_the_reason(tmp_path: Path) -> None:
         assert expected in str(e.value), (what, str(e.value))
     with pytest.raises(UserError, match="weights_only"):
         read_nemo(cases["pickle"][0])
+
+
+def test_cache_key_hashes_models_with_batch_norm_counters() -> None:
+    from compressor.teacher_cache import weights_hash
+
+    model = torch.nn.BatchNorm1d(4)  # num_batches_tracked is a 0-d tensor
+    first = weights_hash(model)
+    model.num_batches_tracked += 1
+    assert weights_hash(model) != first

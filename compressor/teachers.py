@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.registry import Registry
@@ -40,10 +40,11 @@ def files_hash(paths: Iterable[Path]) -> str:
 
 
 def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel], name: str) -> list[str] | None:
-    """The output units model ``name`` declares (its family's ``units`` extra), or None when it has none."""
+    """The output units model ``name`` declares (its family's ``units`` extra); None when its family declares
+    nothing (a project model: its units are the data's), ``[]`` when it has no output units (Whisper)."""
     ms = spec.all_models()[name]
     units = registry.get("model", ms.name).extra.get("units")
-    return None if units is None else list(units(model_args[name]))
+    return None if units is None else list(units(model_args[name]) or [])
 
 
 def resolve_vocabularies(registry: Registry, spec: Spec, model_args: dict[str, BaseModel],
@@ -63,14 +64,9 @@ def resolve_vocabularies(registry: Registry, spec: Spec, model_args: dict[str, B
             units = model_units(registry, spec, model_args, name)
         except UserError as e:
             raise SpecError(str(e), ((name,) if name in ("teacher", "student") else ("models", name))) from None
-        if units is None:
+        if not units:
             raise SpecError(f"model '{name}' ({models[name].name}) has no vocabulary of its own to adopt: "
                             f"from_teacher names a model loaded from files that carry one (hf_speech, nemo_ctc)",
                             where)
         tok.tokens = units
 
-
-def loaded_units(model: Any) -> list[str] | None:
-    """The units a built model declares (``units`` attribute of the external families), if any."""
-    units = getattr(model, "units", None)
-    return list(units) if units is not None else None

@@ -104,14 +104,20 @@ def check_units(check: CheckContext, teacher: str, student: str, key: str) -> No
     data_tokens = info.get("tokens")
     loaded = check.loaded
     try:
-        t_units = model_units(check.registry, check.spec, loaded.model_args, teacher) or data_tokens
-        s_units = model_units(check.registry, check.spec, loaded.model_args, student) or data_tokens
+        t_units = model_units(check.registry, check.spec, loaded.model_args, teacher)
+        s_units = model_units(check.registry, check.spec, loaded.model_args, student)
     except (UserError, ValueError):
         return  # the model's own check reports its files
+    models = check.spec.all_models()
+    if t_units == []:
+        raise check.error(f"teacher '{teacher}' ({models[teacher].name}) gives no per-frame logits over output "
+                          f"units (a Whisper gives encoder states and transcripts): distil its states with "
+                          f"representation_kd, or its transcripts with sequence-level KD", key)
+    t_units = t_units if t_units is not None else data_tokens
+    s_units = s_units or data_tokens
     if t_units is None or s_units is None or list(t_units) == list(s_units):
         return
     diff = [u for u in t_units if u not in set(s_units)][:3] or [u for u in s_units if u not in set(t_units)][:3]
-    models = check.spec.all_models()
     raise check.error(
         f"teacher '{teacher}' ({models[teacher].name}) outputs {len(t_units)} units and the student '{student}' "
         f"{len(s_units)}, not the same ({', '.join(map(repr, diff)) or 'another order'}): logits over different "

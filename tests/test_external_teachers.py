@@ -200,6 +200,9 @@ def test_whisper_encoder_teaches_the_students_encoder(tmp_path: Path, files: dic
                          "align": "interpolate", "loss": "mse"}]}
     spec = spec_for(tmp_path, {"name": "hf_speech", "path": str(files["whisper"])}, plugin, from_teacher=False)
     spec["evaluate"]["models"] = ["student"]  # Whisper's outputs are states and transcripts, not CTC logits
+    bad = spec_for(tmp_path, spec["teacher"], {"name": "logit_kd", "teacher": "teacher"}, from_teacher=False)
+    with pytest.raises(SpecError, match="gives no per-frame logits .* representation_kd"):
+        load_spec(write_spec(tmp_path / "bad.yaml", bad))
     run = run_spec(write_spec(tmp_path / "s.yaml", spec))
     rows = [r for r in metrics(run) if "loss/repr_enc" in r]
     assert len(rows) == 4 and all(r["loss/repr_enc"] > 0 for r in rows)

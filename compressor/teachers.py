@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.registry import Registry
@@ -37,6 +37,23 @@ def files_hash(paths: Iterable[Path]) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def safe_torch_load(source: str | Path | IO[bytes], what: str, hint: str = "") -> Any:
+    """``torch.load(source, weights_only=True)`` on the CPU; a pickle that would run code or build objects, or an
+    unreadable file, is a one-line :class:`UserError` naming ``what`` (with ``hint`` on what to do)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = " ".join(str(e).split())[:160]
+        raise UserError(f"{what} is a pickle that torch.load(weights_only=True) refuses (it would run code or "
+                        f"build objects): {first}{hint}") from None
+    except Exception as e:
+        raise UserError(f"{what} is not a readable weights file ({type(e).__name__})") from None
 
 
 def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel], name: str) -> list[str] | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +42,17 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
+from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
+from compressor.models.hf_text import _offline
 from compressor.registry import Args, Registry
+from compressor.teachers import safe_torch_load
 
 CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC")
 WHISPER_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 ARCHITECTURES = CTC_ARCHITECTURES + WHISPER_ARCHITECTURES
 SAMPLE_RATE = 16000
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -106,13 +99,9 @@ def inspect_dir(path: str) -> dict[str, Any]:
         raise ValueError(f"{path} has a config but no weights (model.safetensors or pytorch_model.bin)")
     if weights.suffix == ".bin":
         try:
-            torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-        except pickle.UnpicklingError as e:
-            first = " ".join(str(e).split())[:160]
-            raise ValueError(f"{weights} is a pickle that torch.load(weights_only=True) refuses (it would run "
-                             f"code or build objects): {first}; re-save it as model.safetensors") from None
-        except Exception as e:
-            raise ValueError(f"{weights} is not a readable weights file ({type(e).__name__})") from None
+            safe_torch_load(weights, str(weights), "; re-save it as model.safetensors")
+        except UserError as e:
+            raise ValueError(str(e)) from None
     pre, extractor = feature_extractor_config(p)
     rate = extractor.get("sampling_rate")
     if rate != SAMPLE_RATE:

@@ -37,7 +37,6 @@ Use it two ways:
 from __future__ import annotations
 
 import io
-import pickle
 import re
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -52,6 +51,7 @@ from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
 from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
+from compressor.teachers import safe_torch_load
 
 CONFIG = "model_config.yaml"
 WEIGHTS = "model_weights.ckpt"
@@ -99,14 +99,7 @@ def read_nemo(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
             config = yaml.safe_load(member(CONFIG).decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: {CONFIG} is not YAML that safe_load reads ({type(e).__name__})") from None
-        try:
-            state = torch.load(io.BytesIO(member(WEIGHTS)), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            first = " ".join(str(e).split())[:160]
-            raise UserError(f"{path}: {WEIGHTS} is a pickle that torch.load(weights_only=True) refuses (it would "
-                            f"run code or build objects): {first}") from None
-        except Exception as e:
-            raise UserError(f"{path}: {WEIGHTS} is not a readable state dict ({type(e).__name__})") from None
+        state = safe_torch_load(io.BytesIO(member(WEIGHTS)), f"{path}: {WEIGHTS}")
     if not isinstance(config, dict):
         raise UserError(f"{path}: {CONFIG} is not a mapping")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -124,6 +124,15 @@ def test_logit_kd_refuses_teacher_with_other_units(tmp_path: Path, files: dict[s
     assert e.value.path == ("stages", 0, "plugins", 0, "teacher")
 
 
+def test_cache_refused_when_augmentation_changes_the_waveforms_a_teacher_hears(tmp_path: Path,
+                                                                                files: dict[str, Path]) -> None:
+    plugin = {"name": "logit_kd", "teacher": "teacher", "cache": True, "align": "interpolate"}
+    spec = spec_for(tmp_path, {"name": "hf_speech", "path": str(files["Wav2Vec2ForCTC"])}, plugin)
+    spec["data"]["augment"] = {"noise_snr": [10, 20]}
+    with pytest.raises(SpecError, match="waveform augmentation changes"):
+        load_spec(write_spec(tmp_path / "s.yaml", spec))
+
+
 def test_from_teacher_needs_a_model_with_a_vocabulary(tmp_path: Path) -> None:
     spec = yaml.safe_load((SPECS / "tiny_ctc.yaml").read_text())
     spec["output_dir"] = str(tmp_path / "runs")

@@ -9,7 +9,10 @@ A family that loads a pre-trained model from a file (``hf_speech``, ``nemo_ctc``
   (:meth:`compressor.data.speech.SpeechDataModule.request`).
 
 Its module carries ``source_hash``, a SHA-256 over the files it was loaded from, so cached teacher outputs
-(:mod:`compressor.teacher_cache`) are keyed by the teacher's files as well as its weights.
+(:mod:`compressor.teacher_cache`) are keyed by the teacher's files as well as its weights. Once an epoch has
+cached every output, :func:`offload_cached_teacher` moves such a frozen teacher's weights out of the process's
+memory into a memory-mapped file: the teacher stays a complete module (checkpoints, evaluation and a cache miss
+still work, reading its pages back on demand), but its weights no longer sit in memory beside the student's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from compressor.registry import Registry
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from torch import nn
 
+    from compressor.context import StageContext
     from compressor.spec import Spec
 
 
@@ -54,6 +59,42 @@ def safe_torch_load(source: str | Path | IO[bytes], what: str, hint: str = "") -
                         f"build objects): {first}{hint}") from None
     except Exception as e:
         raise UserError(f"{what} is not a readable weights file ({type(e).__name__})") from None
+
+
+def offload(model: nn.Module, path: Path) -> bool:
+    """Back ``model``'s weights (on the CPU) by ``path``, memory-mapped: written once, loaded with
+    ``torch.load(mmap=True, weights_only=True)`` and assigned in place of the in-memory tensors, whose memory is
+    freed. The mapped pages are clean file pages the OS reclaims under pressure. False if already done or not on
+    the CPU."""
+    import gc
+
+    import torch
+
+    from compressor.checkpoint import save_atomic
+
+    if getattr(model, "_offloaded_to", None) == str(path):
+        return False
+    state = model.state_dict()
+    if any(t.device.type != "cpu" for t in state.values()):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(state, path)
+    del state
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True), assign=True)
+    model._offloaded_to = str(path)  # type: ignore[assignment]
+    gc.collect()
+    return True
+
+
+def offload_cached_teacher(ctx: StageContext, name: str) -> bool:
+    """After an epoch whose teacher outputs are all cached: :func:`offload` the frozen external teacher ``name``
+    (one loaded from files, with ``source_hash``) to ``<run dir>/offloaded/``. Project models are left as they
+    are."""
+    model = ctx.model(name)
+    if getattr(model, "source_hash", None) is None or name in ctx.stage.train:
+        return False
+    rank = f"-rank{ctx.rank}" if ctx.world_size > 1 else ""
+    return offload(model, ctx.run_dir / "offloaded" / f"{name}{rank}.pt")
 
 
 def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel], name: str) -> list[str] | None:

@@ -286,8 +286,12 @@ class LogitKD(Strategy):
 
     @hookimpl
     def compressor_epoch_end(self, ctx: StageContext) -> None:
-        for out in self.outputs.values():
+        from compressor.teachers import offload_cached_teacher
+
+        for name, out in self.outputs.items():
             out.flush()
+            if self.args.cache:  # every training utterance's outputs are cached: free an external teacher
+                offload_cached_teacher(ctx, name)
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:

@@ -92,6 +92,7 @@ def test_hf_ctc_teacher_distils_into_quartznet_once_per_utterance(tmp_path: Path
     assert resolved["data"]["tokenizer"] == {"from_teacher": "teacher"}
     cached = list((run / "teacher_cache").glob("teacher-*.pt"))
     assert len(cached) == 1 and len(torch.load(cached[0], weights_only=True)["entries"]) == 16
+    assert (run / "offloaded" / "teacher.pt").is_file()  # out of memory once its outputs were cached
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else None
     if results is not None:
         assert "teacher" in json.dumps(results)
@@ -291,3 +292,37 @@ def test_cache_key_hashes_models_with_batch_norm_counters() -> None:
     first = weights_hash(model)
     model.num_batches_tracked += 1
     assert weights_hash(model) != first
+
+
+def mapped_from(path: Path, tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s memory lies in a mapping of ``path`` (Linux /proc/self/maps)."""
+    ptr = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(str(path)):
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= ptr < hi:
+                return True
+    return False
+
+
+def test_offloaded_teacher_gives_the_same_outputs_from_a_mapped_file(tmp_path: Path,
+                                                                      files: dict[str, Path]) -> None:
+    from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
+    from compressor.teachers import offload
+
+    model = build_hf_speech(HFSpeechArgs(path=str(files["Wav2Vec2ForCTC"]))).eval()
+    batch = {"audio": torch.randn(2, 8000) * 0.1, "audio_lengths": torch.tensor([8000, 6400])}
+    with torch.no_grad():
+        before = model(batch)
+    keys = set(model.state_dict())
+    grad = model.hf.lm_head.weight.requires_grad
+    path = tmp_path / "teacher.pt"
+    assert not mapped_from(path, model.hf.lm_head.weight)
+    assert offload(model, path) and not offload(model, path)
+    weight = model.hf.lm_head.weight
+    assert mapped_from(path, weight) and weight.requires_grad == grad
+    assert set(model.state_dict()) == keys
+    with torch.no_grad():
+        after = model(batch)
+    for k in ("logits", "states", "logit_lengths"):
+        assert torch.equal(before[k], after[k]), k

@@ -83,7 +83,20 @@ def offload(model: nn.Module, path: Path) -> bool:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True), assign=True)
     model._offloaded_to = str(path)  # type: ignore[assignment]
     gc.collect()
+    _trim_heap()
     return True
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc keeps it otherwise); nothing elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)  # type: ignore[arg-type]
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def offload_cached_teacher(ctx: StageContext, name: str) -> bool:
@@ -92,6 +105,8 @@ def offload_cached_teacher(ctx: StageContext, name: str) -> bool:
     are."""
     model = ctx.model(name)
     if getattr(model, "source_hash", None) is None or name in ctx.stage.train:
+        return False
+    if getattr(model, "weights_mapped", False):  # already file-backed (transformers' safetensors loading)
         return False
     rank = f"-rank{ctx.rank}" if ctx.world_size > 1 else ""
     return offload(model, ctx.run_dir / "offloaded" / f"{name}{rank}.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def test_hf_ctc_teacher_distils_into_quartznet_once_per_utterance(tmp_path: Path
     assert resolved["data"]["tokenizer"] == {"from_teacher": "teacher"}
     cached = list((run / "teacher_cache").glob("teacher-*.pt"))
     assert len(cached) == 1 and len(torch.load(cached[0], weights_only=True)["entries"]) == 16
-    assert (run / "offloaded" / "teacher.pt").is_file()  # out of memory once its outputs were cached
+    assert not (run / "offloaded").exists()  # safetensors weights are mapped from their file already
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else None
     if results is not None:
         assert "teacher" in json.dumps(results)
@@ -259,6 +260,7 @@ def test_nemo_teacher_and_init_from(tmp_path: Path, files: dict[str, Path]) -> N
     assert any(s["key"] == "encoder.layers.0.units.0.depthwise.weight" for s in report["skipped"])
     rows = [r for r in metrics(run) if "teacher_cache_hits" in r]
     assert rows[-1]["teacher_cache_hits"] == 1.0 and rows[0]["teacher_cache_hits"] == 0.0
+    assert (run / "offloaded" / "teacher.pt").is_file()  # its weights left memory once its outputs were cached
 
 
 def test_bad_nemo_files_are_refused_with_the_reason(tmp_path: Path) -> None:
@@ -318,7 +320,9 @@ def test_offloaded_teacher_gives_the_same_outputs_from_a_mapped_file(tmp_path: P
     grad = model.hf.lm_head.weight.requires_grad
     path = tmp_path / "teacher.pt"
     assert not mapped_from(path, model.hf.lm_head.weight)
+    old = weakref.ref(model.hf.lm_head.weight)
     assert offload(model, path) and not offload(model, path)
+    assert old() is None  # the in-memory weights are freed
     weight = model.hf.lm_head.weight
     assert mapped_from(path, weight) and weight.requires_grad == grad
     assert set(model.state_dict()) == keys

@@ -188,6 +188,9 @@ class HFSpeech(nn.Module):
         self.hf = cls.from_pretrained(path, local_files_only=True,
                                       use_safetensors=found["weights"].suffix == ".safetensors")
         self.hf.eval()
+        #: transformers maps ``model.safetensors`` into memory instead of copying it: the weights are clean file
+        #: pages already, so a cached teacher needs no offloading (see :func:`compressor.teachers.offload`)
+        self.weights_mapped = found["weights"].suffix == ".safetensors"
         self.layer = args.layer
         self.max_new_tokens = args.max_new_tokens
         self.is_ctc = self.architecture in CTC_ARCHITECTURES

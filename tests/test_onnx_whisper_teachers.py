@@ -170,6 +170,10 @@ def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
     b = build_onnx_ctc(OnnxTeacherArgs(model_dir=str(other)), {})
     assert weights_hash(a) != weights_hash(b) and a.fingerprint() != b.fingerprint()
     assert weights_hash(a) == weights_hash(build_onnx_ctc(OnnxTeacherArgs(model_dir=str(out)), {}))
+    assert a.source_hash == a.fingerprint() != b.source_hash  # what logit_kd's cache signature reads
+    from compressor.models.onnx_sherpa import units_of
+
+    assert units_of(OnnxTeacherArgs(model_dir=str(out))) == a.tokens == [*LETTERS, "<blk>"]  # for from_teacher
 
 
 def test_onnx_ctc_export_teaches_a_student(ctc_export, corpus, tmp_path):

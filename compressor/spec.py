@@ -522,6 +522,9 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
     for j, m in enumerate(spec.evaluate.models):
         if m not in models:
             raise SpecError(f"unknown model '{m}'{did_you_mean(m, models)}", ("evaluate", "models", j))
+        why = registry.get("model", models[m].name).extra.get("not_evaluable")  # e.g. a transcripts-only teacher
+        if why:
+            raise SpecError(f"model '{m}' ({models[m].name}) {why}", ("evaluate", "models", j))
     for j, ref in enumerate(spec.evaluate.references):
         if ref.model not in spec.evaluate.models:
             raise SpecError(f"reference for '{ref.model}', which the final evaluation does not evaluate "

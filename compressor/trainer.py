@@ -192,6 +192,7 @@ class StageRunner:
                     ctx.training = True
                     run.plugins.call("compressor_step_start", ctx=ctx)
                 batch = to_device(batch, run.device)
+                ctx.new_batch()
                 run.plugins.call("compressor_transform_batch", ctx=ctx, batch=batch)
                 last_micro = micro == accum - 1
                 sync = contextlib.nullcontext() if last_micro or run.world_size == 1 else train_model.no_sync()
@@ -203,6 +204,7 @@ class StageRunner:
                         ctx.defer_batch_error(self.task, outputs, batch)
                         run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
                                          losses=losses)
+                        ctx.new_batch()  # the shared teacher forwards are no longer needed
                         total = losses.total()
                     if not torch.isfinite(total):
                         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())

@@ -150,9 +150,8 @@ class LogitKD(Strategy):
     def _teacher_outputs(self, ctx: StageContext, name: str) -> TeacherOutputs:
         key = self.args.logits_key
 
-        @torch.no_grad()
-        def compute(batch: dict[str, Any]) -> Targets:
-            return {key: (ctx.task.forward(ctx.model(name), batch)[key], None)}
+        def compute(batch: dict[str, Any]) -> Targets:  # the forward other strategies of the step share
+            return {key: (ctx.forward_once(name, batch).outputs[key].detach(), None)}
 
         reads = ctx.model_reads(name) if hasattr(ctx, "model_reads") else None
         return TeacherOutputs(name, compute, cache=self.args.cache, batching=self.args.teacher_batching,

@@ -376,6 +376,19 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
         dist.barrier()
 
 
+def untrained_models(spec: Any) -> list[str]:
+    """Models whose training was switched off: every stage that trains them is disabled (``enabled: false``)
+    and they load no weights (``checkpoint``, ``init_from``). They are as initialised, so they are neither
+    evaluated nor reported beside the others, nor used as an export's reference. A model no stage trains
+    (a pre-trained, frozen teacher) is not among them."""
+    out = []
+    for name, ms in spec.all_models().items():
+        stages = [st for st in spec.stages if name in st.train]
+        if stages and not any(st.enabled for st in stages) and ms.checkpoint is None and ms.init_from is None:
+            out.append(name)
+    return out
+
+
 def _finish(run: Run) -> None:
     """Final evaluation, final weights, export, plots and summary (main process only)."""
     from compressor.plots import write_plots
@@ -383,8 +396,13 @@ def _finish(run: Run) -> None:
 
     spec = run.loaded.spec
     final = run.results["final"]
+    untrained = untrained_models(spec)
+    run.results["untrained"] = untrained
     for name in spec.evaluate.models:
         if name not in run.models:
+            continue
+        if name in untrained:
+            say(f"final evaluation: {name} skipped (untrained: the stages that train it are disabled)")
             continue
         model = run.models[name]
         model.eval()
@@ -437,8 +455,9 @@ def _counted(batches: Any, progress: Progress) -> Iterator[Any]:
         progress.update()
 
 
-def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
-    """Run the spec's exporter on its export model, writing atomically into ``out_dir``.
+def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str | None = None) -> Any:
+    """Run the spec's exporter on ``model_name`` (default: the spec's ``export.model``), writing atomically
+    into ``out_dir``. An unknown model name is refused (exit code 2) before anything is written.
 
     Files are written into ``.<out>.tmp-<pid>`` beside ``out_dir`` with an ``export_manifest.json`` listing
     them, and moved into place only when complete; ``force`` replaces a previous export (recognised by its
@@ -450,12 +469,16 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
     spec = run.loaded.spec
     if spec.export is None or run.loaded.export_args is None:
         raise UserError(f"{run.loaded.file}: the spec has no enabled 'export' section")
+    name = model_name or spec.export.model
+    if name not in run.models:
+        raise UserError(f"--model: no model '{name}' in {run.run_dir}{did_you_mean(name, run.models)}")
     out_dir = Path(out_dir)
     tmp = claim_export_dir(out_dir, force)
     try:
-        name = spec.export.model
         model = copy.deepcopy(run.models[name]).cpu().eval()
-        teacher = run.models.get("teacher")
+        teacher = run.models.get("teacher")  # the reference beside the export: a trained teacher, not itself
+        if name == "teacher" or "teacher" in untrained_models(spec):
+            teacher = None
         job = ExportJob(
             model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
             task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,

@@ -123,7 +123,7 @@ class ClassifierExport(FamilyExport):
         rows: list[dict[str, Any]] = []
         threads = bench.latency_threads(args.threads)
         with bench.torch_threads(threads):
-            for label, m in (("teacher (PyTorch)", self.job.teacher), ("student (PyTorch)", self.model)):
+            for label, m in (("teacher (PyTorch)", self.job.teacher), (self.variant("(PyTorch)"), self.model)):
                 if m is None:
                     continue
                 try:
@@ -132,8 +132,8 @@ class ClassifierExport(FamilyExport):
                 except Exception:
                     continue  # a teacher of another modality (e.g. text): not comparable
                 rows.append(bench.row(label, m, None, t, len(batches), seconds))
-        for label, p in (("student ONNX fp32", self.out / "model.onnx"),
-                         ("student ONNX int8", self.out / "model.int8.onnx")):
+        for label, p in ((self.variant("ONNX fp32"), self.out / "model.onnx"),
+                         (self.variant("ONNX int8"), self.out / "model.int8.onnx")):
             if not p.exists():
                 continue
             sess = parity.session(p, threads)
@@ -150,11 +150,11 @@ class ClassifierExport(FamilyExport):
         for row in rows:
             variant = row["variant"]
             quality = None
-            if variant == "student (PyTorch)":
+            if variant == self.variant("(PyTorch)"):
                 quality = c["accuracy_pytorch"]
-            elif variant == "student ONNX fp32":
+            elif variant == self.variant("ONNX fp32"):
                 quality = c["accuracy_onnx"]
-            elif variant == "student ONNX int8" and (self.out / "model.int8.onnx").exists():
+            elif variant == self.variant("ONNX int8") and (self.out / "model.int8.onnx").exists():
                 quality = self.quality(".int8", "test", 10**9).value
             elif variant == "teacher (PyTorch)" and self.job.teacher is not None:
                 quality = self._torch_accuracy(self.job.teacher)

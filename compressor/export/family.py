@@ -149,6 +149,11 @@ class FamilyExport:
         return []
 
     # -- shared helpers -------------------------------------------------------------------------
+    def variant(self, what: str) -> str:
+        """A report row's label for the exported model: ``variant("ONNX int8")`` -> ``"teacher ONNX int8"``
+        when the run's teacher is exported (``compressor export RUN --model teacher``)."""
+        return f"{self.job.model_name} {what}"
+
     @property
     def trained_on(self) -> str | None:
         """The data's front end under its runtime name (``nemo`` -> ``nemo_transducer``)."""

@@ -72,7 +72,7 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
         others = [s for s in splits if s != split]
         title = f"final evaluation ({split} split" + (f"; then {', '.join(others)}" if others else "") + ")"
         blocks.append(f"{title}\n" + text_table(["model", "parameters", *short], rows))
-        if params.get("teacher") and params.get("student"):
+        if params.get("teacher") and params.get("student") and "teacher" not in results.get("untrained", []):
             ratio = params["student"] / params["teacher"]
             blocks[-1] += f"\nstudent/teacher parameters: {ratio:.3f} ({1 / ratio:.1f}x smaller)"
     stages = results.get("stages") or []

@@ -2,7 +2,8 @@
 
 ``model.onnx``: ``features`` (N, T, 80) float, ``feature_lengths`` (N,) int64 -> ``logits`` (N, C), plus
 ``labels.txt``. onnxruntime computes no features: the caller computes the data's front end (its settings are
-in the manifest and the ONNX metadata; ``examples/classify_onnxruntime.py`` does it in numpy).
+in the manifest and the ONNX metadata; ``classify_onnxruntime.py``, copied into every classifier export, does it
+in numpy).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ClassifierExport(FamilyExport):
     metric = "accuracy"
     higher_is_better = True
     check_key = "classification"
+    decode_example = "classify_onnxruntime.py"
 
     @classmethod
     def detect(cls, model: nn.Module, model_ref: dict[str, Any], task_name: str) -> bool:

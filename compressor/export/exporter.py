@@ -73,7 +73,7 @@ class OnnxExporter(Exporter):
                 paths.append(write_graph(g, out, args.opset))
                 parity.check_onnx(paths[-1])
                 p.update()
-        files = list(paths) + unit.side_files()
+        files = list(paths) + unit.side_files() + unit.copy_decode_example()
         report: dict[str, Any] = {"family": unit.name, "model": job.model_name,
                                   "model_ref": job.model_ref.get("name"), "opset": args.opset,
                                   "normalize_type": unit.normalize_type or "none",

@@ -19,6 +19,7 @@ class SherpaASRExport(FamilyExport):
     metric: ClassVar[str] = "wer"
     higher_is_better: ClassVar[bool] = False
     check_key: ClassVar[str] = "transcripts"
+    decode_example: ClassVar[str] = "transcribe_sherpa.py"
     #: the front end sherpa-onnx's offline recognizer computes for this family
     offline_frontend: ClassVar[str] = ""
     model_type: ClassVar[str] = ""

@@ -42,7 +42,7 @@ from compressor.context import StageContext
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
-from compressor.schedules import Schedule
+from compressor.schedules import Schedule, ScheduleArg
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
@@ -87,14 +87,14 @@ class LogitKD(Strategy):
         loss: Literal["kl", "mse", "l1", "smooth_l1"] = "kl"
         temperature: float = Field(default=1.0, gt=0)
         smooth_l1_beta: float = Field(default=1.0, gt=0)
-        weight: dict[str, Any] = Field(default_factory=lambda: {"name": "constant", "value": 1.0},
-                                       description="schedule of beta_t (the KD weight)")
+        weight: ScheduleArg = Field(default_factory=lambda: ScheduleArg.constant(1.0),
+                                    description="beta_t (the KD weight): a number or any schedule")
         alpha: float | Literal["complement"] = Field(
             default=1.0, description="weight of the task loss: a number, or 'complement' for 1 - beta_t")
         teacher: str = "teacher"
         professor: str | None = None
-        gamma: dict[str, Any] = Field(default_factory=lambda: {"name": "error_rate"},
-                                      description="schedule of gamma, the professor's share (Eq. 4)")
+        gamma: ScheduleArg = Field(default_factory=lambda: ScheduleArg(name="error_rate"),
+                                   description="gamma, the professor's share (Eq. 4): a number or any schedule")
         mix: Literal["distances", "targets"] = Field(
             default="distances", description="hybrid: mix the two distances (seed 001 Eq. 4) or the two "
                                              "teachers' logits (one distance to the mixed target)")
@@ -109,11 +109,8 @@ class LogitKD(Strategy):
 
     def __init__(self, args: Args, registry: Registry | None = None) -> None:
         super().__init__(args)
-        from compressor.plugins import get_registry
-
-        registry = registry or get_registry()
-        self.weight: Schedule = registry.build("schedule", args.weight)
-        self.gamma: Schedule | None = registry.build("schedule", args.gamma) if args.professor else None
+        self.weight: Schedule = args.weight.build()  # schedules are validated and built by ScheduleArg
+        self.gamma: Schedule | None = args.gamma.build() if args.professor else None
         self.outputs: dict[str, TeacherOutputs] = {}
 
     @classmethod
@@ -126,12 +123,6 @@ class LogitKD(Strategy):
             if name is not None and name in check.stage.train and name == check.stage.forward_model:
                 raise check.error(f"'{name}' is the model being trained through; a teacher must be another model",
                                   key)
-        check.registry.parse_args("schedule", args.weight.get("name", "?"),
-                                  {k: v for k, v in args.weight.items() if k != "name"}, check.path + ("weight",))
-        if args.professor:
-            check.registry.parse_args("schedule", args.gamma.get("name", "?"),
-                                      {k: v for k, v in args.gamma.items() if k != "name"},
-                                      check.path + ("gamma",))
         student = check.stage.forward_model
         if args.logits_key == "logits" and student in names:
             built = check.try_build_model(student)

@@ -113,3 +113,15 @@ def test_write_plots(tmp_path: Path) -> None:
                                                                                              "[0.9, 0.999]")])
 def test_yaml_values(value, text) -> None:
     assert yaml_value(value) == text
+
+
+def test_schedule_or_number_arguments_read_as_such() -> None:
+    from compressor.catalog import catalog
+
+    rows = {(c["name"], a["name"]): a for p in catalog() for c in p["components"] for a in c.get("args", [])}
+    for key in (("logit_kd", "weight"), ("logit_kd", "gamma"), ("module_replacing", "replacing_rate")):
+        assert rows[key]["type"].startswith("number | schedule"), rows[key]
+    from compressor.plugins import get_registry
+
+    entry = get_registry().get("strategy", "logit_kd")
+    assert entry.args.model_validate({"weight": 0.5}).weight.name == "constant"  # a number is a constant

@@ -181,7 +181,7 @@ def test_example_script_without_this_project(exported, tmp_path):
 def test_export_folder_decodes_with_its_own_example(exported, tmp_path):
     """A device engineer with the export folder alone: its README says how, its example decodes."""
     family, model, data, out, result = exported
-    wavs, expected = [], []
+    wavs = []
     for i in range(2):
         item = data.dataset("test")[i]
         path = tmp_path / f"utt{i}.wav"

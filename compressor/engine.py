@@ -277,6 +277,9 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
 
         pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
         trainer = loaded.spec.trainer
+        from compressor.tracking import check_available
+
+        check_available(trainer.tracking)  # before any work: a tracker whose package is missing is named
         configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -288,13 +291,14 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
                 stack.enter_context(RunLock(run_dir, "start a run in it"))
-            metrics = MetricsWriter(run_dir, enabled=rank == 0)
+            metrics = MetricsWriter(run_dir, enabled=rank == 0, tracking=trainer.tracking)
             try:
                 if rank == 0 and resume_dir is None:
                     (run_dir / SPEC_FILE).write_text(dump_spec(loaded.raw), encoding="utf-8")
                     (run_dir / "environment.json").write_text(
                         json.dumps(environment(device, pick_precision(trainer.precision, device), world),
                                    indent=2), encoding="utf-8")
+                metrics.log_spec(loaded.raw, dump_spec(loaded.raw))  # to the experiment trackers
                 for m in models.values():
                     m.to(device)
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
@@ -428,7 +432,9 @@ def _finish(run: Run) -> None:
         export_md = exported.summary_md
         run.results["export"] = {"files": [str(f) for f in exported.files], "report": exported.report}
     (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
-    write_plots(run.run_dir)
+    plots = write_plots(run.run_dir)
+    if run.metrics is not None:
+        run.metrics.log_plots(plots)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
 
 

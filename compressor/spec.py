@@ -132,6 +132,10 @@ class TrainerSpec(Args):
     progress_bar: bool = True
     deterministic: bool = True
     find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
+    tracking: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="experiment trackers the spec, metrics and plots go to (wandb: the optional extra; "
+                    "WANDB_MODE=offline works without network)")
 
 
 class EvalSetSpec(Args):

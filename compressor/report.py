@@ -93,7 +93,8 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
                  *([r.get("quality")] if metric else [])] for r in rows_]
         threads = (report.get("benchmark") or {}).get("threads", 1)
         rated = f"; {metric} on {quality.get('utterances')} {quality.get('split')} utterances" if metric else ""
-        blocks.append(f"export ({report.get('family', 'onnx')}; latency on {threads} thread"
+        blocks.append(f"export of the {report.get('model', 'student')} ({report.get('family', 'onnx')}; latency on "
+                      f"{threads} thread"
                       f"{'s' if threads != 1 else ''}{rated})\n"
                       + text_table(["variant", "parameters", "size (MB)", "latency/utt (ms)", "RTF",
                                     *([metric] if metric else [])], rows))

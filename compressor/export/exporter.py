@@ -206,7 +206,7 @@ def _int8_text(res: dict[str, Any]) -> str:
 def summary_markdown(report: dict[str, Any]) -> str:
     """The export section of a run's ``summary.md``: every figure names its split and coverage."""
     unit = next(u for u in FAMILIES if u.name == report["family"])
-    lines = [f"## Export (onnx, {report['family']})", ""]
+    lines = [f"## Export (onnx, {report['family']}) of the {report.get('model', 'student')}", ""]
     par = report["parity"]
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in par["max_abs_diff"].items())
     lines.append(f"- onnx.checker: passed; onnxruntime vs PyTorch max |diff| on {par.get('batches', '?')} real "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -11,8 +11,15 @@ from compressor.losses import LossTerms
 from compressor.models.classifier import SeqClassifier
 from tests.plugin_ctx import feature_data, make_ctx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "fitnets_hint"))
-from fitnets_hint import FitNetsHint  # noqa: E402
+# loaded from its file: putting its folder on sys.path would let a pip build's egg-info there register the
+# plugin for every later test of the session
+_SPEC = importlib.util.spec_from_file_location(
+    "fitnets_hint_example", Path(__file__).resolve().parent.parent / "examples" / "fitnets_hint" / "fitnets_hint"
+    / "__init__.py")
+assert _SPEC is not None and _SPEC.loader is not None
+_MODULE = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_MODULE)
+FitNetsHint = _MODULE.FitNetsHint
 
 
 def _loss(strategy: FitNetsHint, ctx, batch) -> torch.Tensor:

@@ -67,6 +67,10 @@ def type_text(ann: Any) -> str:
         if args and args[1] is not Any:
             return f"mapping of {type_text(args[0])} to {type_text(args[1])}"
         return "mapping"
+    from compressor.schedules import ScheduleArg
+
+    if isinstance(ann, type) and issubclass(ann, ScheduleArg):
+        return "number | schedule {name: SCHEDULE, ...}"
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return "{" + ", ".join(f"{name}: {type_text(f.annotation)}" for name, f in ann.model_fields.items()) + "}"
     if isinstance(ann, type):

@@ -57,15 +57,17 @@ def _threads(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from compressor.progress import where
+
     p = _Parser(prog="compressor", description="Compress speech models: distil, replace, export.",
                 epilog="Run 'compressor COMMAND --help' for a command's options. Exit codes: 0 success, 1 a "
                        "plugin or component failed, 2 bad input, 130 interrupted, 143 terminated.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     r = sub.add_parser("run", help="run a spec: data -> teacher -> compressed student -> evaluation -> export",
-                       description="Run a spec end to end, or continue a killed run (--resume). Progress goes to "
-                                   "standard error (a bar in a terminal, lines otherwise); a table of results "
-                                   "ends the run.")
+                       description=f"Run a spec end to end, or continue a killed run (--resume). "
+                                   f"{where('stdout')}. A table of results (standard output) ends "
+                                   f"the run.")
     r.add_argument("spec", nargs="?", default=None, help="YAML spec file (not with --resume)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a spec value, e.g. --set stages[0].epochs=2 (repeatable)")
@@ -101,10 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace a previous --out file of compressor eval")
     _threads(e)
 
-    x = sub.add_parser("export", help="export a finished run's student for on-device inference",
+    x = sub.add_parser("export", help="export a finished run's model for on-device inference",
                        description="Export a finished run's model (the spec's export section, or ONNX defaults) "
                                    "and check it against PyTorch before keeping it.")
     x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--model", default=None, metavar="NAME",
+                   help="the run's model to export, e.g. teacher (default: the spec's export.model, else student)")
     x.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/export)")
     x.add_argument("--force", action="store_true", help="replace a previous export in the output directory")
     _threads(x)
@@ -212,7 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from compressor.export.api import export_run
 
         out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, args.force,
-                         threads=args.threads)
+                         threads=args.threads, model=args.model)
         print(f"exported to {out}")
         return EXIT_OK
     if command == "compare":

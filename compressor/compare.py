@@ -2,8 +2,12 @@
 
 * a markdown table, one row per evaluated model of each run: parameters, final metrics, export sizes (fp32 and
   int8) and training time; printed, and written to ``DIR/compare.md``;
-* one PNG, ``DIR/compare.png``: training loss and the validation metric of every run against optimizer steps
-  (stages shaded for the first run), and the final metric against parameters (the size/quality picture).
+* one PNG, ``DIR/compare.png``: like is compared with like, so a row of panels per model a stage trains
+  through (``teacher``, ``student``): its training loss and validation metric against the optimizer steps of
+  the stages that train it (a KD run's distillation stage stands beside the baseline's student stage, not
+  its teacher stage), and the final metric against parameters (the size/quality picture);
+* runs are labelled by what differs between them: the spec values (``--set`` overrides included) and stages
+  that are not the same in every run, listed in ``compare.md`` too.
 
 Runs that have not finished are compared on what they logged so far (final metrics shown as ``-``). Like every
 output of compressor, ``DIR`` may not lie inside a run directory, and files are written atomically.
@@ -39,6 +43,8 @@ class RunInfo:
     split: str = "valid"
     export: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    differs: list[str] = field(default_factory=list)  # what sets this run apart from the others compared
 
 
 def read_run(path: Path) -> RunInfo:
@@ -76,13 +82,85 @@ def read_run(path: Path) -> RunInfo:
         except (OSError, ValueError):
             export = {}
     name = str(spec.get("name", path.parent.name)) if isinstance(spec, dict) else path.parent.name
-    return RunInfo(path, name, complete.exists(), results, records, metric, split, export)
+    return RunInfo(path, name, complete.exists(), results, records, metric, split, export,
+                   spec=spec if isinstance(spec, dict) else {})
+
+
+#: spec keys that say where a run went, not what it did
+_NOT_A_DIFFERENCE = {"output_dir", "description", "name"}  # the name is the label already
+
+
+def flat_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """``{"stages.distil.epochs": 2, "student.hidden": 8, ...}``: stages keyed by their names, so that runs
+    with different stage lists still line up on the stages they share."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    for key, value in spec.items():
+        if key in _NOT_A_DIFFERENCE:
+            continue
+        if key == "stages" and isinstance(value, list):
+            for st in value:
+                if isinstance(st, dict):
+                    walk(f"stages.{st.get('name')}", {k: v for k, v in st.items() if k != "name"})
+        else:
+            walk(key, value)
+    return out
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = text[:-4].strip() if text.endswith("...") else text
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def differences(runs: list[RunInfo]) -> None:
+    """Set each run's ``differs``: its stages when the stage lists differ, then every spec value (``--set``
+    overrides included) that is not the same in all runs; stages only some runs have are named once, not
+    key by key."""
+    flats = [flat_spec(r.spec) for r in runs]
+    stage_lists = [[st.get("name") for st in r.spec.get("stages") or [] if isinstance(st, dict)] for r in runs]
+    shared_stages = set.intersection(*(set(s) for s in stage_lists)) if stage_lists else set()
+    keys = sorted(set().union(*flats))
+    for r, flat, stages in zip(runs, flats, stage_lists):
+        items = []
+        if any(s != stage_lists[0] for s in stage_lists):
+            items.append("stages: " + " → ".join(str(s) for s in stages))
+        whole = set()  # top-level sections some runs lack: named once, as a whole
+        for key in keys:
+            parts = key.split(".")
+            if parts[0] == "stages" and len(parts) > 1 and parts[1] not in shared_stages:
+                continue
+            if parts[0] in whole:
+                continue
+            if parts[0] in r.spec and any(parts[0] not in other.spec for other in runs):
+                whole.add(parts[0])
+                items.append(f"{parts[0]}={_short(r.spec[parts[0]])}")
+                continue
+            values = [f.get(key, "<absent>") for f in flats]
+            if key in flat and any(v != values[0] for v in values):
+                items.append(f"{key}={_short(flat[key])}")
+        r.differs = items
 
 
 def _labels(runs: list[RunInfo]) -> None:
     names = [r.name for r in runs]
     for r in runs:
         r.label = r.name if names.count(r.name) == 1 else f"{r.name}/{r.path.name}"
+    differences(runs)
+
+
+def legend_label(run: RunInfo, limit: int = 4) -> str:
+    """The run's name and what differs (``tiny_kd: stages: train_teacher → distil``), at most ``limit``
+    items, the rest counted."""
+    items = run.differs[:limit] + ([f"+{len(run.differs) - limit} more"] if len(run.differs) > limit else [])
+    return f"{run.label}: {'; '.join(items)}" if items else run.label
 
 
 def _export_sizes(run: RunInfo, model: str) -> tuple[float | None, float | None]:
@@ -120,73 +198,115 @@ def table(runs: list[RunInfo]) -> str:
     return markdown_table(headers, rows)
 
 
-def _curve(records: list[dict[str, Any]], key: str, evaluation: bool) -> tuple[list[int], list[float]]:
-    offsets, _ = stage_offsets(records)
+def stage_models(spec: dict[str, Any]) -> list[str]:
+    """The model each stage trains through (``forward``, else its first ``train`` model), by stage index."""
+    out = []
+    for st in spec.get("stages") or []:
+        st = st if isinstance(st, dict) else {}
+        out.append(str(st.get("forward") or (st.get("train") or ["?"])[0]))
+    return out
+
+
+def model_spans(run: RunInfo) -> dict[str, list[tuple[int, str, int, int]]]:
+    """Per model trained through: its stages ``(index, name, x0, x1)``, x counting the optimizer steps of the
+    stages that train it (in order), so the same model lines up across runs whatever stages come before."""
+    _, spans = stage_offsets(run.records)
+    by_index = {}
+    for rec in run.records:
+        if "stage_index" in rec:
+            by_index.setdefault(rec["stage_index"], str(rec.get("stage")))
+    lengths = {i: x1 - x0 for i, (_, x0, x1) in zip(sorted(by_index), spans)}
+    models = stage_models(run.spec)
+    out: dict[str, list[tuple[int, str, int, int]]] = {}
+    for i in sorted(by_index):
+        model = models[i] if i < len(models) else "?"
+        start = out[model][-1][3] if model in out else 0
+        out.setdefault(model, []).append((i, by_index[i], start, start + lengths[i]))
+    return out
+
+
+def model_curve(run: RunInfo, model: str, key: str, evaluation: bool) -> tuple[list[int], list[float]]:
+    """``key`` of the stages that train ``model``, against those stages' steps (see :func:`model_spans`)."""
+    offsets = {i: x0 for i, _, x0, _ in model_spans(run).get(model, [])}
     xs, ys = [], []
-    for rec in records:
-        if "stage_index" not in rec or (rec.get("type") == "eval") != evaluation or rec.get("type") == "final":
+    for rec in run.records:
+        if rec.get("stage_index") not in offsets or (rec.get("type") == "eval") != evaluation:
             continue
         value = rec.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            xs.append(offsets.get(rec["stage_index"], 0) + int(rec.get("step", 0)))
+            xs.append(offsets[rec["stage_index"]] + int(rec.get("step", 0)))
             ys.append(float(value))
     return xs, ys
 
 
 def plot(runs: list[RunInfo], path: Path) -> Path:
-    """Training loss, validation metric and final metric against parameters, every run in its colour."""
+    """A row per model trained through: training loss and validation metric against that model's steps;
+    beside them the final metric against parameters. Every run in its colour, labelled by what differs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
-    loss_ax, val_ax, size_ax = axes
-    all_loss: list[float] = []
+    spans = [model_spans(r) for r in runs]
+    order = ["student", "teacher"]
+    models = sorted({m for sp in spans for m in sp}, key=lambda m: (order.index(m) if m in order else 2, m))
+    rows = max(1, len(models))
+    fig = plt.figure(figsize=(17, 3.6 * rows + 1.2))
+    grid = fig.add_gridspec(rows, 3)
+    metrics = sorted({r.metric for r in runs if r.metric})
+    metric_text = " / ".join(metrics) or "metric"
+    for row, model in enumerate(models):
+        loss_ax, val_ax = fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])
+        all_loss: list[float] = []
+        for i, r in enumerate(runs):
+            color = f"C{i % 10}"
+            # the task's own loss: the same definition in every run (a KD run's total adds its KD terms)
+            xs, ys = model_curve(r, model, "loss/task", evaluation=False)
+            if xs:
+                if noisy(ys):
+                    loss_ax.plot(xs, ys, color=color, linewidth=0.5, alpha=0.25)
+                    ys = running_mean(ys, max(5, len(ys) // 50))
+                loss_ax.plot(xs, ys, color=color, linewidth=1.4)
+                all_loss += ys
+            if r.metric:
+                vx, vy = model_curve(r, model, f"{r.split}/{r.metric}", evaluation=True)
+                if vx:
+                    val_ax.plot(vx, vy, color=color, marker="o", markersize=3)
+        if log_scale(all_loss):
+            loss_ax.set_yscale("log")
+        same = [[(n, x0, x1) for _, n, x0, x1 in sp.get(model, [])] for sp in spans if model in sp]
+        for ax in (loss_ax, val_ax):
+            if same and same[0] and all(s == same[0] for s in same):  # the same stages: shade and name them
+                draw_stages(ax, same[0])
+            ax.set_xlabel(f"optimizer step of the stages training the {model}", fontsize=8)
+            ax.grid(alpha=0.3)
+        loss_ax.set_title(f"{model}: training task loss (running mean)"
+                          + (", log scale" if loss_ax.get_yscale() == "log" else ""), fontsize=10, pad=14)
+        val_ax.set_title(f"{model}: validation {metric_text}", fontsize=10, pad=14)
+    size_ax = fig.add_subplot(grid[:, 2])
     for i, r in enumerate(runs):
-        color = f"C{i % 10}"
-        key = "loss/total" if any("loss/total" in rec for rec in r.records) else "loss/task"
-        xs, ys = _curve(r.records, key, evaluation=False)
-        if xs:
-            if noisy(ys):
-                loss_ax.plot(xs, ys, color=color, linewidth=0.5, alpha=0.25)
-                window = max(5, len(ys) // 50)
-                ys = running_mean(ys, window)
-            loss_ax.plot(xs, ys, color=color, linewidth=1.4, label=r.label)
-            all_loss += ys
-        if r.metric:
-            vx, vy = _curve(r.records, f"{r.split}/{r.metric}", evaluation=True)
-            if vx:
-                val_ax.plot(vx, vy, color=color, marker="o", markersize=3, label=f"{r.label} ({r.metric})")
         final = r.results.get("final") or {}
         params = r.results.get("parameters") or {}
         for model, values in final.items():
             value = next((v for k, v in values.items() if r.metric and k.endswith(f"/{r.metric}")), None)
             if value is not None and params.get(model):
-                size_ax.scatter(params[model], value, color=color, marker="o" if model == "student" else "s", s=40)
-                size_ax.annotate(f"{r.label}: {model}", (params[model], value), fontsize=7,
-                                 xytext=(4, 4), textcoords="offset points")
-    if log_scale(all_loss):
-        loss_ax.set_yscale("log")
-    spans = [stage_offsets(r.records)[1] for r in runs]
-    if spans and spans[0] and all(s == spans[0] for s in spans):  # the same stages: shade them
-        for ax in (loss_ax, val_ax):
-            draw_stages(ax, spans[0])
-    metrics = sorted({r.metric for r in runs if r.metric})
-    loss_ax.set_title("training loss (running mean)" + (", log scale" if loss_ax.get_yscale() == "log" else ""),
-                      fontsize=10, pad=14)
-    val_ax.set_title(f"validation {' / '.join(metrics) or 'metric'}", fontsize=10, pad=14)
-    size_ax.set_title(f"final {' / '.join(metrics) or 'metric'} against parameters", fontsize=10, pad=14)
+                size_ax.scatter(params[model], value, color=f"C{i % 10}", marker="o" if model == "student" else "s",
+                                s=40)
+                size_ax.annotate(model, (params[model], value), fontsize=7, xytext=(4, 4),
+                                 textcoords="offset points")
+    size_ax.set_title(f"final {metric_text} against parameters", fontsize=10, pad=14)
     size_ax.set_xscale("log")
+    size_ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
+    size_ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, 100k, 1M: no overlapping 10^x labels
+    size_ax.xaxis.set_minor_formatter(NullFormatter())
     size_ax.margins(x=0.35, y=0.12)
     size_ax.set_xlabel("parameters (log scale; o student, s other models)")
-    for ax in (loss_ax, val_ax):
-        ax.set_xlabel("optimizer step (whole run)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+    size_ax.grid(alpha=0.3)
+    handles = [matplotlib.lines.Line2D([], [], color=f"C{i % 10}", linewidth=2) for i in range(len(runs))]
+    fig.legend(handles, [legend_label(r) for r in runs], loc="lower center", ncol=1 if len(runs) > 2 else len(runs),
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * max(0, len(runs) - 2), 1, 1))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fig.savefig(tmp, dpi=100, format="png")
@@ -220,7 +340,9 @@ def compare_runs(run_dirs: list[Path], out: Path, metric: str | None = None) -> 
     unfinished = [r.label for r in runs if not r.finished]
     target.mkdir(parents=True, exist_ok=True)
     md = target / "compare.md"
-    lines = ["# Runs compared", "", *(f"- `{r.label}`: `{r.path}`" for r in runs), "", text, ""]
+    lines = ["# Runs compared", "", *(f"- `{r.label}`: `{r.path}`" + (f"; differs: {'; '.join(r.differs)}"
+                                                                       if r.differs else "") for r in runs),
+             "", text, ""]
     if unfinished:
         lines += [f"Not finished (compared on the metrics logged so far): {', '.join(unfinished)}.", ""]
     lines += ["![training and validation curves, final metric against parameters](compare.png)", ""]

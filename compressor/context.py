@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,15 @@ if TYPE_CHECKING:
     from compressor.data.base import DataModule
     from compressor.spec import StageSpec
     from compressor.task import Task
+
+
+@dataclass
+class SharedForward:
+    """One forward of a model on one batch, shared by every strategy of the step that asks for it
+    (:meth:`StageContext.forward_once`): the output dict and the outputs of the modules watched for it."""
+
+    outputs: dict[str, Any]
+    modules: dict[str, Any]
 
 
 @dataclass
@@ -47,6 +57,53 @@ class StageContext:
     loaded: Any = None  # the validated spec (compressor.spec.LoadedSpec), where the engine runs the stage
     _batch_error: float | None = None
     _batch_error_source: tuple[Any, ...] | None = None
+    _watched: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _forwards: dict[tuple[str, int], tuple[Any, SharedForward]] = field(default_factory=dict, repr=False)
+
+    def watch(self, model: str, modules: Iterable[str]) -> None:
+        """Capture the outputs of these named submodules of ``model`` (names as in ``named_modules()`` of the
+        unwrapped model) in every :meth:`forward_once` of it. Call it in ``compressor_prepare_models``."""
+        self._watched.setdefault(model, set()).update(modules)
+
+    def forward_once(self, name: str, batch: dict[str, Any]) -> SharedForward:
+        """``task.forward`` of model ``name`` on ``batch``, run once per batch however many strategies ask.
+
+        Two strategies distilling from the same teacher (logit KD and representation KD) share its one forward
+        in each step. Without gradients when the model is frozen (no parameter requires them) or gradients
+        are off; with them when the stage trains it. The memo lasts one micro-batch (:meth:`new_batch`).
+        """
+        key = (name, id(batch))
+        found = self._forwards.get(key)
+        if found is not None and found[0] is batch:
+            return found[1]
+        from compressor.sequences import unwrap
+
+        model = self.model(name)
+        captured: dict[str, Any] = {}
+        named = dict(unwrap(model).named_modules())
+        hooks = []
+        for module in sorted(self._watched.get(name, ())):
+            if module not in named:
+                raise KeyError(f"model '{name}' has no module '{module}'")
+
+            def keep(_m: nn.Module, _i: Any, out: Any, module: str = module) -> None:
+                captured[module] = out
+
+            hooks.append(named[module].register_forward_hook(keep))
+        trainable = any(p.requires_grad for p in model.parameters())
+        try:
+            with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+                outputs = self.task.forward(model, batch)
+        finally:
+            for h in hooks:
+                h.remove()
+        shared = SharedForward(outputs, captured)
+        self._forwards[key] = (batch, shared)  # the batch is held, so its id is not reused while memoised
+        return shared
+
+    def new_batch(self) -> None:
+        """Forget the shared forwards of the previous micro-batch (the engine calls it once per batch)."""
+        self._forwards.clear()
 
     @property
     def batch_error(self) -> float | None:

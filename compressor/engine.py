@@ -291,6 +291,9 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
 
         pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
         trainer = loaded.spec.trainer
+        from compressor.tracking import check_available
+
+        check_available(trainer.tracking)  # before any work: a tracker whose package is missing is named
         configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -302,13 +305,14 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
                 stack.enter_context(RunLock(run_dir, "start a run in it"))
-            metrics = MetricsWriter(run_dir, enabled=rank == 0)
+            metrics = MetricsWriter(run_dir, enabled=rank == 0, tracking=trainer.tracking)
             try:
                 if rank == 0 and resume_dir is None:
                     (run_dir / SPEC_FILE).write_text(dump_spec(loaded.raw), encoding="utf-8")
                     (run_dir / "environment.json").write_text(
                         json.dumps(environment(device, pick_precision(trainer.precision, device), world),
                                    indent=2), encoding="utf-8")
+                metrics.log_spec(loaded.raw, dump_spec(loaded.raw))  # to the experiment trackers
                 for m in models.values():
                     m.to(device)
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
@@ -390,6 +394,19 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
         dist.barrier()
 
 
+def untrained_models(spec: Any) -> list[str]:
+    """Models whose training was switched off: every stage that trains them is disabled (``enabled: false``)
+    and they load no weights (``checkpoint``, ``init_from``). They are as initialised, so they are neither
+    evaluated nor reported beside the others, nor used as an export's reference. A model no stage trains
+    (a pre-trained, frozen teacher) is not among them."""
+    out = []
+    for name, ms in spec.all_models().items():
+        stages = [st for st in spec.stages if name in st.train]
+        if stages and not any(st.enabled for st in stages) and ms.checkpoint is None and ms.init_from is None:
+            out.append(name)
+    return out
+
+
 def _finish(run: Run) -> None:
     """Final evaluation, final weights, export, plots and summary (main process only)."""
     from compressor.plots import write_plots
@@ -397,8 +414,13 @@ def _finish(run: Run) -> None:
 
     spec = run.loaded.spec
     final = run.results["final"]
+    untrained = untrained_models(spec)
+    run.results["untrained"] = untrained
     for name in spec.evaluate.models:
         if name not in run.models:
+            continue
+        if name in untrained:
+            say(f"final evaluation: {name} skipped (untrained: the stages that train it are disabled)")
             continue
         model = run.models[name]
         model.eval()
@@ -424,7 +446,9 @@ def _finish(run: Run) -> None:
         export_md = exported.summary_md
         run.results["export"] = {"files": [str(f) for f in exported.files], "report": exported.report}
     (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
-    write_plots(run.run_dir)
+    plots = write_plots(run.run_dir)
+    if run.metrics is not None:
+        run.metrics.log_plots(plots)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
 
 
@@ -451,8 +475,9 @@ def _counted(batches: Any, progress: Progress) -> Iterator[Any]:
         progress.update()
 
 
-def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
-    """Run the spec's exporter on its export model, writing atomically into ``out_dir``.
+def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str | None = None) -> Any:
+    """Run the spec's exporter on ``model_name`` (default: the spec's ``export.model``), writing atomically
+    into ``out_dir``. An unknown model name is refused (exit code 2) before anything is written.
 
     Files are written into ``.<out>.tmp-<pid>`` beside ``out_dir`` with an ``export_manifest.json`` listing
     them, and moved into place only when complete; ``force`` replaces a previous export (recognised by its
@@ -464,12 +489,16 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
     spec = run.loaded.spec
     if spec.export is None or run.loaded.export_args is None:
         raise UserError(f"{run.loaded.file}: the spec has no enabled 'export' section")
+    name = model_name or spec.export.model
+    if name not in run.models:
+        raise UserError(f"--model: no model '{name}' in {run.run_dir}{did_you_mean(name, run.models)}")
     out_dir = Path(out_dir)
     tmp = claim_export_dir(out_dir, force)
     try:
-        name = spec.export.model
         model = copy.deepcopy(run.models[name]).cpu().eval()
-        teacher = run.models.get("teacher")
+        teacher = run.models.get("teacher")  # the reference beside the export: a trained teacher, not itself
+        if name == "teacher" or "teacher" in untrained_models(spec):
+            teacher = None
         job = ExportJob(
             model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
             task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,

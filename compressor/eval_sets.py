@@ -84,9 +84,12 @@ def evaluate(run: Any, when: str) -> None:
     spec = run.loaded.spec
     if not spec.evaluate.sets:
         return
+    from compressor.engine import untrained_models
+
     out = run.results.setdefault("sets", {}).setdefault(when, {})
+    skipped = untrained_models(spec) if when == "final" else []
     for model_name in spec.evaluate.models:
-        if model_name not in run.models:
+        if model_name not in run.models or model_name in skipped:
             continue
         model = run.models[model_name]
         was_training = model.training

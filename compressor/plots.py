@@ -8,7 +8,10 @@ Choices that make them readable:
   axis, so the converged region stays visible;
 * noisy per-step series are drawn faint with a running mean over them;
 * a series that repeats another is left out: ``loss/total`` when the task loss is the only term, a weight that
-  a strategy also logs under its own name (``weight/logit_kd`` and ``kd_weight``).
+  a strategy also logs under its own name (``weight/logit_kd`` and ``kd_weight``), a metric that is another's
+  complement (``valid/error_rate`` = 1 - ``valid/accuracy``);
+* a weight or scheduled value that stays constant over the run is not drawn (a flat line says nothing its
+  value in ``resolved_spec.yaml`` does not).
 """
 
 from __future__ import annotations
@@ -72,8 +75,11 @@ def _without_repeats(series: dict[str, dict[str, Points]]) -> dict[str, dict[str
     for name in sorted(series, key=rank):
         flat = tuple(_flat(series[name]))
         key = tuple((x, round(y, 9)) for x, y in flat)
-        if key in seen:
+        complement = tuple((x, round(1.0 - y, 9)) for x, y in flat)
+        if key in seen or (_is_eval(name) and seen.get(complement, "").split("/")[0] == name.split("/")[0]):
             continue
+        if not name.startswith("loss/") and not _is_eval(name) and len({y for _, y in key}) == 1:
+            continue  # a constant weight or scheduled value
         seen[key] = name
         kept[name] = series[name]
     return kept

@@ -29,6 +29,16 @@ T = TypeVar("T")
 INTERVAL = 30.0
 
 _STREAM = "stdout"
+_STREAM_WORDS = {"stdout": "standard output", "stderr": "standard error"}
+_BAR_STREAM = "stderr"  # tqdm's bars and the lines written above them
+
+
+def where(stream: str = "stdout") -> str:
+    """Where progress goes, in words, for help texts: derived from what :func:`say` and :class:`Progress` do
+    when lines go to ``stream`` (:func:`set_stream`)."""
+    return (f"Progress goes to {_STREAM_WORDS[stream]} as timestamped lines, or as bars on "
+            f"{_STREAM_WORDS[_BAR_STREAM]} when both streams are a terminal (COMPRESSOR_PROGRESS=bar|lines|off "
+            f"chooses); errors go to standard error")
 
 
 def set_stream(name: str) -> None:
@@ -41,6 +51,10 @@ def set_stream(name: str) -> None:
 
 def _stream() -> TextIO:
     return sys.stderr if _STREAM == "stderr" else sys.stdout
+
+
+def _bar_stream() -> TextIO:
+    return sys.stderr if _BAR_STREAM == "stderr" else sys.stdout
 
 
 def _isatty(stream: Any) -> bool:
@@ -107,7 +121,7 @@ def say(text: str, enabled: bool = True) -> None:
     if current == "bar":
         from tqdm import tqdm
 
-        tqdm.write(text, file=sys.stderr)
+        tqdm.write(text, file=_bar_stream())
     else:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=_stream(), flush=True)
 
@@ -139,7 +153,7 @@ class Progress:
         if current == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=_bar_stream(),
                              dynamic_ncols=True, leave=False, mininterval=0.5)
         elif current == "lines" and announce:
             size = f" ({total:,} {plural(unit, total)})" if total is not None else ""

@@ -72,7 +72,7 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
         others = [s for s in splits if s != split]
         title = f"final evaluation ({split} split" + (f"; then {', '.join(others)}" if others else "") + ")"
         blocks.append(f"{title}\n" + text_table(["model", "parameters", *short], rows))
-        if params.get("teacher") and params.get("student"):
+        if params.get("teacher") and params.get("student") and "teacher" not in results.get("untrained", []):
             ratio = params["student"] / params["teacher"]
             blocks[-1] += f"\nstudent/teacher parameters: {ratio:.3f} ({1 / ratio:.1f}x smaller)"
     stages = results.get("stages") or []
@@ -93,7 +93,8 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
                  *([r.get("quality")] if metric else [])] for r in rows_]
         threads = (report.get("benchmark") or {}).get("threads", 1)
         rated = f"; {metric} on {quality.get('utterances')} {quality.get('split')} utterances" if metric else ""
-        blocks.append(f"export ({report.get('family', 'onnx')}; latency on {threads} thread"
+        blocks.append(f"export of the {report.get('model', 'student')} ({report.get('family', 'onnx')}; latency on "
+                      f"{threads} thread"
                       f"{'s' if threads != 1 else ''}{rated})\n"
                       + text_table(["variant", "parameters", "size (MB)", "latency/utt (ms)", "RTF",
                                     *([metric] if metric else [])], rows))

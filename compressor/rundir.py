@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -237,20 +238,18 @@ def environment(device: torch.device | None = None, precision: str | None = None
 
 
 class MetricsWriter:
-    """Appends metric records to ``metrics.jsonl`` (and TensorBoard when it is installed)."""
+    """Appends metric records to ``metrics.jsonl`` and sends them, with the spec and the plots, to the
+    experiment trackers ``tracking`` names (:mod:`compressor.tracking`: TensorBoard, Weights & Biases)."""
 
-    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path, enabled: bool = True, tracking: Iterable[str] = ()) -> None:
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
         self.count = self._complete_lines() if enabled else 0  # records written; checkpoints store it
-        self._tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self._trackers: list[Any] = []
+        if enabled and tracking:
+            from compressor.tracking import open_trackers
 
-                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except Exception:  # tensorboard is optional
-                self._tb = None
+            self._trackers = open_trackers(run_dir, tracking)
 
     def write(self, record: dict[str, Any], global_step: int | None = None) -> None:
         if not self.enabled:
@@ -258,10 +257,18 @@ class MetricsWriter:
         with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
             f.write(json.dumps(record, sort_keys=False) + "\n")
             self.count += 1
-        if self._tb is not None and global_step is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch", "stage_index", "global_step"):
-                    self._tb.add_scalar(f"{record.get('stage', '')}/{k}", v, global_step)
+        for tracker in self._trackers:
+            tracker.log(record)
+
+    def log_spec(self, spec: dict[str, Any], text: str) -> None:
+        """The spec as run, to every tracker."""
+        for tracker in self._trackers:
+            tracker.log_spec(spec, text)
+
+    def log_plots(self, paths: list[Path]) -> None:
+        """The run's plots (PNG files), to every tracker."""
+        for tracker in self._trackers:
+            tracker.log_plots(paths)
 
     def _complete_lines(self) -> int:
         if not self.path.exists():
@@ -310,8 +317,9 @@ class MetricsWriter:
         self._replace(keep)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        for tracker in self._trackers:
+            tracker.close()
+        self._trackers = []
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import yaml
@@ -132,6 +132,10 @@ class TrainerSpec(Args):
     progress_bar: bool = True
     deterministic: bool = True
     find_unused_parameters: bool | Literal["auto"] = "auto"  # auto: when a plugin trains through a wrapper
+    tracking: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="experiment trackers the spec, metrics and plots go to (wandb: the optional extra; "
+                    "WANDB_MODE=offline works without network)")
 
 
 class EvalSetSpec(Args):
@@ -147,8 +151,10 @@ class ReferenceResult(Args):
 
     model: str = Field(default="student", description="the model of this run it stands beside")
     label: str = Field(min_length=1, max_length=200, description="what it is, e.g. 'student trained alone'")
-    metrics: dict[str, float] = Field(min_length=1, description="final-evaluation keys, e.g. {test/wer: 0.41}")
-    std: dict[str, float] = Field(default_factory=dict, description="their standard deviations, when known")
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=1, description="final-evaluation keys, e.g. {test/wer: 0.41}")
+    std: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="their standard deviations (finite, >= 0), when known")
     source: str = Field(default="", max_length=300, description="where it was measured (a results file)")
 
 

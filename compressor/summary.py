@@ -37,7 +37,7 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
     lines += ["## Models", "", "| model | registry name | parameters |", "|---|---|---:|"]
     for name, ms in spec.all_models().items():
         lines.append(f"| {name} | {ms.name} | {params.get(name, 0):,} |")
-    if "teacher" in params and "student" in params and params["teacher"]:
+    if params.get("teacher") and "student" in params and "teacher" not in results.get("untrained", []):
         ratio = params["student"] / params["teacher"]
         lines += ["", f"Student/teacher parameters: {ratio:.3f} ({1 / ratio:.2f}x smaller)." if ratio else ""]
     lines += ["", "## Stages", "", "| # | stage | steps | epochs | seconds | best validation |",

@@ -24,6 +24,9 @@ class Task:
     Args: ClassVar[type[Args]] = NoArgs
     main_metric: ClassVar[str] = "loss"
     metric_mode: ClassVar[str] = "min"  # "min" or "max": which direction of main_metric is better
+    #: metrics that restate another (``error_rate`` = 1 - ``accuracy``): kept in metrics.jsonl and the final
+    #: tables for the specs and scripts that read them, left out of progress lines
+    restated_metrics: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, args: Args, info: dict[str, Any] | None = None) -> None:
         self.args = args

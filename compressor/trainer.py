@@ -69,6 +69,13 @@ def stage_budget(data: Any, stage: Any, seed: int) -> tuple[list[int], int]:
     return per_epoch, total
 
 
+def terms_of(record: dict[str, Any]) -> list[str]:
+    """The loss terms of a step's record (``loss/task``, ``loss/logit_kd``, a plugin's own), when there are
+    several: with one term, it is the total."""
+    terms = [k for k in record if k.startswith("loss/") and k != "loss/total"]
+    return terms if len(terms) > 1 else []
+
+
 def is_better(value: float, best: float | None, mode: str) -> bool:
     if best is None or math.isnan(best):
         return not math.isnan(value)
@@ -175,6 +182,7 @@ class StageRunner:
         t0 = time.time()
         for epoch in range(start_epoch, len(per_epoch)):
             epoch_loss, epoch_steps, epoch_started = 0.0, 0, time.monotonic()
+            epoch_terms: dict[str, float] = {}
             ctx.epoch = epoch
             ctx.steps_per_epoch = per_epoch[epoch]
             done_in_epoch = skip if epoch == start_epoch else 0
@@ -192,6 +200,7 @@ class StageRunner:
                     ctx.training = True
                     run.plugins.call("compressor_step_start", ctx=ctx)
                 batch = to_device(batch, run.device)
+                ctx.new_batch()
                 run.plugins.call("compressor_transform_batch", ctx=ctx, batch=batch)
                 last_micro = micro == accum - 1
                 sync = contextlib.nullcontext() if last_micro or run.world_size == 1 else train_model.no_sync()
@@ -203,6 +212,7 @@ class StageRunner:
                         ctx.defer_batch_error(self.task, outputs, batch)
                         run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
                                          losses=losses)
+                        ctx.new_batch()  # the shared teacher forwards are no longer needed
                         total = losses.total()
                     if not torch.isfinite(total):
                         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())
@@ -231,8 +241,11 @@ class StageRunner:
                 run.plugins.call("compressor_step_end", ctx=ctx, metrics=record)
                 epoch_loss += record["loss/total"]
                 epoch_steps += 1
+                for k in terms_of(record):
+                    epoch_terms[k] = epoch_terms.get(k, 0.0) + record[k]
                 if ctx.step % run.loaded.spec.trainer.log_every == 0:
-                    progress.metrics(loss=record["loss/total"], lr=lr, **ctx.scalars)
+                    progress.metrics(**{"loss": record["loss/total"], **{k: record[k] for k in terms_of(record)},
+                                        "lr": lr, **ctx.scalars})
                 progress.update(1)
                 if isinstance(every, int) and ctx.step % every == 0:
                     evaluated = self._evaluate(ctx)
@@ -245,7 +258,8 @@ class StageRunner:
             run.plugins.call("compressor_epoch_end", ctx=ctx, metrics=metrics)
             self._save(ctx, optimizer, scheduler, scaler, strategies, epoch + 1, 0)
             progress.line(self._epoch_text(ctx, epoch, len(per_epoch), epoch_loss, epoch_steps,
-                                           time.monotonic() - epoch_started, optimizer, metrics, progress))
+                                           time.monotonic() - epoch_started, optimizer, metrics, progress,
+                                           epoch_terms))
             if ctx.step >= ctx.total_steps:
                 break
         progress.close(f"done, {ctx.step:,} steps in {duration(progress.elapsed)}"
@@ -277,16 +291,20 @@ class StageRunner:
     def _eval_text(self, metrics: dict[str, float]) -> str:
         split = self.stage.eval.split
         main = f"{split}/{self.metric}"
-        shown = {main: metrics.get(main), **{k: v for k, v in metrics.items() if k != main}}
+        restated = {f"{split}/{k}" for k in self.task.restated_metrics} - {main}
+        shown = {main: metrics.get(main), **{k: v for k, v in metrics.items() if k != main and k not in restated}}
         best = f" (best {self.best:.4g})" if self.best is not None else ""
         return format_metrics(shown) + best
 
     def _epoch_text(self, ctx: StageContext, epoch: int, epochs: int, loss_sum: float, steps: int,
                     seconds: float, optimizer: torch.optim.Optimizer, metrics: dict[str, float],
-                    progress: Progress) -> str:
-        """``epoch 2/10: step 40/200, loss 1.234, lr 0.003, kd_weight 0.37; valid/wer 0.45 (best 0.43); 12.3s,
-        stage 49s left``."""
+                    progress: Progress, terms: dict[str, float] | None = None) -> str:
+        """``epoch 2/10: step 40/200, loss 1.234, loss/task 1.1, loss/logit_kd 0.27, lr 0.003, kd_weight 0.37;
+        valid/wer 0.45 (best 0.43); 12.3s, stage 49s left`` (losses: the epoch's means; every term when there
+        are several)."""
         train = {"loss": loss_sum / steps} if steps else {}
+        if steps:
+            train.update({k: v / steps for k, v in (terms or {}).items()})
         train["lr"] = optimizer.param_groups[0]["lr"]
         train.update(ctx.scalars)
         text = f"epoch {epoch + 1}/{epochs}: step {ctx.step:,}/{ctx.total_steps:,}, {format_metrics(train)}"

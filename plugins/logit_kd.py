@@ -46,7 +46,7 @@ from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
-from compressor.schedules import Schedule
+from compressor.schedules import Schedule, ScheduleArg
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
@@ -155,14 +155,14 @@ class LogitKD(Strategy):
                                         "smooth_l1 as seed 001's errors); kl always sums")
         temperature: float = Field(default=1.0, gt=0)
         smooth_l1_beta: float = Field(default=1.0, gt=0)
-        weight: dict[str, Any] = Field(default_factory=lambda: {"name": "constant", "value": 1.0},
-                                       description="schedule of beta_t (the KD weight)")
+        weight: ScheduleArg = Field(default_factory=lambda: ScheduleArg.constant(1.0),
+                                    description="beta_t (the KD weight): a number or any schedule")
         alpha: float | Literal["complement"] = Field(
             default=1.0, description="weight of the task loss: a number, or 'complement' for 1 - beta_t")
         teacher: str = "teacher"
         professor: str | None = None
-        gamma: dict[str, Any] = Field(default_factory=lambda: {"name": "error_rate"},
-                                      description="schedule of gamma, the professor's share (Eq. 4)")
+        gamma: ScheduleArg = Field(default_factory=lambda: ScheduleArg(name="error_rate"),
+                                   description="gamma, the professor's share (Eq. 4): a number or any schedule")
         mix: Literal["distances", "targets"] = Field(
             default="distances", description="hybrid: mix the two distances (seed 001 Eq. 4) or the two "
                                              "teachers' logits (one distance to the mixed target)")
@@ -181,11 +181,8 @@ class LogitKD(Strategy):
 
     def __init__(self, args: Args, registry: Registry | None = None) -> None:
         super().__init__(args)
-        from compressor.plugins import get_registry
-
-        registry = registry or get_registry()
-        self.weight: Schedule = registry.build("schedule", args.weight)
-        self.gamma: Schedule | None = registry.build("schedule", args.gamma) if args.professor else None
+        self.weight: Schedule = args.weight.build()  # schedules are validated and built by ScheduleArg
+        self.gamma: Schedule | None = args.gamma.build() if args.professor else None
         self.outputs: dict[str, TeacherOutputs] = {}
 
     @classmethod
@@ -198,12 +195,6 @@ class LogitKD(Strategy):
             if name is not None and name in check.stage.train and name == check.stage.forward_model:
                 raise check.error(f"'{name}' is the model being trained through; a teacher must be another model",
                                   key)
-        check.registry.parse_args("schedule", args.weight.get("name", "?"),
-                                  {k: v for k, v in args.weight.items() if k != "name"}, check.path + ("weight",))
-        if args.professor:
-            check.registry.parse_args("schedule", args.gamma.get("name", "?"),
-                                      {k: v for k, v in args.gamma.items() if k != "name"},
-                                      check.path + ("gamma",))
         student = check.stage.forward_model
         if args.logits_key == "logits" and student in names:
             built = check.try_build_model(student)
@@ -226,11 +217,10 @@ class LogitKD(Strategy):
     def _teacher_outputs(self, ctx: StageContext, name: str) -> TeacherOutputs:
         key = self.args.logits_key
 
-        @torch.no_grad()
-        def compute(batch: dict[str, Any]) -> Targets:
-            out = ctx.task.forward(ctx.model(name), batch)
+        def compute(batch: dict[str, Any]) -> Targets:  # the forward other strategies of the step share
+            out = ctx.forward_once(name, batch).outputs
             # per-frame logits travel with their valid lengths (cached cut to them, padded back per batch)
-            return {key: (out[key], out.get("logit_lengths") if out[key].dim() > 2 else None)}
+            return {key: (out[key].detach(), out.get("logit_lengths") if out[key].dim() > 2 else None)}
 
         reads = ctx.model_reads(name) if hasattr(ctx, "model_reads") else None
         signature: dict[str, Any] = {"plugin": self.name, "logits": key}

@@ -65,7 +65,7 @@ from compressor.context import StageContext
 from compressor.errors import SpecError, UserError, did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
-from compressor.schedules import Schedule
+from compressor.schedules import Schedule, ScheduleArg
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 
@@ -419,9 +419,9 @@ class ModuleReplacing(Strategy):
         containers: list[str | ContainerPair] | None = Field(
             default=None,
             description="pair containers' children evenly, e.g. [encoder.layers, predictor.layers]")
-        replacing_rate: dict[str, Any] = Field(
-            default_factory=lambda: {"name": "log_curriculum", "base": 40.0},
-            description="schedule of p, the replacing rate (any registered schedule)")
+        replacing_rate: ScheduleArg = Field(
+            default_factory=lambda: ScheduleArg(name="log_curriculum", base=40.0),
+            description="p, the replacing rate: any registered schedule (or a number, a constant rate)")
         copy_shared: bool = Field(
             default=True, description="share the teacher's unpaired parts (embedding, joint network) with "
                                       "the student: copied at the start and at the end of the stage")
@@ -440,8 +440,6 @@ class ModuleReplacing(Strategy):
             if (self.modules is None) == (self.containers is None):
                 raise ValueError("give exactly one of 'modules' (explicit groups) or 'containers' "
                                  "(even split)")
-            if "name" not in self.replacing_rate:
-                raise ValueError("replacing_rate needs a schedule 'name' (e.g. log_curriculum)")
             return self
 
     def __init__(self, args: Args, registry: Registry | None = None) -> None:
@@ -449,7 +447,7 @@ class ModuleReplacing(Strategy):
         from compressor.plugins import get_registry
 
         self.registry = registry or get_registry()
-        self.schedule: Schedule = self.registry.build("schedule", args.replacing_rate)
+        self.schedule: Schedule = args.replacing_rate.build()
         self.hybrid: TheseusModel | None = None
         self._previous_forward: str | None = None
         self.finetune_start: int | None = None
@@ -498,7 +496,7 @@ class ModuleReplacing(Strategy):
                 check_shared(teacher, student, pairings)
         except ValueError as e:
             raise check.error(str(e), where) from None
-        schedule = check_schedule(check, args.replacing_rate, "replacing_rate")
+        schedule = args.replacing_rate.build()  # validated with the spec by ScheduleArg
         if not args.allow_partial and args.finetune == 0:
             check_reaches_one(check, schedule)
 
@@ -554,16 +552,6 @@ class ModuleReplacing(Strategy):
 # --------------------------------------------------------------------------------------------------
 # Validation helpers (shared with lattice_kd)
 # --------------------------------------------------------------------------------------------------
-
-
-def check_schedule(check: CheckContext, ref: dict[str, Any], key: str) -> Schedule:
-    values = dict(ref)
-    name = values.pop("name", None)
-    if not isinstance(name, str):
-        raise check.error("a schedule needs a 'name'", key)
-    entry = check.registry.get("schedule", name, check.path + (key, "name"))
-    args = check.registry.parse_args("schedule", name, values, check.path + (key,))
-    return entry.factory(args)
 
 
 def check_reaches_one(check: CheckContext, schedule: Schedule, key: str = "replacing_rate") -> None:

@@ -346,6 +346,7 @@ class RepresentationKD(Strategy):
         self.projections = projections.to(ctx.device)
         if len(projections):
             ctx.models[args.wrapper] = self.projections
+        ctx.watch(args.teacher, [p.teacher.module for p in args.pairs if p.teacher.module is not None])
         self.teacher_out = TeacherOutputs(
             args.teacher, self._teacher_targets, cache=args.cache, batching=args.teacher_batching,
             signature={"plugin": self.name, "pairs": [p.teacher.model_dump() for p in args.pairs]},
@@ -360,10 +361,11 @@ class RepresentationKD(Strategy):
         ctx = self._ctx
         teacher = ctx.model(self.args.teacher)
         frozen = not any(p.requires_grad for p in teacher.parameters())
-        self._captured["teacher"] = {}
+        shared = ctx.forward_once(self.args.teacher, batch)  # one teacher forward per step for all strategies
+        self._captured["teacher"] = dict(shared.modules)
         with torch.set_grad_enabled(not frozen and torch.is_grad_enabled()):
-            out = ctx.task.forward(teacher, batch)
-            targets = {p.name: self._read("teacher", p.teacher, teacher, out, batch) for p in self.args.pairs}
+            targets = {p.name: self._read("teacher", p.teacher, teacher, shared.outputs, batch)
+                       for p in self.args.pairs}
         self._captured["teacher"] = {}
         return targets
 

@@ -69,14 +69,14 @@ def _records(losses: list[float], kd: list[float] | None = None) -> list[dict]:
     out = []
     for i, value in enumerate(losses):
         rec = {"stage": "s0" if i < len(losses) // 2 else "s1", "stage_index": 0 if i < len(losses) // 2 else 1,
-               "step": i + 1 if i < len(losses) // 2 else i + 1 - len(losses) // 2, "lr": 0.001,
+               "step": i + 1 if i < len(losses) // 2 else i + 1 - len(losses) // 2, "lr": 0.001 / (1 + i),
                "loss/task": value}
         total = value
         if kd is not None:
             rec["loss/kd"] = kd[i]
-            rec["weight/kd"] = 0.5
-            rec["kd_weight"] = 0.5
-            total += 0.5 * kd[i]
+            rec["weight/kd"] = 0.5 + 0.1 * i  # a schedule: constant weights are not plotted
+            rec["kd_weight"] = 0.5 + 0.1 * i
+            total += (0.5 + 0.1 * i) * kd[i]
         rec["loss/total"] = total
         out.append(rec)
     out.append({"type": "eval", "stage": "s1", "stage_index": 1, "step": len(losses) // 2, "valid/wer": 0.3})
@@ -113,3 +113,15 @@ def test_write_plots(tmp_path: Path) -> None:
                                                                                              "[0.9, 0.999]")])
 def test_yaml_values(value, text) -> None:
     assert yaml_value(value) == text
+
+
+def test_schedule_or_number_arguments_read_as_such() -> None:
+    from compressor.catalog import catalog
+
+    rows = {(c["name"], a["name"]): a for p in catalog() for c in p["components"] for a in c.get("args", [])}
+    for key in (("logit_kd", "weight"), ("logit_kd", "gamma"), ("module_replacing", "replacing_rate")):
+        assert rows[key]["type"].startswith("number | schedule"), rows[key]
+    from compressor.plugins import get_registry
+
+    entry = get_registry().get("strategy", "logit_kd")
+    assert entry.args.model_validate({"weight": 0.5}).weight.name == "constant"  # a number is a constant

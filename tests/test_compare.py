@@ -52,3 +52,34 @@ def test_compare_refuses_what_it_cannot_do(two_runs: list[Path], tmp_path: Path,
     assert not (two_runs[1] / "cmp").exists()
     code, err = cli(capsys, "compare", two_runs[0], tmp_path, "--out", tmp_path / "cmp")
     assert code == 2 and f"{tmp_path} is not a run directory" in one_line(err)
+
+
+def test_kd_run_and_its_baseline_line_up_per_model(two_runs: list[Path], tmp_path: Path, capsys) -> None:
+    """A KD run's student (its second stage) stands beside the baseline's student (its only stage), not beside
+    the KD run's teacher stage; runs are labelled by what differs between them."""
+    from compressor.compare import differences, model_curve, model_spans, read_run
+
+    spec = tiny(tmp_path, name="tiny_baseline")
+    spec["stages"] = [{**spec["stages"][1], "name": "train_student", "plugins": [], "frozen": []}]
+    del spec["teacher"]
+    spec["evaluate"]["models"] = ["student"]
+    baseline = run_spec(write_spec(tmp_path / "baseline.yaml", spec))
+    kd, base = read_run(two_runs[0]), read_run(baseline)
+    assert [(n, x0) for _, n, x0, _ in model_spans(kd)["student"]] == [("distil", 0)]
+    assert [n for _, n, _, _ in model_spans(kd)["teacher"]] == ["train_teacher"]
+    assert [n for _, n, _, _ in model_spans(base)["student"]] == ["train_student"] and "teacher" not in \
+        model_spans(base)
+    kd_x, kd_y = model_curve(kd, "student", "loss/task", evaluation=False)
+    base_x, _ = model_curve(base, "student", "loss/task", evaluation=False)
+    assert kd_x[0] == base_x[0] == 1  # both start at the student's first step (not the KD run's step 13)
+    distil = [r["loss/task"] for r in kd.records if r.get("stage") == "distil" and "loss/task" in r]
+    assert kd_y == distil
+    differences([kd, base])
+    assert kd.differs[0] == "stages: train_teacher → distil" and base.differs[0] == "stages: train_student"
+    assert any(d.startswith("teacher={") for d in kd.differs)  # a section the baseline lacks: named once
+    assert not any(d.startswith("teacher.") for d in kd.differs)
+    out = tmp_path / "cmp"
+    code, err = cli(capsys, "compare", two_runs[0], baseline, "--out", out)
+    assert code == 0, err
+    md = (out / "compare.md").read_text()
+    assert "differs: stages: train_teacher → distil" in md and "differs: stages: train_student" in md

@@ -178,6 +178,30 @@ def test_example_script_without_this_project(exported, tmp_path):
         assert proc.returncode == 0, proc.stderr
 
 
+def test_export_folder_decodes_with_its_own_example(exported, tmp_path):
+    """A device engineer with the export folder alone: its README says how, its example decodes."""
+    family, model, data, out, result = exported
+    wavs = []
+    for i in range(2):
+        item = data.dataset("test")[i]
+        path = tmp_path / f"utt{i}.wav"
+        sf.write(str(path), item["waveform"].numpy(), 16000, subtype="PCM_16")
+        wavs.append(str(path))
+    import numpy
+    import sherpa_onnx
+
+    readme = (out / "README.md").read_text()
+    assert "## Decode" in readme and "python transcribe_sherpa.py a.wav" in readme
+    assert "recognizer.decode_stream(stream)" in readme
+    assert json.loads((out / "model.json").read_text())["decode_example"] == "transcribe_sherpa.py"
+    assert out / "transcribe_sherpa.py" in result.files
+    here = run_isolated(["transcribe_sherpa.py", *wavs], (sherpa_onnx, numpy, sf), out)
+    assert here.returncode == 0, here.stderr
+    there = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"), "--model-dir", str(out), *wavs],
+                         (sherpa_onnx, numpy, sf), tmp_path)
+    assert there.returncode == 0 and here.stdout == there.stdout and len(here.stdout.splitlines()) == 2
+
+
 def test_token_lookup_accepts_sherpas_spelling():
     from compressor.export.parity import token_lookup
 

@@ -54,6 +54,12 @@ def test_classifier_export_and_onnxruntime_example(tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t")[1] for line in proc.stdout.splitlines()]
     assert got == expected
+    # the export folder is self-sufficient: its own copy of the example, run from the folder, no --model-dir
+    readme = (out / "README.md").read_text()
+    assert "## Decode" in readme and "python classify_onnxruntime.py a.wav" in readme and "fbank(" in readme
+    proc = run_isolated(["classify_onnxruntime.py", *wavs], (onnxruntime, np, sf), out)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[1] for line in proc.stdout.splitlines()] == expected
 
     # the front end comes from the export: a --frontend that disagrees is refused, one that agrees accepted
     import json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def test_export_refuses_existing_then_force_and_out(finished_run, tmp_path):
     proc = run_cli("export", str(finished_run), "--force")
     assert proc.returncode == 0, proc.stderr
     assert (finished_run / "export" / "model.onnx").stat().st_mtime_ns != before
+
+
+def test_export_any_model_by_name(finished_run, tmp_path):
+    out = tmp_path / "teacher_export"
+    proc = run_cli("export", str(finished_run), "--model", "teacher", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "export (onnx) of the teacher" in proc.stdout
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["model"] == "teacher" and (out / "README.md").read_text().startswith("# teacher (")
+    report = json.loads((out / "export_report.json").read_text())
+    variants = [r["variant"] for r in report["benchmark"]["rows"]]
+    assert variants[:2] == ["teacher (PyTorch)", "teacher ONNX fp32"], variants  # no reference row of itself
+    assert not any("student" in v for v in variants)
+    assert json.loads((out / "export_manifest.json").read_text())["model"] == "teacher"
+    proc = run_cli("export", str(finished_run), "--model", "teachr", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "no model 'teachr'" in proc.stderr and "did you mean 'teacher'" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_unfinished_run(finished_run, tmp_path):

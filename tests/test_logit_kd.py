@@ -4,7 +4,7 @@ schedule of seed 001, the hybrid of Eq. 4 (and target mixing), and refusals at v
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from compressor_plugins.logit_kd import LogitKD, logit_distance
 from torch import nn
 
+from compressor.context import StageContext
 from compressor.losses import LossTerms
 from compressor.plugins import get_registry
 
@@ -64,6 +65,8 @@ def _ctx(models: dict, epoch: int = 0, err: float | None = None) -> SimpleNamesp
                           steps_per_epoch=2, batch_error=err, scalars={}, device=torch.device("cpu"))
     ctx.model = lambda name: models[name]
     ctx.log_scalar = lambda k, v: ctx.scalars.__setitem__(k, v)
+    ctx._forwards, ctx._watched = {}, {}
+    ctx.forward_once = MethodType(StageContext.forward_once, ctx)  # the engine's shared teacher forward
     return ctx
 
 

@@ -133,12 +133,15 @@ def test_progress_reaches_one_at_the_last_step():
     assert ctx.progress == 1.0
 
 
-def _documented_keys() -> dict[str, set[str]]:
+def _documented_keys() -> dict[str, dict[str, int]]:
+    """Output key -> number of dimensions, per model, from the guide's table of what the models return."""
+    table = _guide().split("**What the built-in models return.**", 1)[1].split("\n\n**", 1)[0]
     rows = {}
-    for line in _guide().splitlines():
+    for line in table.splitlines():
         m = re.match(r"\| `(\w+)` \| `\w+` \| (.*) \|$", line)
         if m:
-            rows[m.group(1)] = set(re.findall(r"`(\w+)` \(", m.group(2)))
+            rows[m.group(1)] = {key: len([d for d in shape.split(",") if d.strip()]) if shape.startswith("B")
+                                else -1 for key, shape in re.findall(r"`(\w+)` \(([^()]*)\)", m.group(2))}
     return rows
 
 
@@ -161,4 +164,6 @@ def test_documented_output_keys_are_what_the_models_return():
         model = entry.factory(entry.args.model_validate(size), info=info).eval()
         with torch.no_grad():
             out = model(batch)
-        assert set(out) == keys, name
+        assert set(out) == set(keys), name
+        for key, dims in keys.items():
+            assert dims == -1 or out[key].dim() == dims, (name, key, tuple(out[key].shape))

@@ -42,7 +42,8 @@ def test_a_run_not_on_a_terminal_prints_a_line_per_epoch_and_phase(tmp_path: Pat
         assert f"{stage}: started ({steps} steps)" in lines
         epochs = [line for line in lines if line.startswith(f"{stage}: epoch ")]
         assert [e.split(":")[1].strip() for e in epochs] == ["epoch 1/2", "epoch 2/2"], epochs
-        assert re.search(r"step \d+/\d+, loss [\d.]+, lr [\d.e-]+.*; valid/accuracy [\d.]+", epochs[0])
+        assert re.search(r"step \d+/\d+, loss [\d.]+, (loss/\w+ [\d.e-]+, )*lr [\d.e-]+.*; valid/accuracy [\d.]+",
+                         epochs[0])
         assert any(line.startswith(f"{stage}: done, {steps} steps in ") and "best accuracy" in line
                    for line in lines)
     assert "kd_weight 1;" in next(line for line in lines if line.startswith("stage 2/2 distil: epoch 1/2"))

@@ -36,7 +36,8 @@ CASES = [
     ("frozen: [teacher]", "frozen: [teachr]", ["stages[1].frozen[0]", "did you mean 'teacher'"]),
     ("weight: {name: exp_decay}", "weight: {name: exp_decya}", ["stages[1].plugins[0].weight",
                                                               "did you mean 'exp_decay'"]),
-    ("weight: {name: exp_decay}", "weight: {name: exp_decay, scale: -1}", ["plugins[0].weight.scale"]),
+    ("weight: {name: exp_decay}", "weight: {name: exp_decay, scale: -1}",
+     ["plugins[0].weight", "schedule 'exp_decay': scale: expected greater than or equal to 0"]),
     ("task: {name: classification}", "task: {name: clasification}", ["at task", "did you mean 'classification'"]),
     ("train: [student]", "train: [student]\n    forward: techer", ["stages[1].forward", "did you mean 'teacher'"]),
     ("name: distil", "name: train_teacher", ["stages[1].name", "duplicate stage name"]),
@@ -44,6 +45,14 @@ CASES = [
     ("student: {name: seq_classifier,", "student: {checkpoint: /no/such.pt, name: seq_classifier,",
      ["student.checkpoint", "not found"]),
     ("name: tiny_kd", "name: tiny kd!", ["at name", "pattern"]),
+    ("models: [teacher, student]}", "models: [teacher, student],\n  references: [{label: alone, metrics: "
+     "{test/accuracy: 0.5}, std: {test/accuracy: -0.1}}]}",
+     ["evaluate.references[0].std.test/accuracy", "greater than or equal to 0", "bad.yaml:"]),
+    ("models: [teacher, student]}", "models: [teacher, student],\n  references: [{label: alone, metrics: "
+     "{test/accuracy: 0.5}, std: {test/accuracy: .nan}}]}",
+     ["evaluate.references[0].std.test/accuracy", "finite"]),
+    ("models: [teacher, student]}", "models: [teacher, student],\n  references: [{label: alone, metrics: "
+     "{test/accuracy: .inf}}]}", ["evaluate.references[0].metrics.test/accuracy", "finite"]),
 ]
 
 
@@ -89,6 +98,14 @@ def test_bad_yaml_via_a_real_process(tmp_path: Path) -> None:
     done = run_cli("run", str(spec), cwd=tmp_path)
     assert done.returncode == 2 and "is not allowed" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_negative_reference_std_exits_2(tmp_path: Path) -> None:
+    proc = run_cli("validate", str(SPECS / "tiny_kd.yaml"), "--set",
+                   "evaluate.references=[{label: alone, metrics: {test/accuracy: 0.5}, std: {test/accuracy: -1}}]")
+    assert proc.returncode == 2
+    assert "evaluate.references[0].std.test/accuracy" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_missing_spec_file(tmp_path: Path) -> None:

@@ -31,7 +31,11 @@ def configure(p: argparse.ArgumentParser, add_threads: Callable[[argparse.Argume
         s.add_argument("--cache-dir", default=None, help="cache folder (default $COMPRESSOR_CACHE or "
                        "~/.cache/compressor)")
         s.add_argument("--seed", type=int, default=None, help="run seed (default: the spec's, else 0)")
-        s.add_argument("--json", action="store_true", help="print the statistics as JSON")
+        from compressor.progress import where
+
+        s.add_argument("--json", action="store_true",
+                       help=f"print the statistics as JSON on standard output; then {where('stderr')[0].lower()}"
+                            f"{where('stderr')[1:]}")
         if add_threads is not None:
             add_threads(s)
 

@@ -1,4 +1,4 @@
-"""``compressor export RUN_DIR [--out DIR] [--force]``: export a finished run's student.
+"""``compressor export RUN_DIR [--model NAME] [--out DIR] [--force]``: export a finished run's model.
 
 Where an export may be written (checked before any work):
 
@@ -125,9 +125,10 @@ def claim_export_dir(out: Path, force: bool) -> Path:
     return tmp
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None
-               ) -> Path:
-    """Export the spec's export model (default ``student``) of a finished run; return the output dir.
+def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None,
+               model: str | None = None) -> Path:
+    """Export ``model`` (default: the spec's ``export.model``, else ``student``) of a finished run; return the
+    output dir.
 
     ``out_dir`` defaults to ``RUN_DIR/export``; see the module docstring for where an export may go. torch
     computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
@@ -146,8 +147,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
         clean_stale_temporaries(run_dir)
         run = load_run(run_dir, threads)
         if run.loaded.spec.export is None or run.loaded.export_args is None:
-            # a spec without an export section: the onnx exporter with its defaults, on the student
+            # a spec without an export section: the onnx exporter with its defaults
             run.loaded.spec.export = ExportSpec(name="onnx")
             run.loaded.export_args = OnnxExportArgs()
-        export_model(run, out, force=force)
+        export_model(run, out, force=force, model_name=model)
     return out

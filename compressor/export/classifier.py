@@ -2,7 +2,8 @@
 
 ``model.onnx``: ``features`` (N, T, 80) float, ``feature_lengths`` (N,) int64 -> ``logits`` (N, C), plus
 ``labels.txt``. onnxruntime computes no features: the caller computes the data's front end (its settings are
-in the manifest and the ONNX metadata; ``examples/classify_onnxruntime.py`` does it in numpy).
+in the manifest and the ONNX metadata; ``classify_onnxruntime.py``, copied into every classifier export, does it
+in numpy).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ClassifierExport(FamilyExport):
     metric = "accuracy"
     higher_is_better = True
     check_key = "classification"
+    decode_example = "classify_onnxruntime.py"
 
     @classmethod
     def detect(cls, model: nn.Module, model_ref: dict[str, Any], task_name: str) -> bool:
@@ -123,7 +125,7 @@ class ClassifierExport(FamilyExport):
         rows: list[dict[str, Any]] = []
         threads = bench.latency_threads(args.threads)
         with bench.torch_threads(threads):
-            for label, m in (("teacher (PyTorch)", self.job.teacher), ("student (PyTorch)", self.model)):
+            for label, m in (("teacher (PyTorch)", self.job.teacher), (self.variant("(PyTorch)"), self.model)):
                 if m is None:
                     continue
                 try:
@@ -132,8 +134,8 @@ class ClassifierExport(FamilyExport):
                 except Exception:
                     continue  # a teacher of another modality (e.g. text): not comparable
                 rows.append(bench.row(label, m, None, t, len(batches), seconds))
-        for label, p in (("student ONNX fp32", self.out / "model.onnx"),
-                         ("student ONNX int8", self.out / "model.int8.onnx")):
+        for label, p in ((self.variant("ONNX fp32"), self.out / "model.onnx"),
+                         (self.variant("ONNX int8"), self.out / "model.int8.onnx")):
             if not p.exists():
                 continue
             sess = parity.session(p, threads)
@@ -150,11 +152,11 @@ class ClassifierExport(FamilyExport):
         for row in rows:
             variant = row["variant"]
             quality = None
-            if variant == "student (PyTorch)":
+            if variant == self.variant("(PyTorch)"):
                 quality = c["accuracy_pytorch"]
-            elif variant == "student ONNX fp32":
+            elif variant == self.variant("ONNX fp32"):
                 quality = c["accuracy_onnx"]
-            elif variant == "student ONNX int8" and (self.out / "model.int8.onnx").exists():
+            elif variant == self.variant("ONNX int8") and (self.out / "model.int8.onnx").exists():
                 quality = self.quality(".int8", "test", 10**9).value
             elif variant == "teacher (PyTorch)" and self.job.teacher is not None:
                 quality = self._torch_accuracy(self.job.teacher)

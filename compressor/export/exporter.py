@@ -73,7 +73,7 @@ class OnnxExporter(Exporter):
                 paths.append(write_graph(g, out, args.opset))
                 parity.check_onnx(paths[-1])
                 p.update()
-        files = list(paths) + unit.side_files()
+        files = list(paths) + unit.side_files() + unit.copy_decode_example()
         report: dict[str, Any] = {"family": unit.name, "model": job.model_name,
                                   "model_ref": job.model_ref.get("name"), "opset": args.opset,
                                   "normalize_type": unit.normalize_type or "none",
@@ -206,7 +206,7 @@ def _int8_text(res: dict[str, Any]) -> str:
 def summary_markdown(report: dict[str, Any]) -> str:
     """The export section of a run's ``summary.md``: every figure names its split and coverage."""
     unit = next(u for u in FAMILIES if u.name == report["family"])
-    lines = [f"## Export (onnx, {report['family']})", ""]
+    lines = [f"## Export (onnx, {report['family']}) of the {report.get('model', 'student')}", ""]
     par = report["parity"]
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in par["max_abs_diff"].items())
     lines.append(f"- onnx.checker: passed; onnxruntime vs PyTorch max |diff| on {par.get('batches', '?')} real "

@@ -77,6 +77,9 @@ class FamilyExport:
     metric: ClassVar[str] = ""  # quality metric of the int8 guard: "wer" (lower is better) or "accuracy"
     higher_is_better: ClassVar[bool] = False
     check_key: ClassVar[str] = ""  # report key of :meth:`check` ("transcripts", "classification")
+    #: the complete decode example copied into every export of this family
+    #: (:mod:`compressor.export.decoders`): it runs from the export folder with the runtime alone
+    decode_example: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, job: ExportJob, args: Any) -> None:
         self.model = model
@@ -101,6 +104,18 @@ class FamilyExport:
     def side_files(self) -> list[Path]:
         """Files besides the graphs (``tokens.txt``, ``labels.txt``), written into ``self.out``."""
         return []
+
+    def copy_decode_example(self) -> list[Path]:
+        """:attr:`decode_example` copied into ``self.out`` (none when the family has none)."""
+        if not self.decode_example:
+            return []
+        import shutil
+
+        from compressor.export import decoders
+
+        target = self.out / self.decode_example
+        shutil.copyfile(Path(decoders.__file__).parent / self.decode_example, target)
+        return [target]
 
     # -- checks ---------------------------------------------------------------------------------
     def parity_inputs(self, graphs: list[GraphFile], batch: dict[str, Any], g: torch.Generator
@@ -149,6 +164,11 @@ class FamilyExport:
         return []
 
     # -- shared helpers -------------------------------------------------------------------------
+    def variant(self, what: str) -> str:
+        """A report row's label for the exported model: ``variant("ONNX int8")`` -> ``"teacher ONNX int8"``
+        when the run's teacher is exported (``compressor export RUN --model teacher``)."""
+        return f"{self.job.model_name} {what}"
+
     @property
     def trained_on(self) -> str | None:
         """The data's front end under its runtime name (``nemo`` -> ``nemo_transducer``)."""

@@ -50,6 +50,7 @@ def build(unit: FamilyExport, report: dict[str, Any], artefacts: list[Artefact])
         "training_frontend": _frontend(unit.data_frontend),
         "normalize_type": unit.normalize_type or "none",
         **unit.manifest_fields(),
+        "decode_example": unit.decode_example or None,
         "recommended": artefacts[0].name if artefacts else None,
         "artefacts": arts,
         "report": "export_report.json",
@@ -127,6 +128,7 @@ def readme(manifest: dict[str, Any]) -> str:
     if "labels" in m:
         lines.append(f"- labels: `{m['labels']}` ({m['num_classes']} classes, one per line, index = logit)")
     lines.append("")
+    lines += _decode_section(m)
     for i, a in enumerate(m["artefacts"]):
         title = f"## {a['name']}: {a['runtime']}" + (" (recommended)" if i == 0 else "")
         lines += [title, ""]
@@ -137,7 +139,9 @@ def readme(manifest: dict[str, Any]) -> str:
             lines.append(f"- sherpa-onnx `model_type`: `{a['model_type']}` (required: without it sherpa-onnx "
                          f"loads the files as another model type and stops)")
         who = "sherpa-onnx computes" if a["frontend_computed_by"] == "runtime" else "you compute"
-        lines.append(f"- front end ({who} it): {_fe_line(a['frontend'])}")
+        how = (f" (`fbank()` in `{m['decode_example']}` computes it in numpy)"
+               if a["frontend_computed_by"] == "caller" and m.get("decode_example") else "")
+        lines.append(f"- front end ({who} it){how}: {_fe_line(a['frontend'])}")
         if a["frontend_matches_training"] is False:
             lines.append("- **this front end is not the one the model was trained on**: " + a["note"])
         elif a["frontend_matches_training"]:
@@ -156,6 +160,39 @@ def readme(manifest: dict[str, Any]) -> str:
         if a.get("python_int8"):
             lines += ["int8:", "", "```python", a["python_int8"].replace("'", '"'), "```", ""]
     return "\n".join(lines)
+
+
+def _decode_section(m: dict[str, Any]) -> list[str]:
+    """How to decode with this folder alone: the command, then the loop the example runs."""
+    script = m.get("decode_example")
+    if not script:
+        return []
+    lines = ["## Decode", "", f"`{script}` (in this folder) is a complete example; it needs only the runtime, "
+             "numpy and soundfile, and reads everything else from `model.json`:", "", "```bash"]
+    if m["family"] == "classifier":
+        lines += ["pip install onnxruntime numpy soundfile", f"python {script} a.wav b.wav        # FILE, LABEL, "
+                  "PROBABILITY per line; --int8 for the int8 model", "```", "", "What it does for each file:", "",
+                  "```python", "import numpy as np, onnxruntime", f"from {script[:-3]} import fbank, read_16k",
+                  "", "session = onnxruntime.InferenceSession(\"model.onnx\", providers=[\"CPUExecutionProvider\"])",
+                  "labels = open(\"labels.txt\", encoding=\"utf-8\").read().split(\"\\n\")",
+                  "feats = fbank(read_16k(\"a.wav\"), \"" + str((m.get("training_frontend") or {}).get("name", "nemo"))
+                  + "\")  # (T, 80) log-mel, the training front end",
+                  "feed = {\"features\": feats[None], \"feature_lengths\": np.array([len(feats)])}",
+                  "logits = session.run(None, feed)[0][0]",
+                  "print(labels[int(logits.argmax())])", "```", ""]
+        if m.get("normalize_type") == "per_feature":  # before the model: per-utterance normalisation
+            at = next(i for i, line in enumerate(lines) if line.startswith("feed = "))
+            lines.insert(at, "feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-5)  # per_feature normalisation")
+        return lines
+    lines += ["pip install sherpa-onnx numpy soundfile", f"python {script} a.wav b.wav        # FILE, TRANSCRIPT per "
+              "line; --int8, --streaming (when there is a streaming artefact)", "```", "",
+              "What it does for each file (offline recognizer):", "", "```python",
+              "import soundfile as sf", f"from {script[:-3]} import to_text", "",
+              "recognizer = ...  # the constructor below, with its files", "samples, rate = sf.read(\"a.wav\", "
+              "dtype=\"float32\")  # mono, in [-1, 1]", "stream = recognizer.create_stream()",
+              "stream.accept_waveform(rate, samples)", "recognizer.decode_stream(stream)",
+              "print(to_text(list(stream.result.tokens)))  # tokens -> words", "```", ""]
+    return lines
 
 
 def write(out: Path, manifest: dict[str, Any]) -> list[Path]:

@@ -403,7 +403,7 @@ class RNNTExport(SherpaASRExport):
             t = bench.timed(lambda: parity.sherpa_online_decode(
                 files, self.out / "tokens.txt", [u.wave for u in utts], ids, tail_seconds(self.chunk),
                 bench.latency_threads(self.args.threads)))
-            rows.append(bench.row("student ONNX streaming", None, list(files.values()), t, len(utts), seconds))
+            rows.append(bench.row(self.variant("ONNX streaming"), None, list(files.values()), t, len(utts), seconds))
             note += "; streaming row: sherpa-onnx OnlineRecognizer, whole utterance fed at once"
         return rows, cover, note
 

@@ -19,6 +19,7 @@ class SherpaASRExport(FamilyExport):
     metric: ClassVar[str] = "wer"
     higher_is_better: ClassVar[bool] = False
     check_key: ClassVar[str] = "transcripts"
+    decode_example: ClassVar[str] = "transcribe_sherpa.py"
     #: the front end sherpa-onnx's offline recognizer computes for this family
     offline_frontend: ClassVar[str] = ""
     model_type: ClassVar[str] = ""
@@ -179,13 +180,13 @@ class SherpaASRExport(FamilyExport):
 
         threads = bench.latency_threads(args.threads)
         with bench.torch_threads(threads):
-            for label, m in (("teacher (PyTorch)", self.job.teacher), ("student (PyTorch)", self.model)):
+            for label, m in (("teacher (PyTorch)", self.job.teacher), (self.variant("(PyTorch)"), self.model)):
                 if m is None or not type(self).detect(m, {}, ""):
                     continue  # a teacher of another family is not comparable transcript for transcript
                 t = bench.timed(lambda m=m: [parity.torch_greedy(self.name, m, feats_of(u)) for u in utts])
                 rows.append(bench.row(label, m, None, t, len(utts), seconds))
         ids = parity.token_lookup(self.tokens)
-        for label, suffix in (("student ONNX fp32", ""), ("student ONNX int8", ".int8")):
+        for label, suffix in ((self.variant("ONNX fp32"), ""), (self.variant("ONNX int8"), ".int8")):
             files = self.offline_files(suffix)
             if not all(p.exists() for p in files.values()):
                 continue
@@ -205,23 +206,23 @@ class SherpaASRExport(FamilyExport):
             return None
         utts = parity.load_utterances(self.job.data, "test", self.args.decode_utterances)
         ids = parity.token_lookup(self.tokens)
-        by_variant = {"teacher (PyTorch)": self.job.teacher, "student (PyTorch)": self.model}
+        by_variant = {"teacher (PyTorch)": self.job.teacher, self.variant("(PyTorch)"): self.model}
         for row in rows:
             variant = row["variant"]
             quality = None
-            if variant == "student (PyTorch)" and t.get("pytorch_features") == "data":
+            if variant == self.variant("(PyTorch)") and t.get("pytorch_features") == "data":
                 quality = t["wer_pytorch"]
             elif by_variant.get(variant) is not None:
                 hyps = parity.torch_greedy_all(self.name, by_variant[variant], [u.features for u in utts],
                                                desc=f"export chart: {variant} WER (test)")
                 quality = self.wer(hyps, utts)[0]
-            elif variant == "student ONNX fp32":
+            elif variant == self.variant("ONNX fp32"):
                 quality = t["wer_sherpa"]
-            elif variant == "student ONNX int8":
+            elif variant == self.variant("ONNX int8"):
                 hyps = parity.sherpa_decode(self.recognizer(".int8"), [u.wave for u in utts], ids,
-                                            desc="export chart: student ONNX int8 WER (test)")
+                                            desc=f"export chart: {variant} WER (test)")
                 quality = self.wer(hyps, utts)[0]
-            elif variant == "student ONNX streaming":
+            elif variant == self.variant("ONNX streaming"):
                 quality = (report.get("streaming") or {}).get("wer_online_sherpa")
             row["quality"] = quality
         return self.figure(0.0, "test", len(utts))

@@ -19,6 +19,7 @@ class Classification(Task):
 
     name = "classification"
     main_metric = "accuracy"
+    restated_metrics = frozenset({"error_rate"})  # 1 - accuracy
     metric_mode = "max"
 
     class Args(Args):

@@ -10,8 +10,10 @@ to the loss::
         teacher_layer: encoder
         weight: 0.5
 
-Sequence outputs (B, T, H) are compared frame by frame over the shorter common length; modules that return
-tuples (LSTMs) contribute their first element.
+Sequence outputs (B, T, H) are compared frame by frame over the shorter common length, averaged over the real
+frames of each utterance only (padding is left out: ``compressor.sequences.valid_lengths`` and
+``length_mask``); modules that return tuples (LSTMs) contribute their first element (``module_output``). The
+teacher runs once per step, shared with any other strategy that needs it (``ctx.forward_once``).
 """
 
 from __future__ import annotations
@@ -24,13 +26,8 @@ from pydantic import Field
 from torch import nn
 
 from compressor import Args, LossTerms, StageContext, Strategy, hookimpl
+from compressor.sequences import length_mask, module_output, probe, valid_lengths
 from compressor.spec import CheckContext
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    while isinstance(output, (tuple, list)):
-        output = output[0]
-    return output
 
 
 class FitNetsHint(Strategy):
@@ -63,43 +60,39 @@ class FitNetsHint(Strategy):
                 raise check.error(f"no layer '{layer}' in the {role}{did_you_mean(layer, [n for n in names if n])}",
                                   f"{role}_layer")
 
-    def _hook(self, key: str):
-        def capture(module: nn.Module, inputs: Any, output: Any) -> None:
-            self._captured[key] = _first_tensor(output)
-        return capture
+    def _capture(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self._captured["student"] = module_output(output, 0)
 
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         student, teacher = ctx.model(self.args.student), ctx.model(self.args.teacher)
         s_layer = dict(student.named_modules())[self.args.student_layer]
-        t_layer = dict(teacher.named_modules())[self.args.teacher_layer]
-        self._handles = [s_layer.register_forward_hook(self._hook("student")),
-                         t_layer.register_forward_hook(self._hook("teacher"))]
-        # One forward pass in eval mode on a real batch tells the two widths the regressor must map.
+        self._handles = [s_layer.register_forward_hook(self._capture)]
+        ctx.watch(self.args.teacher, [self.args.teacher_layer])  # its output comes with the shared forward
+        # One forward of each in eval mode on a real batch tells the two widths the regressor must map.
         batch = next(iter(ctx.data.loader("train", 2, shuffle=False)))
-        was = (student.training, teacher.training)
-        student.eval()
-        teacher.eval()
-        with torch.no_grad():
-            student(batch)
-            teacher(batch)
-        student.train(was[0])
-        teacher.train(was[1])
-        s_dim, t_dim = self._captured["student"].shape[-1], self._captured["teacher"].shape[-1]
+        _, s_out = probe(student, batch, [self.args.student_layer], forward=ctx.task.forward)
+        _, t_out = probe(teacher, batch, [self.args.teacher_layer], forward=ctx.task.forward)
+        s_dim = module_output(s_out[self.args.student_layer], 0).shape[-1]
+        t_dim = module_output(t_out[self.args.teacher_layer], 0).shape[-1]
         ctx.models["hint_regressor"] = nn.Linear(s_dim, t_dim)
 
     @hookimpl
     def compressor_loss_terms(self, ctx: StageContext, batch: dict[str, Any], outputs: dict[str, torch.Tensor],
                               losses: LossTerms) -> None:
         guided = self._captured["student"]  # filled by the student's forward pass that produced `outputs`
-        with torch.no_grad():
-            ctx.task.forward(ctx.model(self.args.teacher), batch)
-        hint = self._captured["teacher"].detach()
-        if guided.dim() == 3 and hint.dim() == 3:
-            n = min(guided.shape[1], hint.shape[1])
-            guided, hint = guided[:, :n], hint[:, :n]
-        regressed = ctx.models["hint_regressor"](guided)
-        losses.add("hint", F.mse_loss(regressed.float(), hint.float()), self.args.weight)
+        shared = ctx.forward_once(self.args.teacher, batch)  # one teacher forward per step, for every strategy
+        hint = module_output(shared.modules[self.args.teacher_layer], 0).detach().float()
+        regressed = ctx.models["hint_regressor"](guided).float()
+        if regressed.dim() == 3 and hint.dim() == 3:  # (B, T, H): the real frames of each utterance only
+            n = min(regressed.shape[1], hint.shape[1])
+            regressed, hint = regressed[:, :n], hint[:, :n]
+            lengths = valid_lengths(ctx.model(self.args.student), batch, n)
+            error = ((regressed - hint) ** 2).mean(-1)  # (B, n)
+            value = error[length_mask(lengths, n)].mean() if lengths is not None else error.mean()
+        else:
+            value = F.mse_loss(regressed, hint)
+        losses.add("hint", value, self.args.weight)
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:

@@ -3,7 +3,8 @@
 - ``reference/spec.md``: every key of a spec, from the pydantic schemas in ``compressor.spec``;
 - ``reference/components.md``: every registered model, task, dataset, schedule, strategy, exporter, optimizer
   and LR schedule with its argument schema, from the loaded plugins (what ``compressor plugins`` prints);
-- ``reference/hooks.md``: the hook contract, from the hook specifications in ``compressor.hookspecs``.
+- ``reference/hooks.md``: the hook contract, from the hook specifications in ``compressor.hookspecs``;
+- ``papers/<benchmark folder>-results.md``: each paper benchmark's ``RESULTS.md``, as its script wrote it.
 
 A page that cannot be generated fails the build (``mkdocs build --strict`` in the tests).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
@@ -113,7 +115,15 @@ def _hooks_page() -> str:
     return "\n".join(lines)
 
 
+def results_pages(root: Path) -> dict[str, Path]:
+    """Site path -> the RESULTS.md that a paper benchmark's script writes beside its results."""
+    return {f"papers/{p.parent.name}-results.md": p for p in sorted((root / "benchmarks").glob("*/RESULTS.md"))}
+
+
 def on_files(files: Files, config: Any) -> Files:
     for path, maker in GENERATED.items():
         files.append(File.generated(config, path, content=globals()[maker]()))
+    root = Path(config["config_file_path"]).parent
+    for path, source in results_pages(root).items():
+        files.append(File.generated(config, path, abs_src_path=str(source)))
     return files

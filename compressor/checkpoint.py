@@ -36,6 +36,22 @@ def save_atomic(obj: Any, path: Path) -> None:
         os.close(fd)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync, rename over ``path``: readers see all or nothing."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with deferred():
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only).
 
@@ -93,6 +109,15 @@ def mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | No
     if shapes:
         problems.append(few(shapes))
     return "; ".join(problems) or None
+
+
+def load_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``model``, or raise :class:`UserError` saying why it does not fit (``what``: where the
+    weights come from and which model they are for)."""
+    problem = mismatch(model, state)
+    if problem:
+        raise UserError(f"{what} does not match the model the spec builds: {problem}")
+    model.load_state_dict(state)
 
 
 RESUME_KINDS = ("mid_stage", "stage_end")

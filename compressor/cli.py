@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a spec value, e.g. --set stages[0].epochs=2 (repeatable)")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its last checkpoint, with the spec it started with")
+    r.add_argument("--accept-spec-change", action="store_true",
+                   help="with --resume: go on although RUN_DIR/resolved_spec.yaml was edited since the last "
+                        "checkpoint (refused otherwise); the change is recorded in RUN_DIR/spec_changes.jsonl")
     _threads(r)
 
     v = sub.add_parser("validate", help="validate a spec without doing any work",
@@ -228,7 +231,10 @@ def _run(args: argparse.Namespace) -> int:
                          "(see 'compressor run --help')")
     if args.resume is None and not Path(args.spec).exists():
         raise UserError(f"spec file not found: {args.spec}")
-    run_dir = run_spec(args.spec, args.overrides, resume=args.resume, threads=args.threads)
+    if args.accept_spec_change and args.resume is None:
+        raise UsageError("compressor run: --accept-spec-change goes with --resume RUN_DIR")
+    run_dir = run_spec(args.spec, args.overrides, resume=args.resume, threads=args.threads,
+                       accept_spec_change=args.accept_spec_change)
     if os.environ.get("RANK", "0") != "0":
         return EXIT_OK
     from compressor.report import print_run_results

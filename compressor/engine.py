@@ -23,17 +23,19 @@ import torch.distributed as dist
 from torch import nn
 
 from compressor.checkpoint import (
+    load_checked,
     load_state_dict_file,
     mismatch,
     rng_state,
     save_atomic,
     set_rng_state,
+    write_text_atomic,
 )
 from compressor.data.base import DataModule
 from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
-from compressor.resume import open_resume
+from compressor.resume import open_resume, spec_stamp
 from compressor.rundir import (
     SPEC_FILE,
     MetricsWriter,
@@ -255,12 +257,14 @@ def _say_data(name: str, data: DataModule) -> None:
 
 
 def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None,
-             threads: int | None = None) -> Path:
+             threads: int | None = None, accept_spec_change: bool = False) -> Path:
     """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work.
 
     With ``resume``, continue that killed run with the spec it started with (a ``spec_path`` or ``overrides``
     that would change it are refused). Nothing is left behind by a run that fails before its first step.
     ``threads`` (``--threads``) overrides ``trainer.threads`` for this process without changing the spec.
+    ``accept_spec_change`` (``--accept-spec-change``) resumes a run whose ``resolved_spec.yaml`` was edited
+    since its last checkpoint, recording the change in the run (else that is refused).
     """
     plugins = get_plugins()
     overrides = list(overrides or [])
@@ -268,7 +272,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
     with contextlib.ExitStack() as stack:
         resume_state = None
         if resume_dir is not None:
-            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack)
+            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack,
+                                              accept_spec_change)
         elif spec_path is None:
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:
@@ -326,7 +331,7 @@ def _after_failure(run_dir: Path, created: list[Path], fresh: bool, interrupted:
         for folder in created:  # the spec-name folder, the output directory: only if this run made them
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    elif interrupted:
+    elif interrupted and not (run_dir / "final" / "COMPLETE").exists():
         print(f"the run can continue: compressor run --resume {run_dir}", file=sys.stderr)
 
 
@@ -350,7 +355,7 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
                 if name not in run.models:
                     raise UserError(f"{run.run_dir}/checkpoints/last.pt has model '{name}' that the spec does not "
                                     f"build")
-                run.models[name].load_state_dict(sd)
+                load_checked(run.models[name], sd, f"{run.run_dir}/checkpoints/last.pt ({name})")
             set_rng_state(resume_state["rng"])
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
@@ -368,7 +373,8 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             save_atomic({"kind": "stage_end", "stage_index": i + 1,
                          "models": {n: m.state_dict() for n, m in run.models.items()},
                          "rng": rng_state(), "results": run.results,
-                         "metrics_lines": run.metrics.count if run.metrics is not None else None},
+                         "metrics_lines": run.metrics.count if run.metrics is not None else None,
+                         **spec_stamp(run.loaded.raw)},
                         run.run_dir / "checkpoints" / "last.pt")
     if run.is_main:
         _finish(run)
@@ -377,7 +383,7 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
 
 
 def _finish(run: Run) -> None:
-    """Final evaluation, final weights, export, plots and summary (main process only)."""
+    """Final evaluation, final weights, export, plots and summary, then ``final/COMPLETE`` (main process only)."""
     from compressor.plots import write_plots
     from compressor.summary import write_summary
 
@@ -409,9 +415,10 @@ def _finish(run: Run) -> None:
         exported = export_model(run, run.run_dir / "export", force=True)
         export_md = exported.summary_md
         run.results["export"] = {"files": [str(f) for f in exported.files], "report": exported.report}
-    (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
     write_plots(run.run_dir)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
+    # last: "finished" holds only once everything above is on disk; a signal before it leaves a resumable run
+    write_text_atomic(final_dir / "COMPLETE", json.dumps(run.results, indent=2, default=str))
 
 
 def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, split: str, batch_size: int,

@@ -109,3 +109,87 @@ def test_a_forged_weights_field_does_not_let_another_teacher_reuse_outputs(clean
     run_dir, said = _run(capsys, again, tmp_path / "b2.yaml")
     assert "failed verification" in said, said
     assert _same(_student(run_dir), _student(b_clean))
+
+
+# -- synthesised corpora ---------------------------------------------------------------------------------
+def _corpus_settings():
+    from compressor.data.corpora import CorpusSettings
+
+    return CorpusSettings(kind="read_speech", language="de", train_size=8, valid_size=3, test_size=3,
+                          num_speakers=15)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from compressor.data.corpora import build_corpus
+
+    return build_corpus(_corpus_settings(), tmp_path_factory.mktemp("corpus"), workers=1)
+
+
+def _delete_marker(root: Path) -> None:
+    (root / "DONE").unlink()
+
+
+def _drop_manifest_line(root: Path) -> None:
+    lines = (root / "train.jsonl").read_text().splitlines(keepends=True)
+    (root / "train.jsonl").write_text("".join(lines[1:]))
+
+
+def _edit_transcript(root: Path) -> None:
+    import json
+
+    lines = [json.loads(x) for x in (root / "train.jsonl").read_text().splitlines()]
+    lines[0]["text"] = "something else entirely"
+    (root / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def _delete_audio(root: Path) -> None:
+    next((root / "audio").glob("*.flac")).unlink()
+
+
+@pytest.mark.parametrize("damage", [_delete_marker, _drop_manifest_line, _edit_transcript, _delete_audio])
+def test_a_damaged_corpus_is_rebuilt_once_and_said(corpus: Path, tmp_path: Path, capsys, damage) -> None:
+    import shutil
+
+    from compressor.data.corpora import build_corpus
+
+    cache = tmp_path / "cache"
+    root = cache / corpus.relative_to(corpus.parent.parent)
+    shutil.copytree(corpus, root)
+    manifest = (corpus / "train.jsonl").read_text()
+    damage(root)
+    capsys.readouterr()
+    assert build_corpus(_corpus_settings(), cache, workers=1) == root
+    out = capsys.readouterr().out
+    assert "rebuilding it" in out, out
+    assert (root / "train.jsonl").read_text() == manifest and (root / "DONE").exists()
+    stamp = (root / "DONE").stat().st_mtime_ns
+    assert build_corpus(_corpus_settings(), cache, workers=1) == root  # now reused, not rebuilt again
+    assert (root / "DONE").stat().st_mtime_ns == stamp
+    assert not [p for p in root.parent.iterdir() if ".tmp" in p.name]
+
+
+def test_a_killed_synthesis_leaves_nothing_for_good(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from compressor.data.corpora import build_corpus, corpus_dir
+
+    cache = tmp_path / "cache"
+    code = ("import sys; from compressor.data.corpora import CorpusSettings, build_corpus; "
+            "build_corpus(CorpusSettings(kind='read_speech', language='de', train_size=400, valid_size=3, "
+            "test_size=3, num_speakers=15), sys.argv[1], workers=1)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cache)], start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((cache / "corpora").glob("*.tmp*/audio/*.flac")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the builder and its synthesis workers
+    proc.wait()
+    assert list((cache / "corpora").glob("*.tmp*"))  # what a killed build leaves
+    s = _corpus_settings()
+    root = build_corpus(s, cache, workers=1)
+    assert root == corpus_dir(s, cache)
+    assert not [p.name for p in (cache / "corpora").iterdir() if ".tmp" in p.name]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_spec
 from compressor.cli import main
+from tests.conftest import write_spec
 from tests.reliability import tiny
 
 
@@ -193,3 +193,69 @@ def test_a_killed_synthesis_leaves_nothing_for_good(tmp_path: Path) -> None:
     root = build_corpus(s, cache, workers=1)
     assert root == corpus_dir(s, cache)
     assert not [p.name for p in (cache / "corpora").iterdir() if ".tmp" in p.name]
+
+
+# -- fbank feature cache ---------------------------------------------------------------------------------
+def _utterances(tmp_path: Path) -> list:
+    import math
+
+    import soundfile as sf
+
+    from compressor.data.speech import Utterance
+
+    t = torch.arange(12000) / 16000
+    for i, f0 in enumerate((180.0, 240.0)):
+        sf.write(str(tmp_path / f"{i}.wav"), (0.3 * torch.sin(2 * math.pi * f0 * t)).numpy(), 16000)
+    return [Utterance(id=str(i), audio=tmp_path / f"{i % 2}.wav", text="a") for i in range(3)]
+
+
+def _random_bytes(data: Path, index: Path) -> None:
+    raw = bytearray(data.read_bytes())
+    raw[400:800] = bytes(range(256)) + bytes(144)
+    data.write_bytes(bytes(raw))
+
+
+def _rescaled(data: Path, index: Path) -> None:
+    import numpy as np
+
+    (np.fromfile(data, dtype=np.float32) * 1.5).astype(np.float32).tofile(data)
+
+
+def _shifted_lengths(data: Path, index: Path) -> None:
+    import json
+
+    meta = json.loads(index.read_text())
+    meta["lengths"][0] -= 5
+    meta["lengths"][1] += 5
+    meta["offsets"][1] -= 5
+    index.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [_random_bytes, _rescaled, _shifted_lengths])
+def test_a_damaged_feature_cache_is_rebuilt_and_said(tmp_path: Path, capsys, damage) -> None:
+    from compressor.data.speech import extract_features
+
+    utts = _utterances(tmp_path)
+    first, _ = extract_features(utts, "nemo", tmp_path)
+    fresh = [x.clone() for x in first]
+    (data,) = (tmp_path / "features").glob("*.f32")
+    damage(data, data.with_suffix(".json"))
+    capsys.readouterr()
+    again, _ = extract_features(utts, "nemo", tmp_path)
+    out = capsys.readouterr().out
+    assert "rebuilding it" in out, out
+    assert again.lengths == [x.shape[0] for x in fresh]
+    assert all(torch.equal(a, b) for a, b in zip(again, fresh))
+
+
+def test_a_killed_feature_writer_leaves_nothing_for_good(tmp_path: Path) -> None:
+    from compressor.data.speech import extract_features
+    from tests.reliability import dead_pid
+
+    utts = _utterances(tmp_path)
+    extract_features(utts, "nemo", tmp_path)
+    (data,) = (tmp_path / "features").glob("*.f32")
+    stale = data.with_name(data.name + f".tmp{dead_pid()}")
+    stale.write_bytes(b"half")
+    extract_features(utts, "kaldi", tmp_path)
+    assert not stale.exists()

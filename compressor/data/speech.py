@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
-from compressor.data.featstore import FeatureStore, load_store, write_store
+from compressor.data.featstore import FeatureStore, clean_stale, load_store, write_store
 from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
@@ -336,13 +336,15 @@ def extract_features(
     """fbank features of every utterance, streamed to a memory-mapped cache file under ``cache_dir``
     (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``. ``desc`` names
     the progress shown while they are computed (not when they come from the cache)."""
-    data = index = None
+    data = index = producer = None
     if cache_dir is not None:
         key = _feature_cache_key(utts, frontend)
+        producer = {"frontend": frontend, "key": key}
         folder = Path(cache_dir) / "features"
         folder.mkdir(parents=True, exist_ok=True)
         data, index = folder / f"{key}.f32", folder / f"{key}.json"
-        cached = load_store(data, index, len(utts))
+        clean_stale(folder)
+        cached = load_store(data, index, len(utts), producer=producer)
         if cached is not None:
             return cached
 
@@ -359,7 +361,7 @@ def extract_features(
         return (e.reason, str(e)) if isinstance(e, AudioError) else None
 
     with progress:
-        return write_store(utts, compute, data, index, is_error)
+        return write_store(utts, compute, data, index, is_error, producer=producer)
 
 
 def draw_subset(n: int, args: SubsetArgs) -> list[int]:

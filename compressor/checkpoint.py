@@ -74,7 +74,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {first or 'unreadable'}") from None
+        raise UserError(f"cannot load checkpoint {path}: not a readable torch checkpoint (damaged, truncated or "
+                        f"another format; {type(e).__name__}: {first or 'unreadable'})") from None
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -84,6 +85,11 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path} does not hold a model state dict")
+    for name, t in obj.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise UserError(f"{path}: parameter '{name}' has {bad} non-finite values (NaN or inf) of {t.numel()}: "
+                            f"these weights cannot be used")
     return obj
 
 

@@ -96,24 +96,28 @@ def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
 
 
 def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
-                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None
-                 ) -> dict[str, nn.Module]:
+                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None,
+                 only: list[str] | None = None, load_checkpoints: bool = True) -> dict[str, nn.Module]:
     """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
 
     With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
-    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it.
+    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it. ``only`` builds
+    just those models (the others are not touched); ``load_checkpoints=False`` leaves ``checkpoint:`` files
+    unread (a finished run's final weights replace them).
     """
     from compressor import init_from
 
     models: dict[str, nn.Module] = {}
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
+        if only is not None and name not in only:
+            continue
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
         model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
         if ms.init_from is not None and init_reports is not None:
             init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
                                                  (pretrained or {}).get(name))
-        if ms.checkpoint:
+        if ms.checkpoint and load_checkpoints:
             state = load_state_dict_file(Path(ms.checkpoint).expanduser())
             problem = mismatch(model, state)
             if problem:
@@ -532,10 +536,15 @@ class FinishedRun:
     device: torch.device = torch.device("cpu")
 
 
-def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
+def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] | None = None,
+             optional: list[str] | None = None) -> FinishedRun:
     """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
     with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
-    :func:`compressor.threads.configure_threads`)."""
+    :func:`compressor.threads.configure_threads`).
+
+    Only ``models`` (default: all of the run's) and ``optional`` are built and loaded: a model not asked for is
+    never read. A model in ``optional`` whose weights do not load is left out, with one line saying why.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
@@ -547,34 +556,41 @@ def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
     loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
+    names = list(loaded.spec.all_models())
+    for name in models or []:
+        if name not in names:
+            raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, names)}")
+    wanted = [n for n in names if models is None or n in models]
+    extra = [n for n in optional or [] if n in names and n not in wanted]
     configure_threads(threads, loaded.spec.trainer.threads)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
-    models = build_models(loaded, plugins, data)
-    for name, model in models.items():
+    built = build_models(loaded, plugins, data, only=wanted + extra, load_checkpoints=False)
+    loaded_models: dict[str, nn.Module] = {}
+    for name, model in built.items():
         path = run_dir / "final" / f"{name}.pt"
-        if not path.exists():
-            raise UserError(f"{run_dir}: final/{name}.pt is missing")
-        state = load_state_dict_file(path)
-        problem = mismatch(model, state)
-        if problem:
-            raise UserError(f"{path} does not match the spec's {name} model: {problem}")
-        model.load_state_dict(state)
+        try:
+            if not path.exists():
+                raise UserError(f"{run_dir}: final/{name}.pt is missing")
+            load_checked(model, load_state_dict_file(path), str(path))
+        except UserError as e:
+            if name in wanted:
+                raise
+            say(f"{name} not loaded, left out: {e}")
+            continue
         model.eval()
-    return FinishedRun(loaded, plugins, run_dir, data, task, models)
+        loaded_models[name] = model
+    return FinishedRun(loaded, plugins, run_dir, data, task, loaded_models)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,
                  threads: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
     ``trainer.threads``, else one thread per CPU this process may use."""
-    run = load_run(run_dir, threads)
+    run = load_run(run_dir, threads, models=models or None)
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")
-    for name in models or []:
-        if name not in run.models:
-            raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, run.models)}")
     out = {}
     for name in models or list(run.models):
         out[name] = evaluate_model(run.task, run.data, run.models[name], name, split,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.errors import UserError
+from compressor.errors import UserError, disk_error
 from compressor.interrupts import deferred
 
 
@@ -19,15 +21,21 @@ def save_atomic(obj: Any, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
     try:
         with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
+            torch.save(obj, buffer)  # in memory: a full disk then fails a plain write, with its errno
             with open(tmp, "wb") as f:
-                torch.save(obj, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-    except BaseException:  # a full disk, a failing writer: no half-written file stays behind
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:  # a full disk, a failing writer: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        problem = disk_error(e, path)
+        if problem is not None:
+            raise problem from e
         raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -47,8 +55,12 @@ def write_text_atomic(path: Path, text: str) -> None:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        problem = disk_error(e, path)
+        if problem is not None:
+            raise problem from e
         raise
 
 

@@ -6,7 +6,7 @@ Exit codes (the README's table, walked by ``tests/test_cli.py``):
 * 1: a plugin or component failed (the message names it), or an unexpected error;
 * 2: bad input: a spec, argument, file or data item at fault (one line naming file, line and key path), a
   usage error, an environment whose packages do not load together, a run directory in use, a loss that
-  diverged;
+  diverged, a write the file system refused (full, read-only, no permission: the path and the cause named);
 * 130: interrupted (Ctrl-C); 143: terminated (SIGTERM). Either way temporary files are removed and a run
   that made progress can be resumed.
 
@@ -23,7 +23,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from compressor.errors import PluginError, Terminated, UserError, exception_text
+from compressor.errors import PluginError, Terminated, UserError, disk_error, exception_text
 from compressor.interrupts import unwinding
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         return _fail(_one_line(e), e.exit_code, e)
     except PluginError as e:
+        disk = disk_error(e.original)  # a full or read-only disk under a plugin is no bug of the plugin
+        if disk is not None:
+            return _fail(_one_line(disk), disk.exit_code, e)
         return _fail(str(e), EXIT_FAULT, e, hint=True)
     except KeyboardInterrupt as e:
         return _fail("interrupted", EXIT_INTERRUPTED, e)
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAULT
     except Exception as e:  # an unexpected failure: one line, the traceback on request
         from compressor.envcheck import diagnose
+
+        disk = disk_error(e)  # ENOSPC, EROFS, EACCES: the file system's answer, not a bug
+        if disk is not None:
+            return _fail(_one_line(disk), disk.exit_code, e)
 
         clash = diagnose(e)  # packages that do not load together are the environment's fault, not a bug
         if clash is not None:

@@ -32,7 +32,7 @@ from compressor.checkpoint import (
     write_text_atomic,
 )
 from compressor.data.base import DataModule
-from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
+from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean, disk_error
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume, spec_stamp
@@ -296,7 +296,14 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             data, task, models, built = _preflight(loaded, plugins, init_reports, pretrained)
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
-                stack.enter_context(RunLock(run_dir, "start a run in it"))
+                try:
+                    stack.enter_context(RunLock(run_dir, "start a run in it"))
+                except BaseException as e:  # a full or read-only disk: no stub run directory stays
+                    _after_failure(run_dir, created, fresh=True, interrupted=False)
+                    disk = disk_error(e, run_dir)
+                    if disk is not None and disk is not e:
+                        raise disk from e
+                    raise
             metrics = MetricsWriter(run_dir, enabled=rank == 0)
             try:
                 if rank == 0 and resume_dir is None:
@@ -317,10 +324,14 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                     _write_skipped(run)
                 _execute(run, resume_state, resumed=resume_dir is not None)
             except BaseException as e:
-                metrics.close()
+                with contextlib.suppress(OSError):  # a full disk must not hide why the run stopped
+                    metrics.close()
+                disk = disk_error(e, run_dir)
                 if rank == 0:
                     _after_failure(run_dir, created, fresh=resume_dir is None, interrupted=isinstance(
-                        e, (KeyboardInterrupt, Terminated)))
+                        e, (KeyboardInterrupt, Terminated)) or disk is not None)
+                if disk is not None and disk is not e:
+                    raise disk from e
                 raise
             metrics.close()
     return run_dir
@@ -484,6 +495,9 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
             raise
         except (Exception, SystemExit) as e:
             progress.close(silent=True)
+            disk = disk_error(e, tmp)
+            if disk is not None:
+                raise disk from e
             raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
                               subject=f"exporter '{entry.name}'") from e
         except BaseException:

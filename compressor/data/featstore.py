@@ -10,6 +10,7 @@ rescaled features or shifted lengths are rebuilt, with one line said, rather tha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from compressor.errors import disk_error
 
 DIM = 80
 
@@ -184,9 +187,13 @@ def write_store(
             else:
                 assert arrays is not None
                 arrays.append(feats)
-    except BaseException:
+    except BaseException as e:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            problem = disk_error(e, tmp)
+            if problem is not None:
+                raise problem from e
         raise
     finally:
         if out is not None:

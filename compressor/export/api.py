@@ -121,7 +121,10 @@ def claim_export_dir(out: Path, force: bool) -> Path:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:  # /proc, a read-only or full file system, no permission
+        raise UserError(f"--out {out}: cannot create a folder there ({e.strerror or e})") from None
     return tmp
 
 

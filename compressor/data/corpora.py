@@ -40,6 +40,7 @@ import soundfile as sf
 import torch
 
 from compressor.data import grammars
+from compressor.data.featstore import file_sha256
 from compressor.data.synth import Voice
 from compressor.data.voices import voice_sets
 
@@ -279,16 +280,11 @@ def corpus_dir(s: CorpusSettings, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "corpora" / s.dirname()
 
 
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _marker(root: Path, s: CorpusSettings, total: int, seconds: float) -> dict[str, Any]:
     """What ``DONE`` holds: the producer, every manifest's checksum, every audio file's size."""
     audio = root / "audio"
     return {"utterances": total, "seconds": round(seconds, 1), "producer": {"version": VERSION, **asdict(s)},
-            "sha256": {p.name: _file_sha256(p) for p in sorted(root.glob("*.jsonl")) + [root / "settings.json"]},
+            "sha256": {p.name: file_sha256(p) for p in sorted(root.glob("*.jsonl")) + [root / "settings.json"]},
             "audio_bytes": {p.name: p.stat().st_size for p in sorted(audio.iterdir())} if audio.is_dir() else {}}
 
 
@@ -308,7 +304,7 @@ def verify_corpus(root: Path, s: CorpusSettings) -> str | None:
     for name, digest in done["sha256"].items():
         path = root / str(name)
         try:
-            if _file_sha256(path) != digest:
+            if file_sha256(path) != digest:
                 return f"{path} was changed since it was built"
         except OSError:
             return f"{path} is missing"

@@ -109,7 +109,7 @@ def load_store(data: Path, index: Path, n: int, producer: Any = None) -> tuple[F
             problem = f"{index} was written for other utterances or another front end"
         elif not data.exists() or os.path.getsize(data) != 4 * DIM * sum(meta["lengths"]):
             problem = f"{data} is missing or has the wrong size"
-        elif offsets_ok(meta["offsets"], meta["lengths"]) and _sha256(data) == meta.get("sha256"):
+        elif offsets_ok(meta["offsets"], meta["lengths"]) and file_sha256(data) == meta.get("sha256"):
             errors = [tuple(e) if e else None for e in meta["errors"]]
             return FeatureStore(meta["offsets"], meta["lengths"], path=data), errors  # type: ignore[return-value]
         else:
@@ -132,9 +132,13 @@ def offsets_ok(offsets: Sequence[int], lengths: Sequence[int]) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def clean_stale(folder: Path) -> None:

@@ -39,6 +39,7 @@ from pydantic import Field
 from torch import nn
 
 from compressor.context import StageContext
+from compressor.errors import did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
@@ -133,6 +134,11 @@ class LogitKD(Strategy):
                                       {k: v for k, v in args.gamma.items() if k != "name"},
                                       check.path + ("gamma",))
         student = check.stage.forward_model
+        for name in (student, args.teacher, args.professor):
+            outputs = check.model_outputs(name) if name is not None and name in names else None
+            if outputs is not None and args.logits_key not in outputs:
+                raise check.error(f"model '{name}' has no output '{args.logits_key}'"
+                                  f"{did_you_mean(args.logits_key, outputs)}", "logits_key")
         if args.logits_key == "logits" and student in names:
             built = check.try_build_model(student)
             n_student = num_classes_of(built) if built is not None else None

@@ -107,3 +107,12 @@ def test_random_bytes_in_a_checkpoint_are_one_clear_line(tmp_path: Path, capsys)
     code, err = cli(capsys, "run", write_spec(tmp_path / "spec.yaml", spec))
     line = one_line(err)
     assert code == 2 and str(junk) in line and "not a readable torch checkpoint" in line, err
+
+
+def test_a_missing_output_key_is_refused_at_validation(tmp_path: Path, capsys) -> None:
+    spec = tiny(tmp_path)
+    spec["stages"][1]["plugins"][0]["logits_key"] = "nope"
+    code, err = cli(capsys, "validate", write_spec(tmp_path / "spec.yaml", spec))
+    line = one_line(err)
+    assert code == 2 and "stages[1].plugins[0].logits_key" in line and "no output 'nope'" in line, err
+    assert "logits" in line  # the valid keys are listed

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.errors import UserError, disk_error
+from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
 
 
@@ -20,23 +20,10 @@ def save_atomic(obj: Any, path: Path) -> None:
     """Write with torch.save to a temp file, fsync, rename over ``path``, fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     buffer = io.BytesIO()
-    try:
-        with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
-            torch.save(obj, buffer)  # in memory: a full disk then fails a plain write, with its errno
-            with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except BaseException as e:  # a full disk, a failing writer: no half-written file stays behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        problem = disk_error(e, path)
-        if problem is not None:
-            raise problem from e
-        raise
+    with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
+        torch.save(obj, buffer)  # in memory: a full disk then fails a plain write, with its errno
+    write_atomic(path, buffer.getbuffer())
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,23 +31,22 @@ def save_atomic(obj: Any, path: Path) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync, rename over ``path``: readers see all or nothing."""
+def write_atomic(path: Path, data: bytes | memoryview | str) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``: readers see all or nothing.
+    A full or read-only disk raises :class:`~compressor.errors.DiskError` naming ``path``; no temp file stays."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with deferred():
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException as e:  # a full disk, a failing writer: no half-written file stays behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        problem = disk_error(e, path)
-        if problem is not None:
-            raise problem from e
+        raise_disk_error(e, path)
         raise
 
 

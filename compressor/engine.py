@@ -29,10 +29,18 @@ from compressor.checkpoint import (
     rng_state,
     save_atomic,
     set_rng_state,
-    write_text_atomic,
+    write_atomic,
 )
 from compressor.data.base import DataModule
-from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean, disk_error
+from compressor.errors import (
+    PluginError,
+    SpecError,
+    Terminated,
+    UserError,
+    did_you_mean,
+    disk_error,
+    raise_disk_error,
+)
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume, spec_stamp
@@ -300,9 +308,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                     stack.enter_context(RunLock(run_dir, "start a run in it"))
                 except BaseException as e:  # a full or read-only disk: no stub run directory stays
                     _after_failure(run_dir, created, fresh=True, interrupted=False)
-                    disk = disk_error(e, run_dir)
-                    if disk is not None and disk is not e:
-                        raise disk from e
+                    raise_disk_error(e, run_dir)
                     raise
             metrics = MetricsWriter(run_dir, enabled=rank == 0)
             try:
@@ -330,8 +336,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                 if rank == 0:
                     _after_failure(run_dir, created, fresh=resume_dir is None, interrupted=isinstance(
                         e, (KeyboardInterrupt, Terminated)) or disk is not None)
-                if disk is not None and disk is not e:
-                    raise disk from e
+                raise_disk_error(e, run_dir)
                 raise
             metrics.close()
     return run_dir
@@ -433,7 +438,7 @@ def _finish(run: Run) -> None:
     write_plots(run.run_dir)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
     # last: "finished" holds only once everything above is on disk; a signal before it leaves a resumable run
-    write_text_atomic(final_dir / "COMPLETE", json.dumps(run.results, indent=2, default=str))
+    write_atomic(final_dir / "COMPLETE", json.dumps(run.results, indent=2, default=str))
 
 
 def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, split: str, batch_size: int,
@@ -495,9 +500,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False) -> Any:
             raise
         except (Exception, SystemExit) as e:
             progress.close(silent=True)
-            disk = disk_error(e, tmp)
-            if disk is not None:
-                raise disk from e
+            raise_disk_error(e, tmp)
             raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
                               subject=f"exporter '{entry.name}'") from e
         except BaseException:

@@ -102,6 +102,13 @@ def disk_error(e: BaseException, path: object = None) -> DiskError | None:
     return None
 
 
+def raise_disk_error(e: BaseException, path: object = None) -> None:
+    """Raise the :class:`DiskError` behind ``e`` (see :func:`disk_error`), if there is one."""
+    problem = disk_error(e, path)
+    if problem is not None and problem is not e:
+        raise problem from e
+
+
 class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C (temporary files are removed), exit with 143."""
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from compressor.errors import UserError, disk_error
+from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
 
 try:  # POSIX; elsewhere runs are not locked
@@ -259,9 +259,7 @@ class MetricsWriter:
             with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
                 f.write(json.dumps(record, sort_keys=False) + "\n")
         except OSError as e:  # a full disk: the cut line is dropped on resume (lines are counted)
-            problem = disk_error(e, self.path)
-            if problem is not None:
-                raise problem from e
+            raise_disk_error(e, self.path)
             raise
         self.count += 1
         if self._tb is not None and global_step is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.errors import disk_error
+from compressor.errors import raise_disk_error
 
 DIM = 80
 
@@ -195,9 +195,7 @@ def write_store(
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            problem = disk_error(e, tmp)
-            if problem is not None:
-                raise problem from e
+            raise_disk_error(e, tmp)
         raise
     finally:
         if out is not None:

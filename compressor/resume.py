@@ -29,10 +29,14 @@ SPEC_CHANGES = "spec_changes.jsonl"
 
 
 def _canonical(raw: Any) -> str:
-    """The spec as ``resolved_spec.yaml`` holds it (a YAML round trip), as sorted JSON."""
+    """The spec as ``resolved_spec.yaml`` holds it (a YAML round trip), as sorted JSON, without
+    ``trainer.threads``: a setting of the machine (``--threads`` overrides it), not of the run."""
     import yaml
 
-    return json.dumps(yaml.safe_load(dump_spec(raw)), sort_keys=True, default=str)
+    spec = yaml.safe_load(dump_spec(raw))
+    if isinstance(spec, dict) and isinstance(spec.get("trainer"), dict):
+        spec["trainer"].pop("threads", None)
+    return json.dumps(spec, sort_keys=True, default=str)
 
 
 def spec_stamp(raw: Any) -> dict[str, str]:

@@ -259,3 +259,31 @@ def test_a_killed_feature_writer_leaves_nothing_for_good(tmp_path: Path) -> None
     stale.write_bytes(b"half")
     extract_features(utts, "kaldi", tmp_path)
     assert not stale.exists()
+
+
+# -- k-means units -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["codebook", "producer", "bytes"])
+def test_a_damaged_kmeans_units_entry_is_fitted_again(tmp_path: Path, capsys, damage: str) -> None:
+    from compressor_plugins.kmeans_units import load_fit, store_fit
+
+    producer = {"frames_sha256": "ab" * 32, "k": 4, "dim": 3}
+    fit = {"mean": torch.zeros(3), "std": torch.ones(3), "codebook": torch.randn(4, 3),
+           "distortion": torch.tensor(0.5), "frames": torch.tensor(100)}
+    path = tmp_path / "units" / "kmeans-x.pt"
+    store_fit(path, fit, producer)
+    assert load_fit(path, producer) is not None
+    if damage == "bytes":
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)
+        path.write_bytes(bytes(raw))
+    else:
+        stored = torch.load(path, weights_only=True)
+        if damage == "codebook":
+            stored["codebook"] = stored["codebook"] * 1.5
+        else:  # another fit's file, its producer forged to this one's
+            stored["producer"] = {**producer, "k": 4}
+            stored["codebook"] = torch.randn(4, 3)
+        torch.save(stored, path)
+    capsys.readouterr()
+    assert load_fit(path, producer) is None
+    assert "fitted again" in capsys.readouterr().out

@@ -54,18 +54,28 @@ _TMP = re.compile(r"^\..+\.(tmp|old)-\d+$")
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """A new, empty run directory ``output_dir/name/<timestamp>`` (with ``checkpoints/``); a file system that
+    refuses it (read-only, full, ``/proc``) is a :class:`UserError` naming the path and the cause."""
     base = Path(output_dir).expanduser() / name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base.mkdir(parents=True, exist_ok=True)
-    i = 0
-    while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
-        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        i = 0
+        while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
+            path = base / (stamp if i == 0 else f"{stamp}-{i}")
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                i += 1
         try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            i += 1
-    (path / "checkpoints").mkdir()
+            (path / "checkpoints").mkdir()
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+    except OSError as e:
+        raise UserError(f"output_dir {output_dir}: cannot create the run directory in {e.filename or base} "
+                        f"({e.strerror or e})") from None
     return path
 
 

@@ -129,3 +129,22 @@ def test_export_to_a_place_that_cannot_be_written(tmp_path: Path, capsys) -> Non
         code, err = cli(capsys, "export", run_dir, "--out", ro / "onnx")
         line = one_line(err)
         assert code == 2 and str(ro / "onnx") in line and ("Read-only" in line or "not writable" in line), err
+
+
+def test_a_feature_cache_build_on_a_full_disk(tmp_path: Path) -> None:
+    import math
+
+    import soundfile as sf
+    import torch
+
+    from compressor.data.speech import Utterance, extract_features
+    from compressor.errors import DiskError
+
+    t = torch.arange(48000) / 16000
+    sf.write(str(tmp_path / "a.wav"), (0.3 * torch.sin(2 * math.pi * 200 * t)).numpy(), 16000)
+    utts = [Utterance(id=str(i), audio=tmp_path / "a.wav", text="a") for i in range(8)]  # ~100 KB of features
+    with tmpfs(tmp_path / "cache", "48k") as cache:
+        with pytest.raises(DiskError, match="No space left on device") as caught:
+            extract_features(utts, "nemo", cache)
+        assert str(cache / "features") in str(caught.value)
+        assert not list((cache / "features").iterdir())  # nothing half-written stays, nothing looks done

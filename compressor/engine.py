@@ -95,7 +95,20 @@ def _component(entry: Any, build: Callable[[], Any]) -> Any:
 
 def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
     entry = plugins.registry.get("dataset", loaded.spec.data.name)
-    return _component(entry, lambda: entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed))
+    data = _component(entry, lambda: entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed))
+    request_model_inputs(loaded, plugins.registry, data)
+    return data
+
+
+def request_model_inputs(loaded: LoadedSpec, registry: Any, data: DataModule) -> None:
+    """Ask the data for the on-request batch keys (waveforms) that some model of the spec reads."""
+    from compressor.spec import model_reads
+
+    keys: set[str] = set()
+    for name in loaded.spec.all_models():
+        keys.update(model_reads(registry, loaded, name, optional=True) or ())
+    if keys:
+        data.request(keys)
 
 
 def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
@@ -228,6 +241,7 @@ def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str
         with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream
             built[key] = plugins.registry.get("dataset", name).factory(args, cache_dir=cache_dir(),
                                                                        seed=loaded.spec.seed)
+            request_model_inputs(loaded, plugins.registry, built[key])
     return built[key]
 
 

@@ -67,6 +67,9 @@ def set_data(run: Any, name: str) -> tuple[DataModule, str]:
         registry = run.plugins.registry
         args = registry.parse_args("dataset", es.data.name, es.data.args(), ("evaluate", "sets", name, "data"))
         module = registry.get("dataset", es.data.name).factory(args, cache_dir=cache_dir(), seed=run.seed)
+        from compressor.engine import request_model_inputs
+
+        request_model_inputs(run.loaded, registry, module)
         tokenizer = getattr(run.data, "tokenizer", None)
         if tokenizer is None:
             raise UserError("evaluate.sets: the run's data has no tokenizer to read other sets with")

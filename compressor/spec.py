@@ -508,6 +508,10 @@ def _validate(data: dict[str, Any], file: str, registry: Registry, check_machine
             args = validate_model(entry.args, ref.args(), pp)
             args_list.append(args)
         plugin_args.append(args_list)
+    from compressor.teachers import resolve_vocabularies
+
+    resolve_vocabularies(registry, spec, model_args, [(("data",), data_args)] + [
+        (("stages", i, "data"), a) for i, a in enumerate(stage_data_args)])
     export_args = None
     if spec.export is not None and spec.export.enabled:
         if spec.export.model not in models:
@@ -591,9 +595,11 @@ def _check_model_inputs(loaded: LoadedSpec, registry: Registry) -> None:
     """Refuse a stage whose models read batch keys its data does not provide (a text teacher on data
     without transcripts)."""
     for i, st in enumerate(loaded.spec.stages):
-        keys = data_info(loaded, registry, i).get("batch_keys")
+        info = data_info(loaded, registry, i)
+        keys = info.get("batch_keys")
         if keys is None:
             continue
+        keys = [*keys, *info.get("batch_keys_on_request", ())]  # loaded when a model reads them
         data_name = loaded.stage_data(i)[0]
         roles = [("train", j, m) for j, m in enumerate(st.train)] + [("frozen", j, m) for j, m in
                                                                       enumerate(st.frozen)]

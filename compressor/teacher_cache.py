@@ -56,7 +56,7 @@ def weights_hash(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -282,6 +282,6 @@ def check_cache(check: CheckContext, teachers: list[str], key: str = "cache") ->
                        f"and teacher '{teacher}' does not declare which batch keys it reads")
                 raise check.error(f"cache: true, but {where} rewrites batch key '{touched[0]}' {why}: its "
                                   f"outputs change every epoch", key)
-        if info.get("augmented") and (reads is None or "features" in reads):
+        if info.get("augmented") and (reads is None or "features" in reads or "audio" in reads):
             raise check.error(f"cache: true, but the data's waveform augmentation changes the features teacher "
                               f"'{teacher}' reads every epoch", key)

@@ -411,6 +411,10 @@ class RepresentationKD(Strategy):
     def compressor_epoch_end(self, ctx: StageContext) -> None:
         if self.teacher_out is not None:
             self.teacher_out.flush()
+            if self.args.cache:  # every training utterance's outputs are cached: free an external teacher
+                from compressor.teachers import offload_cached_teacher
+
+                offload_cached_teacher(ctx, self.args.teacher)
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:

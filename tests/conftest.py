@@ -28,17 +28,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/NAME.py`` imported as a module (``benchmarks/`` on the path while it loads, as when run)."""
-    bench = str(REPO / "benchmarks")
-    sys.path.insert(0, bench)
+    """The benchmark script ``NAME.py`` (in its folder under ``benchmarks/``) imported as a module, with its folder
+    and ``benchmarks/`` (the shared ``reuse`` and ``stats``) on the path while it loads, as when it runs."""
+    found = sorted((REPO / "benchmarks").glob(f"*/{name}.py")) + sorted((REPO / "benchmarks").glob(f"{name}.py"))
+    assert len(found) == 1, f"benchmark {name}: {found}"
+    paths = [str(found[0].parent), str(REPO / "benchmarks")]
+    sys.path[:0] = paths
     try:
-        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", found[0])
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
         return module
     finally:
-        sys.path.remove(bench)
+        for p in paths:
+            sys.path.remove(p)
 
 
 def write_spec(path: Path, spec: dict) -> Path:

@@ -36,7 +36,7 @@ def test_unknown_evaluation_split_is_refused_before_training(tmp_path: Path, tin
 def test_reference_result_is_reported_beside_the_model(tmp_path: Path, tiny_spec: dict) -> None:
     ref = {"model": "student", "label": "student trained alone (benchmark, 3 seeds)",
            "metrics": {"test/accuracy": 0.5}, "std": {"test/accuracy": 0.02},
-           "source": "benchmarks/results/lcmr_table.md"}
+           "source": "benchmarks/seed002_lcmr/results/lcmr_table.md"}
     spec = dict(tiny_spec, evaluate={"split": "test", "models": ["student"], "references": [ref]})
     for stage in spec["stages"]:
         stage["epochs"] = 1
@@ -51,7 +51,8 @@ def test_reference_result_is_reported_beside_the_model(tmp_path: Path, tiny_spec
     assert "0.5000 ± 0.0200" in rows[own + 1]
     rel = 100 * (acc - 0.5) / 0.5
     assert (f"- student against the reference *student trained alone (benchmark, 3 seeds)* "
-            f"(benchmarks/results/lcmr_table.md): test/accuracy {acc:.4f} vs 0.5000 ({rel:+.1f}% relative)") in summary
+            f"(benchmarks/seed002_lcmr/results/lcmr_table.md): test/accuracy {acc:.4f} vs 0.5000 "
+            f"({rel:+.1f}% relative)") in summary
 
 
 def test_reference_for_a_model_not_evaluated_is_refused(tmp_path: Path, tiny_spec: dict) -> None:

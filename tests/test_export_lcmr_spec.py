@@ -75,8 +75,8 @@ def test_rnnt_lcmr_student_exported_and_decoded_by_sherpa(lcmr_run, tmp_path):
 
 
 def test_lcmr_diagnosis_reads_what_the_run_trained(lcmr_run, monkeypatch):
-    """benchmarks/lcmr_diagnosis.py on the headline run: strategy 2 hands over the teacher's shared parts, the
-    replacing modules move, the replacing rate reaches 1 where the log curriculum says, and every stage's LR
+    """benchmarks/seed002_lcmr/lcmr_diagnosis.py on the headline run: strategy 2 hands over the teacher's shared
+    parts, the replacing modules move, the replacing rate reaches 1 where the log curriculum says, and every stage's LR
     is reported."""
     run_dir, env = lcmr_run
     monkeypatch.setenv("COMPRESSOR_CACHE", env["COMPRESSOR_CACHE"])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from compressor.errors import UserError
+from compressor.errors import SpecError, UserError
 from compressor.models import fairseq_units as fu
 
 HAS_FAIRSEQ = importlib.util.find_spec("fairseq") is not None
@@ -91,8 +91,8 @@ def test_dictionary_must_fit_the_codebook(tmp_path: Path) -> None:
         fu.unit_token_ids(Symbols(["<s>", "hello"]), num_vars=3, groups=2, path=tmp_path / "dict.txt")
 
 
-@needs_fairseq
-def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
+def tiny_fairseq(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """Tiny vq-wav2vec + RoBERTa saved in fairseq's formats under ``tmp_path`` (vq.pt, bert.pt, dict.txt)."""
     from fairseq.data import Dictionary
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.models.roberta import RobertaModel
@@ -127,7 +127,12 @@ def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
 
     bert = RobertaModel.build_model(args, Task())
     save(tmp_path / "bert.pt", {"args": args, "model": bert.state_dict()})
+    return vq, d, bert
 
+
+@needs_fairseq
+def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
+    vq, d, bert = tiny_fairseq(tmp_path)
     model = fu.FairseqVQBert(tmp_path / "vq.pt", tmp_path / "bert.pt")
     audio = torch.randn(2, 8000)
     out = model({"audio": audio})
@@ -144,3 +149,38 @@ def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
     (tmp_path / "dict.txt").write_text("".join(f"{a}-{b} 1\n" for a in range(5) for b in range(5)))
     with pytest.raises(UserError, match="tokens .* but the BERT .* embeds"):
         fu.FairseqVQBert(tmp_path / "vq.pt", tmp_path / "bert.pt")
+
+
+@needs_fairseq
+def test_a_spec_names_the_fairseq_teacher_and_the_data_loads_waveforms(tmp_path: Path) -> None:
+    import yaml
+
+    from compressor.engine import build_data, build_models
+    from compressor.plugins import get_plugins
+    from compressor.spec import load_spec
+    from tests.conftest import SPECS, write_spec
+
+    tiny_fairseq(tmp_path)
+    spec = yaml.safe_load((SPECS / "tiny_ctc.yaml").read_text())
+    spec["output_dir"] = str(tmp_path / "runs")
+    spec["data"].update(train_size=8, valid_size=4, test_size=4, num_speakers=4)
+    spec["teacher"] = {"name": "fairseq_vq_bert", "vq_wav2vec": str(tmp_path / "vq.pt"),
+                       "roberta": str(tmp_path / "bert.pt")}
+    spec["stages"][0]["frozen"] = ["teacher"]
+    loaded = load_spec(write_spec(tmp_path / "s.yaml", spec))
+    plugins = get_plugins()
+    data = build_data(loaded, plugins)
+    teacher = build_models(loaded, plugins, data)["teacher"]
+    batch = data.collate([data.dataset("train")[i] for i in range(3)])
+    out = teacher(batch)
+    steps = out["states"].shape[1]
+    assert out["cls"].shape == (3, 16) and out["states"].shape[0] == 3
+    assert abs(steps - int(batch["audio"].shape[1]) // 160) <= 3  # one unit per 10 ms
+    lengths = teacher.sequence_lengths(batch, steps)
+    assert int(lengths.max()) == steps  # the longest utterance fills the batch
+    for i in range(3):  # each utterance alone gives as many units as its valid length says
+        alone = teacher.codes(batch["audio"][i:i + 1, : int(batch["audio_lengths"][i])])
+        assert alone.shape[1] == int(lengths[i])
+    spec["teacher"]["roberta"] = str(tmp_path / "missing.pt")
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(write_spec(tmp_path / "s.yaml", spec))

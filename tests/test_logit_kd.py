@@ -24,13 +24,29 @@ def test_distances_match_their_formulas() -> None:
     kl = (p_t * (p_t.log() - torch.log_softmax(s / T, -1))).sum(-1).mean() * T * T
     assert logit_distance(s, t, "kl", T) == pytest.approx(float(kl), rel=1e-5)
     assert logit_distance(s, t, "mse") == pytest.approx(float(((s - t) ** 2).mean()), rel=1e-6)
-    assert logit_distance(s, t, "l1") == pytest.approx(float((s - t).abs().mean()), rel=1e-6)
+    assert logit_distance(s, t, "l1") == pytest.approx(float((s - t).abs().sum(-1).mean()), rel=1e-6)
+    assert logit_distance(s, t, "l1", reduction="mean") == pytest.approx(float((s - t).abs().mean()), rel=1e-6)
+    assert logit_distance(s, t, "mse", reduction="sum") == pytest.approx(float(((s - t) ** 2).sum(-1).mean()),
+                                                                        rel=1e-6)
     assert logit_distance(s, t, "smooth_l1") == pytest.approx(float(F.smooth_l1_loss(s, t)), rel=1e-6)
     for loss in ("kl", "mse", "l1", "smooth_l1"):
         assert float(logit_distance(t, t, loss)) == pytest.approx(0.0, abs=1e-6)
     # sequence logits (B, T, C) average over every position
     seq_s, seq_t = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
-    assert logit_distance(seq_s, seq_t, "l1") == pytest.approx(float((seq_s - seq_t).abs().mean()), rel=1e-6)
+    assert logit_distance(seq_s, seq_t, "l1") == pytest.approx(float((seq_s - seq_t).abs().sum(-1).mean()),
+                                                               rel=1e-6)
+
+
+def test_l1_is_seed000_ft_kd_norm_by_hand() -> None:
+    """Seed 000's FT-KD, ||o^s - o^t||_1, worked by hand for two utterances of three classes."""
+    o_s = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 3.0]])
+    o_t = torch.tensor([[0.0, 1.0, 1.0], [1.0, -1.0, 3.0]])
+    # |1-0| + |-2-1| + |0.5-1| = 4.5 and |0-1| + |0+1| + |3-3| = 2: the batch mean of the norms is 3.25
+    assert float(logit_distance(o_s, o_t, "l1")) == pytest.approx(3.25)
+    # reduction: mean divides by the number of classes (the loss the code took before)
+    assert float(logit_distance(o_s, o_t, "l1", reduction="mean")) == pytest.approx(3.25 / 3)
+    kd = _strategy(loss="l1", reduction="mean")
+    assert kd.args.reduction == "mean"
 
 
 class Fixed(nn.Module):
@@ -67,7 +83,7 @@ def test_weight_schedule_and_complement_alpha() -> None:
     beta = torch.exp(torch.tensor(-1.0)).item()
     assert losses.weights["logit_kd"] == pytest.approx(beta)
     assert losses.weights["task"] == pytest.approx(1 - beta)
-    expected = (1 - beta) * 2.0 + beta * float((student - teacher.logits).abs().mean().detach())
+    expected = (1 - beta) * 2.0 + beta * float((student - teacher.logits).abs().sum(-1).mean().detach())
     assert float(losses.total().detach()) == pytest.approx(expected, rel=1e-5)
     assert ctx.scalars["kd_weight"] == pytest.approx(beta)
     losses.total().backward()

@@ -8,7 +8,7 @@ from torchaudio.functional import rnnt_loss
 
 from compressor.asr.decoding import beam_search, greedy_search
 from compressor.asr.metrics import ErrorCounter, detokenize, wer
-from compressor.asr.model import RNNTArgs, build_rnnt, count_parameters
+from compressor.asr.model import TABLE1_PARAMETERS_M, RNNTArgs, build_rnnt, count_parameters
 from compressor.asr.task import RNNTTask
 
 TOKENS = [chr(ord("a") + i) for i in range(8)] + ["▁", "<blk>"]  # blank last
@@ -37,17 +37,38 @@ def test_lattice_shapes_and_loss_is_torchaudio_rnnt_loss() -> None:
     assert torch.allclose(task.loss(out, batch), expected)
 
 
-def test_presets_mirror_table1_layer_counts_and_parameter_gaps() -> None:
+def test_presets_match_table1_parameter_counts() -> None:
     with torch.device("meta"):
-        sizes = {p: count_parameters(build_rnnt(RNNTArgs(preset=p, size="paper"), {"vocab_size": 1024}))
-                 for p in ("exp1_teacher", "exp1_student", "exp2_teacher", "exp2_student")}
-        t1 = build_rnnt(RNNTArgs(preset="exp1_teacher", size="paper"), {"vocab_size": 1024})
+        models = {p: build_rnnt(RNNTArgs(preset=p, size="paper"), {"vocab_size": 1024})
+                  for p in ("exp1_teacher", "exp1_student", "exp2_teacher", "exp2_student")}
+    sizes = {p: count_parameters(m) for p, m in models.items()}
+    t1 = models["exp1_teacher"]
     assert len(t1.encoder.layers) == 4 and len(t1.predictor.layers) == 2
     assert t1.encoder.layers[1].hidden_size == 1024 and t1.predictor.layers[0].hidden_size == 512
-    # Table 1: teacher - student = 40.61 - 21.71 = 18.90M (exp 1) and 57.4 - 30.11 = 27.29M (exp 2):
-    # exactly the removed 1024-unit encoder layers and one 512-unit prediction layer.
-    assert abs((sizes["exp1_teacher"] - sizes["exp1_student"]) / 1e6 - 18.90) < 0.01
-    assert abs((sizes["exp2_teacher"] - sizes["exp2_student"]) / 1e6 - 27.29) < 0.01
+    # Table 1 of seed 002, as printed: 40.61M / 21.71M (exp 1), 57.4M / 30.11M (exp 2); within 1%.
+    for preset, table in {"exp1_teacher": 40.61, "exp1_student": 21.71, "exp2_teacher": 57.4,
+                          "exp2_student": 30.11}.items():
+        assert abs(sizes[preset] / 1e6 - table) / table < 0.01, (preset, sizes[preset])
+    assert TABLE1_PARAMETERS_M["exp1_teacher"] == 40.61
+    # by hand: an LSTM layer has 4H(in + H) weights and 8H biases; the time reduction doubles one input (2048)
+    def lstm(i: int, h: int) -> int:
+        return 4 * h * (i + h) + 8 * h
+    enc = lstm(80 * 3, 1024) + lstm(2048, 1024) + 1024 * 512 + 512
+    pred = 1024 * 512 + lstm(512, 512) + 512 * 512 + 512
+    joint = 512 * 1024 + 1024
+    assert sizes["exp1_student"] == enc + pred + joint
+    # the reduction sits at a module boundary: teacher layer 2 and student layer 1 both read 2048 inputs
+    assert t1.encoder.layers[2].input_size == 2048 == models["exp1_student"].encoder.layers[1].input_size
+
+
+def test_time_reduction_halves_frames_and_refuses_a_layer_outside_the_encoder() -> None:
+    model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=2, time_reduction=2), INFO)
+    batch = _batch()
+    out = model(batch)
+    assert out["logit_lengths"].tolist() == [7, 6, 5]  # (45, 39, 33) // 3 // 2
+    assert out["logits"].shape[1] == 7
+    with pytest.raises(ValueError, match="reduce_at"):
+        RNNTArgs(size="tiny", encoder_layers=2, time_reduction=2, reduce_at=2)
 
 
 def test_cmvn_from_data_info_is_baked_in() -> None:
@@ -143,3 +164,14 @@ def test_residual_lstm_layers_are_lstms_with_skip_connections_where_widths_match
     assert "encoder.layers.1.weight_ih_l0" in model.state_dict()
     assert not ResidualLSTM(4, 4, residual=False).residual
     assert not build_rnnt(RNNTArgs(size="tiny", residual=False), INFO).encoder.layers[1].residual
+
+
+def test_offline_export_metadata_counts_the_time_reduction() -> None:
+    from compressor.export.rnnt import rnnt_graphs, supports_streaming
+
+    reduced = build_rnnt(RNNTArgs(size="tiny", encoder_layers=2, time_reduction=2), INFO)
+    (enc, *_) = rnnt_graphs(reduced, 80)
+    assert enc.metadata["subsampling_factor"] == "6"  # 3 stacked frames, then 2 concatenated outputs
+    assert not supports_streaming(reduced)  # chunks are not aligned with the reduction: no streaming graph
+    plain = build_rnnt(RNNTArgs(size="tiny"), INFO)
+    assert rnnt_graphs(plain, 80)[0].metadata["subsampling_factor"] == "3" and supports_streaming(plain)

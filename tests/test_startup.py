@@ -1,5 +1,5 @@
 """Start-up: ``validate`` and ``plugins`` load what they use and nothing else (a regression guard without timing:
-the wall times, measured side by side, are in benchmarks/results/cli_startup.md)."""
+the wall times, measured side by side, are in benchmarks/speed/results/cli_speed_startup.md)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ Structure (every name below is a module path a plugin can address, e.g. in ``mod
         cmvn_mean, cmvn_std   buffers (global CMVN from the data's feature_mean/feature_std)
         (frame stacking: ``stack`` consecutive frames are concatenated, T' = T // stack)
         layers.0 .. layers.{N-1}   one unidirectional LSTM layer each (ResidualLSTM, an nn.LSTM)
+        (time reduction: before layer ``reduce_at``, ``time_reduction`` consecutive outputs are concatenated)
         proj             Linear(encoder_hidden, joint_dim)
       predictor          Predictor: tokens (B, U) -> (B, U, joint_dim)
         embedding        Embedding(vocab_size, pred_embed)   (the blank id starts every sequence)
@@ -37,22 +38,30 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from compressor.asr.vocab import vocabulary_size
 from compressor.registry import Args
 
-# Presets mirroring seed 002's Table 1. "paper" widths: encoder LSTMs 1024, prediction LSTMs 512, joint 512.
-# "cpu" widths are scaled down so the synthetic corpus trains in minutes on two cores.
+# Presets mirroring seed 002's Table 1. "paper" widths: encoder LSTMs 1024, prediction LSTMs 512, joint 512,
+# and a time-reduction layer of factor 2 in the encoder (He et al. 2019's streaming RNN-T; seed 002 does not
+# name it, but its parameter counts need it: without it every model of Table 1 is 4*1024*1024 = 4.19M short,
+# the input weights of the one 2048-wide LSTM). The reduction sits at a module boundary (teacher layer 2 =
+# student layer 1), so a student layer and the teacher layers it replaces see the same input.
+# "cpu" widths are scaled down so the synthetic corpus trains in minutes on two cores (no time reduction).
 PRESETS: dict[str, dict[str, Any]] = {
-    "exp1_teacher": {"encoder_layers": 4, "pred_layers": 2},
-    "exp1_student": {"encoder_layers": 2, "pred_layers": 1},
-    "exp2_teacher": {"encoder_layers": 6, "pred_layers": 2},
-    "exp2_student": {"encoder_layers": 3, "pred_layers": 1},
+    "exp1_teacher": {"encoder_layers": 4, "pred_layers": 2, "reduce_at": 2},
+    "exp1_student": {"encoder_layers": 2, "pred_layers": 1, "reduce_at": 1},
+    "exp2_teacher": {"encoder_layers": 6, "pred_layers": 2, "reduce_at": 2},
+    "exp2_student": {"encoder_layers": 3, "pred_layers": 1, "reduce_at": 1},
 }
+#: Table 1's parameter counts (millions) at ``size: paper`` with a 1024-token output (1023 word pieces + blank).
+TABLE1_PARAMETERS_M: dict[str, float] = {"exp1_teacher": 40.61, "exp1_student": 21.71, "exp2_teacher": 57.4,
+                                         "exp2_student": 30.11}
 SIZES: dict[str, dict[str, int]] = {
-    "paper": {"encoder_hidden": 1024, "pred_hidden": 512, "pred_embed": 512, "joint_dim": 512},
+    "paper": {"encoder_hidden": 1024, "pred_hidden": 512, "pred_embed": 512, "joint_dim": 512,
+              "time_reduction": 2},
     "cpu": {"encoder_hidden": 192, "pred_hidden": 96, "pred_embed": 64, "joint_dim": 128},
     "tiny": {"encoder_hidden": 32, "pred_hidden": 16, "pred_embed": 16, "joint_dim": 24},
 }
@@ -73,20 +82,34 @@ class RNNTArgs(Args):
     pred_embed: int | None = Field(default=None, ge=1)
     joint_dim: int | None = Field(default=None, ge=1)
     stack: int = Field(default=3, ge=1, description="frames stacked (and subsampled) before the encoder")
+    time_reduction: int | None = Field(default=None, ge=1, description="outputs concatenated (and subsampled) "
+                                       "inside the encoder; default: 2 at paper size, else 1 (none)")
+    reduce_at: int | None = Field(default=None, ge=1, description="the encoder layer whose input is reduced; "
+                                  "default: the preset's, else 1")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout between LSTM layers")
     residual: bool = Field(default=True, description="residual connections around LSTM layers of equal width")
     feature_dim: int | None = Field(default=None, ge=1, description="default: the data's feature_dim")
     vocab_size: int | None = Field(default=None, ge=2, description="default: the data's vocab_size")
+
+    @model_validator(mode="after")
+    def _reduction_inside_encoder(self) -> RNNTArgs:
+        self.resolved()
+        return self
 
     def resolved(self) -> dict[str, int | float]:
         out: dict[str, Any] = {"encoder_layers": 2, "pred_layers": 1}
         out.update(SIZES[self.size])
         if self.preset:
             out.update(PRESETS[self.preset])
+        out.setdefault("time_reduction", 1)
+        out.setdefault("reduce_at", 1)
         for key in ("encoder_layers", "pred_layers", "encoder_hidden", "pred_hidden", "pred_embed",
-                    "joint_dim"):
+                    "joint_dim", "time_reduction", "reduce_at"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if out["time_reduction"] > 1 and out["reduce_at"] >= out["encoder_layers"]:
+            raise ValueError(f"reduce_at ({out['reduce_at']}) must name an encoder layer after the first "
+                             f"(1 .. {out['encoder_layers'] - 1})")
         out["stack"] = self.stack
         out["dropout"] = self.dropout
         out["residual"] = self.residual
@@ -118,34 +141,51 @@ def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 class StreamingEncoder(nn.Module):
-    """Global CMVN -> frame stacking (subsampling by ``stack``) -> unidirectional LSTMs -> projection."""
+    """Global CMVN -> frame stacking (subsampling by ``stack``) -> unidirectional LSTMs -> projection.
+
+    With ``time_reduction`` r > 1, the input of layer ``reduce_at`` is r consecutive outputs of the layer before,
+    concatenated (a further subsampling by r; that layer is r times wider).
+    """
 
     def __init__(self, feature_dim: int, hidden: int, num_layers: int, out_dim: int, stack: int = 3,
                  dropout: float = 0.0, mean: list[float] | None = None,
-                 std: list[float] | None = None, residual: bool = True) -> None:
+                 std: list[float] | None = None, residual: bool = True, time_reduction: int = 1,
+                 reduce_at: int = 1) -> None:
         super().__init__()
         self.feature_dim = feature_dim
         self.stack = stack
+        self.time_reduction = time_reduction
+        self.reduce_at = reduce_at
         self.register_buffer("cmvn_mean", torch.tensor(mean, dtype=torch.float32) if mean is not None
                              else torch.zeros(feature_dim))
         self.register_buffer("cmvn_std", torch.tensor(std, dtype=torch.float32) if std is not None
                              else torch.ones(feature_dim))
         dims = [feature_dim * stack] + [hidden] * num_layers
+        if time_reduction > 1:
+            dims[reduce_at] = hidden * time_reduction
         self.layers = nn.ModuleList(ResidualLSTM(dims[i], hidden, residual) for i in range(num_layers))
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden, out_dim)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return torch.div(lengths, self.stack, rounding_mode="floor").clamp_min(1)
+        out = torch.div(lengths, self.stack, rounding_mode="floor").clamp_min(1)
+        if self.time_reduction > 1:
+            out = torch.div(out, self.time_reduction, rounding_mode="floor").clamp_min(1)
+        return out
+
+    @staticmethod
+    def concat_frames(x: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, T, F) -> (B, T // n, n * F); a tail shorter than ``n`` frames is dropped (one frame is kept)."""
+        b, t, f = x.shape
+        if t < n:  # keep at least one output frame
+            x = torch.nn.functional.pad(x, (0, 0, 0, n - t))
+            t = n
+        t_out = t // n
+        return x[:, : t_out * n].reshape(b, t_out, n * f)
 
     def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T // stack, stack * F); a tail shorter than ``stack`` frames is dropped."""
-        b, t, f = x.shape
-        if t < self.stack:  # keep at least one output frame
-            x = torch.nn.functional.pad(x, (0, 0, 0, self.stack - t))
-            t = self.stack
-        t_out = t // self.stack
-        return x[:, : t_out * self.stack].reshape(b, t_out, self.stack * f)
+        return self.concat_frames(x, self.stack)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (features - self.cmvn_mean) / self.cmvn_std
@@ -153,6 +193,8 @@ class StreamingEncoder(nn.Module):
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
+            if self.time_reduction > 1 and i == self.reduce_at:
+                x = self.concat_frames(x, self.time_reduction)
             x, _ = layer(x)
         return self.proj(x), self.output_lengths(lengths)
 
@@ -202,12 +244,13 @@ class RNNTModel(nn.Module):
     def __init__(self, feature_dim: int, vocab_size: int, encoder_layers: int = 2, pred_layers: int = 1,
                  encoder_hidden: int = 192, pred_hidden: int = 96, pred_embed: int = 64, joint_dim: int = 128,
                  stack: int = 3, dropout: float = 0.0, feature_mean: list[float] | None = None,
-                 feature_std: list[float] | None = None, residual: bool = True) -> None:
+                 feature_std: list[float] | None = None, residual: bool = True, time_reduction: int = 1,
+                 reduce_at: int = 1) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.blank_id = vocab_size - 1
         self.encoder = StreamingEncoder(feature_dim, encoder_hidden, encoder_layers, joint_dim, stack,
-                                        dropout, feature_mean, feature_std, residual)
+                                        dropout, feature_mean, feature_std, residual, time_reduction, reduce_at)
         self.predictor = Predictor(vocab_size, pred_embed, pred_hidden, pred_layers, joint_dim, dropout,
                                    residual)
         self.joiner = Joiner(joint_dim, vocab_size)

@@ -9,7 +9,7 @@ of every global batch.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -74,6 +74,10 @@ class DataModule:
         return out
 
     # -- used by the engine ----------------------------------------------------------------------
+    def request(self, keys: Iterable[str]) -> None:
+        """Load the on-request batch keys among ``keys`` (``info["batch_keys_on_request"]``), which models of
+        the run read; the engine calls this before any batch is made. Data without such keys ignores it."""
+
     def epoch_dataset(self, split: str, epoch: int) -> Dataset:
         """The dataset the loader of ``epoch`` reads (override to vary items by epoch, e.g. augmentation)."""
         return self.dataset(split)

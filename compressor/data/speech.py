@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,13 +26,21 @@ from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore, clean_stale, load_store, write_store
 from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
-from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
+from compressor.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    TeacherTokenizer,
+    Tokenizer,
+    build_tokenizer,
+)
 from compressor.errors import UserError
 from compressor.progress import Progress
 from compressor.registry import Args
 
 FEATURE_CACHE_VERSION = 2
 SLOTS = ("action", "object", "location")
+#: batch keys loaded only when a model reads them (see :meth:`SpeechDataModule.request`)
+ON_REQUEST_KEYS = ("audio", "audio_lengths")
 
 
 @dataclass
@@ -67,11 +76,21 @@ class SubsetArgs(Args):
         return self
 
 
+class FromTeacher(Args):
+    """``tokenizer: {from_teacher: NAME}``: the data adopts the output units of the spec's model ``NAME`` (an
+    external teacher that carries its vocabulary: ``hf_speech``, ``nemo_ctc``), so a student's logits and the
+    teacher's are over the same units. ``tokens`` is filled in when the spec is loaded."""
+
+    from_teacher: str = Field(min_length=1, description="the model (of this spec) whose vocabulary the data uses")
+    tokens: list[str] | None = Field(default=None, description="resolved from the teacher when the spec loads")
+
+
 class SpeechArgs(Args):
     """Arguments shared by every speech dataset."""
 
-    tokenizer: Literal["char", "sentencepiece", "bpe", "unigram"] = Field(
-        default="char", description="characters of the language, or SentencePiece (unigram) / BPE pieces"
+    tokenizer: Literal["char", "sentencepiece", "bpe", "unigram"] | FromTeacher = Field(
+        default="char", description="characters of the language, SentencePiece (unigram) / BPE pieces, or "
+                                    "{from_teacher: NAME}: the output units of the spec's teacher NAME"
     )
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
     frontend: Literal["nemo", "nemo_transducer", "nemo_ctc", "nemo_online", "kaldi"] = Field(
@@ -130,6 +149,9 @@ class SpeechSplit(Dataset):
         self.normalize = normalize
         self.seed = seed
         self.epoch = 0
+        #: also load each utterance's 16 kHz waveform (batch keys ``audio``/``audio_lengths``), for models
+        #: that read waveforms (see :meth:`SpeechDataModule.request`)
+        self.waveforms = False
         self.lengths = (
             features.lengths if isinstance(features, FeatureStore) else [int(f.shape[0]) for f in features]
         )
@@ -143,13 +165,15 @@ class SpeechSplit(Dataset):
     def item(self, i: int, epoch: int) -> dict[str, Any]:
         """Example ``i`` as seen in ``epoch`` (augmentation draws from (seed, epoch, i))."""
         u = self.utts[i]
-        feats = None
-        if self.augment_args is not None:
+        feats = wave = None
+        if self.augment_args is not None or self.waveforms:
             try:
                 wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
-            except AudioError:  # changed on disk since the corpus was read: fall back to the clean features
+            except AudioError as e:  # changed on disk since the corpus was read: fall back to the clean features
+                if self.waveforms:  # a model reads the waveform itself: nothing to fall back to
+                    raise UserError(f"{u.source or u.audio}: {e}") from None
                 wave = None
-            if wave is not None:
+            if wave is not None and self.augment_args is not None:
                 wave = augment(wave, self.augment_args, seed=(self.seed * 1_000_003 + epoch) * 1_000_003 + i)
                 feats = fbank(wave, SAMPLE_RATE, self.frontend)  # type: ignore[arg-type]
         if feats is None:
@@ -157,6 +181,8 @@ class SpeechSplit(Dataset):
         if self.normalize == "per_feature":
             feats = per_feature_normalize(feats)
         item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id}
+        if self.waveforms:
+            item["audio"] = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
         item.update(self.labels[i])
         return item
 
@@ -222,7 +248,22 @@ class SpeechDataModule(DataModule):
         for key in ("label", *SLOTS):
             if key in items[0]:
                 batch[key] = torch.tensor([it[key] for it in items], dtype=torch.int64)
+        if "audio" in items[0]:
+            samples = torch.tensor([it["audio"].shape[0] for it in items], dtype=torch.int64)
+            audio = torch.zeros(len(items), int(samples.max()))
+            for i, it in enumerate(items):
+                audio[i, : it["audio"].shape[0]] = it["audio"]
+            batch["audio"], batch["audio_lengths"] = audio, samples
         return batch
+
+    def request(self, keys: Iterable[str]) -> None:
+        """Also give the on-request batch keys among ``keys``: ``audio`` (B, S) float 16 kHz waveforms in
+        [-1, 1], zero-padded, with ``audio_lengths`` (B,) samples (the augmented waveform when the data augments,
+        the one the features were computed from). Without a request batches stay as they were."""
+        if {"audio", "audio_lengths"} & set(keys):
+            for ds in self.datasets.values():
+                if isinstance(ds, SpeechSplit):
+                    ds.waveforms = True
 
     def batches(
         self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int
@@ -399,6 +440,7 @@ def build_speech_module(
 ) -> SpeechDataModule:
     """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring)."""
     skipped = list(skipped or [])
+    adopted = teacher_tokenizer(args)
     kept: dict[str, list[Utterance]] = {}
     feats_by_split: dict[str, FeatureStore] = {}
     for split, utts in splits.items():
@@ -423,6 +465,12 @@ def build_speech_module(
                     "alphabet",
                     f"transcript of {u.id} has characters outside the {language} alphabet: {''.join(bad)!r}",
                 )
+                continue
+            unknown = adopted.unknown(text) if adopted is not None else []
+            if unknown:
+                _skip(skipped, args.strict, split, u, u.source, "alphabet",
+                      f"transcript of {u.id} has characters outside the vocabulary of teacher "
+                      f"'{adopted.teacher}': {''.join(unknown)!r}")  # type: ignore[union-attr]
                 continue
             if args.max_duration is not None and u.duration is not None and u.duration > args.max_duration:
                 _skip(
@@ -459,7 +507,7 @@ def build_speech_module(
         feats_by_split["train"] = feats_by_split["train"].select(idx)
 
     texts = [u.text for u in kept["train"]]
-    tokenizer = build_tokenizer(args.tokenizer, language, texts, args.vocab_size, seed)
+    tokenizer = adopted or build_tokenizer(str(args.tokenizer), language, texts, args.vocab_size, seed)
     train_feats = feats_by_split["train"]
     if args.normalize == "per_feature":
         mean, std = feature_stats(per_feature_normalize(f) for f in train_feats)
@@ -550,14 +598,29 @@ def _static_info(args: SpeechArgs, language: str) -> dict[str, Any]:
         # keys every batch carries (labels only where the data has them); models' declared inputs are checked
         # against this at validation
         "batch_keys": ["features", "feature_lengths", "tokens", "token_lengths", "text", "ids"],
+        # keys a batch carries when a model reading them asks (DataModule.request): 16 kHz waveforms
+        "batch_keys_on_request": list(ON_REQUEST_KEYS),
         "augmented": args.augment.active(),  # waveform augmentation changes features from epoch to epoch
     }
+
+
+def teacher_tokenizer(args: SpeechArgs) -> TeacherTokenizer | None:
+    """The tokenizer of ``tokenizer: {from_teacher: NAME}`` (its tokens resolved when the spec loaded), else None."""
+    if not isinstance(args.tokenizer, FromTeacher):
+        return None
+    if args.tokenizer.tokens is None:
+        raise UserError(f"tokenizer.from_teacher: the vocabulary of '{args.tokenizer.from_teacher}' was not "
+                        f"resolved (the spec loader fills it in)")
+    return TeacherTokenizer(args.tokenizer.tokens, args.tokenizer.from_teacher)
 
 
 def speech_info(args: SpeechArgs, language: str = "en", **extra: Any) -> dict[str, Any]:
     """What is known before any data is read (for validation-time model building)."""
     info = _static_info(args, language)
-    if args.tokenizer == "char":
+    adopted = teacher_tokenizer(args)
+    if adopted is not None:
+        info.update(tokens=list(adopted.tokens), vocab_size=adopted.vocab_size, blank_id=adopted.blank_id)
+    elif args.tokenizer == "char":
         tok = CharTokenizer(language)
         info.update(tokens=list(tok.tokens), vocab_size=tok.vocab_size, blank_id=tok.blank_id)
     else:

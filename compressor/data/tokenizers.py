@@ -130,6 +130,49 @@ def _train_spm(spm: object, texts: list[str], buf: io.BytesIO, vocab_size: int, 
     )
 
 
+class TeacherTokenizer(Tokenizer):
+    """A teacher's output units adopted as the data's tokens (``tokenizer: {from_teacher: NAME}``).
+
+    ``tokens`` are the teacher's units in its output order with the blank last (the family that loads the
+    teacher maps its own convention onto this one); single characters are encoded one by one, words joined by
+    ``▁``. Letters match case-insensitively when the teacher has one case only (an upper-case wav2vec 2.0
+    vocabulary serves lower-case transcripts)."""
+
+    kind = "teacher"
+
+    def __init__(self, tokens: list[str], teacher: str = "teacher") -> None:
+        self.tokens = list(tokens)
+        self.teacher = teacher
+        self._index = {t: i for i, t in enumerate(self.tokens[:-1])}
+        if WORD_BOUNDARY not in self._index:
+            raise UserError(f"the vocabulary of '{teacher}' has no word boundary (a space, '|' or '▁'): "
+                            f"its transcripts cannot be written with it")
+        for t, i in list(self._index.items()):
+            if len(t) == 1 and t.isalpha():
+                self._index.setdefault(t.lower(), i)
+                self._index.setdefault(t.upper(), i)
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of ``text`` (spaces aside) that no unit of the teacher writes, in order of appearance."""
+        return list(dict.fromkeys(ch for ch in text if not ch.isspace() and ch not in self._index))
+
+    def encode(self, text: str) -> list[int]:
+        bad = self.unknown(text)
+        if bad:
+            raise ValueError(f"characters {''.join(bad)!r} are not in the vocabulary of '{self.teacher}'")
+        out: list[int] = []
+        for word in text.split():
+            if out:
+                out.append(self._index[WORD_BOUNDARY])
+            out.extend(self._index[ch] for ch in word)
+        return out
+
+    def decode(self, ids: list[int]) -> str:
+        pieces = [self.tokens[i] for i in ids if 0 <= i < self.blank_id]
+        return "".join(p for p in pieces if not (p.startswith("<") and p.endswith(">"))).replace(
+            WORD_BOUNDARY, " ").strip().lower()
+
+
 def build_tokenizer(kind: str, language: str, texts: list[str], vocab_size: int, seed: int = 0) -> Tokenizer:
     if kind == "char":
         return CharTokenizer(language)

@@ -9,7 +9,7 @@ variants that share their formant settings (``steph``/``steph2``, ``iven``...``i
 ``test_seen`` is spoken by training speakers (new sentences), so seen- and unseen-voice error rates can be
 compared side by side.
 
-Which variants may be held out was measured (``benchmarks/voice_intelligibility.py``): every held-out
+Which variants may be held out was measured (``benchmarks/checks/voice_intelligibility.py``): every held-out
 variant is about as intelligible to an independent recogniser (PocketSphinx's English model) as the
 training variants; variants that recogniser mostly fails on are left out of every split.
 """

@@ -23,7 +23,7 @@ All: 16 kHz, 80 bins, 25 ms frames every 10 ms, ``snip_edges=False``, pre-emphas
 (read back from sherpa-onnx's ``OnlineStream.get_frames``: identical, max |diff| 0 on recorded speech). The
 data layer's torch implementation (:func:`compressor.data.features.fbank`, used for training because it is
 the one the feature cache and the augmentation share) differs from them by float32 rounding, at most 2e-4
-on recorded speech (``benchmarks/frontend_parity.py``).
+on recorded speech (``benchmarks/checks/frontend_parity.py``).
 """
 
 from __future__ import annotations

@@ -123,6 +123,8 @@ def supports_streaming(model: nn.Module) -> bool:
         return False
     if not all(isinstance(m, nn.LSTM) and not m.bidirectional and m.num_layers == 1 for m in layers):
         return False
+    if int(getattr(enc, "time_reduction", 1)) > 1:  # chunks would have to align with the reduction as well
+        return False
     return len({m.hidden_size for m in layers}) == 1
 
 
@@ -132,7 +134,8 @@ def rnnt_graphs(model: nn.Module, feature_dim: int, normalize_type: str = "") ->
     pred_hidden = int(model.predictor.hidden)
     joint_dim = int(model.joiner.out.in_features)
     vocab = int(model.vocab_size)
-    stack = int(getattr(model.encoder, "stack", 1))
+    # frames per encoder output: the frame stacking times the time reduction inside the encoder (paper size)
+    stack = int(getattr(model.encoder, "stack", 1)) * int(getattr(model.encoder, "time_reduction", 1))
     t = 37 * stack
     enc = GraphFile(
         "encoder.onnx", RNNTEncoderGraph(model),

@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from compressor.errors import UserError
+from compressor.hookspecs import hookimpl
+from compressor.registry import Args, Registry
 
 INSTALL_HINT = ('READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]" (installs fairseq-fixed '
                 'against the installed torch, without its C++ extensions; see the README)')
@@ -226,9 +229,51 @@ class FairseqVQBert(nn.Module):
         return self.unit_ids[flat]
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``cls``/``hidden`` (B, H) and ``states`` (B, T, H) from ``units`` or the ``audio`` waveforms."""
         ids = batch["units"] if "units" in batch else self.codes(batch["audio"])
         b = ids.shape[0]
         bos = torch.full((b, 1), self.dictionary.bos(), dtype=ids.dtype, device=ids.device)
         eos = torch.full((b, 1), self.dictionary.eos(), dtype=ids.dtype, device=ids.device)
         x, _ = self.bert(torch.cat([bos, ids, eos], 1), features_only=True)
         return {"cls": x[:, 0], "hidden": x[:, 0], "states": x[:, 1:-1]}
+
+    def sequence_lengths(self, batch: dict[str, Any], steps: int) -> torch.Tensor:
+        """Valid unit positions per utterance (about one per 10 ms): what the feature encoder's convolutions give
+        for its real samples (``audio_lengths``)."""
+        audio = batch["audio"]
+        samples = batch.get("audio_lengths")
+        if samples is None:
+            samples = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=audio.device)
+        n = samples.long()
+        for conv in (m for m in self.vq.feature_extractor.modules() if isinstance(m, nn.Conv1d)):
+            k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+            n = torch.div(n + 2 * p - d * (k - 1) - 1, s, rounding_mode="floor") + 1
+        return n.clamp(min=1, max=steps)
+
+
+class FairseqVQBertArgs(Args):
+    """Arguments of ``fairseq_vq_bert``: fairseq's vq-wav2vec (k-means) and RoBERTa checkpoint files."""
+
+    vq_wav2vec: str = Field(description="vq-wav2vec_kmeans.pt (fairseq checkpoint)")
+    roberta: str = Field(description="bert_kmeans.pt (fairseq RoBERTa checkpoint over the unit tokens)")
+    dictionary: str | None = Field(default=None, description="its dict.txt (default: beside the RoBERTa file)")
+
+    @field_validator("vq_wav2vec", "roberta", "dictionary")
+    @classmethod
+    def _exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+
+def build_fairseq_vq_bert(args: FairseqVQBertArgs, info: dict[str, Any] | None = None) -> FairseqVQBert:
+    """fairseq's vq-wav2vec + RoBERTa over the batch's 16 kHz waveforms (seed 000's teacher)."""
+    return FairseqVQBert(args.vq_wav2vec, args.roberta, args.dictionary)
+
+
+@hookimpl
+def compressor_register(registry: Registry) -> None:
+    registry.add("model", "fairseq_vq_bert", build_fairseq_vq_bert, args=FairseqVQBertArgs,
+                 doc="fairseq vq-wav2vec (k-means) + its RoBERTa, loaded safely; reads 16 kHz waveforms "
+                     "(outputs cls, hidden, states). Needs the extra 'fairseq'.",
+                 reads=("audio", "audio_lengths"))

@@ -5,7 +5,7 @@ training speakers (new utterances). This evaluates a finished run's models on bo
 unseen voices), plus any other NeMo manifest (e.g. the test split of a corpus built by an older version), and
 writes a markdown table and JSON with the unseen/seen WER ratio.
 
-    python benchmarks/voice_split_wer.py runs/rnnt_lcmr/<timestamp> \\
+    python benchmarks/checks/voice_split_wer.py runs/rnnt_lcmr/<timestamp> \\
         --manifest old_test=$COMPRESSOR_CACHE/corpora/read_speech-en-<key>/test.jsonl
 
 A manifest is read with the run's own tokenizer, front end and feature normalisation.
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from compressor.data.corpora import default_cache_dir  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     p.add_argument("--splits", nargs="+", default=["test", "test_seen", "valid"])
     p.add_argument("--manifest", action="append", default=[], help="NAME=path/to/manifest.jsonl")
     p.add_argument("--models", nargs="+", default=["student", "teacher"])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "voice_split_wer"))
+    p.add_argument("--out", default=str(HERE / "results" / "voice_split_wer"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--by-variant", action="store_true", help="also each voice variant of each split")
     args = p.parse_args()
@@ -101,7 +102,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     meta = {"machine": f"{platform.machine()} 2-core CPU VM, shared", "date": datetime.date.today().isoformat(),
-            "commit": commit, "command": "python benchmarks/voice_split_wer.py " + " ".join(sys.argv[1:])}
+            "commit": commit, "command": "python benchmarks/checks/voice_split_wer.py " + " ".join(sys.argv[1:])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -1,8 +1,8 @@
 """Reproduce seed 001's (Cho et al.) Tables 1 and 2 on the synthetic commands corpus, and time the teacher cache.
 
-    python benchmarks/slu_crossmodal.py --plan          # print the runs and the expected time, do nothing
-    python benchmarks/slu_crossmodal.py                 # the full benchmark
-    python benchmarks/slu_crossmodal.py --report-only   # tabulate the runs that have finished
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py --plan  # print the runs and the expected time, do nothing
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py                 # the full benchmark
+    python benchmarks/seed001_crossmodal/slu_crossmodal.py --report-only   # tabulate the runs that have finished
 
 Pipeline (every step a ``compressor run`` of a spec derived from ``specs/slu_crossmodal.yaml``):
 
@@ -23,10 +23,11 @@ Pipeline (every step a ``compressor run`` of a spec derived from ``specs/slu_cro
    alone, with cached-teacher KD and with uncached KD (teacher run on every batch), ``--timing-repeats``
    alternating repeats; epoch times from the metrics log (epochs 2 onwards, so the cache is filled).
 
-Writes into ``--out`` (default ``benchmarks/results``): ``slu_crossmodal_table.md`` (Tables 1 and 2, the
-teachers, the claims checked one by one, the cache ratios), ``slu_crossmodal_results.json`` (every number) and
-``slu_crossmodal.png``. Runs go to ``--work`` (default ``runs/slu_crossmodal_bench``); finished runs are
-reused, so an interrupted benchmark continues where it stopped.
+Writes ``slu_crossmodal_results.json`` (every number) and ``slu_crossmodal.png`` into ``--out`` (default
+``results/`` beside this script) and ``RESULTS.md`` beside this script (Tables 1 and 2, the teachers, the claims
+judged by ``benchmarks/stats.py``, the cache ratios); ``--render`` rewrites RESULTS.md from the JSON alone.
+Runs go to ``--work`` (default ``runs/slu_crossmodal_bench``); finished runs are reused, so an interrupted
+benchmark continues where it stopped.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from reuse import finished, hashed, write_spec  # benchmarks/ is on sys.path when a script runs
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: reuse, stats
+import stats  # noqa: E402
+from reuse import finished, hashed, write_spec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "slu_crossmodal.yaml"
 CHANCE = 1 / 31
 
@@ -280,124 +285,115 @@ def run_timing(args: argparse.Namespace, prep: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
+def errors(runs: list[dict[str, Any]] | None) -> dict[int, float]:
+    """Seed -> test error (%) of the runs that finished (run k is seed k; a collapsed run has none)."""
+    return {k: float(r["test_error"]) for k, r in enumerate(runs or []) if r["test_error"] is not None}
+
+
 def _ms(runs: list[dict[str, Any]]) -> tuple[float, float]:
-    """Mean and std of the test error over the runs that finished (a collapsed run has none)."""
-    errs = [r["test_error"] for r in runs if r["test_error"] is not None]
-    if not errs:
-        return float("nan"), float("nan")
-    return statistics.mean(errs), (statistics.stdev(errs) if len(errs) > 1 else 0.0)
+    """Mean and std (0 for one run) of the test error, for the plot's bars."""
+    sp = stats.spread(errors(runs))
+    return sp.mean, (sp.std or 0.0)
 
 
 def cell(runs: list[dict[str, Any]] | None) -> str:
-    """``mean ± std``, with ``× n`` when n of the runs failed to converge (the paper's ×)."""
+    """``mean ± std (n = k)`` of the shared statistics, with ``× n`` when n runs failed to converge (the
+    paper's ×)."""
     if not runs:
         return ""
-    mean, std = _ms(runs)
+    errs = errors(runs)
     failed = sum(not r["converged"] for r in runs)
     mark = f" ×{failed}" if failed else ""
-    return ("×" if mean != mean else f"{mean:.2f} ± {std:.2f}") + mark
+    return ("×" if not errs else stats.fmt(errs, digits=2)) + mark
 
 
-def claims(data: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, str, str]]:
-    """The paper's claims, each checked on the measured means: (claim, holds?, evidence). A claim whose runs
-    have not all finished is listed as not measured."""
-    out: list[tuple[str, str, str]] = []
+KD = "teacher-smooth_l1-exp"  # the paper's choice under shortage: teacher, MAE, Exp.
 
-    def mean(s: str, k: str) -> float:
-        return _ms(data[s][k])[0]  # KeyError: not run (yet)
 
-    def verdict(ok: bool) -> str:
-        return "holds" if ok else "does not hold"
+def claims(data: dict[str, dict[str, list[dict[str, Any]]]]) -> list[stats.Claim]:
+    """The paper's claims, each on paired differences by seed (run k of every row shares seed k and subset k);
+    a positive difference is what the claim says. Claims whose runs have not finished are not measured."""
+    out: list[stats.Claim] = []
 
-    def check(text: str, compute: Any) -> None:
-        try:
-            ok, evidence = compute()
-        except KeyError:
-            out.append((text, "not measured", "its runs have not finished"))
-            return
-        out.append((text, verdict(ok), evidence))
+    def e(s: str, k: str) -> dict[int, float]:
+        return errors(data.get(s, {}).get(k))
 
-    def kd_lowers() -> tuple[bool, str]:
-        base_w = mean("whole", "baseline")
-        kd_keys = [k for k in data["whole"] if k != "baseline"]
-        better = [k for k in kd_keys if mean("whole", k) < base_w]
-        best = min(kd_keys, key=lambda k: mean("whole", k))
-        return mean("whole", best) < base_w, (f"baseline {base_w:.2f}%; best KD {best} {mean('whole', best):.2f}%; "
-                                              f"{len(better)} of {len(kd_keys)} KD settings below the baseline")
+    def per_seed(f: Any, *rows: dict[int, float]) -> dict[int, float]:
+        seeds = set.intersection(*(set(r) for r in rows)) if rows else set()
+        return {k: f(*(r[k] for r in rows)) for k in sorted(seeds)}
 
-    check("KD lowers the error (whole data)", kd_lowers)
+    def sides(*parts: tuple[str, dict[int, float]]) -> str:
+        return "; ".join(f"{label} {stats.fmt(v, digits=2)}" for label, v in parts)
 
-    def shortage() -> tuple[bool, str]:
-        gains = {s: mean(s, "baseline") - mean(s, "teacher-smooth_l1-exp") for s in ("whole", "10%", "1%")}
-        return (gains["1%"] > gains["whole"] and gains["10%"] > gains["whole"],
-                ", ".join(f"{s}: {g:+.2f} points" for s, g in gains.items()))
+    def add(source: str, text: str, diffs: dict[int, float], side: str, note: str = "") -> None:
+        out.append(stats.Claim(source, text, stats.interval(diffs), side, note))
 
-    check("KD helps more under shortage (teacher, MAE, exp: error reduction grows as data shrinks)", shortage)
+    for s in ("whole", "10%", "1%"):
+        kd_keys = [k for k in data.get(s, {}) if k != "baseline" and e(s, k)]
+        if kd_keys and e(s, "baseline"):
+            best = min(kd_keys, key=lambda k: stats.spread(e(s, k)).mean)
+            add("Table 1" if s == "whole" else "Table 2", f"KD lowers the error ({s}; the best KD setting)",
+                per_seed(lambda b, x: b - x, e(s, "baseline"), e(s, best)),
+                sides(("baseline", e(s, "baseline")), (best, e(s, best))),
+                f"best of {len(kd_keys)} settings by mean (the choice is not corrected for)")
+    for s in ("whole", "10%", "1%"):
+        add("Table 2", f"KD (teacher, MAE, Exp.) lowers the error ({s})",
+            per_seed(lambda b, x: b - x, e(s, "baseline"), e(s, KD)),
+            sides(("baseline", e(s, "baseline")), ("KD", e(s, KD))))
+    gains = {s: per_seed(lambda b, x: b - x, e(s, "baseline"), e(s, KD)) for s in ("whole", "10%", "1%")}
+    add("Table 2", "KD helps more under shortage (gain at 10% and at 1% above the whole-data gain; teacher, MAE, "
+        "Exp.; the smaller margin per seed)", per_seed(lambda w, t, o: min(t - w, o - w), *gains.values()),
+        sides(*((f"gain {s}", g) for s, g in gains.items())))
     for s in ("10%", "1%"):
-        def best_schedule(s: str = s) -> tuple[bool, str]:
-            sched = {b: mean(s, f"teacher-smooth_l1-{b}") for b in ("err", "exp", "tri")}
-            return sched["exp"] <= min(sched.values()), ", ".join(f"{b} {v:.2f}%" for b, v in sched.items())
-
-        check(f"Exp. decay is the best schedule under shortage ({s}; teacher, MAE)", best_schedule)
+        sched = {b: e(s, f"teacher-smooth_l1-{b}") for b in ("err", "exp", "tri")}
+        add("Table 2", f"Exp. decay is the best schedule under shortage ({s}; teacher, MAE; margin to the better "
+            "of err and Tri.)", per_seed(lambda er, ex, tr: min(er, tr) - ex, *sched.values()),
+            sides(*sched.items()))
     for s in ("10%", "1%"):
-        def steadier(s: str = s) -> tuple[bool, str]:
-            mse, mae = data[s]["teacher-mse-err"], data[s]["teacher-smooth_l1-err"]
-            m_mse, s_mse = _ms(mse)
-            m_mae, s_mae = _ms(mae)
-            f_mse, f_mae = sum(not r["converged"] for r in mse), sum(not r["converged"] for r in mae)
-            return ((m_mae <= m_mse and s_mae <= s_mse) or f_mse > f_mae,
-                    f"MSE {m_mse:.2f} ± {s_mse:.2f} ({f_mse} failed), MAE {m_mae:.2f} ± {s_mae:.2f} ({f_mae} failed)")
-
-        check(f"MAE is steadier than MSE under shortage ({s}; teacher, β = err)", steadier)
-
-    def teacher_vs_hybrid() -> tuple[bool, str]:
-        s = "10%"
-        pairs = [(b, loss) for loss, b in (("mse", "err"), ("smooth_l1", "err"), ("smooth_l1", "exp"),
-                                           ("smooth_l1", "tri"))]
-        wins = [(b, loss) for b, loss in pairs if mean(s, f"teacher-{loss}-{b}") < mean(s, f"hybrid-{loss}-{b}")]
-        return len(wins) > len(pairs) / 2, (
-            f"teacher below hybrid in {len(wins)} of {len(pairs)} settings: " + ", ".join(
-                f"{LOSS[loss]}/{b} {mean(s, f'teacher-{loss}-{b}'):.2f} vs {mean(s, f'hybrid-{loss}-{b}'):.2f}"
-                for b, loss in pairs))
-
-    check("The teacher teaches better than the hybrid under shortage (10%)", teacher_vs_hybrid)
-
-    def professor() -> tuple[bool, str]:
-        prof = [(loss, b) for loss, b in (("mse", "0.1"), ("mse", "0.5"), ("mse", "err"), ("smooth_l1", "err"))
-                if mean("whole", f"professor-{loss}-{b}") > mean("whole", f"teacher-{loss}-{b}")]
-        return len(prof) > 0, f"professor worse than the teacher in {len(prof)} of 4 Table 1 settings"
-
-    check("The professor does not necessarily teach best (whole data, Table 1 settings)", professor)
+        mse, mae = data.get(s, {}).get("teacher-mse-err"), data.get(s, {}).get("teacher-smooth_l1-err")
+        failed = {n: sum(not r["converged"] for r in rows or []) for n, rows in (("MSE", mse), ("MAE", mae))}
+        add("Table 2", f"MAE is steadier than MSE under shortage ({s}; teacher, β = err: lower error)",
+            per_seed(lambda a, b: a - b, errors(mse), errors(mae)),
+            sides(("MSE", errors(mse)), ("MAE", errors(mae))),
+            f"failed to converge: MSE {failed['MSE']}, MAE {failed['MAE']}")
+    pairs = [("mse", "err"), ("smooth_l1", "err"), ("smooth_l1", "exp"), ("smooth_l1", "tri")]
+    rows = [(e("10%", f"hybrid-{loss}-{b}"), e("10%", f"teacher-{loss}-{b}")) for loss, b in pairs]
+    if all(h and t for h, t in rows):
+        add("Table 2", "The teacher teaches better than the hybrid under shortage (10%; hybrid − teacher error, "
+            "mean of the 4 settings)", per_seed(lambda *v: statistics.fmean(
+                v[i] - v[i + 1] for i in range(0, len(v), 2)), *(x for pair in rows for x in pair)),
+            "; ".join(f"{LOSS[loss]}/{b}: hybrid {stats.fmt(h, digits=2)} vs teacher {stats.fmt(t, digits=2)}"
+                      for (loss, b), (h, t) in zip(pairs, rows)))
+    t1 = [("mse", "0.1"), ("mse", "0.5"), ("mse", "err"), ("smooth_l1", "err")]
+    rows = [(e("whole", f"professor-{loss}-{b}"), e("whole", f"teacher-{loss}-{b}")) for loss, b in t1]
+    if all(p and t for p, t in rows):
+        add("Table 1", "The professor does not necessarily teach best (whole data; professor − teacher error in "
+            "its worst of the 4 Table 1 settings)", per_seed(lambda *v: max(
+                v[i] - v[i + 1] for i in range(0, len(v), 2)), *(x for pair in rows for x in pair)),
+            "; ".join(f"{LOSS[loss]}/{b}: professor {stats.fmt(p, digits=2)} vs teacher {stats.fmt(t, digits=2)}"
+                      for (loss, b), (p, t) in zip(t1, rows)))
     return out
 
 
-def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], timing: dict[str, Any] | None,
-                 wall_minutes: float) -> str:
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    teachers = teacher_errors(prep)
-    acoustic = acoustic_quality(prep)
-    machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
-                          f"{args.threads} torch thread(s), nice 10)",
-               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-               "torch": torch.__version__, "wall_minutes": round(wall_minutes, 1),
-               "command": "python " + " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
-    lines = ["# Cross-modal KD for SLU (seed 001, Cho et al.) on the synthetic commands corpus", ""]
-    lines += [f"Machine: {machine['machine']}; date {machine['date']}; commit {commit}; torch {machine['torch']}; "
-              f"{machine['wall_minutes']} min wall. Command: `{machine['command']}`.", ""]
-    lines += [f"Setup: commands corpus, {args.train_size} training utterances (31 intents), test split fixed; "
-              f"student `slu_student` size `{args.size}` (acoustic module pre-trained with CTC on read speech for "
-              f"{args.asr_epochs} epochs, then frozen; read-speech valid WER "
-              f"{acoustic.get('read_speech_valid_wer', 0):.1f}%, "
-              f"CER {acoustic.get('read_speech_valid_cer', 0):.1f}%); teachers: all-MiniLM-L6-v2 "
-              f"fine-tuned "
-              f"{args.teacher_epochs} epochs on all transcripts (embeddings and layers 0-3 frozen); SLU stage "
-              f"{args.epochs} / {args.epochs_10} / {args.epochs_1} epochs (whole / 10% / 1%: t of the schedules "
-              f"counts these epochs), batch 32, AdamW 2e-3, cosine; α_t = 1 − β_t; test error % mean ± std over "
-              f"{args.seeds} runs (run k: seed k, subset k); × n = n runs failed to converge (best validation "
-              f"accuracy below 2/31); teacher logits cached.", ""]
+def results_page(payload: dict[str, Any]) -> str:
+    """RESULTS.md from the results JSON: tables with their provenance, the claims under the shared rule."""
+    a, machine, data = payload["args"], payload["machine"], payload["table"]
+    teachers, acoustic, timing = payload["teachers"], payload.get("acoustic", {}), payload.get("timing")
+    lines = ["# Seed 001 (Cho et al.): cross-modal KD for SLU on the synthetic commands corpus", ""]
+    lines += stats.measured_header(
+        "Test error (%), Tables 1 and 2", str(machine["date"]), str(machine["commit"]),
+        f"{machine['machine']}; torch {machine['torch']}", str(machine.get("command", "")),
+        payload.get("caveats", ["Tabulated with `--report-only` from runs trained at commit 6e899d5 on 2026-11-30 "
+                                "(18:41-21:45 UTC); teacher logits cached; both teachers are perfect on the "
+                                "synthetic commands, so the professor and the hybrid's γ carry little here."]))
+    lines += [f"Setup: commands corpus, {a['train_size']} training utterances (31 intents), test split fixed; student "
+              f"`slu_student` size `{a['size']}` (acoustic module pre-trained with CTC on read speech for "
+              f"{a['asr_epochs']} epochs, then frozen; read-speech valid WER "
+              f"{acoustic.get('read_speech_valid_wer', 0):.1f}%, CER {acoustic.get('read_speech_valid_cer', 0):.1f}%); "
+              f"teachers: all-MiniLM-L6-v2 fine-tuned {a['teacher_epochs']} epochs on all transcripts; SLU stage "
+              f"{a['epochs']} / {a['epochs_10']} / {a['epochs_1']} epochs (whole / 10% / 1%), batch 32, AdamW 2e-3, "
+              f"cosine; α_t = 1 − β_t; run k: seed k, subset k; × n = n runs failed to converge (best validation "
+              "accuracy below 2/31).", ""]
     lines += ["## Teachers (Sec. 4.2.1)", "", "| model | train error % | test error % |", "|---|---:|---:|"]
     for m in ("teacher", "professor"):
         lines.append(f"| {m} | {teachers[m]['train']:.2f} | {teachers[m]['test']:.2f} |")
@@ -411,10 +407,10 @@ def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], tim
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Table 2: data shortage and schedules", "",
               "| test error % | MSE (err) | MAE + err | MAE + Exp. | MAE + Tri. |", "|---|---:|---:|---:|---:|"]
-    for scenario, title in (("whole", "Whole data"), ("10%", f"Data shortage #1: 10% ({args.subsets_10} subsets)"),
-                            ("1%", f"Data shortage #2: 1% ({args.subsets_1} subsets)")):
+    for scenario, title in (("whole", "Whole data"), ("10%", f"Data shortage #1: 10% ({a['subsets_10']} subsets)"),
+                            ("1%", f"Data shortage #2: 1% ({a['subsets_1']} subsets)")):
         part = data.get(scenario, {})
-        n_train = round(args.train_size * {"whole": 1, "10%": 0.1, "1%": 0.01}[scenario])
+        n_train = round(int(a["train_size"]) * {"whole": 1, "10%": 0.1, "1%": 0.01}[scenario])
         lines.append(f"| **{title}**, {n_train} utterances | | | | |")
         lines.append(f"| Baseline (no KD) | {cell(part.get('baseline'))} | | | |")
         for who, label in WHO.items():
@@ -423,14 +419,15 @@ def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], tim
             cells = [cell(part.get(f"{who}-{loss}-{b}")) for loss, b in (("mse", "err"), ("smooth_l1", "err"),
                                                                            ("smooth_l1", "exp"), ("smooth_l1", "tri"))]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "## The paper's claims, checked", "", "| claim | here | evidence |", "|---|---|---|"]
-    for text, ok, evidence in claims(data):
-        lines.append(f"| {text} | {ok} | {evidence} |")
+    judged = claims(data)
+    earlier = {c["claim"]: c["here"] for c in payload.get("claims", []) if "here" in c}
+    stats.note_earlier(judged, earlier, "earlier rule: the means alone")
+    lines += ["", "## The paper's claims", ""] + stats.claims_table(judged, digits=2, unit=" pts")
     if timing is not None:
         med = timing["median"]
         lines += ["", "## Teacher-output cache: epoch time, side by side", "",
-                  f"Whole-data SLU epochs (epochs 2-{args.timing_epochs} of {args.timing_repeats} alternating "
-                  f"repeats; median seconds per epoch, evaluation excluded):", "",
+                  f"Whole-data SLU epochs (epochs 2-{a['timing_epochs']} of {a['timing_repeats']} alternating "
+                  f"repeats; median seconds per epoch, evaluation excluded; same machine and date):", "",
                   "| training | s / epoch | ratio |", "|---|---:|---|",
                   f"| student only | {med['student_only']:.2f} | 1 |",
                   f"| KD, cached teacher logits | {med['kd_cached']:.2f} | "
@@ -438,15 +435,35 @@ def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], tim
                   f"| KD, teacher run on every batch | {med['kd_uncached']:.2f} | "
                   f"{timing['uncached_over_student_only']:.3f} × student only |", "",
                   f"Cached KD / uncached KD: {timing['cached_over_uncached']:.3f}."]
-    text = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "slu_crossmodal_table.md").write_text(text, encoding="utf-8")
+    return "\n".join(lines) + "\n"
+
+
+def render(out: Path) -> Path:
+    """Write RESULTS.md beside this script from ``out``'s results JSON (no training)."""
+    payload = json.loads((out / "slu_crossmodal_results.json").read_text(encoding="utf-8"))
+    page = HERE / "RESULTS.md"
+    page.write_text(results_page(payload), encoding="utf-8")
+    return page
+
+
+def write_report(args: argparse.Namespace, prep: Path, data: dict[str, Any], timing: dict[str, Any] | None,
+                 wall_minutes: float) -> str:
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, "
+                          f"{args.threads} torch thread(s), nice 10)",
+               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+               "torch": torch.__version__, "wall_minutes": round(wall_minutes, 1),
+               "command": "python " + " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
     payload = {"machine": machine, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "teachers": teachers, "acoustic": acoustic, "table": data, "timing": timing,
-               "claims": [{"claim": c, "here": h, "evidence": e} for c, h, e in claims(data)]}
+               "teachers": teacher_errors(prep), "acoustic": acoustic_quality(prep), "table": data, "timing": timing,
+               "caveats": [], "claims": [c.as_dict() for c in claims(data)]}
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "slu_crossmodal_results.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     plot(args, data, timing)
-    return text
+    return render(args.out).read_text(encoding="utf-8")
 
 
 def plot(args: argparse.Namespace, data: dict[str, Any], timing: dict[str, Any] | None) -> None:
@@ -524,9 +541,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timing-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "slu_crossmodal_bench")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--plan", action="store_true")
     p.add_argument("--report-only", action="store_true", help="tabulate finished runs (no training)")
+    p.add_argument("--render", action="store_true", help="write RESULTS.md from --out's results JSON, run nothing")
     p.add_argument("--no-timing", action="store_true")
     p.add_argument("--scenarios", nargs="+", default=["whole", "10%", "1%"], choices=["whole", "10%", "1%"],
                    help="run these parts of the table (the others are tabulated from finished runs)")
@@ -539,6 +557,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        print(render(args.out).read_text(encoding="utf-8"))
+        return 0
     if args.plan:
         plan(args)
         return 0

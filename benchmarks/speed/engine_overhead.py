@@ -5,7 +5,7 @@ the same number of threads. Runs alternate (plain, engine, plain, engine, ...) s
 alike; the median time per optimizer step of each is compared. The engine's time includes everything it does
 per step (hook calls, the metrics log line, LR scheduling) and its epoch-end checkpoint and evaluation.
 
-    python benchmarks/engine_overhead.py [--steps 200] [--repeats 3] [--hidden 256]
+    python benchmarks/speed/engine_overhead.py [--steps 200] [--repeats 3] [--hidden 256]
 
 Prints the ratio engine / plain (target <= 1.05).
 """

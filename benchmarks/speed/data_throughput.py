@@ -1,7 +1,7 @@
 """Data-layer throughput: synthesis, feature extraction and the loader, against what an RNN-T student's
 training step consumes.
 
-    python benchmarks/data_throughput.py [--utterances 300] [--batch-size 32] [--threads 2]
+    python benchmarks/speed/data_throughput.py [--utterances 300] [--batch-size 32] [--threads 2]
 
 Prints utterances per second for
 
@@ -14,7 +14,7 @@ Prints utterances per second for
   batches (``--threads`` torch threads),
 
 and the ratio loader / training step (target >= 5 on 2 cores: the loader is never the bottleneck). Results
-also go to ``benchmarks/results/data_throughput.json``.
+also go to ``benchmarks/speed/results/data_throughput.json``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the training step")
     p.add_argument("--steps", type=int, default=6, help="timed training steps")
-    p.add_argument("--out", default="benchmarks/results/data_throughput.json")
+    p.add_argument("--out", default="benchmarks/speed/results/data_throughput.json")
     args = p.parse_args(argv)
 
     from compressor.data.corpora import CorpusSettings, build_corpus, plan, synthesize_items

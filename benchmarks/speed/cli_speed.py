@@ -1,6 +1,6 @@
 """Wall time of the commands a user waits on, for several versions of compressor side by side in one run.
 
-    python benchmarks/cli_speed.py --tree before=/tmp/before --tree after=. --run-dir RUN_DIR \
+    python benchmarks/speed/cli_speed.py --tree before=/tmp/before --tree after=. --run-dir RUN_DIR \
         [--repeats 5] [--heavy-repeats 2] [--commands validate,plugins,eval,export]
 
 Each ``--tree NAME=PATH`` is a checkout of this repository (``git worktree add /tmp/before <commit>``; give it a
@@ -13,7 +13,7 @@ and the load average around it. ``RUN_DIR`` is a finished run (``final/COMPLETE`
 untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches. ``validate`` checks each
 tree's own ``specs/rnnt_lcmr.yaml``.
 
-Results: ``benchmarks/results/cli_speed.{md,json}`` (``--out`` changes the stem).
+Results: ``benchmarks/speed/results/cli_speed.{md,json}`` (``--out`` changes the stem).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 
 def commands(run_dir: Path, scratch: Path) -> dict[str, list[str]]:
@@ -74,7 +75,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="repeats of validate and plugins")
     p.add_argument("--heavy-repeats", type=int, default=2, help="repeats of eval and export")
     p.add_argument("--commands", default="validate,plugins,eval,export")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cli_speed")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "cli_speed")
     args = p.parse_args()
     trees = {}
     for item in args.tree:

@@ -9,7 +9,7 @@ directory with every test utterance decoded, and the script prints, side by side
 * streaming: sherpa-onnx ``OnlineRecognizer`` (front end ``nemo_online``) at several chunk sizes;
 * whether each recognizer computes the front end the model was trained on.
 
-    python benchmarks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48] [--out benchmarks/results]
+    python benchmarks/checks/streaming_frontend.py RUN_DIR [RUN_DIR ...] [--chunks 9 24 48]
 
 Set ``COMPRESSOR_CACHE`` as for the runs (the corpus is read from it).
 """
@@ -26,10 +26,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: stats
+import stats  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 
@@ -71,11 +74,17 @@ def measure(run_dir: Path, chunks: list[int]) -> dict:
     return row
 
 
+#: What to know about the result file measured before the data changed (shown where its JSON has no caveats).
+STALE = ["Measured on 2026-11-30, before the held-out-voice split existed: the test split then shared its "
+         "speakers with training (today's `test` holds out voices; `test_seen` is the old kind of set), so these "
+         "WERs compare with today's `test_seen`, not `test`. Not re-run (about 15 CPU-minutes per seed)."]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", type=Path, nargs="*")
     parser.add_argument("--chunks", type=int, nargs="+", default=[24, 9, 48])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--report-only", action="store_true", help="tabulate OUT/streaming_frontend.json again")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -83,18 +92,22 @@ def main() -> int:
     if args.report_only:
         saved = json.loads((args.out / "streaming_frontend.json").read_text(encoding="utf-8"))
         rows, commit, when, cmd = saved["rows"], saved["commit"], saved["date"], saved["command"]
+        caveats = saved.get("caveats", STALE)
     else:
         rows = [measure(r, args.chunks) for r in args.runs]
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True).stdout.strip()
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        cmd = "python benchmarks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
+        cmd = "python benchmarks/checks/streaming_frontend.py " + " ".join(str(r) for r in args.runs) + \
             " --chunks " + " ".join(map(str, args.chunks))
+        caveats = []
         (args.out / "streaming_frontend.json").write_text(json.dumps(
             {"date": when, "commit": commit, "machine": f"{platform.machine()}, shared 2-core VM",
-             "command": cmd, "rows": rows}, indent=2), encoding="utf-8")
-    lines = [f"<!-- {cmd}; {when}; commit {commit}; {platform.machine()}, shared 2-core VM, 1 thread -->",
-             "# Streaming vs offline WER of the exported student, by training front end", "",
+             "command": cmd, "rows": rows, "caveats": caveats}, indent=2), encoding="utf-8")
+    lines = ["# Streaming vs offline WER of the exported student, by training front end", ""]
+    lines += stats.measured_header("WER on the whole test split", when, commit,
+                                   f"{platform.machine()}, shared 2-core VM, 1 thread", cmd, caveats)
+    lines += [
              "All utterances of each run's test split; sherpa-onnx computes the features from the waveform "
              "(offline recognizer: `nemo_transducer`, Povey window 0-7600 Hz; online recognizer: `nemo_online`, "
              "Hann window 0-8000 Hz). Chunk = feature frames per streaming step (10 ms each), decoded once a "
@@ -122,9 +135,7 @@ def main() -> int:
         group = [r for r in rows if r["spec"] == spec]
 
         def ms(values: list[float], pct: bool = True) -> str:
-            mean = float(np.mean(values))
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            return f"{100 * mean:.2f} ± {100 * std:.2f} %" if pct else f"{mean:.3f} ± {std:.3f}"
+            return stats.fmt(values, scale=100, digits=2, unit=" %") if pct else stats.fmt(values, digits=3)
 
         def matched_offline(r: dict) -> float:
             return r["offline_sherpa_wer"] if r["offline_frontend_matches"] else \

@@ -1,6 +1,6 @@
 """What an LCMR run actually trained: parameters moved per phase, replacing rate reached, shared parts, LR.
 
-    python benchmarks/lcmr_diagnosis.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/lcmr_diagnosis.md]
+    python benchmarks/seed002_lcmr/lcmr_diagnosis.py RUN_DIR [RUN_DIR ...]
 
 For each finished run of a spec with a ``module_replacing`` stage (the old two-stage headline, module
 replacing then a separate fine-tuning stage, or the single stage with a ``finetune`` phase):

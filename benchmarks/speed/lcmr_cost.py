@@ -1,6 +1,6 @@
 """Training cost of the RNN-T compression strategies, measured side by side in one run.
 
-    python benchmarks/lcmr_cost.py [--spec specs/rnnt_lcmr.yaml] [--batches 6] [--repeats 3]
+    python benchmarks/speed/lcmr_cost.py [--spec specs/rnnt_lcmr.yaml] [--batches 6] [--repeats 3]
 
 On the spec's data, teacher and student (the headline's large read-speech corpus and Table 1 shapes by
 default), the same training batches go through four kinds of optimizer step:
@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 KINDS = ("student", "lattice_kd", "lcmr_s2", "teacher")
 
 
@@ -240,7 +241,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-index", type=int, default=0, help="the batch of the memory measurement")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--prefix", default="lcmr_cost", help="file names of the results: PREFIX.md, PREFIX.json")
     p.add_argument("--memory-child", choices=KINDS, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} at the end, "
                f"{args.threads} torch thread(s), device {args.device}, torch {torch.__version__}")
-    cmd = "python benchmarks/lcmr_cost.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python benchmarks/speed/lcmr_cost.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
     record = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
               "machine": machine, "command": cmd.strip(), "spec": str(args.spec), "overrides": args.set,
               "batches": args.batches, "repeats": args.repeats, "memory_bytes": memory,

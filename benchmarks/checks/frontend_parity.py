@@ -8,7 +8,7 @@ for the offline recognizer's front end (kaldi-native-fbank vs torch: the offline
 features), the gap between the offline and online front ends (what a model trained on one sees on the other)
 and the time per utterance of both implementations.
 
-    python benchmarks/frontend_parity.py [--wav-dir /usr/share/pocketsphinx/test/data] [--out benchmarks/results]
+    python benchmarks/checks/frontend_parity.py [--wav-dir /usr/share/pocketsphinx/test/data]
 
 Recorded speech: Debian's ``pocketsphinx-testdata`` (``apt-get install pocketsphinx-testdata``) when present;
 plus sentences spoken by espeak-ng.
@@ -30,7 +30,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from compressor.data.features import fbank  # noqa: E402
@@ -61,7 +62,7 @@ def speech(wav_dir: Path | None) -> list[tuple[str, np.ndarray]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wav-dir", type=Path, default=Path("/usr/share/pocketsphinx/test/data"))
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
     utts = speech(args.wav_dir)
@@ -99,7 +100,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "python benchmarks/frontend_parity.py" + (f" --wav-dir {args.wav_dir}" if args.wav_dir else "")
+    cmd = "python benchmarks/checks/frontend_parity.py" + (f" --wav-dir {args.wav_dir}" if args.wav_dir else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "frontend_parity.json").write_text(json.dumps(
         {"date": when, "commit": commit, "machine": f"{platform.machine()} {platform.system()}, shared 2-core VM",

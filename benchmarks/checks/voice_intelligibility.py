@@ -7,9 +7,9 @@ decodes them with PocketSphinx's bundled English acoustic model, constrained to 
 word error rate measures how recognisable the voice is to a model trained on real speech, not the grammar.
 
     pip install pocketsphinx   # measurement only; not a dependency of compressor
-    python benchmarks/voice_intelligibility.py --sentences 60 --seed 1
+    python benchmarks/checks/voice_intelligibility.py --sentences 60 --seed 1
 
-Writes ``benchmarks/results/voice_intelligibility.{json,md}``: WER per variant, with its family and the split
+Writes ``benchmarks/checks/results/voice_intelligibility.{json,md}``: WER per variant, with its family and the split
 that uses it. Takes about 10 minutes alone on 2 CPU cores (much longer when the cores are shared).
 """
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from compressor.data import voices  # noqa: E402
@@ -56,7 +57,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sentences", type=int, default=60)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "voice_intelligibility"))
+    p.add_argument("--out", default=str(HERE / "results" / "voice_intelligibility"))
     p.add_argument("--render", action="store_true",
                    help="only rewrite the tables from the JSON (splits and families as voices.py has them now)")
     args = p.parse_args()
@@ -100,7 +101,8 @@ def main() -> None:
                             text=True).stdout.strip()
     meta = {"machine": f"{platform.machine()} 2-core CPU VM, shared",
             "date": datetime.date.today().isoformat(), "commit": commit,
-            "command": f"python benchmarks/voice_intelligibility.py --sentences {args.sentences} --seed {args.seed}",
+            "command": f"python benchmarks/checks/voice_intelligibility.py --sentences {args.sentences} "
+                       f"--seed {args.seed}",
             "sentences": args.sentences, "voice": "en-us, rate 175, pitch 50",
             "recogniser": "PocketSphinx en-us acoustic model, JSGF of the small English grammar"}
     _write(Path(args.out), meta, results)

@@ -98,6 +98,10 @@ def test_checkpoints_turned_read_only_mid_run(tmp_path: Path, capsys) -> None:
     assert found, proc.communicate()[1]
     folder = found[0].parent
     bound = os.geteuid() == 0 and _mount("--bind", str(folder), str(folder))
+    if os.geteuid() == 0 and not bound:  # root ignores permissions, and this root may not mount
+        proc.kill()
+        proc.communicate()
+        pytest.skip("root without the right to mount: no way to make a folder read-only")
     if bound:
         assert _mount("-o", "remount,bind,ro", str(folder))
     else:

@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from compressor.errors import PluginError, Terminated, UserError, disk_error, exception_text
-from compressor.interrupts import unwinding
+from compressor.interrupts import signal_behind, unwinding
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -182,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAULT
     except Exception as e:  # an unexpected failure: one line, the traceback on request
         from compressor.envcheck import diagnose
+
+        behind = signal_behind(e)  # a signal that a C extension's import turned into ImportError
+        if behind is not None:
+            if isinstance(behind, KeyboardInterrupt):
+                return _fail("interrupted", EXIT_INTERRUPTED, e)
+            return _fail("terminated", EXIT_TERMINATED, e)
 
         disk = disk_error(e)  # ENOSPC, EROFS, EACCES: the file system's answer, not a bug
         if disk is not None:

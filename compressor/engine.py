@@ -35,12 +35,12 @@ from compressor.data.base import DataModule
 from compressor.errors import (
     PluginError,
     SpecError,
-    Terminated,
     UserError,
     did_you_mean,
     disk_error,
     raise_disk_error,
 )
+from compressor.interrupts import deferred, signal_behind
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume, spec_stamp
@@ -348,8 +348,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                     metrics.close()
                 disk = disk_error(e, run_dir)
                 if rank == 0:
-                    _after_failure(run_dir, created, fresh=resume_dir is None, interrupted=isinstance(
-                        e, (KeyboardInterrupt, Terminated)) or disk is not None)
+                    _after_failure(run_dir, created, fresh=resume_dir is None,
+                                   interrupted=signal_behind(e) is not None or disk is not None)
                 raise_disk_error(e, run_dir)
                 raise
             metrics.close()
@@ -421,6 +421,11 @@ def _finish(run: Run) -> None:
     from compressor.plots import write_plots
     from compressor.summary import write_summary
 
+    with deferred():  # a signal inside a compiled module's import turns into ImportError: hold it until after
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
     spec = run.loaded.spec
     final = run.results["final"]
     for name in spec.evaluate.models:

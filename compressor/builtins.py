@@ -27,6 +27,6 @@ def compressor_register(registry: Registry) -> None:
         registry.add("lr_schedule", lr_schedule.name, lr_schedule)
     registry.add("task", Classification.name, Classification)
     registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs,
-                 reads=("features", "feature_lengths"))
+                 reads=("features", "feature_lengths"), outputs=("logits", "hidden"))
     registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,
                  info=synthetic_features_info, check=check_synthetic_features)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.errors import UserError
+from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
 
 
@@ -18,22 +20,34 @@ def save_atomic(obj: Any, path: Path) -> None:
     """Write with torch.save to a temp file, fsync, rename over ``path``, fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
-            with open(tmp, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except BaseException:  # a full disk, a failing writer: no half-written file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    with deferred():  # a signal raised inside torch.save's C++ writer breaks it: deliver it after
+        torch.save(obj, buffer)  # in memory: a full disk then fails a plain write, with its errno
+    write_atomic(path, buffer.getbuffer())
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | memoryview | str) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``: readers see all or nothing.
+    A full or read-only disk raises :class:`~compressor.errors.DiskError` naming ``path``; no temp file stays."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with deferred():
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException as e:  # a full disk, a failing writer: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise_disk_error(e, path)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -58,7 +72,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise UserError(f"cannot load checkpoint {path}: {type(e).__name__}: {first or 'unreadable'}") from None
+        raise UserError(f"cannot load checkpoint {path}: not a readable torch checkpoint (damaged, truncated or "
+                        f"another format; {type(e).__name__}: {first or 'unreadable'})") from None
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -68,6 +83,11 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path} does not hold a model state dict")
+    for name, t in obj.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise UserError(f"{path}: parameter '{name}' has {bad} non-finite values (NaN or inf) of {t.numel()}: "
+                            f"these weights cannot be used")
     return obj
 
 
@@ -93,6 +113,15 @@ def mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | No
     if shapes:
         problems.append(few(shapes))
     return "; ".join(problems) or None
+
+
+def load_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``model``, or raise :class:`UserError` saying why it does not fit (``what``: where the
+    weights come from and which model they are for)."""
+    problem = mismatch(model, state)
+    if problem:
+        raise UserError(f"{what} does not match the model the spec builds: {problem}")
+    model.load_state_dict(state)
 
 
 RESUME_KINDS = ("mid_stage", "stage_end")

@@ -6,7 +6,7 @@ Exit codes (the README's table, walked by ``tests/test_cli.py``):
 * 1: a plugin or component failed (the message names it), or an unexpected error;
 * 2: bad input: a spec, argument, file or data item at fault (one line naming file, line and key path), a
   usage error, an environment whose packages do not load together, a run directory in use, a loss that
-  diverged;
+  diverged, a write the file system refused (full, read-only, no permission: the path and the cause named);
 * 130: interrupted (Ctrl-C); 143: terminated (SIGTERM). Either way temporary files are removed and a run
   that made progress can be resumed.
 
@@ -23,8 +23,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from compressor.errors import PluginError, Terminated, UserError, exception_text
-from compressor.interrupts import unwinding
+from compressor.errors import PluginError, Terminated, UserError, disk_error, exception_text
+from compressor.interrupts import signal_behind, unwinding
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a spec value, e.g. --set stages[0].epochs=2 (repeatable)")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its last checkpoint, with the spec it started with")
+    r.add_argument("--accept-spec-change", action="store_true",
+                   help="with --resume: go on although RUN_DIR/resolved_spec.yaml was edited since the last "
+                        "checkpoint (refused otherwise); the change is recorded in RUN_DIR/spec_changes.jsonl")
     _threads(r)
 
     v = sub.add_parser("validate", help="validate a spec without doing any work",
@@ -170,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         return _fail(_one_line(e), e.exit_code, e)
     except PluginError as e:
+        disk = disk_error(e.original)  # a full or read-only disk under a plugin is no bug of the plugin
+        if disk is not None:
+            return _fail(_one_line(disk), disk.exit_code, e)
         return _fail(str(e), EXIT_FAULT, e, hint=True)
     except KeyboardInterrupt as e:
         return _fail("interrupted", EXIT_INTERRUPTED, e)
@@ -186,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAULT
     except Exception as e:  # an unexpected failure: one line, the traceback on request
         from compressor.envcheck import diagnose
+
+        behind = signal_behind(e)  # a signal that a C extension's import turned into ImportError
+        if behind is not None:
+            if isinstance(behind, KeyboardInterrupt):
+                return _fail("interrupted", EXIT_INTERRUPTED, e)
+            return _fail("terminated", EXIT_TERMINATED, e)
+
+        disk = disk_error(e)  # ENOSPC, EROFS, EACCES: the file system's answer, not a bug
+        if disk is not None:
+            return _fail(_one_line(disk), disk.exit_code, e)
 
         clash = diagnose(e)  # packages that do not load together are the environment's fault, not a bug
         if clash is not None:
@@ -242,7 +258,10 @@ def _run(args: argparse.Namespace) -> int:
                          "(see 'compressor run --help')")
     if args.resume is None and not Path(args.spec).exists():
         raise UserError(f"spec file not found: {args.spec}")
-    run_dir = run_spec(args.spec, args.overrides, resume=args.resume, threads=args.threads)
+    if args.accept_spec_change and args.resume is None:
+        raise UsageError("compressor run: --accept-spec-change goes with --resume RUN_DIR")
+    run_dir = run_spec(args.spec, args.overrides, resume=args.resume, threads=args.threads,
+                       accept_spec_change=args.accept_spec_change)
     if os.environ.get("RANK", "0") != "0":
         return EXIT_OK
     from compressor.report import print_run_results

@@ -23,17 +23,27 @@ import torch.distributed as dist
 from torch import nn
 
 from compressor.checkpoint import (
+    load_checked,
     load_state_dict_file,
     mismatch,
     rng_state,
     save_atomic,
     set_rng_state,
+    write_atomic,
 )
 from compressor.data.base import DataModule
-from compressor.errors import PluginError, SpecError, Terminated, UserError, did_you_mean
+from compressor.errors import (
+    PluginError,
+    SpecError,
+    UserError,
+    did_you_mean,
+    disk_error,
+    raise_disk_error,
+)
+from compressor.interrupts import deferred, signal_behind
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
-from compressor.resume import open_resume
+from compressor.resume import open_resume, spec_stamp
 from compressor.rundir import (
     SPEC_FILE,
     MetricsWriter,
@@ -107,24 +117,28 @@ def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
 
 
 def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
-                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None
-                 ) -> dict[str, nn.Module]:
+                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None,
+                 only: list[str] | None = None, load_checkpoints: bool = True) -> dict[str, nn.Module]:
     """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
 
     With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
-    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it.
+    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it. ``only`` builds
+    just those models (the others are not touched); ``load_checkpoints=False`` leaves ``checkpoint:`` files
+    unread (a finished run's final weights replace them).
     """
     from compressor import init_from
 
     models: dict[str, nn.Module] = {}
     for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
+        if only is not None and name not in only:
+            continue
         torch.manual_seed(loaded.spec.seed * 1000 + i)
         entry = plugins.registry.get("model", ms.name)
         model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
         if ms.init_from is not None and init_reports is not None:
             init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
                                                  (pretrained or {}).get(name))
-        if ms.checkpoint:
+        if ms.checkpoint and load_checkpoints:
             state = load_state_dict_file(Path(ms.checkpoint).expanduser())
             problem = mismatch(model, state)
             if problem:
@@ -269,12 +283,14 @@ def _say_data(name: str, data: DataModule) -> None:
 
 
 def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None,
-             threads: int | None = None) -> Path:
+             threads: int | None = None, accept_spec_change: bool = False) -> Path:
     """Validate and run a spec; return its run directory. Bad input raises :class:`UserError` before work.
 
     With ``resume``, continue that killed run with the spec it started with (a ``spec_path`` or ``overrides``
     that would change it are refused). Nothing is left behind by a run that fails before its first step.
     ``threads`` (``--threads``) overrides ``trainer.threads`` for this process without changing the spec.
+    ``accept_spec_change`` (``--accept-spec-change``) resumes a run whose ``resolved_spec.yaml`` was edited
+    since its last checkpoint, recording the change in the run (else that is refused).
     """
     plugins = get_plugins()
     overrides = list(overrides or [])
@@ -282,7 +298,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
     with contextlib.ExitStack() as stack:
         resume_state = None
         if resume_dir is not None:
-            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack)
+            loaded, resume_state = open_resume(resume_dir, spec_path, overrides, plugins.registry, stack,
+                                              accept_spec_change)
         elif spec_path is None:
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:
@@ -304,7 +321,12 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             data, task, models, built = _preflight(loaded, plugins, init_reports, pretrained)
             run_dir, created = _shared_run_dir(loaded, rank, world, resume_dir)
             if rank == 0 and resume_dir is None:
-                stack.enter_context(RunLock(run_dir, "start a run in it"))
+                try:
+                    stack.enter_context(RunLock(run_dir, "start a run in it"))
+                except BaseException as e:  # a full or read-only disk: no stub run directory stays
+                    _after_failure(run_dir, created, fresh=True, interrupted=False)
+                    raise_disk_error(e, run_dir)
+                    raise
             metrics = MetricsWriter(run_dir, enabled=rank == 0, tracking=trainer.tracking)
             try:
                 if rank == 0 and resume_dir is None:
@@ -326,10 +348,13 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                     _write_skipped(run)
                 _execute(run, resume_state, resumed=resume_dir is not None)
             except BaseException as e:
-                metrics.close()
+                with contextlib.suppress(OSError):  # a full disk must not hide why the run stopped
+                    metrics.close()
+                disk = disk_error(e, run_dir)
                 if rank == 0:
-                    _after_failure(run_dir, created, fresh=resume_dir is None, interrupted=isinstance(
-                        e, (KeyboardInterrupt, Terminated)))
+                    _after_failure(run_dir, created, fresh=resume_dir is None,
+                                   interrupted=signal_behind(e) is not None or disk is not None)
+                raise_disk_error(e, run_dir)
                 raise
             metrics.close()
     return run_dir
@@ -344,7 +369,7 @@ def _after_failure(run_dir: Path, created: list[Path], fresh: bool, interrupted:
         for folder in created:  # the spec-name folder, the output directory: only if this run made them
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    elif interrupted:
+    elif interrupted and not (run_dir / "final" / "COMPLETE").exists():
         print(f"the run can continue: compressor run --resume {run_dir}", file=sys.stderr)
 
 
@@ -368,7 +393,7 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
                 if name not in run.models:
                     raise UserError(f"{run.run_dir}/checkpoints/last.pt has model '{name}' that the spec does not "
                                     f"build")
-                run.models[name].load_state_dict(sd)
+                load_checked(run.models[name], sd, f"{run.run_dir}/checkpoints/last.pt ({name})")
             set_rng_state(resume_state["rng"])
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
@@ -386,7 +411,8 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             save_atomic({"kind": "stage_end", "stage_index": i + 1,
                          "models": {n: m.state_dict() for n, m in run.models.items()},
                          "rng": rng_state(), "results": run.results,
-                         "metrics_lines": run.metrics.count if run.metrics is not None else None},
+                         "metrics_lines": run.metrics.count if run.metrics is not None else None,
+                         **spec_stamp(run.loaded.raw)},
                         run.run_dir / "checkpoints" / "last.pt")
     if run.is_main:
         _finish(run)
@@ -408,10 +434,15 @@ def untrained_models(spec: Any) -> list[str]:
 
 
 def _finish(run: Run) -> None:
-    """Final evaluation, final weights, export, plots and summary (main process only)."""
+    """Final evaluation, final weights, export, plots and summary, then ``final/COMPLETE`` (main process only)."""
     from compressor.plots import write_plots
     from compressor.summary import write_summary
 
+    with deferred():  # a signal inside a compiled module's import turns into ImportError: hold it until after
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
     spec = run.loaded.spec
     final = run.results["final"]
     untrained = untrained_models(spec)
@@ -445,11 +476,12 @@ def _finish(run: Run) -> None:
         exported = export_model(run, run.run_dir / "export", force=True)
         export_md = exported.summary_md
         run.results["export"] = {"files": [str(f) for f in exported.files], "report": exported.report}
-    (final_dir / "COMPLETE").write_text(json.dumps(run.results, indent=2, default=str), encoding="utf-8")
     plots = write_plots(run.run_dir)
     if run.metrics is not None:
         run.metrics.log_plots(plots)
     write_summary(run.run_dir, run.loaded, run.results, export_md)
+    # last: "finished" holds only once everything above is on disk; a signal before it leaves a resumable run
+    write_atomic(final_dir / "COMPLETE", json.dumps(run.results, indent=2, default=str))
 
 
 def evaluate_model(task: Task, data: DataModule, model: nn.Module, name: str, split: str, batch_size: int,
@@ -516,6 +548,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
             raise
         except (Exception, SystemExit) as e:
             progress.close(silent=True)
+            raise_disk_error(e, tmp)
             raise PluginError(entry.name, "export", e, action="failed", package=entry.package,
                               subject=f"exporter '{entry.name}'") from e
         except BaseException:
@@ -568,10 +601,15 @@ class FinishedRun:
     device: torch.device = torch.device("cpu")
 
 
-def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
+def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] | None = None,
+             optional: list[str] | None = None) -> FinishedRun:
     """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
     with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
-    :func:`compressor.threads.configure_threads`)."""
+    :func:`compressor.threads.configure_threads`).
+
+    Only ``models`` (default: all of the run's) and ``optional`` are built and loaded: a model not asked for is
+    never read. A model in ``optional`` whose weights do not load is left out, with one line saying why.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
@@ -583,34 +621,41 @@ def load_run(run_dir: str | Path, threads: int | None = None) -> FinishedRun:
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
     loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
+    names = list(loaded.spec.all_models())
+    for name in models or []:
+        if name not in names:
+            raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, names)}")
+    wanted = [n for n in names if models is None or n in models]
+    extra = [n for n in optional or [] if n in names and n not in wanted]
     configure_threads(threads, loaded.spec.trainer.threads)
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
-    models = build_models(loaded, plugins, data)
-    for name, model in models.items():
+    built = build_models(loaded, plugins, data, only=wanted + extra, load_checkpoints=False)
+    loaded_models: dict[str, nn.Module] = {}
+    for name, model in built.items():
         path = run_dir / "final" / f"{name}.pt"
-        if not path.exists():
-            raise UserError(f"{run_dir}: final/{name}.pt is missing")
-        state = load_state_dict_file(path)
-        problem = mismatch(model, state)
-        if problem:
-            raise UserError(f"{path} does not match the spec's {name} model: {problem}")
-        model.load_state_dict(state)
+        try:
+            if not path.exists():
+                raise UserError(f"{run_dir}: final/{name}.pt is missing")
+            load_checked(model, load_state_dict_file(path), str(path))
+        except UserError as e:
+            if name in wanted:
+                raise
+            say(f"{name} not loaded, left out: {e}")
+            continue
         model.eval()
-    return FinishedRun(loaded, plugins, run_dir, data, task, models)
+        loaded_models[name] = model
+    return FinishedRun(loaded, plugins, run_dir, data, task, loaded_models)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,
                  threads: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
     ``trainer.threads``, else one thread per CPU this process may use."""
-    run = load_run(run_dir, threads)
+    run = load_run(run_dir, threads, models=models or None)
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")
-    for name in models or []:
-        if name not in run.models:
-            raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, run.models)}")
     out = {}
     for name in models or list(run.models):
         out[name] = evaluate_model(run.task, run.data, run.models[name], name, split,

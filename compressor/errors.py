@@ -7,6 +7,8 @@ as a :class:`UserError`. The CLI prints its message on one line and exits with c
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable, Sequence
 
 KeyPath = Sequence["str | int"]
@@ -68,6 +70,43 @@ class SpecError(UserError):
             where += f":{self.line}"
         key = f" at {format_path(self.path)}" if self.path else ""
         return f"{where}{key}: {self.message}"
+
+
+#: Errors of the file system, not of the program: a full disk or quota, a read-only file system, no permission.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class DiskError(UserError):
+    """A write the file system refused (full, read-only, no permission): one line naming the path and the
+    cause, exit code 2. What was being written is not presented as done; a run that made progress resumes
+    once the cause is fixed."""
+
+
+def disk_error(e: BaseException, path: object = None) -> DiskError | None:
+    """The :class:`DiskError` behind ``e`` (itself, its cause or context), naming ``path`` when the error does
+    not; None when ``e`` is not such an error."""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 8:
+        if isinstance(cur, DiskError):
+            return cur
+        if isinstance(cur, OSError) and cur.errno in DISK_ERRNOS:
+            where = cur.filename if cur.filename is not None else path
+            cause = cur.strerror or os.strerror(cur.errno)
+            hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+                    errno.EROFS: "choose a writable place"}.get(cur.errno, "fix its permissions")
+            return DiskError(f"cannot write {where if where is not None else 'a file'}: {cause} "
+                             f"({errno.errorcode.get(cur.errno, cur.errno)}); {hint} and try again")
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
+def raise_disk_error(e: BaseException, path: object = None) -> None:
+    """Raise the :class:`DiskError` behind ``e`` (see :func:`disk_error`), if there is one."""
+    problem = disk_error(e, path)
+    if problem is not None and problem is not e:
+        raise problem from e
 
 
 class Terminated(BaseException):

@@ -35,6 +35,19 @@ def _handler(signum: int, frame: Any) -> None:
     _deliver(signum)
 
 
+def signal_behind(e: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM behind ``e``: itself, or one that a C extension turned into another error (a
+    signal during the import of a compiled module surfaces as ``ImportError: initialization failed``)."""
+    cur: BaseException | None = e
+    for _ in range(8):
+        if cur is None:
+            return None
+        if isinstance(cur, (KeyboardInterrupt, Terminated)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends (when :func:`unwinding` is installed)."""

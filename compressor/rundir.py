@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from compressor.errors import UserError
+from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
 
 try:  # POSIX; elsewhere runs are not locked
@@ -55,18 +55,28 @@ _TMP = re.compile(r"^\..+\.(tmp|old)-\d+$")
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """A new, empty run directory ``output_dir/name/<timestamp>`` (with ``checkpoints/``); a file system that
+    refuses it (read-only, full, ``/proc``) is a :class:`UserError` naming the path and the cause."""
     base = Path(output_dir).expanduser() / name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base.mkdir(parents=True, exist_ok=True)
-    i = 0
-    while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
-        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        i = 0
+        while True:  # mkdir claims the name atomically: two runs started in the same second get two directories
+            path = base / (stamp if i == 0 else f"{stamp}-{i}")
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                i += 1
         try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            i += 1
-    (path / "checkpoints").mkdir()
+            (path / "checkpoints").mkdir()
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+    except OSError as e:
+        raise UserError(f"output_dir {output_dir}: cannot create the run directory in {e.filename or base} "
+                        f"({e.strerror or e})") from None
     return path
 
 
@@ -254,9 +264,13 @@ class MetricsWriter:
     def write(self, record: dict[str, Any], global_step: int | None = None) -> None:
         if not self.enabled:
             return
-        with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
-            f.write(json.dumps(record, sort_keys=False) + "\n")
-            self.count += 1
+        try:
+            with deferred(), open(self.path, "a", encoding="utf-8") as f:  # whole lines, counted
+                f.write(json.dumps(record, sort_keys=False) + "\n")
+        except OSError as e:  # a full disk: the cut line is dropped on resume (lines are counted)
+            raise_disk_error(e, self.path)
+            raise
+        self.count += 1
         for tracker in self._trackers:
             tracker.log(record)
 

@@ -731,6 +731,17 @@ class CheckContext:
         if name not in names:
             raise self.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
 
+    def model_outputs(self, name: str) -> tuple[str, ...] | None:
+        """Output keys model ``name`` returns, as its registry entry declares (``outputs=``, a tuple or a
+        function of the model's arguments), or None when it does not say."""
+        ms = self.loaded.spec.all_models().get(name)
+        if ms is None:
+            return None
+        value = self.registry.get("model", ms.name).extra.get("outputs")
+        if value is None:
+            return None
+        return tuple(value(self.loaded.model_args[name]) if callable(value) else value)
+
     def model_reads(self, name: str, optional: bool = False) -> tuple[str, ...] | None:
         """Batch keys model ``name`` reads (declared by its registry entry), or None when it does not say;
         ``optional=True`` adds the keys it uses when present."""

@@ -8,6 +8,11 @@ the teacher's weights; each entry is keyed by the utterance id and stores a hash
 that utterance. An entry is used only when both hashes match; anything else (another teacher's file, changed
 inputs) is recomputed, never reused.
 
+**Integrity.** The file describes its producer (teacher name, weights hash, signature) and every entry carries a
+SHA-256 over that description, its input hash and its values. On reading, an entry whose checksum, names, types
+or shapes do not hold (tampered values, a forged weights field, another teacher's entries) is dropped and
+recomputed, and one line says how many; it is never used.
+
 **Exactness.** A cached entry is the teacher's output for that utterance computed on its own (a batch of one,
 no padding), so it depends on the utterance alone -- not on which utterances shared its batch. Running the
 teacher with ``teacher_batching: utterance`` without a cache computes exactly the same values, so a cached run
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
 #: name -> (values, lengths): values (B, ...) per utterance, or a padded sequence (B, T, ...) with its lengths
 Targets = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
 Batching = Literal["batch", "utterance"]
-FORMAT = 1
+FORMAT = 2
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -76,6 +81,31 @@ def inputs_hash(part: dict[str, Any]) -> str:
         h.update(f"{key}=".encode())
         _hash_value(h, part[key])
     return h.hexdigest()
+
+
+def entry_checksum(producer: dict[str, Any], key: str, values: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the producer's description, the utterance's input hash and its values (names, dtypes,
+    shapes, bytes)."""
+    h = hashlib.sha256(json.dumps(producer, sort_keys=True).encode())
+    h.update(f"|{key}|".encode())
+    for name in sorted(values):
+        h.update(f"{name}=".encode())
+        _hash_value(h, values[name])
+    return h.hexdigest()
+
+
+def _valid_entry(entry: Any, kinds: dict[str, bool], producer: dict[str, Any]) -> bool:
+    """An entry as this producer writes it: names and kinds as the file says, tensors, the checksum right."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("input"), str):
+        return False
+    values = entry.get("values")
+    if not isinstance(values, dict) or set(values) != set(kinds):
+        return False
+    for name, is_sequence in kinds.items():
+        v = values[name]
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point() or (is_sequence and v.dim() < 1):
+            return False
+    return entry.get("sha256") == entry_checksum(producer, entry["input"], values)
 
 
 def _row(targets: Targets, i: int) -> dict[str, torch.Tensor]:
@@ -144,27 +174,46 @@ class TeacherOutputs:
         folder = self.cache_dir or (ctx.run_dir / "teacher_cache")
         rank = f"-rank{ctx.rank}" if ctx.world_size > 1 else ""
         self.path = folder / f"{self.model}-{self.weights[:16]}-{self.signature}{rank}.pt"
-        self.entries = {}
+        self.entries, self.note = {}, None
         if self.path.exists():
-            try:
-                stored = torch.load(self.path, map_location="cpu", weights_only=True)
-            except Exception as e:  # a damaged file: recompute
-                self.note = f"unreadable cache file ignored ({type(e).__name__})"
-                return
-            if (stored.get("format") == FORMAT and stored.get("weights") == self.weights
-                    and stored.get("signature") == self.signature):
-                self.entries = dict(stored["entries"])
-                kinds = stored.get("kinds")
-                self.kinds = dict(kinds) if kinds else None
-            else:
-                self.note = "cache file written by another teacher or configuration: recomputed"
+            self._read(self.path)
+        if self.note:
+            from compressor.progress import say
+
+            say(f"teacher cache {self.path}: {self.note}")
+
+    def _producer(self) -> dict[str, Any]:
+        return {"model": self.model, "weights": self.weights, "signature": self.signature}
+
+    def _read(self, path: Path) -> None:
+        """Load the entries of ``path`` that prove they are this teacher's; note what was dropped."""
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged file: recompute
+            self.note = f"unreadable cache file ignored ({type(e).__name__}): recomputed"
+            return
+        if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+            self.note = "cache file of another format: recomputed"
+            return
+        producer = self._producer()
+        kinds, entries = stored.get("kinds"), stored.get("entries")
+        if (stored.get("producer") != producer or not isinstance(kinds, dict) or not isinstance(entries, dict)
+                or not all(isinstance(k, str) and isinstance(v, bool) for k, v in kinds.items())):
+            self.note = "cache file written by another teacher or configuration: recomputed"
+            return
+        good = {str(uid): e for uid, e in entries.items() if _valid_entry(e, kinds, producer)}
+        self.entries, self.kinds = good, dict(kinds) if kinds else None
+        if len(good) < len(entries):
+            self.note = (f"{len(entries) - len(good)} of {len(entries)} entries failed verification (checksum, "
+                         f"producer, type or shape): recomputed")
+            self.dirty = True
 
     def flush(self) -> None:
         """Write new entries (atomically) so later epochs, stages and a resumed run read them back."""
         if not self.cache or not self.dirty or self.path is None:
             return
-        save_atomic({"format": FORMAT, "model": self.model, "weights": self.weights,
-                     "signature": self.signature, "kinds": self.kinds, "entries": self.entries}, self.path)
+        save_atomic({"format": FORMAT, "producer": self._producer(), "kinds": self.kinds,
+                     "entries": self.entries}, self.path)
         self.dirty = False
 
     # -- per batch -----------------------------------------------------------------------------------
@@ -190,7 +239,8 @@ class TeacherOutputs:
             rows.append(row)
             self.misses += 1
             if self.cache:
-                self.entries[str(uid)] = {"input": key, "values": row}
+                self.entries[str(uid)] = {"input": key, "values": row,
+                                          "sha256": entry_checksum(self._producer(), key, row)}
                 self.dirty = True
         assert self.kinds is not None
         return _assemble(rows, self.kinds, ctx.device)

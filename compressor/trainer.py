@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from compressor.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from compressor.checkpoint import load_checked, load_checkpoint, rng_state, save_atomic, set_rng_state
 from compressor.context import StageContext
 from compressor.errors import PluginError, UserError
 from compressor.limits import MAX_STAGE_STEPS
@@ -25,6 +25,7 @@ from compressor.losses import LossTerms
 from compressor.lr import build_optimizer, build_scheduler
 from compressor.plugins import stage_strategies
 from compressor.progress import Progress, duration, format_metrics, track
+from compressor.resume import spec_stamp
 from compressor.task import to_device
 
 if TYPE_CHECKING:
@@ -369,6 +370,7 @@ class StageRunner:
             "rng": rng_state(),
             "results": self.run.results,
             "metrics_lines": self.run.metrics.count if self.run.metrics is not None else None,
+            **spec_stamp(self.run.loaded.raw),
         }
         save_atomic(state, self.run.run_dir / "checkpoints" / "last.pt")
 
@@ -377,7 +379,7 @@ class StageRunner:
         for name, sd in state["models"].items():
             if name not in ctx.models:
                 raise UserError(f"checkpoint has model '{name}' that stage '{self.stage.name}' does not build")
-            ctx.models[name].load_state_dict(sd)
+            load_checked(ctx.models[name], sd, f"{self.run.run_dir}/checkpoints/last.pt ({name})")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):

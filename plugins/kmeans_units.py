@@ -36,6 +36,7 @@ from compressor.registry import Args, Registry
 from compressor.sequences import unwrap
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
+from compressor.teacher_cache import entry_checksum
 
 CHUNK = 8192
 
@@ -137,7 +138,6 @@ class KMeansUnits(Strategy):
         self.fit_stats = {}
         if bool(q.fitted) and not args.refit:
             return
-        from compressor.checkpoint import save_atomic
         from compressor.data.corpora import default_cache_dir
 
         frames = self._frames(ctx)
@@ -151,15 +151,15 @@ class KMeansUnits(Strategy):
         h = hashlib.sha256(frames.numpy().tobytes())
         h.update(json.dumps({"k": k, "iterations": args.iterations, "seed": args.seed, "v": 1}).encode())
         path = default_cache_dir() / "units" / f"kmeans-{h.hexdigest()[:20]}.pt"
-        fit = _load(path)
+        producer = {"frames_sha256": h.hexdigest(), "k": k, "dim": int(frames.shape[1])}
+        fit = load_fit(path, producer)
         if fit is None:
             mean, std = frames.mean(0), frames.std(0).clamp_min(1e-5)
             g = torch.Generator().manual_seed(args.seed)
             codebook, distortion = kmeans((frames - mean) / std, k, args.iterations, g)
             fit = {"mean": mean, "std": std, "codebook": codebook, "distortion": torch.tensor(distortion),
                    "frames": torch.tensor(frames.shape[0])}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(fit, path)
+            store_fit(path, fit, producer)
         q.load_fit(fit["mean"].to(q.mean.device), fit["std"].to(q.std.device), fit["codebook"].to(q.codebook.device))
         used = int(q(frames.to(q.codebook.device)[None])[0].unique().numel())
         self.fit_stats = {"kmeans_distortion": float(fit["distortion"]), "kmeans_codes_used": float(used)}
@@ -170,15 +170,37 @@ class KMeansUnits(Strategy):
             ctx.log_scalar(key, value)
 
 
-def _load(path: Path) -> dict[str, torch.Tensor] | None:
+FIT_KEYS = ("mean", "std", "codebook", "distortion", "frames")
+
+
+def store_fit(path: Path, fit: dict[str, torch.Tensor], producer: dict[str, Any]) -> None:
+    """Cache a fit with what produced it and its checksum (read back by :func:`load_fit`)."""
+    from compressor.checkpoint import save_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({**fit, "producer": producer, "sha256": entry_checksum(producer, "kmeans", fit)}, path)
+
+
+def load_fit(path: Path, producer: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The cached fit at ``path`` if it proves it is ``producer``'s (checksum, shapes); else None, and a
+    damaged entry (fitted again) is said in one line."""
     if not path.exists():
         return None
     try:
-        fit = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None  # a damaged cache entry is fitted again
-    keys = {"mean", "std", "codebook", "distortion", "frames"}
-    return fit if isinstance(fit, dict) and keys <= set(fit) else None
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        fit = {k: stored[k] for k in FIT_KEYS}
+        k, dim = producer["k"], producer["dim"]
+        if (stored.get("producer") == producer and all(isinstance(v, torch.Tensor) for v in fit.values())
+                and tuple(fit["codebook"].shape) == (k, dim) and tuple(fit["mean"].shape) == (dim,)
+                and tuple(fit["std"].shape) == (dim,) and stored.get("sha256") == entry_checksum(producer, "kmeans",
+                                                                                                  fit)):
+            return fit
+    except Exception:  # noqa: BLE001 - unreadable, not a dict, keys missing: fitted again
+        pass
+    from compressor.progress import say
+
+    say(f"k-means units cache {path}: damaged or written for other frames (checksum, shapes): fitted again")
+    return None
 
 
 @hookimpl

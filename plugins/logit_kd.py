@@ -42,7 +42,7 @@ from pydantic import Field
 from torch import nn
 
 from compressor.context import StageContext
-from compressor.errors import UserError
+from compressor.errors import UserError, did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
@@ -196,6 +196,11 @@ class LogitKD(Strategy):
                 raise check.error(f"'{name}' is the model being trained through; a teacher must be another model",
                                   key)
         student = check.stage.forward_model
+        for name in (student, args.teacher, args.professor):
+            outputs = check.model_outputs(name) if name is not None and name in names else None
+            if outputs is not None and args.logits_key not in outputs:
+                raise check.error(f"model '{name}' has no output '{args.logits_key}'"
+                                  f"{did_you_mean(args.logits_key, outputs)}", "logits_key")
         if args.logits_key == "logits" and student in names:
             built = check.try_build_model(student)
             n_student = num_classes_of(built) if built is not None else None

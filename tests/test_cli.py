@@ -175,6 +175,15 @@ def _bad_command_line(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
     return code, err
 
 
+def _refused_write(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
+    """A run whose output directory the file system refuses (``/proc``): the path and the cause named."""
+    spec = tiny(tmp_path)
+    spec["output_dir"] = "/proc/compressor-runs"  # the kernel's file system: nothing can be created there
+    code, err = cli(capsys, "run", write_spec(tmp_path / "spec.yaml", spec))
+    assert "/proc/compressor-runs" in one_line(err)
+    return code, err
+
+
 def _signal(signum: int):
     def scenario(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
         done = _signalled(tmp_path, signum)
@@ -193,6 +202,7 @@ SCENARIOS = {
     (2, "bad spec"): _bad_spec,
     (2, "bad command line"): _bad_command_line,
     (2, "plugin dependency not installed"): _plugin("import table_missing_dependency\n"),
+    (2, "file system refused a write"): _refused_write,
     (130, "Ctrl-C"): _signal(signal.SIGINT),
     (143, "SIGTERM"): _signal(signal.SIGTERM),
 }
@@ -203,6 +213,7 @@ def test_the_readme_table_is_the_one_walked() -> None:
     assert set(codes) == {code for code, _ in SCENARIOS}, codes
     assert "interrupted" in codes[130].lower() and "sigterm" in codes[143].lower()
     assert "fails to import" in codes[1] and "command line" in codes[2] and "not installed" in codes[2]
+    assert "ENOSPC" in codes[2] and "resumes once fixed" in codes[2]
 
 
 @pytest.mark.parametrize("case", sorted(SCENARIOS), ids=lambda c: f"{c[0]}-{c[1].replace(' ', '_')}")

@@ -79,13 +79,13 @@ def test_a_shared_cache_is_read_by_a_later_run_and_another_teacher_is_never_reus
     # a file under the expected name that another teacher wrote (weights hash inside differs): recomputed
     for f in shared.iterdir():
         stored = torch.load(f, weights_only=True)
-        stored["weights"] = "0" * 40
+        stored["producer"]["weights"] = "0" * 40
         torch.save(stored, f)
     third = copy.deepcopy(spec)
     third["output_dir"] = str(tmp_path / "third")
     run_dir = _run(third, tmp_path / "c.yaml")
     assert set(_hits(run_dir)[0]) == {0.0} and set(_hits(run_dir)[1]) == {1.0}
-    assert all(torch.load(f, weights_only=True)["weights"] != "0" * 40 for f in shared.iterdir())
+    assert all(torch.load(f, weights_only=True)["producer"]["weights"] != "0" * 40 for f in shared.iterdir())
 
 
 def test_cache_refusals(tmp_path: Path, tiny_bert: Path, tiny_spec: dict) -> None:

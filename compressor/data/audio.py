@@ -1,5 +1,6 @@
 """Reading audio with ``soundfile``: mono, 16 kHz, float in [-1, 1], with bad files reported as
-:class:`AudioError` (missing, unreadable/corrupt, empty, truncated, NaN/inf samples)."""
+:class:`AudioError` (a path with NUL or control characters, missing, unreadable/corrupt, empty, truncated,
+longer than the per-item limit by its header, NaN/inf or absurd samples)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import soundfile as sf
 import torch
 
 SAMPLE_RATE = 16000
+#: Longest audio item read, in seconds, judged from the file's header before any sample is decoded (the
+#: speech datasets' ``max_item_seconds``): one item must not take the memory of a whole corpus.
+MAX_ITEM_SECONDS = 600.0
+#: Float samples beyond this magnitude are not audio (nominal full scale is 1).
+MAX_AMPLITUDE = 100.0
 
 
 class AudioError(Exception):
@@ -59,13 +65,18 @@ def _wav_shortfall(path: Path) -> int | None:
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples: int = 400,
-               offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
+               offset: float = 0.0, duration: float | None = None,
+               max_seconds: float = MAX_ITEM_SECONDS) -> torch.Tensor:
     """Read ``path`` as a mono float32 tensor ``(S,)`` at ``sample_rate``.
 
     Multi-channel audio is averaged to mono; other rates are resampled. Raises :class:`AudioError` when
-    the file is missing, unreadable, shorter than ``min_samples`` (one 25 ms frame at 16 kHz), truncated
-    (fewer frames than its header promises) or contains NaN/inf.
+    the path holds NUL or control characters, the file is missing, unreadable, shorter than ``min_samples``
+    (one 25 ms frame at 16 kHz), longer than ``max_seconds`` by its header (checked before decoding), truncated
+    (fewer frames than its header promises), or contains NaN/inf or samples beyond ``MAX_AMPLITUDE``.
     """
+    text = str(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise AudioError("bad_path", f"audio path has NUL or control characters: {text!r}"[:300])
     path = Path(path)
     try:
         os.stat(path)
@@ -81,6 +92,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
             expected = f.frames
+            read = expected if duration is None else min(expected, int(round(duration * sr)))
+            if sr <= 0 or read / sr > max_seconds or read * f.channels > max_seconds * 2 * 192000:
+                raise AudioError("too_long", f"audio longer than the {max_seconds:g} s limit by its header: "
+                                             f"{path} ({expected / max(sr, 1):.1f} s, {f.channels} channels)")
             start = int(round(offset * sr))
             if start:
                 f.seek(min(start, max(expected, 0)))
@@ -103,6 +118,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, min_samples:
         raise AudioError("truncated", f"audio file truncated: {path} ({data.shape[0]} of {expected} frames)")
     if not np.isfinite(data).all():
         raise AudioError("nan", f"audio file contains NaN or infinite samples: {path}")
+    peak = float(np.abs(data).max())
+    if peak > MAX_AMPLITUDE:
+        raise AudioError("amplitude", f"audio samples of absurd amplitude (peak {peak:.3g}, full scale is 1): "
+                                      f"{path}")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     wave = torch.from_numpy(np.ascontiguousarray(mono))
     wave = resample(wave, sr, sample_rate)

@@ -1,8 +1,15 @@
 """Synthetic corpora: sentences x synthetic speakers -> FLAC files + NeMo-style JSONL manifests, on disk.
 
 A corpus is a pure function of its settings (:class:`CorpusSettings`). It is built once into
-``<cache_dir>/corpora/<kind>-<hash of settings>/`` and reused while its ``DONE`` marker exists, so a spec
-asking for the same corpus twice (or two specs sharing one) synthesise it once.
+``<cache_dir>/corpora/<kind>-<hash of settings>/`` and reused while its ``DONE`` marker holds and proves the
+corpus unchanged, so a spec asking for the same corpus twice (or two specs sharing one) synthesise it once.
+
+**Integrity.** ``DONE`` records what produced the corpus (its settings and recipe version) and a SHA-256 of
+every manifest and of ``settings.json``, and every audio file's size. Reusing a corpus checks them (the manifests
+are hashed, the audio files only stat-ed: cheap); a missing or unreadable marker, an edited or shortened
+manifest, a missing or resized audio file rebuilds the corpus, and one line says why. Synthesis writes into
+``<dir>.tmp<pid>``: a failed or interrupted build removes it, and one left by a killed process is removed by
+the next build of that corpus.
 
 Speakers are espeak voice x variant x speaking rate x pitch combinations. Validation and test speakers use
 voice variants that no training speaker uses (:mod:`compressor.data.voices`); ``test_seen`` holds new
@@ -33,6 +40,7 @@ import soundfile as sf
 import torch
 
 from compressor.data import grammars
+from compressor.data.featstore import file_sha256
 from compressor.data.synth import Voice
 from compressor.data.voices import voice_sets
 
@@ -272,25 +280,111 @@ def corpus_dir(s: CorpusSettings, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "corpora" / s.dirname()
 
 
+def _marker(root: Path, s: CorpusSettings, total: int, seconds: float) -> dict[str, Any]:
+    """What ``DONE`` holds: the producer, every manifest's checksum, every audio file's size."""
+    audio = root / "audio"
+    return {"utterances": total, "seconds": round(seconds, 1), "producer": {"version": VERSION, **asdict(s)},
+            "sha256": {p.name: file_sha256(p) for p in sorted(root.glob("*.jsonl")) + [root / "settings.json"]},
+            "audio_bytes": {p.name: p.stat().st_size for p in sorted(audio.iterdir())} if audio.is_dir() else {}}
+
+
+def verify_corpus(root: Path, s: CorpusSettings) -> str | None:
+    """Why the corpus at ``root`` cannot be reused (missing marker, changed manifest or audio), or None."""
+    try:
+        done = json.loads((root / "DONE").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "its DONE marker is missing"
+    except (OSError, ValueError):
+        return "its DONE marker is unreadable"
+    if not isinstance(done, dict) or not isinstance(done.get("sha256"), dict) or not isinstance(
+            done.get("audio_bytes"), dict):
+        return "its DONE marker holds no checksums"
+    if done.get("producer") != json.loads(json.dumps({"version": VERSION, **asdict(s)})):
+        return "its DONE marker names other settings"
+    for name, digest in done["sha256"].items():
+        path = root / str(name)
+        try:
+            if file_sha256(path) != digest:
+                return f"{path} was changed since it was built"
+        except OSError:
+            return f"{path} is missing"
+    manifests = {p.name for p in root.glob("*.jsonl")}
+    if not manifests <= set(done["sha256"]):
+        return f"{root} holds manifests the marker does not list"
+    for name, size in done["audio_bytes"].items():
+        path = root / "audio" / str(name)
+        try:
+            if path.stat().st_size != size:
+                return f"{path} was changed since it was built"
+        except OSError:
+            return f"{path} is missing"
+    return None
+
+
+def _old_marker(root: Path) -> bool:
+    """A ``DONE`` marker as versions before checksums wrote it (one line of text)."""
+    try:
+        return (root / "DONE").read_text(encoding="utf-8").split(" ", 1)[1].startswith("utterances in ")
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def clean_stale_builds(root: Path) -> list[Path]:
+    """Remove the ``<corpus>.tmp<pid>`` folders beside ``root`` of builds whose process is gone."""
+    from compressor.rundir import pid_alive
+
+    removed = []
+    for p in root.parent.glob("*.tmp*"):
+        pid = p.name.rsplit(".tmp", 1)[1].removesuffix("-old")
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: int = 2,
                  log: bool = False) -> Path:
-    """Build (or reuse) the corpus; returns its directory holding ``<split>.jsonl`` and ``audio/``."""
+    """Build (or reuse, once verified: see :func:`verify_corpus`) the corpus; returns its directory holding
+    ``<split>.jsonl`` and ``audio/``."""
+    from compressor.progress import say
+
     root = corpus_dir(s, cache_dir)
-    if (root / "DONE").exists():
-        return root
+    if root.parent.is_dir():
+        clean_stale_builds(root)
+    if root.exists():
+        if _old_marker(root):  # built before markers held checksums: record them now, once
+            (root / "DONE").write_text(json.dumps(_marker(root, s, -1, 0.0)), encoding="utf-8")
+            say(f"corpus {root}: built by an older version: checksums recorded in its DONE marker")
+        problem = verify_corpus(root, s)
+        if problem is None:
+            return root
+        say(f"corpus {root}: {problem}: rebuilding it")
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "audio").mkdir(parents=True)
     t0 = time.time()
-    planned = plan(s)
-    everything = [item for items in planned.values() for item in items]  # one pool for all splits
     try:
-        durations = iter(synthesize_to_files(everything, tmp / "audio", workers,
-                                             desc=f"synthesising corpus {s.dirname()}"))
+        (tmp / "audio").mkdir(parents=True)
+        total = _synthesize_into(s, tmp, workers)
+        (tmp / "DONE").write_text(json.dumps(_marker(tmp, s, total, time.time() - t0)), encoding="utf-8")
+        if root.exists() and verify_corpus(root, s) is None:  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            _swap(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if log:
+        print(f"built {root} ({total} utterances, {time.time() - t0:.1f}s)")
+    return root
+
+
+def _synthesize_into(s: CorpusSettings, tmp: Path, workers: int) -> int:
+    """Synthesise the corpus's audio and write its manifests and settings into ``tmp``; the utterance count."""
+    planned = plan(s)
+    everything = [item for items in planned.values() for item in items]  # one pool for all splits
+    durations = iter(synthesize_to_files(everything, tmp / "audio", workers,
+                                         desc=f"synthesising corpus {s.dirname()}"))
     total = 0
     for split, items in planned.items():
         with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
@@ -300,11 +394,13 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         total += len(items)
     (tmp / "settings.json").write_text(json.dumps(asdict(s), indent=1), encoding="utf-8")
-    (tmp / "DONE").write_text(f"{total} utterances in {time.time() - t0:.1f}s\n")
-    if root.exists():  # another process finished first
-        shutil.rmtree(tmp)
-    else:
-        tmp.rename(root)
-    if log:
-        print(f"built {root} ({total} utterances, {time.time() - t0:.1f}s)")
-    return root
+    return total
+
+
+def _swap(tmp: Path, root: Path) -> None:
+    """Move the built ``tmp`` to ``root``; a damaged ``root`` is moved aside first and removed after."""
+    old = root.with_name(root.name + f".tmp{os.getpid()}-old")
+    if root.exists():
+        root.rename(old)
+    tmp.rename(root)
+    shutil.rmtree(old, ignore_errors=True)

@@ -3,11 +3,15 @@
 Extraction streams features to disk one utterance at a time, so a large corpus never has to fit in memory;
 readers (the training process and every DataLoader worker) map the file and copy out one utterance per item.
 The index (``<key>.json``: offsets, lengths, per-utterance errors) is written last, so its presence marks a
-complete cache entry.
+complete cache entry. It describes what produced the features and holds a SHA-256 of the feature file and of
+its own content; :func:`load_store` checks both (one pass over the file, not per frame), so random bytes,
+rescaled features or shifted lengths are rebuilt, with one line said, rather than used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from compressor.errors import raise_disk_error
 
 DIM = 80
 
@@ -84,18 +90,65 @@ class FeatureStore:
 Errors = list["tuple[str, str] | None"]
 
 
-def load_store(data: Path, index: Path, n: int) -> tuple[FeatureStore, Errors] | None:
-    """A complete cache entry of ``n`` utterances, or ``None`` (absent, damaged or for other utterances)."""
+def _index_digest(meta: dict[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "index_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def load_store(data: Path, index: Path, n: int, producer: Any = None) -> tuple[FeatureStore, Errors] | None:
+    """A complete, verified cache entry of ``n`` utterances written by ``producer``, or ``None``: absent, or
+    damaged (one line says which file and why; the caller rebuilds it)."""
+    if not index.exists():
+        return None
+    problem = "its index is unreadable"
     try:
         meta = json.loads(index.read_text(encoding="utf-8"))
-        if meta.get("n") != n or meta.get("dim") != DIM or not data.exists():
-            return None
-        if os.path.getsize(data) != 4 * DIM * sum(meta["lengths"]):
-            return None
-        errors = [tuple(e) if e else None for e in meta["errors"]]
-        return FeatureStore(meta["offsets"], meta["lengths"], path=data), errors  # type: ignore[return-value]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        if meta.get("index_sha256") != _index_digest(meta):
+            problem = f"{index} does not match its checksum"
+        elif meta.get("n") != n or meta.get("dim") != DIM or meta.get("producer") != producer:
+            problem = f"{index} was written for other utterances or another front end"
+        elif not data.exists() or os.path.getsize(data) != 4 * DIM * sum(meta["lengths"]):
+            problem = f"{data} is missing or has the wrong size"
+        elif offsets_ok(meta["offsets"], meta["lengths"]) and file_sha256(data) == meta.get("sha256"):
+            errors = [tuple(e) if e else None for e in meta["errors"]]
+            return FeatureStore(meta["offsets"], meta["lengths"], path=data), errors  # type: ignore[return-value]
+        else:
+            problem = f"{data} does not match its checksum"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    from compressor.progress import say
+
+    say(f"feature cache {index.stem}: {problem}: rebuilding it")
+    return None
+
+
+def offsets_ok(offsets: Sequence[int], lengths: Sequence[int]) -> bool:
+    """Offsets that lay the utterances end to end, as :func:`write_store` writes them."""
+    pos = 0
+    for start, n in zip(offsets, lengths, strict=True):
+        if start != pos or n < 0:
+            return False
+        pos += n
+    return True
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clean_stale(folder: Path) -> None:
+    """Remove the ``*.tmp<pid>`` files of writers whose process is gone."""
+    from compressor.rundir import pid_alive
+
+    for p in folder.glob("*.tmp*"):
+        pid = p.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
 
 
 def write_store(
@@ -104,16 +157,19 @@ def write_store(
     data: Path | None,
     index: Path | None,
     is_error: Callable[[BaseException], tuple[str, str] | None],
+    producer: Any = None,
 ) -> tuple[FeatureStore, Errors]:
     """Compute ``compute(item)`` for every item, streaming to ``data`` (or keeping them in memory when
     ``data`` is None). An exception that ``is_error`` maps to ``(reason, message)`` marks a bad item (zero
-    frames); any other exception propagates."""
+    frames); any other exception propagates. ``producer`` (plain JSON) describes what computes the features:
+    it is recorded in the index and must match when the entry is read back."""
     offsets: list[int] = []
     lengths: list[int] = []
     errors: Errors = []
     arrays: list[np.ndarray] | None = [] if data is None else None
     tmp = data.with_name(data.name + f".tmp{os.getpid()}") if data is not None else None
     out = open(tmp, "wb") if tmp is not None else None  # noqa: SIM115 - closed below
+    digest = hashlib.sha256()
     try:
         pos = 0
         for item in items:
@@ -131,9 +187,16 @@ def write_store(
             pos += int(feats.shape[0])
             if out is not None:
                 out.write(feats.tobytes())
+                digest.update(feats.tobytes())
             else:
                 assert arrays is not None
                 arrays.append(feats)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise_disk_error(e, tmp)
+        raise
     finally:
         if out is not None:
             out.close()
@@ -142,17 +205,13 @@ def write_store(
     assert tmp is not None and index is not None
     tmp.replace(data)
     itmp = index.with_name(index.name + f".tmp{os.getpid()}")
-    itmp.write_text(
-        json.dumps(
-            {
-                "n": len(items),
-                "dim": DIM,
-                "offsets": offsets,
-                "lengths": lengths,
-                "errors": [list(e) if e else None for e in errors],
-            }
-        ),
-        encoding="utf-8",
-    )
+    meta = {"n": len(items), "dim": DIM, "producer": producer, "offsets": offsets, "lengths": lengths,
+            "errors": [list(e) if e else None for e in errors], "sha256": digest.hexdigest()}
+    meta["index_sha256"] = _index_digest(meta)
+    try:
+        itmp.write_text(json.dumps(meta), encoding="utf-8")
+    except BaseException:
+        itmp.unlink(missing_ok=True)
+        raise
     itmp.replace(index)
     return FeatureStore(offsets, lengths, path=data), errors

@@ -20,10 +20,10 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
-from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
+from compressor.data.audio import MAX_ITEM_SECONDS, SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
-from compressor.data.featstore import FeatureStore, load_store, write_store
+from compressor.data.featstore import FeatureStore, clean_stale, load_store, write_store
 from compressor.data.features import NUM_BINS, fbank, feature_stats, per_feature_normalize
 from compressor.data.text import normalize, out_of_alphabet
 from compressor.data.tokenizers import (
@@ -109,6 +109,11 @@ class SpeechArgs(Args):
         description="train-split waveform augmentation {noise_snr: [lo, hi], speeds: [...], reverb, prob}",
     )
     max_duration: float | None = Field(default=None, gt=0, description="skip longer utterances (seconds)")
+    max_item_seconds: float = Field(
+        default=MAX_ITEM_SECONDS, gt=0,
+        description="skip audio longer than this (seconds), read from the file's header before decoding "
+        "(whatever the manifest's duration says): bounds one item's memory",
+    )
     normalize: Literal["none", "per_feature"] = Field(
         default="none",
         description="per_feature: per-utterance mean/variance normalisation as sherpa-onnx applies for "
@@ -355,35 +360,40 @@ def _skip(
     )
 
 
-def _feature_cache_key(utts: list[Utterance], frontend: str) -> str:
-    h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}:{frontend}".encode())
+def _feature_cache_key(utts: list[Utterance], frontend: str, max_seconds: float = MAX_ITEM_SECONDS) -> str:
+    limit = "" if max_seconds == MAX_ITEM_SECONDS else f":max{max_seconds}"
+    h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}:{frontend}{limit}".encode())
     for u in utts:
         try:
             st = u.audio.stat()
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the path, reported as a bad item later
             stamp = "missing"
         try:
             where = u.audio.resolve()
-        except (OSError, RuntimeError):  # a symlink loop: the file is reported unreadable later
+        except (OSError, RuntimeError, ValueError):  # a symlink loop: the file is reported unreadable later
             where = Path(os.path.abspath(u.audio))
         h.update(f"{where}|{stamp}|{u.offset}|{u.duration if u.offset else ''}\n".encode())
     return h.hexdigest()[:16]
 
 
 def extract_features(
-    utts: list[Utterance], frontend: str, cache_dir: Path | None, desc: str | None = None
+    utts: list[Utterance], frontend: str, cache_dir: Path | None, desc: str | None = None,
+    max_seconds: float = MAX_ITEM_SECONDS,
 ) -> tuple[FeatureStore, list[tuple[str, str] | None]]:
     """fbank features of every utterance, streamed to a memory-mapped cache file under ``cache_dir``
-    (kept in memory without one); a bad file gets zero frames and its ``(reason, message)``. ``desc`` names
-    the progress shown while they are computed (not when they come from the cache)."""
-    data = index = None
+    (kept in memory without one); a bad file (see :func:`load_audio`, ``max_seconds`` its length limit) gets
+    zero frames and its ``(reason, message)``. ``desc`` names the progress shown while they are computed (not
+    when they come from the cache)."""
+    data = index = producer = None
     if cache_dir is not None:
-        key = _feature_cache_key(utts, frontend)
+        key = _feature_cache_key(utts, frontend, max_seconds)
+        producer = {"frontend": frontend, "key": key}
         folder = Path(cache_dir) / "features"
         folder.mkdir(parents=True, exist_ok=True)
         data, index = folder / f"{key}.f32", folder / f"{key}.json"
-        cached = load_store(data, index, len(utts))
+        clean_stale(folder)
+        cached = load_store(data, index, len(utts), producer=producer)
         if cached is not None:
             return cached
 
@@ -391,7 +401,8 @@ def extract_features(
 
     def compute(u: Utterance) -> torch.Tensor:
         try:
-            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
+            wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None,
+                              max_seconds=max_seconds)
             return fbank(wave, SAMPLE_RATE, frontend)  # type: ignore[arg-type]
         finally:
             progress.update()
@@ -400,7 +411,7 @@ def extract_features(
         return (e.reason, str(e)) if isinstance(e, AudioError) else None
 
     with progress:
-        return write_store(utts, compute, data, index, is_error)
+        return write_store(utts, compute, data, index, is_error, producer=producer)
 
 
 def draw_subset(n: int, args: SubsetArgs) -> list[int]:
@@ -474,7 +485,8 @@ def build_speech_module(
                 continue
             u.text = text
             good.append(u)
-        store, errors = extract_features(good, args.frontend, cache_dir, desc=f"{args.frontend} features: {split}")
+        store, errors = extract_features(good, args.frontend, cache_dir, desc=f"{args.frontend} features: {split}",
+                                         max_seconds=args.max_item_seconds)
         keep: list[int] = []
         for i, (u, err) in enumerate(zip(good, errors)):
             if err is not None:

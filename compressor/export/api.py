@@ -121,8 +121,21 @@ def claim_export_dir(out: Path, force: bool) -> Path:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:  # /proc, a read-only or full file system, no permission
+        raise UserError(f"--out {out}: cannot create a folder there ({e.strerror or e})") from None
     return tmp
+
+
+def export_model_name(run_dir: Path) -> str:
+    """The model a run's spec exports (its ``export.model``, default ``student``), read without building it."""
+    from compressor.spec import read_yaml
+
+    raw, _ = read_yaml(Path(run_dir) / "resolved_spec.yaml")
+    export = raw.get("export") if isinstance(raw, dict) else None
+    name = export.get("model") if isinstance(export, dict) else None
+    return name if isinstance(name, str) else "student"
 
 
 def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None,
@@ -145,7 +158,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
     out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
     with RunLock(run_dir, "export it"):
         clean_stale_temporaries(run_dir)
-        run = load_run(run_dir, threads)
+        # the exported model, and the teacher for the report's comparison rows if its weights load
+        run = load_run(run_dir, threads, models=[model or export_model_name(run_dir)], optional=["teacher"])
         if run.loaded.spec.export is None or run.loaded.export_args is None:
             # a spec without an export section: the onnx exporter with its defaults
             run.loaded.spec.export = ExportSpec(name="onnx")

@@ -205,4 +205,5 @@ def build_hf_text_classifier(args: HFTextClassifierArgs, info: dict[str, Any] | 
 @hookimpl
 def compressor_register(registry: Registry) -> None:
     registry.add("model", "hf_text_classifier", build_hf_text_classifier, args=HFTextClassifierArgs,
-                 reads=lambda a: (a.text_key,), reads_optional=(TOKEN_KEY, LENGTH_KEY))
+                 reads=lambda a: (a.text_key,), reads_optional=(TOKEN_KEY, LENGTH_KEY),
+                 outputs=("logits", "cls", "hidden", "states"))

@@ -207,4 +207,5 @@ def build_slu_student(args: SLUStudentArgs, info: dict[str, Any] | None = None) 
 @hookimpl
 def compressor_register(registry: Registry) -> None:
     registry.add("model", "slu_student", build_slu_student, args=SLUStudentArgs,
-                 reads=("features", "feature_lengths"))
+                 reads=("features", "feature_lengths"),
+                 outputs=("logits", "hidden", "intent_states", "acoustic", "log_probs", "logit_lengths"))

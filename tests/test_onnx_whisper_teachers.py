@@ -466,6 +466,18 @@ def test_bad_onnx_whisper_files_are_one_line_and_exit_2(sherpa_whisper, corpus, 
     shutil.copy(sherpa_whisper / "tiny-tokens.txt", wrong / "tiny-tokens.txt")
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(wrong)}, "nemo_ctc")
     _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's Whisper layout")
+    import onnx
+
+    no_meta = tmp_path / "no_meta"
+    shutil.copytree(sherpa_whisper, no_meta)
+    model = onnx.load(str(no_meta / "tiny-encoder.onnx"))
+    kept = [p for p in model.metadata_props if p.key != "n_text_ctx"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(no_meta / "tiny-encoder.onnx"))
+    spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(no_meta)}, "nemo_ctc")
+    _one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "metadata lacks or mangles what sherpa-onnx's Whisper reads "
+                                                        "(n_text_ctx)")
 
 
 # -- the Hugging Face Whisper teacher's confidence ------------------------------------------------------------

@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser, threads: Any = None) -> None:
     w.add_argument("--cache-dir", default=None, metavar="DIR", help="default: $COMPRESSOR_CACHE or ~/.cache/compressor")
     e = sub.add_parser("eval", help="a teacher's WER on a split of a spec's data",
                        description="Transcribe a split of a spec's data with one of its teachers (whisper_ct2, "
-                                   "onnx_transducer, onnx_ctc) and score the transcripts against the references "
+                                   "onnx_whisper, hf_speech, onnx_transducer, onnx_ctc) and score the transcripts "
+                                   "against the references "
                                    "(both normalised: lower case, no punctuation, numbers as words).")
     e.add_argument("spec", help="YAML spec file")
     e.add_argument("--model", default="teacher", help="the spec's model to evaluate (default: teacher)")

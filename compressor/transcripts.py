@@ -93,7 +93,8 @@ class TranscribingTeacher(Protocol):
 
 
 def is_transcriber(model: Any) -> bool:
-    """Whether ``model`` can transcribe audio (``whisper_ct2``, ``onnx_transducer``, ``onnx_ctc``)."""
+    """Whether ``model`` can transcribe audio (``whisper_ct2``, ``onnx_whisper``, ``onnx_transducer``, ``onnx_ctc``,
+    ``hf_speech``)."""
     return callable(getattr(model, "transcribe", None)) and callable(getattr(model, "fingerprint", None))
 
 

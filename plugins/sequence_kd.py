@@ -1,9 +1,10 @@
 """Sequence-level knowledge distillation (Kim & Rush 2016): the student learns the teacher's transcripts.
 
-At the start of the stage the named teacher (any transcribing teacher: ``whisper_ct2``, ``onnx_transducer``,
-``onnx_ctc``) transcribes every training utterance once. Transcripts are kept on disk, keyed by the teacher's
-file hashes and each waveform's sha256 (:class:`compressor.transcripts.TranscriptStore`), so later
-stages, runs and resumes read them instead of running the teacher, and the teacher is unloaded before training
+At the start of the stage the named teacher (any transcribing teacher: ``whisper_ct2``, ``onnx_whisper``,
+``hf_speech``, ``onnx_transducer``, ``onnx_ctc``) transcribes every training utterance once. Transcripts are kept
+on disk, keyed by the teacher's file hashes and each waveform's sha256
+(:class:`compressor.transcripts.TranscriptStore`), so later stages, runs
+and resumes read them instead of running the teacher, and the teacher is unloaded before training
 starts. Each transcript is mapped onto the student's units (:func:`compressor.transcripts.to_units`: lower
 case, punctuation dropped, numbers spelled out); one that cannot be mapped (a character outside the alphabet,
 an empty transcript) or whose confidence is below ``min_confidence`` is dropped and counted. The student (CTC or
@@ -101,7 +102,7 @@ class SequenceKD(Strategy):
         if built is not None and not is_transcriber(built):
             family = check.spec.all_models()[args.teacher].name
             raise check.error(f"teacher '{args.teacher}' ({family}) cannot transcribe audio; name a whisper_ct2, "
-                              f"onnx_transducer or onnx_ctc teacher", "teacher")
+                              f"onnx_whisper, hf_speech, onnx_transducer or onnx_ctc teacher", "teacher")
         keys = check.data_info().get("batch_keys")
         if keys is not None and "ids" not in keys:
             raise check.error("sequence_kd needs utterance ids (batch key 'ids'), which this stage's data lacks")
@@ -121,7 +122,7 @@ class SequenceKD(Strategy):
         teacher = ctx.model(args.teacher)
         if not is_transcriber(teacher):
             raise UserError(f"sequence_kd: model '{args.teacher}' ({type(teacher).__name__}) cannot transcribe "
-                            f"audio; name a whisper_ct2, onnx_transducer or onnx_ctc teacher")
+                            f"audio; name a whisper_ct2, onnx_whisper, hf_speech, onnx_transducer or onnx_ctc teacher")
         train = ctx.data.datasets.get("train")
         utts = list(getattr(train, "utts", []) or [])
         tokenizer = getattr(ctx.data, "tokenizer", None)

@@ -222,7 +222,7 @@ def test_whisper_encoder_teaches_the_students_encoder(tmp_path: Path, files: dic
     from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
 
     model = build_hf_speech(HFSpeechArgs(path=str(files["whisper"]), max_new_tokens=4))
-    texts = model.transcribe({"audio": torch.randn(2, 8000) * 0.1, "audio_lengths": torch.tensor([8000, 6000])})
+    texts = model.transcribe_batch({"audio": torch.randn(2, 8000) * 0.1, "audio_lengths": torch.tensor([8000, 6000])})
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 

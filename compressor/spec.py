@@ -2,7 +2,7 @@
 
 Loading is safe (``yaml.safe_load`` semantics: tags that would build Python objects are refused) and all
 validation happens before any work: every error names the file, the line, the key path, what was expected,
-and the closest valid name for a typo. See the README's spec reference for every key.
+and the closest valid name for a typo. docs/specs.md and the generated docs/reference pages list every key.
 """
 
 from __future__ import annotations

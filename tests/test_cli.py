@@ -1,5 +1,5 @@
-"""The command line as a user meets it: help on every subcommand, one-line errors, and the README's table of exit
-codes walked row by row."""
+"""The command line as a user meets it: help on every subcommand, one-line errors, and the table of exit codes in
+docs/cli.md walked row by row."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ COMMANDS = _commands(_parser())
 
 
 def test_every_documented_command_exists() -> None:
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("## Command line", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    readme = (REPO / "docs" / "cli.md").read_text()
+    block = readme.split("# Command line", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     documented = {line.split()[1] for line in block.splitlines() if line.startswith("compressor ")}
     assert documented == {c[0] for c in COMMANDS}
     assert {("data", "build"), ("data", "stats")} <= set(COMMANDS)
@@ -90,10 +90,10 @@ def test_traceback_on_request_keeps_the_exit_code(tmp_path: Path, capsys, monkey
     assert err.strip().splitlines()[-1].startswith(f"error: {path}:") and "did you mean 'device'?" in err
 
 
-# -- the README's table of exit codes, row by row ----------------------------------------------------------------
+# -- the table of exit codes in docs/cli.md, row by row ---------------------------------------------------------
 
 def _readme_exit_codes() -> dict[int, str]:
-    lines = (REPO / "README.md").read_text().split("Exit codes:", 1)[1].strip().splitlines()
+    lines = (REPO / "docs" / "cli.md").read_text().split("Exit codes:", 1)[1].strip().splitlines()
     codes: dict[int, str] = {}
     for line in lines[2:]:  # after the header and its rule
         m = re.match(r"^\| (\d+) \| (.+) \|$", line)
@@ -194,7 +194,7 @@ def _signal(signum: int):
     return scenario
 
 
-#: (exit code, error class) -> scenario; the README's rows are the codes, the classes its words
+#: (exit code, error class) -> scenario; the guide's rows are the codes, the classes its words
 SCENARIOS = {
     (0, "success"): _success,
     (1, "unexpected error"): _unexpected_error,

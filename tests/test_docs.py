@@ -54,3 +54,14 @@ def test_hook_reference_lists_every_hookspec(site: Path) -> None:
     assert "compressor_loss_terms" in specs
     for name in specs:
         assert name in text, name
+
+
+def test_readme_is_the_front_door_and_its_links_resolve() -> None:
+    """The README stays short (the manual is docs/), and every relative link in it names a file that exists."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 200
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert "docs/tutorials/write-a-plugin.md" in local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, missing

@@ -12,14 +12,14 @@ from compressor import sequences
 from compressor.context import StageContext
 from compressor.plugins import get_registry
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+GUIDE = (Path(__file__).resolve().parent.parent / "docs" / "tutorials" / "write-a-plugin.md").read_text()
 INFO = {"feature_dim": 80, "num_classes": 5, "tokens": list("abcd") + ["<blk>"], "vocab_size": 5}
 ARGS = {"seq_classifier": {}, "rnnt_lstm": {"size": "tiny"}, "quartznet": {"size": "tiny"}, "slu_student": {}}
 
 
 def _table(title: str) -> list[list[str]]:
-    """The rows (cells) of the markdown table that follows ``title`` in the README."""
-    text = README.split(title, 1)[1]
+    """The rows (cells) of the markdown table that follows ``title`` in the plugin guide."""
+    text = GUIDE.split(title, 1)[1]
     rows = []
     for line in text.split("\n| ", 1)[1].splitlines():
         if not line.startswith("|") and rows:

@@ -1,6 +1,6 @@
 """specs/quartznet_transfer.yaml runs end to end in one command (tiny sizes): the pre-training spec runs first,
 German gets a new decoder, both languages are evaluated before and after, sherpa-onnx decodes the export.
-The README's ``--set`` variants of the spec validate."""
+The docs page's ``--set`` variants of the spec validate."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def test_transfer_spec_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def readme_variants() -> list[list[str]]:
-    """The ``--set`` overrides of every ``compressor run specs/quartznet_transfer.yaml`` line in the README."""
-    text = (REPO / "README.md").read_text()
+    """The ``--set`` overrides of every ``compressor run specs/quartznet_transfer.yaml`` line in its docs page."""
+    text = (REPO / "docs" / "papers" / "seed003-quartznet.md").read_text()
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for command in block.replace("\\\n", " ").splitlines():

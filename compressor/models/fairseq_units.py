@@ -35,7 +35,7 @@ from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
 
 INSTALL_HINT = ('READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]" (installs fairseq-fixed '
-                'against the installed torch, without its C++ extensions; see the README)')
+                'against the installed torch, without its C++ extensions; see docs/getting-started.md)')
 
 
 def require_fairseq() -> Any:

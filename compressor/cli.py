@@ -270,10 +270,25 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _restated(run_dir: str) -> frozenset[str]:
+    """The run's task's ``restated_metrics`` (read from its resolved spec)."""
+    from compressor.plugins import get_registry
+    from compressor.spec import read_yaml
+
+    raw, _ = read_yaml(Path(run_dir) / "resolved_spec.yaml")
+    task = raw.get("task") if isinstance(raw, dict) else None
+    name = task.get("name") if isinstance(task, dict) else None
+    registry = get_registry()
+    if not isinstance(name, str) or not registry.has("task", name):
+        return frozenset()
+    factory = registry.get("task", name).factory
+    return getattr(factory.resolve() if hasattr(factory, "resolve") else factory, "restated_metrics", frozenset())
+
+
 def _eval(args: argparse.Namespace) -> int:
     from compressor.engine import evaluate_run
     from compressor.evalout import check_eval_output, write_eval_output
-    from compressor.report import text_table
+    from compressor.report import restated_keys, text_table
 
     out = check_eval_output(Path(args.run_dir), Path(args.out), args.force) if args.out else None
     results = evaluate_run(args.run_dir, args.split, args.models, threads=args.threads)
@@ -281,7 +296,8 @@ def _eval(args: argparse.Namespace) -> int:
     for name, metrics in results.items():  # one line per model: greppable, stable
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         print(f"{name} ({args.split}): {shown}")
-    if len(results) > 1:
+    if len(results) > 1:  # the table leaves out a column that restates another (error_rate = 1 - accuracy)
+        keys = [k for k in keys if k not in restated_keys(keys, list(results.values()), _restated(args.run_dir))]
         print()
         print(text_table(["model", *keys], [[name, *(metrics.get(k) for k in keys)]
                                             for name, metrics in results.items()]))

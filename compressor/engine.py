@@ -447,6 +447,7 @@ def _finish(run: Run) -> None:
     final = run.results["final"]
     untrained = untrained_models(spec)
     run.results["untrained"] = untrained
+    run.results["restated_metrics"] = sorted(run.task.restated_metrics)  # left out of the printed tables
     for name in spec.evaluate.models:
         if name not in run.models:
             continue

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,25 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def restated_keys(keys: Sequence[str], rows: Sequence[dict[str, Any]], names: Collection[str]) -> set[str]:
+    """The keys a table leaves out: those named in ``names`` (a task's ``restated_metrics``, e.g. ``error_rate``)
+    whose every value is 1 minus another key's of the same split (``accuracy``)."""
+    out: set[str] = set()
+    for b in keys:
+        split, _, base = b.rpartition("/")
+        if base not in names:
+            continue
+        for a in keys:
+            if a == b or a.rpartition("/")[0] != split:
+                continue
+            pairs = [(r.get(a), r.get(b)) for r in rows]
+            if pairs and all(isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(1.0 - x - y) < 1e-9
+                             for x, y in pairs):
+                out.add(b)
+                break
+    return out
+
+
 def run_results(results: dict[str, Any], split: str | None = None) -> str:
     """The text printed when a run ends: final metrics and sizes per model, stages, export variants."""
     blocks: list[str] = []
@@ -61,6 +80,8 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
     params: dict[str, int] = results.get("parameters") or {}
     if final:
         keys = list(dict.fromkeys(k for m in final.values() for k in m))
+        restated = restated_keys(keys, list(final.values()), results.get("restated_metrics") or ())
+        keys = [k for k in keys if k not in restated]
         main = next((st.get("metric") for st in reversed(results.get("stages") or []) if st.get("metric")), None)
         splits = list(dict.fromkeys(k.split("/", 1)[0] for k in keys if "/" in k))
         # grouped by split (in the order evaluated), the main metric first in each

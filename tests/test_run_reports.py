@@ -1,5 +1,5 @@
 """What a run tells its user: where progress goes (as --help says), every loss term in the progress lines,
-plots without repeated or constant series, and no untrained model reported beside the trained ones."""
+plots and tables without repeated or constant series, and no untrained model reported beside the trained ones."""
 
 from __future__ import annotations
 
@@ -57,6 +57,26 @@ def test_untrained_teacher_is_not_reported(teacher_off) -> None:
     assert "smaller" not in summary and "smaller" not in proc.stdout
     table = proc.stdout.split("\nfinal evaluation (")[1].split("\n\n")[0]
     assert "student" in table and "teacher" not in table
+
+
+def test_final_table_leaves_out_a_column_that_restates_another(teacher_off) -> None:
+    run_dir, proc = teacher_off
+    results = json.loads((run_dir / "final" / "COMPLETE").read_text())
+    assert "test/error_rate" in results["final"]["student"]  # kept for the scripts that read it
+    table = proc.stdout.split("\nfinal evaluation (")[1].split("\n\n")[0]
+    assert "accuracy" in table and "error_rate" not in table
+
+
+def test_restated_keys_need_the_task_name_and_the_complement() -> None:
+    from compressor.report import restated_keys
+
+    rows = [{"test/accuracy": 0.25, "test/error_rate": 0.75, "test/wer": 0.5, "test/cer": 0.5,
+             "seen/accuracy": 0.5, "seen/error_rate": 0.5}]
+    keys = list(rows[0])
+    assert restated_keys(keys, rows, {"error_rate"}) == {"test/error_rate", "seen/error_rate"}
+    assert restated_keys(keys, rows, ()) == set()  # wer + cer = 1 here by chance: not named, kept
+    rows[0]["test/error_rate"] = 0.7
+    assert restated_keys(keys, rows, {"error_rate"}) == {"seen/error_rate"}
 
 
 def test_plots_leave_out_repeated_and_constant_series() -> None:

@@ -128,9 +128,12 @@ class LatticeKD(Strategy):
     @torch.no_grad()
     def teacher_collapsed(self, ctx: StageContext, batch: dict[str, Any], blank_id: int
                           ) -> tuple[torch.Tensor, ...]:
-        teacher = ctx.model(self.args.teacher)
         n = int(batch["tokens"].shape[0])
         chunk = self.args.teacher_chunk or n
+        if chunk >= n:  # the whole batch at once: the step's one teacher forward, shared with other strategies
+            logits = ctx.forward_once(self.args.teacher, batch).outputs[self.args.logits_key].float()
+            return collapsed_log_probs(logits, batch["tokens"], batch["token_lengths"], blank_id)
+        teacher = ctx.model(self.args.teacher)
         parts = []
         for lo in range(0, n, chunk):
             sub = {k: (v[lo:lo + chunk] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n

@@ -107,3 +107,28 @@ def test_strategy_adds_weighted_term_and_teacher_gets_no_gradient() -> None:
     losses.total().backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert student.encoder.layers[0].weight_ih_l0.grad is not None
+
+
+def test_whole_batch_teacher_forward_is_the_steps_shared_one() -> None:
+    """Unchunked, lattice KD takes the teacher's lattice from the step's one shared forward (ctx.forward_once),
+    so a second strategy on the same teacher does not run it again; chunked, it runs its own sub-batches."""
+    torch.manual_seed(0)
+    info = {"feature_dim": 80, "vocab_size": V, "blank_id": BLANK}
+    teacher = build_rnnt(RNNTArgs(preset="exp1_teacher", size="tiny"), info).requires_grad_(False)
+    student = build_rnnt(RNNTArgs(preset="exp1_student", size="tiny"), info)
+    task = RNNTTask(RNNTTask.Args(), info)
+    batch = {"features": torch.randn(4, 30, 80), "feature_lengths": torch.tensor([30, 27, 21, 18]),
+             "tokens": torch.randint(0, V - 1, (4, 3)), "token_lengths": torch.tensor([3, 2, 3, 1])}
+    ctx = StageContext(name="kd", index=0, stage=StageSpec(name="kd", train=["student"], steps=1),
+                       models={"teacher": teacher, "student": student}, forward_model="student", task=task,
+                       data=None, device=torch.device("cpu"), run_dir=Path("."), spec={})
+    calls: list[int] = []
+    hook = teacher.register_forward_hook(lambda *_: calls.append(1))
+    outputs = task.forward(student, batch)
+    for strategy in (LatticeKD(LatticeKD.Args()), LatticeKD(LatticeKD.Args(alpha=0.5))):
+        strategy.compressor_loss_terms(ctx, batch, outputs, LossTerms())
+    assert len(calls) == 1
+    ctx.new_batch()
+    LatticeKD(LatticeKD.Args(teacher_chunk=2)).compressor_loss_terms(ctx, batch, outputs, LossTerms())
+    hook.remove()
+    assert len(calls) == 3  # two sub-batches of its own

@@ -84,7 +84,8 @@ def test_confident_teacher_stays_finite() -> None:
     assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
 
 
-def test_strategy_adds_weighted_term_and_teacher_gets_no_gradient() -> None:
+def _tiny_kd_step() -> tuple[StageContext, torch.nn.Module, torch.nn.Module, RNNTTask, dict[str, torch.Tensor]]:
+    """A tiny RNN-T teacher and student in a distillation stage's context, and one batch."""
     torch.manual_seed(0)
     info = {"feature_dim": 80, "vocab_size": V, "blank_id": BLANK}
     teacher = build_rnnt(RNNTArgs(preset="exp1_teacher", size="tiny"), info)
@@ -95,6 +96,11 @@ def test_strategy_adds_weighted_term_and_teacher_gets_no_gradient() -> None:
     ctx = StageContext(name="kd", index=0, stage=StageSpec(name="kd", train=["student"], steps=1),
                        models={"teacher": teacher, "student": student}, forward_model="student", task=task,
                        data=None, device=torch.device("cpu"), run_dir=Path("."), spec={})
+    return ctx, teacher, student, task, batch
+
+
+def test_strategy_adds_weighted_term_and_teacher_gets_no_gradient() -> None:
+    ctx, teacher, student, task, batch = _tiny_kd_step()
     losses = LossTerms()
     outputs = task.forward(student, batch)
     losses.add("task", task.loss(outputs, batch))
@@ -112,16 +118,8 @@ def test_strategy_adds_weighted_term_and_teacher_gets_no_gradient() -> None:
 def test_whole_batch_teacher_forward_is_the_steps_shared_one() -> None:
     """Unchunked, lattice KD takes the teacher's lattice from the step's one shared forward (ctx.forward_once),
     so a second strategy on the same teacher does not run it again; chunked, it runs its own sub-batches."""
-    torch.manual_seed(0)
-    info = {"feature_dim": 80, "vocab_size": V, "blank_id": BLANK}
-    teacher = build_rnnt(RNNTArgs(preset="exp1_teacher", size="tiny"), info).requires_grad_(False)
-    student = build_rnnt(RNNTArgs(preset="exp1_student", size="tiny"), info)
-    task = RNNTTask(RNNTTask.Args(), info)
-    batch = {"features": torch.randn(4, 30, 80), "feature_lengths": torch.tensor([30, 27, 21, 18]),
-             "tokens": torch.randint(0, V - 1, (4, 3)), "token_lengths": torch.tensor([3, 2, 3, 1])}
-    ctx = StageContext(name="kd", index=0, stage=StageSpec(name="kd", train=["student"], steps=1),
-                       models={"teacher": teacher, "student": student}, forward_model="student", task=task,
-                       data=None, device=torch.device("cpu"), run_dir=Path("."), spec={})
+    ctx, teacher, student, task, batch = _tiny_kd_step()
+    teacher.requires_grad_(False)
     calls: list[int] = []
     hook = teacher.register_forward_hook(lambda *_: calls.append(1))
     outputs = task.forward(student, batch)

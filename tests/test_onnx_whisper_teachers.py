@@ -227,7 +227,7 @@ def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(co
     assert [r["teacher_cache_hits"] for r in steps] == [0.0, 0.0, 1.0, 1.0]
 
 
-def _one_line_exit_2(spec: dict, path: Path, capsys: pytest.CaptureFixture[str], needle: str) -> None:
+def _check_one_line_exit_2(spec: dict, path: Path, capsys: pytest.CaptureFixture[str], needle: str) -> None:
     from conftest import write_spec
 
     from compressor.cli import main
@@ -244,13 +244,13 @@ def test_bad_onnx_teacher_files_are_one_line_and_exit_2(ctc_export, rnnt_export,
     shutil.copytree(ctc_out, no_tokens)
     (no_tokens / "tokens.txt").unlink()
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(no_tokens)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "tokens.txt not found")
+    _check_one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "tokens.txt not found")
     wrong = tmp_path / "wrong_inputs"
     wrong.mkdir()
     shutil.copy(rnnt_out / "joiner.onnx", wrong / "model.onnx")  # two float inputs, not audio_signal + length
     shutil.copy(ctc_out / "tokens.txt", wrong / "tokens.txt")
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": str(wrong)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's NeMo CTC layout")
+    _check_one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's NeMo CTC layout")
 
 
 def test_sequence_kd_refuses_a_teacher_that_cannot_transcribe(corpus, tmp_path):
@@ -340,13 +340,13 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
     shutil.copytree(tiny_whisper, no_tok)
     (no_tok / "tokenizer.json").unlink()
     spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(no_tok)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "missing tokenizer")
+    _check_one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "missing tokenizer")
     spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(tiny_whisper),
                                            "sha256": {"model.bin": "ab" * 32}}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "differs from the pinned")
+    _check_one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "differs from the pinned")
     spec = _spec(corpus, tmp_path, "ctc", {"name": "whisper_ct2", "model_dir": str(tiny_whisper)}, "nemo_ctc")
     spec["evaluate"]["models"] = ["teacher", "student"]
-    _one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "compressor teacher eval")
+    _check_one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "compressor teacher eval")
 
 
 # -- sequence_kd's batch rewrite -------------------------------------------------------------------------------
@@ -458,14 +458,14 @@ def test_bad_onnx_whisper_files_are_one_line_and_exit_2(sherpa_whisper, corpus, 
     shutil.copytree(sherpa_whisper, no_tokens)
     (no_tokens / "tiny-tokens.txt").unlink()
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(no_tokens)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "tiny-tokens.txt not found")
+    _check_one_line_exit_2(spec, tmp_path / "a.yaml", capsys, "tiny-tokens.txt not found")
     wrong = tmp_path / "wrong_inputs"
     wrong.mkdir()
     shutil.copy(sherpa_whisper / "tiny-decoder.onnx", wrong / "tiny-encoder.onnx")  # decoder inputs, not mel
     shutil.copy(sherpa_whisper / "tiny-decoder.onnx", wrong / "tiny-decoder.onnx")
     shutil.copy(sherpa_whisper / "tiny-tokens.txt", wrong / "tiny-tokens.txt")
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(wrong)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's Whisper layout")
+    _check_one_line_exit_2(spec, tmp_path / "b.yaml", capsys, "do not match sherpa-onnx's Whisper layout")
     import onnx
 
     no_meta = tmp_path / "no_meta"
@@ -476,8 +476,8 @@ def test_bad_onnx_whisper_files_are_one_line_and_exit_2(sherpa_whisper, corpus, 
     model.metadata_props.extend(kept)
     onnx.save(model, str(no_meta / "tiny-encoder.onnx"))
     spec = _spec(corpus, tmp_path, "ctc", {"name": "onnx_whisper", "model_dir": str(no_meta)}, "nemo_ctc")
-    _one_line_exit_2(spec, tmp_path / "c.yaml", capsys, "metadata lacks or mangles what sherpa-onnx's Whisper reads "
-                                                        "(n_text_ctx)")
+    _check_one_line_exit_2(spec, tmp_path / "c.yaml", capsys,
+                           "metadata lacks or mangles what sherpa-onnx's Whisper reads (n_text_ctx)")
 
 
 # -- the Hugging Face Whisper teacher's confidence ------------------------------------------------------------

@@ -71,6 +71,11 @@ class Plugins:
             raise PluginError(name, "compressor_register", e) from e
         finally:
             self.registry.current_package = "?"
+        try:
+            check_known_hooks(self.pm, module, name)
+        except PluginError:
+            self.pm.unregister(module)
+            raise
         self.loaded.append(PluginInfo(name, package, version, module))
 
     def hooks_of(self, plugin: Any) -> list[str]:
@@ -98,6 +103,15 @@ class Plugins:
         if caller.spec is not None and caller.spec.opts.get("firstresult"):
             return [] if out is None else [out]
         return list(out)
+
+
+def check_known_hooks(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """Refuse a plugin implementing a hook no spec declares (misspelt, or removed): it would never be called."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
+            known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("compressor_")))
+            raise PluginError(name, caller.name, LookupError(f"no such hook; the hooks are: {known}"),
+                              action=f"implements an unknown hook '{caller.name}'")
 
 
 def _culprit(caller: pluggy.HookCaller, error: BaseException) -> str:
@@ -162,6 +176,7 @@ def stage_strategies(plugins: Plugins, strategies: list[tuple[str, Any]]) -> Ite
             reg_name = f"{name}#{i}"
             plugins.pm.register(obj, name=reg_name)
             names.append(reg_name)
+            check_known_hooks(plugins.pm, obj, reg_name)
         yield
     finally:
         for reg_name in names:

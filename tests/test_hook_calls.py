@@ -189,3 +189,19 @@ def test_every_hookspec_has_a_built_in_implementation() -> None:
     implemented = {h for p in built_in for h in p["hooks"]}
     implemented |= {h for p in built_in for c in p["components"] for h in c.get("hooks", [])}
     assert specs and specs <= implemented, sorted(specs - implemented)
+
+
+class Outdated:
+    @hookimpl
+    def compressor_step_end(self, ctx: Any) -> None:  # no longer a hook: it would never be called
+        pass
+
+
+def test_an_implementation_of_an_unknown_hook_is_refused_naming_plugin_and_hook() -> None:
+    plugins = Plugins()
+    with pytest.raises(PluginError, match=r"^plugin 'old' implements an unknown hook 'compressor_step_end'"):
+        plugins.add("old", Outdated())
+    with pytest.raises(PluginError, match=r"^plugin 'stale' implements an unknown hook 'compressor_step_end'"):
+        with stage_strategies(plugins, [("stale", Outdated())]):
+            pass
+    assert plugins.pm.get_plugin("stale#0") is None and plugins.pm.get_plugin("old") is None

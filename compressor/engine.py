@@ -516,7 +516,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
     them, and moved into place only when complete; ``force`` replaces a previous export (recognised by its
     manifest) and nothing else. Every failure, including Ctrl-C, removes the temporary folder.
     """
-    from compressor.export.api import claim_export_dir, write_manifest
+    from compressor.export.api import claim_export_dir
     from compressor.export.base import ExportJob
 
     spec = run.loaded.spec
@@ -536,7 +536,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
             model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
             task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,
             teacher=copy.deepcopy(teacher).cpu().eval() if teacher is not None else None,
-            args=run.loaded.export_args,
+            args=run.loaded.export_args, exporter=spec.export.name,
         )
         entry = run.plugins.registry.get("exporter", spec.export.name)
         exporter = _component(entry, lambda: entry.factory(run.loaded.export_args))
@@ -555,8 +555,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
         except BaseException:
             progress.close(silent=True)
             raise
-        run.plugins.call("compressor_export", ctx=None, model=model, out_dir=tmp)
-        write_manifest(tmp, run.run_dir, name, spec.export.name)
+        run.plugins.call("compressor_export", ctx=job, model=model, out_dir=tmp)  # the manifest is written last
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,32 +19,36 @@ There are two kinds of hook implementations:
   duration of that stage only, so its hooks fire only where the spec activates it.
 
 Every hook is called with keyword arguments; an implementation may accept any subset of them. Hooks are
-called for all registered implementations, most recently registered first, unless marked
-``firstresult``. An exception inside an implementation stops the run with a message that names the plugin
-and the hook (:class:`compressor.errors.PluginError`, exit code 1); so does ``sys.exit()``. A
+called through pluggy for all registered implementations, most recently registered first
+(``@hookimpl(tryfirst=True)`` / ``trylast=True`` move one to the front / back), and their non-None results
+are collected; a hook marked ``firstresult`` stops at the first non-None result. A hook wrapper
+(``@hookimpl(wrapper=True)``, a generator that yields once) runs around the other implementations of its
+hook and sees their result, and ``pm.trace`` / ``pm.add_hookcall_monitoring`` see every call.
+
+An exception inside an implementation (or a wrapper) stops the run with a message that names the plugin and
+the hook (:class:`compressor.errors.PluginError`, exit code 1); so does ``sys.exit()``. A
 :class:`compressor.errors.UserError` raised by a hook is reported as bad input (exit code 2), prefixed with the
 plugin's name.
 
-The ``ctx`` argument is the :class:`compressor.context.StageContext` of the stage being run: the models by
-name, the task, the data, the step and epoch counters, and :meth:`~compressor.context.StageContext.log_scalar`
-for values that should be logged and plotted (a KD weight, a replacing rate).
+The ``ctx`` argument of the training hooks is the :class:`compressor.context.StageContext` of the stage being
+run: the models by name, the task, the data, the step and epoch counters, and
+:meth:`~compressor.context.StageContext.log_scalar` for values that should be logged and plotted (a KD weight, a
+replacing rate); that of :func:`compressor_export` is the export's :class:`compressor.export.base.ExportJob`.
 
 Order of calls in one stage::
 
     compressor_prepare_models
     for each epoch:
-        compressor_epoch_start
         for each batch:
             compressor_step_start
             compressor_transform_batch          (training batches only)
             task.forward -> outputs
             compressor_loss_terms               (after the task's own "task" term is in)
             backward, optimizer step
-            compressor_step_end
         evaluation (when due)
         compressor_epoch_end
     compressor_finalize_student
-    (export stage) compressor_export
+    (export) compressor_export            (ctx is the export's ExportJob)
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from compressor.context import StageContext
+    from compressor.export.base import ExportJob
     from compressor.losses import LossTerms
     from compressor.registry import Registry
 
@@ -68,7 +73,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-@hookspec
+@hookspec(historic=True)
 def compressor_register(registry: Registry) -> None:
     """Add components to the registry.
 
@@ -76,7 +81,8 @@ def compressor_register(registry: Registry) -> None:
         of ``model``, ``task``, ``dataset``, ``schedule``, ``strategy``, ``exporter``. ``args`` is a
         pydantic model (subclass :class:`compressor.registry.Args`) that validates the spec's arguments.
 
-    Called once per plugin at start-up, before any spec is validated.
+    Called once per plugin at start-up, before any spec is validated: a historic hook, so pluggy calls it for
+    each plugin as that plugin is registered.
     """
 
 
@@ -93,11 +99,6 @@ def compressor_prepare_models(ctx: StageContext) -> None:
     that still require gradients in the stage's ``train`` models, the ``forward_model`` and every model a
     plugin added to ``ctx.models`` (a hint regressor, say); all of ``ctx.models`` is checkpointed.
     """
-
-
-@hookspec
-def compressor_epoch_start(ctx: StageContext) -> None:
-    """Called at the start of each training epoch (``ctx.epoch`` is 0-based)."""
 
 
 @hookspec
@@ -132,11 +133,6 @@ def compressor_loss_terms(
 
 
 @hookspec
-def compressor_step_end(ctx: StageContext, metrics: dict[str, float]) -> None:
-    """Called after each optimizer step with that step's logged metrics (losses, weights, lr)."""
-
-
-@hookspec
 def compressor_epoch_end(ctx: StageContext, metrics: dict[str, float]) -> None:
     """Called at the end of each epoch with the epoch's metrics (validation metrics when evaluated)."""
 
@@ -151,8 +147,14 @@ def compressor_finalize_student(ctx: StageContext) -> None:
 
 
 @hookspec
-def compressor_export(ctx: StageContext, model: nn.Module, out_dir: Path) -> list[Path] | None:
+def compressor_export(ctx: ExportJob, model: nn.Module, out_dir: Path) -> list[Path] | None:
     """Write extra export artefacts for ``model`` into ``out_dir``; return the paths written.
 
-    Called by the export stage after the built-in exporter for the model's family has written its files.
+    :param ctx: the export's :class:`compressor.export.base.ExportJob`: the model's name and spec entry, the
+        task, the data, the run directory, the exporter's name and validated arguments.
+    :param out_dir: the export's temporary folder (``ctx.out_dir``), moved into place when complete.
+
+    Called by ``compressor export`` and the spec's export step after the exporter for the model's family has
+    written its files. The built-in export plugin wraps this hook and writes ``export_manifest.json`` last, so
+    the manifest lists (size, SHA-256) every file the implementations wrote.
     """

@@ -187,8 +187,6 @@ class StageRunner:
             ctx.epoch = epoch
             ctx.steps_per_epoch = per_epoch[epoch]
             done_in_epoch = skip if epoch == start_epoch else 0
-            if done_in_epoch == 0:
-                run.plugins.call("compressor_epoch_start", ctx=ctx)
             remaining = per_epoch[epoch] * accum - done_in_epoch
             loader = self.data.loader("train", st.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
                                      skip=done_in_epoch, rank=run.rank, world_size=run.world_size,
@@ -239,7 +237,6 @@ class StageRunner:
                           "time": round(time.time() - t0, 3)}
                 logs = {}
                 run.log(record)
-                run.plugins.call("compressor_step_end", ctx=ctx, metrics=record)
                 epoch_loss += record["loss/total"]
                 epoch_steps += 1
                 for k in terms_of(record):

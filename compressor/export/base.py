@@ -26,6 +26,7 @@ class ExportJob:
     run_dir: Path | None
     teacher: nn.Module | None  # for the side-by-side latency report
     args: BaseModel  # the exporter's own validated args
+    exporter: str = ""  # the exporter's registered name, e.g. "onnx"
 
 
 @dataclass

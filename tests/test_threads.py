@@ -85,7 +85,7 @@ def test_export_honours_the_spec_and_the_flag(finished: Path, four_cpus, monkeyp
 
     seen = []
 
-    def record(run, out_dir, force=False):  # the export itself is tested elsewhere: here, its threads
+    def record(run, out_dir, force=False, model_name=None):  # the export itself is tested elsewhere: here, threads
         seen.append((torch.get_num_threads(), threads_mod.thread_count()))
         raise engine.UserError("stop here")
 

@@ -1,0 +1,175 @@
+"""Pseudo-labels from audio without transcripts: the normaliser's spellings, the filters and their counts,
+unlabelled audio (a folder, a manifest without text, a labelled corpus with its labels hidden), and a project
+teacher's pseudo-labels combined with logit KD end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from test_export_fixtures import LETTERS, synth
+
+from compressor.errors import UserError
+
+
+# -- the normaliser and the filters ------------------------------------------------------------------------
+def test_british_spellings_map_onto_the_corpus_spelling():
+    from compressor.transcripts import to_units, word_error_rate
+
+    assert to_units("The Colour of the Theatre, organised!") == "the color of the theater organized"
+    assert to_units("Colourful") == "colourful"  # whole words only: the table names no derived forms
+    assert word_error_rate("the colour grey", "The color gray.") == 0.0
+    assert word_error_rate("a b c", "a x c") == pytest.approx(1 / 3)
+    assert word_error_rate("a", "") == 1.0 and word_error_rate("", "") == 0.0
+
+
+def test_filters_count_what_each_keeps_and_drops_in_order():
+    from compressor.pseudo_labels import FilterCounts, chars_per_second, judge
+    from compressor.transcripts import Transcript
+
+    def run(cases, **kw):
+        counts = FilterCounts()
+        counts.active |= {"min_confidence", "chars_per_second", "agreement", "reference_wer"}
+        kept = [judge(counts, *case, language="en", **kw) for case in cases]
+        return kept, {r["filter"]: (r["seen"], r["dropped"]) for r in counts.rows()}
+
+    good = Transcript("turn on the light", -0.1)
+    cases = [
+        (None, None, 1.0, None, None),  # unreadable
+        (Transcript("x", -3.0), "x", 1.0, None, None),  # low confidence
+        (Transcript("Héllo", -0.1), None, 1.0, None, None),  # unmapped
+        (good, "turn on the light", 0.2, good, None),  # 70 letters a second: a repetition loop
+        (good, "turn on the light", 1.0, Transcript("turn off a lamp", -0.2), None),  # the two decodes disagree
+        (good, "turn on the light", 1.0, good, "turn off the night"),  # far from its reference
+        (good, "turn on the light", 1.0, good, "turn on the light"),  # kept
+        (good, "turn on the light", 1.0, good, None),  # kept: no reference to judge
+    ]
+    kept, rows = run(cases, min_confidence=-1.0, cps=(1.0, 30.0), max_disagreement=0.25, max_wer=0.2)
+    assert kept == [False] * 6 + [True, True]
+    assert rows == {"unreadable": (8, 1), "min_confidence": (7, 1), "unmapped": (6, 1), "chars_per_second": (5, 1),
+                    "agreement": (4, 1), "reference_wer": (2, 1)}  # judged: the two with a reference
+    assert chars_per_second("ab cd", 2.0) == 2.0
+
+
+# -- unlabelled audio --------------------------------------------------------------------------------------
+def _wave(path: Path, g: torch.Generator) -> tuple[float, str]:
+    ids = torch.randint(0, len(LETTERS), (int(torch.randint(2, 4, (1,), generator=g)),), generator=g).tolist()
+    wave = synth(ids, g)
+    sf.write(path, wave.numpy(), 16000)
+    return wave.numel() / 16000, "".join(LETTERS[j] for j in ids)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tone utterances: labelled train/valid/test manifests, a folder of 6 audio files and a manifest of 4
+    utterances without text."""
+    root = tmp_path_factory.mktemp("pseudo")
+    g = torch.Generator().manual_seed(3)
+    for split, n in (("train", 16), ("valid", 4), ("test", 4)):
+        lines = []
+        for i in range(n):
+            seconds, text = _wave(root / f"{split}_{i}.wav", g)
+            lines.append(json.dumps({"audio_filepath": f"{split}_{i}.wav", "duration": seconds, "text": text}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "folder" / "sub").mkdir(parents=True)
+    for i in range(6):
+        _wave(root / "folder" / ("sub" if i % 2 else "") / f"u{i}.wav", g)
+    (root / "folder" / "notes.txt").write_text("not audio", encoding="utf-8")
+    lines = []
+    for i in range(4):
+        seconds, _ = _wave(root / f"audio_only_{i}.wav", g)
+        lines.append(json.dumps({"audio_filepath": f"audio_only_{i}.wav", "duration": seconds}))
+    (root / "audio_only.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _data(corpus: Path, **kw):
+    from compressor.data.datasets import NemoManifestArgs, build_nemo_manifest
+
+    args = NemoManifestArgs(train=str(corpus / "train.jsonl"), valid=str(corpus / "valid.jsonl"),
+                            test=str(corpus / "test.jsonl"), frontend="nemo_ctc", **kw)
+    return build_nemo_manifest(args, cache_dir=corpus / "cache", seed=0)
+
+
+def test_unlabelled_audio_from_a_folder_and_a_manifest_without_text(corpus):
+    from compressor.data.formats import read_nemo_manifest
+
+    with pytest.raises(UserError, match="missing field"):  # a labelled manifest still needs its text
+        read_nemo_manifest(corpus / "audio_only.jsonl", "train", strict=True)
+    data = _data(corpus, unlabelled=[str(corpus / "folder"), str(corpus / "audio_only.jsonl")])
+    train = data.dataset("train")
+    unlabelled = [u for u in train.utts if not u.labelled]
+    assert len(train) == 26 and len(unlabelled) == 10 and data.info["num_unlabelled"] == 10
+    assert {u.id for u in unlabelled} >= {"u0.wav", "sub/u1.wav"}  # folder ids: paths under the folder
+    assert all(train.tokens[train.utts.index(u)] == [] for u in unlabelled)
+    # without a labeller, training batches leave the unlabelled audio out; with one they carry a 'labelled' mask
+    seen = [i for b in data.batches("train", 4, shuffle=True, seed=0, epoch=0) for i in b]
+    assert seen and all(train.utts[i].labelled for i in seen)
+    data.include_unlabelled = True
+    batches = data.batches("train", 26, shuffle=False, seed=0, epoch=0)
+    batch = data.collate([train[i] for b in batches for i in b])
+    assert int((~batch["labelled"]).sum()) == 10
+    (corpus / "empty").mkdir(exist_ok=True)
+    with pytest.raises(UserError, match="audio folder has no audio files"):
+        _data(corpus, unlabelled=str(corpus / "empty"))
+
+
+def test_hide_labels_hides_a_seeded_share_and_keeps_them_for_measuring(corpus):
+    a, b = _data(corpus, hide_labels=0.75), _data(corpus, hide_labels=0.75)
+    hidden = [u.id for u in a.dataset("train").utts if not u.labelled]
+    assert len(hidden) == 12 and hidden == [u.id for u in b.dataset("train").utts if not u.labelled]
+    assert all(u.hidden_text and not u.text for u in a.dataset("train").utts if not u.labelled)
+    assert all(u.labelled for u in a.dataset("test").utts)  # only training transcripts are hidden
+
+
+# -- a project teacher's pseudo-labels, with logit KD, end to end ------------------------------------------
+def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summary(corpus, tmp_path):
+    from conftest import write_spec
+
+    from compressor.engine import run_spec
+
+    def quartznet() -> dict:
+        return {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
+
+    def train(model: str, steps: int) -> dict:
+        return {"name": f"train_{model}", "train": [model], "steps": steps, "batch_size": 4,
+                "optimizer": {"name": "adamw", "lr": 0.01}}
+
+    spec = {
+        "name": "pseudo", "seed": 0, "output_dir": str(tmp_path / "runs"), "task": {"name": "ctc"},
+        "data": {"name": "nemo_manifest", "train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"),
+                 "test": str(corpus / "test.jsonl"), "frontend": "nemo_ctc", "hide_labels": 0.25,
+                 "unlabelled": str(corpus / "folder")},
+        "teacher": quartznet(), "student": quartznet(), "models": {"second": quartznet()},
+        "trainer": {"progress_bar": False, "threads": 1},
+        "stages": [
+            train("teacher", 120), train("second", 60),
+            {"name": "distil", "train": ["student"], "frozen": ["teacher", "second"], "steps": 6, "batch_size": 8,
+             "optimizer": {"name": "adamw", "lr": 0.003},
+             "plugins": [{"name": "sequence_kd", "teacher": "teacher", "min_confidence": -2.0,
+                          "chars_per_second": [0.5, 40.0], "agree_with": "second", "max_disagreement": 0.5,
+                          "max_wer": 0.5},
+                         {"name": "logit_kd", "teacher": "teacher", "loss": "kl", "temperature": 2.0}]}],
+        "evaluate": {"split": "test", "models": ["student"]},
+    }
+    run_dir = run_spec(write_spec(tmp_path / "s.yaml", spec))
+    report = json.loads((run_dir / "sequence_kd.json").read_text())
+    assert report["project_teacher"] and report["utterances"] == 22 and report["unlabelled"] == 10  # 6 in the folder, 4 hidden
+    rows = {r["filter"]: r for r in report["filters"]}
+    assert list(rows) == ["unreadable", "min_confidence", "unmapped", "chars_per_second", "agreement",
+                          "reference_wer"]
+    assert rows["unreadable"]["seen"] == 22
+    assert sum(r["dropped"] for r in rows.values()) + report["pseudo_labelled"] == 22
+    # the reference filter judges only the 12 utterances whose transcripts are visible
+    assert 0 < rows["reference_wer"]["seen"] <= 12
+    # pseudo-label WER is measured against the visible and the hidden transcripts (the folder has none)
+    assert report["pseudo_label_references"] <= 16
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Pseudo-labels" in summary and "| agreement | second within WER 0.5 |" in summary
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    distil = [m for m in metrics if "seqkd_pseudo_share" in m]
+    assert distil and any("kd" in k for k in distil[-1])  # logit KD's term trained beside the pseudo-labels
+    assert distil[0]["seqkd_pseudo_labelled"] == report["pseudo_labelled"]

@@ -123,6 +123,12 @@ def test_hide_labels_hides_a_seeded_share_and_keeps_them_for_measuring(corpus):
     assert len(hidden) == 12 and hidden == [u.id for u in b.dataset("train").utts if not u.labelled]
     assert all(u.hidden_text and not u.text for u in a.dataset("train").utts if not u.labelled)
     assert all(u.labelled for u in a.dataset("test").utts)  # only training transcripts are hidden
+    audio_only = _data(corpus, hide_labels=1.0)  # characters need no transcripts to learn from
+    assert not any(u.labelled for u in audio_only.dataset("train").utts)
+    with pytest.raises(UserError, match="no transcripts to train on .*sequence_kd"):
+        audio_only.batches("train", 4, shuffle=True, seed=0, epoch=0)
+    with pytest.raises(UserError, match="data.tokenizer: a sentencepiece tokenizer learns its pieces"):
+        _data(corpus, hide_labels=1.0, tokenizer="sentencepiece", vocab_size=8)
 
 
 # -- a project teacher's pseudo-labels, with logit KD, end to end ------------------------------------------
@@ -157,7 +163,8 @@ def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summa
     }
     run_dir = run_spec(write_spec(tmp_path / "s.yaml", spec))
     report = json.loads((run_dir / "sequence_kd.json").read_text())
-    assert report["project_teacher"] and report["utterances"] == 22 and report["unlabelled"] == 10  # 6 in the folder, 4 hidden
+    # 6 in the folder, 4 hidden
+    assert report["project_teacher"] and report["utterances"] == 22 and report["unlabelled"] == 10
     rows = {r["filter"]: r for r in report["filters"]}
     assert list(rows) == ["unreadable", "min_confidence", "unmapped", "chars_per_second", "agreement",
                           "reference_wer"]

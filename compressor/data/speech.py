@@ -127,8 +127,9 @@ class SpeechArgs(Args):
         default=None, description="more training audio without transcripts: folder(s) of audio files or NeMo "
         "manifest(s) whose lines need no 'text'; a teacher labels it (the sequence_kd strategy)")
     hide_labels: float | None = Field(
-        default=None, ge=0, lt=1, description="share of the training utterances whose transcripts are hidden "
-        "(drawn once by the spec's seed; for semi-supervised benchmarks): they train only on pseudo-labels")
+        default=None, ge=0, le=1, description="share of the training utterances whose transcripts are hidden "
+        "(drawn once by the spec's seed; for semi-supervised benchmarks; 1: audio only): they train only on "
+        "pseudo-labels")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,6 +301,9 @@ class SpeechDataModule(DataModule):
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         if not self.include_unlabelled:
             order = [i for i in order if ds.utts[i].labelled]
+            if not order and lengths:
+                raise UserError(f"split '{split}' has no transcripts to train on (all {len(lengths)} utterances are "
+                                f"audio only): a stage training on it needs a labeller, the sequence_kd strategy")
         if not shuffle:
             return self._cut(order, lengths, batch_size)
         return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
@@ -545,9 +549,9 @@ def build_speech_module(
         feats_by_split["train"] = feats_by_split["train"].select(idx)
     if args.hide_labels:
         hide_labels(kept["train"], args.hide_labels, seed)
-    if not any(u.labelled for u in kept["train"]):
-        raise UserError("the training split has no utterance with a transcript: the tokenizer and the "
-                        "evaluation need some (give labelled training data beside the unlabelled audio)")
+    if not any(u.labelled for u in kept["train"]) and args.tokenizer in ("sentencepiece", "bpe", "unigram"):
+        raise UserError(f"data.tokenizer: a {args.tokenizer} tokenizer learns its pieces from training transcripts "
+                        f"and the training split has none; use tokenizer: char (or keep some transcripts)")
 
     texts = [u.text for u in kept["train"] if u.labelled]
     tokenizer = adopted or build_tokenizer(str(args.tokenizer), language, texts, args.vocab_size, seed)

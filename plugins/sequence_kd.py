@@ -12,6 +12,15 @@ RNN-T) then trains on the teacher's transcripts in place of the references, for 
 the utterances (chosen once per utterance); utterances without a usable transcript are left out of training
 (``unmapped: drop``) or keep their reference (``unmapped: reference``).
 
+Audio without transcripts (the data's ``unlabelled`` folders or manifests, or ``hide_labels``) trains on its
+pseudo-label whatever ``pseudo_fraction`` says, and is left out when its pseudo-label is dropped; with
+``pseudo_fraction: 0`` the labelled utterances keep their references (semi-supervised training). The teacher may
+be a project recogniser of the run (trained in an earlier stage: greedy transcripts of its ``ctc``/``rnnt`` task,
+:mod:`compressor.pseudo_labels`), so pseudo-labels combine with logit KD, lattice KD or module replacing from it.
+Filters (each counted in ``sequence_kd.json`` and in ``summary.md``): ``min_confidence``, ``chars_per_second``,
+``agree_with`` + ``max_disagreement`` (a second transcriber, e.g. the teacher's int8/ONNX export), ``max_wer``
+(against the reference, where the utterance has one).
+
 Spec::
 
     teacher: {name: whisper_ct2}
@@ -49,6 +58,8 @@ def chosen(uid: str, fraction: float, seed: int) -> bool:
     """Whether utterance ``uid`` trains on the teacher's transcript (a stable draw per utterance and seed)."""
     if fraction >= 1.0:
         return True
+    if fraction <= 0.0:
+        return False
     digest = hashlib.sha256(f"{seed}:{uid}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
@@ -71,8 +82,10 @@ class SequenceKD(Strategy):
 
     class Args(Args):
         teacher: str = "teacher"
-        pseudo_fraction: float = Field(default=1.0, gt=0, le=1, description="share of the training utterances "
-                                       "that learn the teacher's transcript; the rest keep their reference")
+        pseudo_fraction: float = Field(default=1.0, ge=0, le=1, description="share of the training utterances "
+                                       "with a transcript that learn the teacher's instead; the rest keep their "
+                                       "reference (audio without a transcript always learns the teacher's; 0: "
+                                       "only it does)")
         min_confidence: float | None = Field(
             default=None, le=0, description="drop transcripts whose mean token log-probability is lower")
         unmapped: Literal["drop", "reference"] = Field(

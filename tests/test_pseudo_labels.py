@@ -180,3 +180,32 @@ def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summa
     distil = [m for m in metrics if "seqkd_pseudo_share" in m]
     assert distil and any("kd" in k for k in distil[-1])  # logit KD's term trained beside the pseudo-labels
     assert distil[0]["seqkd_pseudo_labelled"] == report["pseudo_labelled"]
+
+
+def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo_label():
+    from compressor_plugins.sequence_kd import SequenceKD
+
+    from compressor.asr.ctc import CTCTask
+    from compressor.context import StageContext
+    from compressor.data.base import DataModule
+    from compressor.spec import StageSpec
+
+    blank = 5
+    batch = {"features": torch.randn(4, 7, 80), "feature_lengths": torch.tensor([7, 6, 5, 4]),
+             "tokens": torch.tensor([[0, 1], [2, 2], [blank, blank], [blank, blank]]),
+             "token_lengths": torch.tensor([2, 2, 0, 0]), "text": ["ab", "cc", "", ""],
+             "ids": ["lab0", "lab1", "audio0", "audio1"], "labelled": torch.tensor([True, True, False, False])}
+    data = DataModule({}, {"blank_id": blank})
+    ctx = StageContext(name="kd", index=0, stage=StageSpec(name="kd", train=["student"], steps=1), models={},
+                       forward_model="student", task=CTCTask(CTCTask.Args(), data.info), data=data,
+                       device=torch.device("cpu"), run_dir=Path("."), spec={})
+    kd = SequenceKD(SequenceKD.Args(pseudo_fraction=0.0))
+    kd.targets = {"lab0": ([4], "e"), "audio0": ([3, 3], "dd")}
+    kd.dropped = {"audio1"}
+    out = {k: (v.clone() if isinstance(v, torch.Tensor) else list(v)) for k, v in batch.items()}
+    kd.compressor_transform_batch(ctx, out)
+    # labelled utterances keep their references (pseudo_fraction 0); audio0 learns its pseudo-label; audio1 has
+    # neither and leaves the batch; the mask is consumed
+    assert out["ids"] == ["lab0", "lab1", "audio0"] and out["text"] == ["ab", "cc", "dd"]
+    assert out["tokens"].tolist() == [[0, 1], [2, 2], [3, 3]] and "labelled" not in out
+    assert ctx.scalars["seqkd_pseudo_share"] == pytest.approx(1 / 4)

@@ -44,12 +44,12 @@ ROWS = {
     "whisper_conf": "+ Whisper base pseudo-labels, confidence filter",
     "full": "100% transcripts (ceiling)",
 }
-#: seconds per training step of each model at batch 16 on one core of the 2-core VM (the headline recipe's
-#: measured stage times: ~0.45 s/step for the exp1 student, ~0.9 s/step for the exp1 teacher); Whisper base int8
-#: transcribes ~3 s per utterance on these cores (docs/onnx_whisper_teachers.md)
-SECONDS_PER_STEP = {"student": 0.45, "teacher": 0.9}
+#: seconds per optimizer step at batch 16 ("cpu" widths, one thread a run, two runs on two idle cores) on the
+#: small read-speech corpus, as benchmarks/seed002_lcmr measured them; Whisper base int8 was measured at 2.6-3.8 s
+#: per utterance on the 2-core VM (docs/onnx_whisper_teachers.md)
+SECONDS_PER_STEP = {"student": 0.12, "teacher": 0.26}
 WHISPER_SECONDS_PER_UTTERANCE = 3.0
-FIXED_SECONDS_PER_RUN = 60.0  # corpus, features, evaluation of both test sets
+FIXED_SECONDS_PER_RUN = 40.0  # start-up, data, evaluation of two test sets (seed002's 25 s for one)
 
 
 def stage(args: argparse.Namespace, name: str, train: str, steps: int, **extra: Any) -> dict[str, Any]:

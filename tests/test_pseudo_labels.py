@@ -209,3 +209,52 @@ def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo
     assert out["ids"] == ["lab0", "lab1", "audio0"] and out["text"] == ["ab", "cc", "dd"]
     assert out["tokens"].tolist() == [[0, 1], [2, 2], [3, 3]] and "labelled" not in out
     assert ctx.scalars["seqkd_pseudo_share"] == pytest.approx(1 / 4)
+
+
+def test_a_project_rnnt_teacher_transcribes_greedily_with_its_per_token_log_probability(corpus):
+    from compressor.asr.metrics import detokenize
+    from compressor.asr.model import RNNTArgs, build_rnnt
+    from compressor.asr.rnnt_loss import rnnt_loss_torch
+    from compressor.asr.task import RNNTTask
+    from compressor.pseudo_labels import project_transcripts
+
+    data = _data(corpus, unlabelled=str(corpus / "folder"))
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=1, pred_layers=1), data.info)
+    task = RNNTTask(RNNTTask.Args(max_symbols_per_frame=2), data.info)
+    got = project_transcripts(model, task, data, "train", batch_size=5)
+    train = data.dataset("train")
+    assert len(got) == len(train) == 22 and model.training  # every utterance, audio-only ones too; mode restored
+    blank = data.info["blank_id"]
+    for i in (0, 17, 21):  # one at a time: the same greedy search, the same log P(y|x) per token
+        batch = data.collate([{"features": train.features[i], "tokens": [], "text": "", "id": train.utts[i].id}])
+        model.eval()
+        with torch.no_grad():
+            (hyp,) = task.decode(model, batch)
+            batch["tokens"] = torch.tensor([hyp or [blank]])
+            batch["token_lengths"] = torch.tensor([len(hyp)])
+            out = task.forward(model, batch)
+            nll = float(rnnt_loss_torch(out["logits"], batch["tokens"], out["logit_lengths"], batch["token_lengths"],
+                                        blank, reduction="none")[0])
+        model.train()
+        assert got[i].text == detokenize(hyp, data.info["tokens"], blank)
+        assert got[i].confidence == pytest.approx(-nll / max(1, len(hyp)), abs=1e-4) and got[i].confidence <= 0
+
+
+def test_agree_with_names_a_frozen_model_of_the_spec(corpus, tmp_path):
+    from conftest import write_spec
+
+    from compressor.spec import load_spec
+
+    q = {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
+    spec = {"name": "agree", "seed": 0, "output_dir": str(tmp_path), "task": {"name": "ctc"},
+            "data": {"name": "nemo_manifest", "train": str(corpus / "train.jsonl"),
+                     "valid": str(corpus / "valid.jsonl"), "frontend": "nemo_ctc"},
+            "teacher": q, "student": q, "evaluate": {"split": "valid"},
+            "stages": [{"name": "kd", "train": ["student"], "frozen": ["teacher"], "steps": 1,
+                        "plugins": [{"name": "sequence_kd", "agree_with": "teachr"}]}]}
+    with pytest.raises(UserError, match=r"plugins\[0\]\.agree_with.*no model named 'teachr'"):
+        load_spec(write_spec(tmp_path / "a.yaml", spec))
+    spec["stages"][0]["plugins"][0]["agree_with"] = "student"
+    with pytest.raises(UserError, match="'student' is trained in this stage; agree_with names a frozen model"):
+        load_spec(write_spec(tmp_path / "b.yaml", spec))

@@ -258,3 +258,33 @@ def test_agree_with_names_a_frozen_model_of_the_spec(corpus, tmp_path):
     spec["stages"][0]["plugins"][0]["agree_with"] = "student"
     with pytest.raises(UserError, match="'student' is trained in this stage; agree_with names a frozen model"):
         load_spec(write_spec(tmp_path / "b.yaml", spec))
+
+
+def test_project_rnnt_teacher_pseudo_labels_combine_with_lattice_kd(corpus, tmp_path):
+    from conftest import write_spec
+
+    from compressor.engine import run_spec
+
+    rnnt = {"name": "rnnt_lstm", "size": "tiny", "encoder_layers": 1, "pred_layers": 1}
+    spec = {
+        "name": "pseudo_lattice", "seed": 0, "output_dir": str(tmp_path / "runs"), "task": {"name": "rnnt"},
+        "data": {"name": "nemo_manifest", "train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"),
+                 "test": str(corpus / "test.jsonl"), "unlabelled": str(corpus / "audio_only.jsonl")},
+        "teacher": rnnt, "student": rnnt, "trainer": {"progress_bar": False, "threads": 1},
+        "stages": [
+            {"name": "teacher", "train": ["teacher"], "steps": 6, "batch_size": 8,
+             "optimizer": {"name": "adamw", "lr": 0.01}},
+            {"name": "distil", "train": ["student"], "frozen": ["teacher"], "steps": 4, "batch_size": 10,
+             "optimizer": {"name": "adamw", "lr": 0.003},
+             "plugins": [{"name": "sequence_kd", "teacher": "teacher", "pseudo_fraction": 0.0},
+                         {"name": "lattice_kd", "teacher": "teacher", "alpha": 0.01}]}],
+        "evaluate": {"split": "test", "models": ["student"]},
+    }
+    run_dir = run_spec(write_spec(tmp_path / "s.yaml", spec))
+    report = json.loads((run_dir / "sequence_kd.json").read_text())
+    assert report["project_teacher"] and report["utterances"] == 20 and report["unlabelled"] == 4
+    # every utterance is labelled (and measured where a reference exists); the 16 train on their references
+    assert report["pseudo_label_references"] == 16
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    distil = [m for m in metrics if "seqkd_pseudo_share" in m]
+    assert distil and all("loss/lattice_kd" in m for m in distil)

@@ -110,6 +110,7 @@ class SequenceKD(Strategy):
         self.targets: dict[str, tuple[list[int], str]] = {}
         self.dropped: set[str] = set()
         self.report: dict[str, Any] = {}
+        self.stores: dict[str, str] = {}  # model -> its transcript store's file
         self.logged = False
 
     @classmethod
@@ -159,7 +160,7 @@ class SequenceKD(Strategy):
         if is_transcriber(model):
             store = TranscriptStore(store_dir, model.fingerprint())
             hyps, stats = transcribe_utterances(model, utts, store)
-            stats.notes.append(f"store: {store.path}")
+            self.stores[name] = str(store.path)
             release = getattr(model, "release", None)
             if callable(release):
                 release()  # the transcripts are all the stage needs: the teacher leaves memory
@@ -196,9 +197,9 @@ class SequenceKD(Strategy):
         hyps, stats, project = self._transcripts(ctx, args.teacher, utts, store_dir)
         seconds = stats.durations if len(stats.durations) == len(utts) else [0.0] * len(utts)
         seconds = [s if s > 0 else float(u.duration or 0.0) for s, u in zip(seconds, utts)]
-        seconds_pass = [None] * len(utts)  # type: list[Transcript | None]
+        second_pass: list[Any] = [None] * len(utts)  # the agree_with model's transcripts
         if args.agree_with is not None:
-            seconds_pass, _, _ = self._transcripts(ctx, args.agree_with, utts, store_dir)
+            second_pass, _, _ = self._transcripts(ctx, args.agree_with, utts, store_dir)
         wall = time.perf_counter() - start
         self.targets, self.dropped = {}, set()
         counts = FilterCounts()
@@ -207,7 +208,7 @@ class SequenceKD(Strategy):
                                           ("agreement", args.agree_with is not None),
                                           ("reference_wer", args.max_wer is not None)) if on}
         mapped_hyps, mapped_refs = [], []
-        for u, hyp, second, dur in zip(utts, hyps, seconds_pass, seconds):
+        for u, hyp, second, dur in zip(utts, hyps, second_pass, seconds):
             text = to_units(hyp.text, language) if hyp is not None else None
             ids: list[int] | None = None
             if text is not None:
@@ -246,7 +247,7 @@ class SequenceKD(Strategy):
             "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
             "cached": stats.cached, "transcribed": stats.transcribed,
             "teacher_seconds_per_utterance": round(stats.seconds_per_utterance, 4),
-            "transcripts_seconds": round(wall, 2), "notes": stats.notes,
+            "transcripts_seconds": round(wall, 2), "store": self.stores.get(args.teacher), "notes": stats.notes,
         }
         self.logged = False
         if ctx.is_main:

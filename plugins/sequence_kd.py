@@ -239,7 +239,8 @@ class SequenceKD(Strategy):
             "pseudo_labelled": len(self.targets),
             "dropped_unmapped": dropped["unmapped"], "dropped_low_confidence": dropped["min_confidence"],
             "unreadable": dropped["unreadable"], "filters": counts.rows(),
-            "filter_settings": {"min_confidence": args.min_confidence, "chars_per_second": args.chars_per_second,
+            "filter_settings": {"min_confidence": args.min_confidence,
+                                "chars_per_second": list(args.chars_per_second) if args.chars_per_second else None,
                                 "agreement": f"{args.agree_with} within WER {args.max_disagreement}"
                                 if args.agree_with else None, "reference_wer": args.max_wer},
             "pseudo_label_wer": round(quality["wer"], 4), "pseudo_label_cer": round(quality["cer"], 4),

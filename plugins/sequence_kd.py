@@ -123,6 +123,10 @@ class SequenceKD(Strategy):
             raise check.error(f"sequence_kd trains speech recognisers (task ctc or rnnt), not '{task}'")
         from compressor.transcripts import is_transcriber
 
+        cps = args.chars_per_second
+        if cps is not None and not 0 <= cps[0] <= cps[1]:
+            raise check.error(f"chars_per_second must be [low, high] with 0 <= low <= high, got {list(cps)}",
+                              "chars_per_second")
         for key in ("teacher", "agree_with"):
             name = getattr(args, key)
             if name is None:

@@ -258,6 +258,9 @@ def test_agree_with_names_a_frozen_model_of_the_spec(corpus, tmp_path):
     spec["stages"][0]["plugins"][0]["agree_with"] = "student"
     with pytest.raises(UserError, match="'student' is trained in this stage; agree_with names a frozen model"):
         load_spec(write_spec(tmp_path / "b.yaml", spec))
+    spec["stages"][0]["plugins"][0] = {"name": "sequence_kd", "chars_per_second": [20, 2]}
+    with pytest.raises(UserError, match=r"plugins\[0\]\.chars_per_second.*low <= high, got \[20\.0, 2\.0\]"):
+        load_spec(write_spec(tmp_path / "c.yaml", spec))
 
 
 def test_project_rnnt_teacher_pseudo_labels_combine_with_lattice_kd(corpus, tmp_path):

@@ -112,6 +112,8 @@ def test_unlabelled_audio_from_a_folder_and_a_manifest_without_text(corpus):
     batches = data.batches("train", 26, shuffle=False, seed=0, epoch=0)
     batch = data.collate([train[i] for b in batches for i in b])
     assert int((~batch["labelled"]).sum()) == 10
+    with pytest.raises(UserError, match=r"data.unlabelled: .*nowhere not found \(give a folder of audio files"):
+        _data(corpus, unlabelled=str(corpus / "nowhere"))
     (corpus / "empty").mkdir(exist_ok=True)
     with pytest.raises(UserError, match="audio folder has no audio files"):
         _data(corpus, unlabelled=str(corpus / "empty"))

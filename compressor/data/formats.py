@@ -289,4 +289,7 @@ def read_unlabelled(path: str | Path, split: str = "train", *, strict: bool = Fa
     p = Path(path).expanduser()
     if p.is_dir():
         return read_audio_folder(p, split, strict=strict)
+    why = unreadable(p)
+    if why is not None:
+        raise UserError(f"data.unlabelled: {p} {why} (give a folder of audio files or a manifest without text)")
     return read_nemo_manifest(p, split, strict=strict, require_text=False)

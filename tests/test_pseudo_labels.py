@@ -293,3 +293,13 @@ def test_project_rnnt_teacher_pseudo_labels_combine_with_lattice_kd(corpus, tmp_
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     distil = [m for m in metrics if "seqkd_pseudo_share" in m]
     assert distil and all("loss/lattice_kd" in m for m in distil)
+
+
+def test_a_mix_refuses_parts_with_audio_without_transcripts(corpus):
+    from compressor.data.mix import MixArgs, build_mix
+
+    part = {"name": "nemo_manifest", "train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"),
+            "frontend": "nemo_ctc"}
+    args = MixArgs(datasets=[part, {**part, "hide_labels": 0.5}])
+    with pytest.raises(UserError, match=r"mix datasets\[1\] \(nemo_manifest\): audio without transcripts"):
+        build_mix(args, cache_dir=corpus / "cache", seed=0)

@@ -234,7 +234,7 @@ class SequenceKD(Strategy):
             if ref is not None:
                 mapped_hyps.append(hyp)
                 mapped_refs.append(ref)
-        quality = score(mapped_hyps, mapped_refs, language) if mapped_hyps else {"wer": 0.0, "cer": 0.0}
+        quality = score(mapped_hyps, mapped_refs, language) if mapped_hyps else {"wer": 1.0, "cer": 1.0}
         confidences = [h.confidence for h in hyps if h is not None]
         dropped = dict(counts.dropped)
         self.report = {

@@ -67,6 +67,9 @@ def write_summary(run_dir: Path, loaded: LoadedSpec, results: dict[str, Any], ex
         from compressor.eval_sets import markdown
 
         lines += ["", markdown(results).rstrip()]
+    sections = sorted((run_dir / "sections").glob("*.md")) if (run_dir / "sections").is_dir() else []
+    for section in sections:  # what a plugin wrote for people to read (sequence_kd: its pseudo-label filters)
+        lines += ["", section.read_text(encoding="utf-8").rstrip()]
     plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").exists() else []
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{p.stem}](plots/{p.name})" for p in plots]

@@ -69,15 +69,43 @@ def spell_numbers(text: str, language: str = "en") -> str:
     return out.replace("-", " ")
 
 
+#: British -> American spellings (English): a teacher trained on both writes either, a corpus uses one. Whole
+#: words only; the common ``-our``/``-ise``/``-tre``/``-ogue`` families and a few frequent single words.
+SPELLING_EN: dict[str, str] = {
+    "colour": "color", "colours": "colors", "favour": "favor", "favourite": "favorite", "honour": "honor",
+    "labour": "labor", "neighbour": "neighbor", "neighbours": "neighbors", "behaviour": "behavior",
+    "harbour": "harbor", "humour": "humor", "flavour": "flavor", "rumour": "rumor", "vapour": "vapor",
+    "centre": "center", "centres": "centers", "theatre": "theater", "metre": "meter", "metres": "meters",
+    "litre": "liter", "litres": "liters", "fibre": "fiber", "realise": "realize", "realised": "realized",
+    "organise": "organize", "organised": "organized", "recognise": "recognize", "recognised": "recognized",
+    "apologise": "apologize", "analyse": "analyze", "catalogue": "catalog", "dialogue": "dialog",
+    "travelled": "traveled", "travelling": "traveling", "cancelled": "canceled", "grey": "gray",
+    "defence": "defense", "licence": "license", "offence": "offense", "programme": "program",
+    "jewellery": "jewelry", "tyre": "tire", "tyres": "tires", "plough": "plow", "cheque": "check",
+    "aluminium": "aluminum", "mum": "mom", "towards": "toward",
+}
+#: spelling maps per language (the student's corpus spelling is the target)
+SPELLINGS: dict[str, dict[str, str]] = {"en": SPELLING_EN}
+
+
+def respell(text: str, language: str = "en") -> str:
+    """Map spelling variants word by word onto the corpus's spelling (:data:`SPELLINGS`; English: British ->
+    American). ``text`` is already lower case."""
+    table = SPELLINGS.get(language)
+    if not table:
+        return text
+    return " ".join(table.get(w, w) for w in text.split())
+
+
 def to_units(text: str, language: str = "en", alphabet: str | None = None) -> str | None:
     """``text`` normalised as the corpus's transcripts are (lower case, no punctuation, numbers as words through
-    ``num2words``), or None when it is empty or has a character outside ``alphabet`` (default: the language's
-    letters), so the caller can drop the utterance and count it."""
+    ``num2words``, British spellings made American: :func:`respell`), or None when it is empty or has a character
+    outside ``alphabet`` (default: the language's letters), so the caller can drop the utterance and count it."""
     from compressor.data.text import ALPHABETS, normalize
 
     letters = set(alphabet if alphabet is not None else ALPHABETS.get(language, ALPHABETS["en"]))
     text = normalize(spell_numbers(text.replace("%", " percent ").replace("&", " and "), language))
-    text = " ".join(w.strip("'") for w in text.split() if w.strip("'"))
+    text = respell(" ".join(w.strip("'") for w in text.split() if w.strip("'")), language)
     if not text or any(ch not in letters for ch in text.replace(" ", "")):
         return None
     return text
@@ -158,6 +186,7 @@ class TranscribeStats:
     seconds: float = 0.0  # spent in the teacher
     audio_seconds: float = 0.0  # of the audio it transcribed
     notes: list[str] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)  # seconds of each utterance's audio (0 when unreadable)
 
     @property
     def seconds_per_utterance(self) -> float:
@@ -187,9 +216,11 @@ def transcribe_utterances(teacher: TranscribingTeacher, utts: Sequence[Any], sto
                 wave = load_audio(u.audio, offset=u.offset, duration=u.duration if u.offset else None)
             except AudioError:
                 out.append(None)
+                stats.durations.append(0.0)
                 stats.unreadable += 1
                 bar.update(1)
                 continue
+            stats.durations.append(wave.numel() / SAMPLE_RATE)
             key = audio_hash(wave)
             got = store.get(key) if store is not None else None
             if got is not None:
@@ -211,6 +242,21 @@ def transcribe_utterances(teacher: TranscribingTeacher, utts: Sequence[Any], sto
     return out, stats
 
 
+def word_error_rate(hypothesis: str, reference: str, language: str = "en") -> float:
+    """WER of one transcript against another, both normalised as :func:`score` does (1.0 against an empty
+    reference with any hypothesis, 0.0 when both are empty)."""
+    from compressor.asr.metrics import ErrorCounter
+    from compressor.data.text import normalize
+
+    ref = respell(normalize(spell_numbers(reference, language)), language)
+    hyp = respell(normalize(spell_numbers(hypothesis, language)), language)
+    if not ref.split():
+        return 0.0 if not hyp.split() else 1.0
+    counter = ErrorCounter()
+    counter.add(hyp, ref)
+    return counter.wer
+
+
 def score(hypotheses: Sequence[Transcript | None], references: Sequence[str], language: str = "en"
           ) -> dict[str, float]:
     """WER/CER of teacher transcripts against references, both normalised as the corpus is (numbers as words);
@@ -220,8 +266,8 @@ def score(hypotheses: Sequence[Transcript | None], references: Sequence[str], la
 
     counter = ErrorCounter()
     for hyp, ref in zip(hypotheses, references, strict=True):
-        text = "" if hyp is None else normalize(spell_numbers(hyp.text, language))
-        counter.add(text, normalize(spell_numbers(ref, language)))
+        text = "" if hyp is None else respell(normalize(spell_numbers(hyp.text, language)), language)
+        counter.add(text, respell(normalize(spell_numbers(ref, language)), language))
     return {"wer": counter.wer, "cer": counter.cer, "words": counter.words}
 
 

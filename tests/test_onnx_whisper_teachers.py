@@ -258,7 +258,7 @@ def test_sequence_kd_refuses_a_teacher_that_cannot_transcribe(corpus, tmp_path):
 
     from compressor.spec import load_spec
 
-    teacher = {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
+    teacher = {"name": "seq_classifier", "num_classes": 2}  # a classifier: no per-frame token outputs
     path = write_spec(tmp_path / "s.yaml", _spec(corpus, tmp_path, "ctc", teacher, "nemo_ctc"))
     with pytest.raises(UserError, match=r"plugins\[0\].*cannot transcribe audio"):
         load_spec(path)

@@ -81,8 +81,10 @@ def _number(value: Any) -> float | None:
 
 
 def read_nemo_manifest(
-    path: str | Path, split: str, *, strict: bool = False
+    path: str | Path, split: str, *, strict: bool = False, require_text: bool = True
 ) -> tuple[list[Utterance], Skips]:
+    """Utterances of a NeMo JSONL manifest; with ``require_text=False`` (audio without transcripts) a line may
+    lack ``text`` and every utterance comes back unlabelled (its text, if any, is ignored)."""
     path = _need_file(path, "NeMo manifest")
     utts: list[Utterance] = []
     skips: Skips = []
@@ -109,13 +111,13 @@ def read_nemo_manifest(
         if not isinstance(row, dict):
             _problem(skips, strict, split, source, "bad_line", "a manifest line must be a JSON object")
             continue
-        missing = [k for k in ("audio_filepath", "duration", "text") if k not in row]
+        missing = [k for k in ("audio_filepath", "duration", "text")[: 3 if require_text else 2] if k not in row]
         if missing:
             _problem(
                 skips, strict, split, source, "missing_field", f"missing field(s): {', '.join(missing)}"
             )
             continue
-        if not isinstance(row["text"], str):
+        if require_text and not isinstance(row["text"], str):
             _problem(skips, strict, split, source, "bad_text",
                      f"'text' must be a string, got {json.dumps(row['text'])[:40]}")
             continue
@@ -140,12 +142,13 @@ def read_nemo_manifest(
             Utterance(
                 id=str(row.get("id", f"{path.stem}-{n}")),
                 audio=audio,
-                text=str(row["text"]),
+                text=str(row["text"]) if require_text else "",
                 speaker=str(row.get("speaker", "")),
                 duration=duration,
                 offset=offset,
                 labels=labels,
                 source=source,
+                labelled=require_text,
             )
         )
     return utts, skips
@@ -260,3 +263,33 @@ def read_common_voice(
                 )
             )
     return utts, skips
+
+
+#: audio file suffixes :func:`read_audio_folder` picks up
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+
+
+def read_audio_folder(path: str | Path, split: str, *, strict: bool = False) -> tuple[list[Utterance], Skips]:
+    """Every audio file under the folder ``path`` (recursively, sorted), as unlabelled utterances: audio without
+    transcripts for a teacher to label. Ids are the paths relative to the folder."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise UserError(f"audio folder {unreadable(root) or 'is not a folder'}: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"audio folder has no audio files ({', '.join(AUDIO_SUFFIXES)}): {root}")
+    utts = [Utterance(id=p.relative_to(root).as_posix(), audio=p, text="", source=str(p), labelled=False)
+            for p in files]
+    return utts, []
+
+
+def read_unlabelled(path: str | Path, split: str = "train", *, strict: bool = False
+                    ) -> tuple[list[Utterance], Skips]:
+    """Audio without transcripts from a folder of audio files or a NeMo manifest whose lines need no ``text``."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return read_audio_folder(p, split, strict=strict)
+    why = unreadable(p)
+    if why is not None:
+        raise UserError(f"data.unlabelled: {p} {why} (give a folder of audio files or a manifest without text)")
+    return read_nemo_manifest(p, split, strict=strict, require_text=False)

@@ -216,6 +216,9 @@ def build_mix(args: MixArgs, *, cache_dir: Path | None = None, seed: int = 0) ->
         module = registry.get("dataset", name).factory(part_args, cache_dir=cache_dir, seed=seed)
         if not isinstance(module, SpeechDataModule):
             raise UserError(f"mix datasets[{i}] ({name}) is not speech data with transcripts")
+        if any(not u.labelled for u in getattr(module.dataset("train"), "utts", [])):
+            raise UserError(f"mix datasets[{i}] ({name}): audio without transcripts (unlabelled, hide_labels) is "
+                            f"not mixed; give it to a single dataset, whose batches leave it to sequence_kd")
         parts.append(module)
         ratios.append(ratio)
     try:

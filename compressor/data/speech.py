@@ -55,6 +55,10 @@ class Utterance:
     offset: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)  # intent / action / object / location
     source: str = ""
+    #: False for audio without a transcript (``unlabelled`` sources, ``hide_labels``): a teacher labels it
+    labelled: bool = True
+    #: a transcript hidden by ``hide_labels``: never trained on, only to measure pseudo-labels against
+    hidden_text: str | None = None
 
 
 class SubsetArgs(Args):
@@ -119,6 +123,13 @@ class SpeechArgs(Args):
         description="per_feature: per-utterance mean/variance normalisation as sherpa-onnx applies for "
         "normalize_type=per_feature (info['normalize_type'] tells the exporter)",
     )
+    unlabelled: str | list[str] | None = Field(
+        default=None, description="more training audio without transcripts: folder(s) of audio files or NeMo "
+        "manifest(s) whose lines need no 'text'; a teacher labels it (the sequence_kd strategy)")
+    hide_labels: float | None = Field(
+        default=None, ge=0, le=1, description="share of the training utterances whose transcripts are hidden "
+        "(drawn once by the spec's seed; for semi-supervised benchmarks; 1: audio only): they train only on "
+        "pseudo-labels")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,7 +191,8 @@ class SpeechSplit(Dataset):
             feats = self.features[i]
         if self.normalize == "per_feature":
             feats = per_feature_normalize(feats)
-        item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id}
+        item: dict[str, Any] = {"features": feats, "tokens": self.tokens[i], "text": u.text, "id": u.id,
+                                "labelled": u.labelled}
         if self.waveforms:
             item["audio"] = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
         item.update(self.labels[i])
@@ -223,6 +235,9 @@ class SpeechDataModule(DataModule):
         self.max_frames = max_frames
         self.skipped: list[dict[str, Any]] = list(skipped or [])
         self.tokenizer = tokenizer
+        #: whether training batches include utterances without a transcript; a strategy that labels them
+        #: (``sequence_kd``) turns it on, without one they are left out of training
+        self.include_unlabelled = False
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         if not items:
@@ -245,6 +260,8 @@ class SpeechDataModule(DataModule):
             "text": [it["text"] for it in items],
             "ids": [it["id"] for it in items],
         }
+        if not all(it.get("labelled", True) for it in items):
+            batch["labelled"] = torch.tensor([bool(it.get("labelled", True)) for it in items], dtype=torch.bool)
         for key in ("label", *SLOTS):
             if key in items[0]:
                 batch[key] = torch.tensor([it[key] for it in items], dtype=torch.int64)
@@ -282,6 +299,11 @@ class SpeechDataModule(DataModule):
         ds.epoch = epoch
         lengths = ds.lengths
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        if not self.include_unlabelled:
+            order = [i for i in order if ds.utts[i].labelled]
+            if not order and lengths:
+                raise UserError(f"split '{split}' has no transcripts to train on (all {len(lengths)} utterances are "
+                                f"audio only): a stage training on it needs a labeller, the sequence_kd strategy")
         if not shuffle:
             return self._cut(order, lengths, batch_size)
         return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
@@ -443,9 +465,29 @@ def build_speech_module(
     adopted = teacher_tokenizer(args)
     kept: dict[str, list[Utterance]] = {}
     feats_by_split: dict[str, FeatureStore] = {}
+    if args.unlabelled is not None:
+        from compressor.data.formats import read_unlabelled
+
+        splits = dict(splits)
+        splits["train"] = list(splits.get("train", []))
+        for source in [args.unlabelled] if isinstance(args.unlabelled, str) else args.unlabelled:
+            extra, bad = read_unlabelled(source, "train", strict=args.strict)
+            splits["train"].extend(extra)
+            skipped.extend(bad)
     for split, utts in splits.items():
         good: list[Utterance] = []
         for u in utts:
+            if not u.labelled:
+                if split != "train":
+                    _skip(skipped, args.strict, split, u, u.source, "empty_text",
+                          f"{u.id} has no transcript (only training audio may lack one)")
+                    continue
+                if args.max_duration is not None and u.duration is not None and u.duration > args.max_duration:
+                    _skip(skipped, args.strict, split, u, u.source, "too_long",
+                          f"{u.id} is longer than max_duration ({u.duration:.2f}s > {args.max_duration}s)")
+                    continue
+                good.append(u)
+                continue
             if not isinstance(u.text, str):
                 _skip(skipped, args.strict, split, u, u.source, "bad_text",
                       f"transcript of {u.id} is not a string: {u.text!r}"[:200])
@@ -505,8 +547,13 @@ def build_speech_module(
         idx = draw_subset(len(kept["train"]), args.subset)
         kept["train"] = [kept["train"][i] for i in idx]
         feats_by_split["train"] = feats_by_split["train"].select(idx)
+    if args.hide_labels:
+        hide_labels(kept["train"], args.hide_labels, seed)
+    if not any(u.labelled for u in kept["train"]) and args.tokenizer in ("sentencepiece", "bpe", "unigram"):
+        raise UserError(f"data.tokenizer: a {args.tokenizer} tokenizer learns its pieces from training transcripts "
+                        f"and the training split has none; use tokenizer: char (or keep some transcripts)")
 
-    texts = [u.text for u in kept["train"]]
+    texts = [u.text for u in kept["train"] if u.labelled]
     tokenizer = adopted or build_tokenizer(str(args.tokenizer), language, texts, args.vocab_size, seed)
     train_feats = feats_by_split["train"]
     if args.normalize == "per_feature":
@@ -532,7 +579,7 @@ def build_speech_module(
     for split, utts in kept.items():
         tokens, labels = [], []
         for u in utts:
-            tokens.append(tokenizer.encode(u.text))
+            tokens.append(tokenizer.encode(u.text) if u.labelled else [])
             lab: dict[str, int] = {}
             if label_values:
                 for key, out_key in (("intent", "label"), *((s, s) for s in SLOTS)):
@@ -559,6 +606,7 @@ def build_speech_module(
         "feature_mean": mean,
         "feature_std": std,
         "num_utterances": {s: len(u) for s, u in kept.items()},
+        "num_unlabelled": sum(not u.labelled for u in kept["train"]),
         "num_skipped": len(skipped),
     })
     info.update(labels_info)
@@ -573,6 +621,17 @@ def build_speech_module(
         skipped=skipped,
         tokenizer=tokenizer,
     )
+
+
+def hide_labels(utts: list[Utterance], share: float, seed: int) -> None:
+    """Hide the transcripts of ``round(share * n)`` of the labelled ``utts`` (a draw fixed by ``seed``), in place:
+    they become unlabelled and keep the transcript only in ``hidden_text``, to measure pseudo-labels against."""
+    labelled = [i for i, u in enumerate(utts) if u.labelled]
+    chosen = list(labelled)
+    random.Random(f"hide_labels:{seed}").shuffle(chosen)
+    for i in chosen[: round(share * len(labelled))]:
+        u = utts[i]
+        u.hidden_text, u.text, u.labelled = u.text, "", False
 
 
 def tokenizer_files(tokenizer: Tokenizer, cache_dir: Path) -> dict[str, str]:

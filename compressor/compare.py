@@ -26,7 +26,7 @@ import yaml
 from compressor.errors import UserError
 from compressor.plots import draw_stages, log_scale, noisy, running_mean, stage_offsets
 from compressor.progress import duration
-from compressor.report import markdown_table
+from compressor.report import markdown_table, restated_keys
 from compressor.rundir import SPEC_FILE, enclosing_run_dir, is_run_dir, read_metrics
 
 
@@ -156,11 +156,12 @@ def _labels(runs: list[RunInfo]) -> None:
     differences(runs)
 
 
-def legend_label(run: RunInfo, limit: int = 4) -> str:
+def legend_label(run: RunInfo, limit: int = 4, width: int = 200) -> str:
     """The run's name and what differs (``tiny_kd: stages: train_teacher → distil``), at most ``limit``
-    items, the rest counted."""
+    items, the rest counted, in at most ``width`` characters (one line of the figure)."""
     items = run.differs[:limit] + ([f"+{len(run.differs) - limit} more"] if len(run.differs) > limit else [])
-    return f"{run.label}: {'; '.join(items)}" if items else run.label
+    text = f"{run.label}: {'; '.join(items)}" if items else run.label
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _export_sizes(run: RunInfo, model: str) -> tuple[float | None, float | None]:
@@ -182,6 +183,9 @@ def _export_sizes(run: RunInfo, model: str) -> tuple[float | None, float | None]
 def table(runs: list[RunInfo]) -> str:
     """The markdown table: one row per evaluated model of each run."""
     metrics = list(dict.fromkeys(k for r in runs for m in (r.results.get("final") or {}).values() for k in m))
+    restated = set().union(*(r.results.get("restated_metrics") or () for r in runs))  # error_rate = 1 - accuracy
+    values = [m for r in runs for m in (r.results.get("final") or {}).values()]
+    metrics = [k for k in metrics if k not in restated_keys(metrics, values, restated)]
     mains = {r.metric for r in runs if r.metric}
     metrics.sort(key=lambda k: k.split("/", 1)[-1] not in mains)  # each run's main metric first
     headers = ["run", "model", "parameters", *metrics, "ONNX fp32 (MB)", "ONNX int8 (MB)", "training time"]
@@ -304,9 +308,9 @@ def plot(runs: list[RunInfo], path: Path) -> Path:
     size_ax.set_xlabel("parameters (log scale; o student, s other models)")
     size_ax.grid(alpha=0.3)
     handles = [matplotlib.lines.Line2D([], [], color=f"C{i % 10}", linewidth=2) for i in range(len(runs))]
-    fig.legend(handles, [legend_label(r) for r in runs], loc="lower center", ncol=1 if len(runs) > 2 else len(runs),
-               fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.025 * max(0, len(runs) - 2), 1, 1))
+    # one run per legend line: the labels say what differs, and side by side they would run off the figure
+    fig.legend(handles, [legend_label(r) for r in runs], loc="lower center", ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.02 + 0.03 * len(runs), 1, 1))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fig.savefig(tmp, dpi=100, format="png")

@@ -35,6 +35,7 @@ def test_compare_two_runs(two_runs: list[Path], tmp_path: Path, capsys) -> None:
     header = next(line for line in md.splitlines() if line.startswith("| run |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert columns[:4] == ["run", "model", "parameters", "test/accuracy"]
+    assert "test/error_rate" not in columns  # 1 - accuracy: the table shows one of the two
     for run in two_runs:
         final = json.loads((run / "final" / "COMPLETE").read_text())
         name = run.parent.name
@@ -83,3 +84,16 @@ def test_kd_run_and_its_baseline_line_up_per_model(two_runs: list[Path], tmp_pat
     assert code == 0, err
     md = (out / "compare.md").read_text()
     assert "differs: stages: train_teacher → distil" in md and "differs: stages: train_student" in md
+
+
+def test_legend_labels_fit_one_line_of_the_figure(two_runs: list[Path]) -> None:
+    from compressor.compare import legend_label, read_run
+
+    run = read_run(two_runs[0])
+    run.label = "tiny_kd/20261206-213857"
+    run.differs = [f"stages.distil.plugins=[{{alpha: complement, loss: kl, name: logit_kd, n: {i}}}]"
+                   for i in range(3)] + ["x" * 300]
+    label = legend_label(run)
+    assert len(label) <= 200 and label.endswith("…") and label.startswith("tiny_kd/20261206-213857: stages.")
+    run.differs = ["seed=3"]
+    assert legend_label(run) == "tiny_kd/20261206-213857: seed=3"

@@ -468,8 +468,12 @@ def _finish(run: Run) -> None:
     eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
+    from compressor.describe import write_description
+
     for name, model in run.models.items():
         save_atomic(model.state_dict(), final_dir / f"{name}.pt")
+        write_description(final_dir / f"{name}.pt", spec.all_models()[name].name,
+                          run.loaded.model_args[name].model_dump(mode="json"), run.data.info, spec.task.name)
     run.results["parameters"] = {n: count_parameters(m) for n, m in run.models.items()}
     export_md = ""
     if spec.export is not None and spec.export.enabled and run.loaded.export_args is not None:
@@ -628,6 +632,9 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     wanted = [n for n in names if models is None or n in models]
     extra = [n for n in optional or [] if n in names and n not in wanted]
     configure_threads(threads, loaded.spec.trainer.threads)
+    described = _load_described(run_dir, loaded, plugins, wanted, extra)
+    if described is not None:
+        return described
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     built = build_models(loaded, plugins, data, only=wanted + extra, load_checkpoints=False)
@@ -646,6 +653,38 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
         model.eval()
         loaded_models[name] = model
     return FinishedRun(loaded, plugins, run_dir, data, task, loaded_models)
+
+
+def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted: list[str], extra: list[str]
+                    ) -> FinishedRun | None:
+    """A finished run loaded from its model descriptions (``final/<model>.model.json``): models and task built
+    from the data facts they recorded, the data itself built only when batches are asked of it. None when a
+    wanted model has no description (a run of an older version): the caller builds the data as before."""
+    from compressor.describe import LazyData, described_info, load_described, read_description
+
+    final = run_dir / "final"
+    descriptions = {n: read_description(final / f"{n}.pt") for n in wanted}
+    if not descriptions or any(d is None for d in descriptions.values()):
+        return None
+    first = wanted[0]
+    data = LazyData(described_info(final / f"{first}.pt", descriptions[first]), lambda: build_data(loaded, plugins))
+    task = build_task(loaded, plugins, data)  # type: ignore[arg-type]  # a task reads the data's info only
+    models: dict[str, nn.Module] = {}
+    for name in wanted + extra:
+        path = final / f"{name}.pt"
+        try:
+            desc = descriptions.get(name) or read_description(path)
+            if desc is None:
+                raise UserError(f"{run_dir}: final/{name}.pt has no description ({path.stem}.model.json)")
+            model = _component(plugins.registry.get("model", desc["family"]),
+                               lambda d=desc, p=path: load_described(p, d, plugins.registry, str(p)))
+        except UserError as e:
+            if name in wanted:
+                raise
+            say(f"{name} not loaded, left out: {e}")
+            continue
+        models[name] = model
+    return FinishedRun(loaded, plugins, run_dir, data, task, models)  # type: ignore[arg-type]
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,14 @@ def test_rnnt_description(tmp_path):
     assert desc["features"]["kind"] == "nemo" and desc["features"]["dim"] == 80
     run = engine.load_run(run_dir, models=["student"])
     assert not run.data.built and run.models["student"].training is False
+
+
+def test_export_refuses_a_taken_folder_before_loading_torch(classifier_run, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("x")
+    code = ("import sys; from compressor.cli import main; "
+            f"rc = main(['export', {str(classifier_run)!r}, '--out', {str(tmp_path / 'taken')!r}]); "
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded', rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split("\n")[0] == "torch not loaded 2", proc.stdout + proc.stderr
+    assert "holds files that are not an export" in proc.stderr

@@ -606,13 +606,17 @@ class FinishedRun:
 
 
 def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] | None = None,
-             optional: list[str] | None = None) -> FinishedRun:
+             optional: list[str] | None = None, splits: list[str] | None = None) -> FinishedRun:
     """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
     with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
     :func:`compressor.threads.configure_threads`).
 
     Only ``models`` (default: all of the run's) and ``optional`` are built and loaded: a model not asked for is
     never read. A model in ``optional`` whose weights do not load is left out, with one line saying why.
+
+    Models with descriptions (``final/<model>.model.json``) are built from them, and the data only when batches
+    are asked of it; then speech data reads just ``splits`` when given (see
+    :func:`compressor.data.speech.only_splits`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -632,7 +636,7 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     wanted = [n for n in names if models is None or n in models]
     extra = [n for n in optional or [] if n in names and n not in wanted]
     configure_threads(threads, loaded.spec.trainer.threads)
-    described = _load_described(run_dir, loaded, plugins, wanted, extra)
+    described = _load_described(run_dir, loaded, plugins, wanted, extra, splits)
     if described is not None:
         return described
     data = build_data(loaded, plugins)
@@ -655,8 +659,8 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     return FinishedRun(loaded, plugins, run_dir, data, task, loaded_models)
 
 
-def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted: list[str], extra: list[str]
-                    ) -> FinishedRun | None:
+def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted: list[str], extra: list[str],
+                    splits: list[str] | None = None) -> FinishedRun | None:
     """A finished run loaded from its model descriptions (``final/<model>.model.json``): models and task built
     from the data facts they recorded, the data itself built only when batches are asked of it. None when a
     wanted model has no description (a run of an older version): the caller builds the data as before."""
@@ -666,8 +670,15 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
     descriptions = {n: read_description(final / f"{n}.pt") for n in wanted}
     if not descriptions or any(d is None for d in descriptions.values()):
         return None
-    first = wanted[0]
-    data = LazyData(described_info(final / f"{first}.pt", descriptions[first]), lambda: build_data(loaded, plugins))
+    info = described_info(final / f"{wanted[0]}.pt", descriptions[wanted[0]])
+
+    def build() -> DataModule:
+        from compressor.data.speech import only_splits
+
+        with only_splits(info, splits) if splits else contextlib.nullcontext():
+            return build_data(loaded, plugins)
+
+    data = LazyData(info, build)
     task = build_task(loaded, plugins, data)  # type: ignore[arg-type]  # a task reads the data's info only
     models: dict[str, nn.Module] = {}
     for name in wanted + extra:
@@ -691,7 +702,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | N
                  threads: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
     ``trainer.threads``, else one thread per CPU this process may use."""
-    run = load_run(run_dir, threads, models=models or None)
+    run = load_run(run_dir, threads, models=models or None, splits=[split])
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")

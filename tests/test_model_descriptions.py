@@ -108,6 +108,9 @@ def test_eval_from_description_builds_the_model_before_any_data(classifier_run, 
         assert got["student"][metric] == pytest.approx(final[f"test/{metric}"])
         assert calls == ["model student", "model student", "data"]  # the data only for the evaluation itself
         assert run.task is not None
+    run = engine.load_run(ctc_run, models=["student"], splits=["test"])
+    assert list(run.data.datasets) == ["test"]  # speech data reads just the split evaluated
+    assert run.data.info["tokens"] == json.loads((ctc_run / "final" / "student.model.json").read_text())["units"]
 
 
 def test_old_run_without_descriptions_evaluates_and_exports_as_before(classifier_run, tmp_path, calls):
@@ -175,6 +178,9 @@ def test_rnnt_description(tmp_path):
     assert desc["features"]["kind"] == "nemo" and desc["features"]["dim"] == 80
     run = engine.load_run(run_dir, models=["student"])
     assert not run.data.built and run.models["student"].training is False
+    got = engine.evaluate_run(run_dir, "test", ["student"])["student"]  # the test split alone, pieces from bpe.model
+    final = json.loads((final / "COMPLETE").read_text())["final"]["student"]
+    assert got["wer"] == pytest.approx(final["test/wer"]) and got["loss"] == pytest.approx(final["test/loss"])
 
 
 def test_export_refuses_a_taken_folder_before_loading_torch(classifier_run, tmp_path):

@@ -63,6 +63,7 @@ def describe(weights: Path, family: str, args: dict[str, Any], info: dict[str, A
     import compressor
 
     weights = Path(weights)
+    dropped = sorted(k for k in info if k not in _json_safe(info))
     info = _json_safe(info)
     files: dict[str, str] = {}
     for key, suffix in _FILE_KEYS.items():
@@ -84,6 +85,7 @@ def describe(weights: Path, family: str, args: dict[str, Any], info: dict[str, A
                      "frame_shift_ms": FRAME_SHIFT_MS if "feature_dim" in info else None,
                      "sample_rate": info.get("sample_rate"), "normalize": info.get("normalize_type")},
         "info": info,
+        "info_left_out": dropped,  # data facts JSON cannot hold: such a model is loaded the old way, with its data
         "versions": {"compressor": compressor.__version__, "torch": torch.__version__},
         "weights": {"file": weights.name, "sha256": sha256_file(weights)},
     }
@@ -113,6 +115,11 @@ def read_description(weights: Path) -> dict[str, Any] | None:
     if desc.get("format") != FORMAT:
         raise UserError(f"{path}: description format {desc.get('format')!r}, this version reads {FORMAT}")
     return desc
+
+
+def complete(desc: dict[str, Any]) -> bool:
+    """The description holds every data fact the model was built with (none left out as not JSON)."""
+    return not desc.get("info_left_out")
 
 
 def verify_weights(weights: Path, desc: dict[str, Any]) -> None:

@@ -664,11 +664,11 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
     """A finished run loaded from its model descriptions (``final/<model>.model.json``): models and task built
     from the data facts they recorded, the data itself built only when batches are asked of it. None when a
     wanted model has no description (a run of an older version): the caller builds the data as before."""
-    from compressor.describe import LazyData, described_info, load_described, read_description
+    from compressor.describe import LazyData, complete, described_info, load_described, read_description
 
     final = run_dir / "final"
     descriptions = {n: read_description(final / f"{n}.pt") for n in wanted}
-    if not descriptions or any(d is None for d in descriptions.values()):
+    if not descriptions or any(d is None or not complete(d) for d in descriptions.values()):
         return None
     info = described_info(final / f"{wanted[0]}.pt", descriptions[wanted[0]])
 
@@ -685,8 +685,8 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
         path = final / f"{name}.pt"
         try:
             desc = descriptions.get(name) or read_description(path)
-            if desc is None:
-                raise UserError(f"{run_dir}: final/{name}.pt has no description ({path.stem}.model.json)")
+            if desc is None or not complete(desc):
+                raise UserError(f"{run_dir}: final/{name}.pt has no complete description ({path.stem}.model.json)")
             model = _component(plugins.registry.get("model", desc["family"]),
                                lambda d=desc, p=path: load_described(p, d, plugins.registry, str(p)))
         except UserError as e:

@@ -123,6 +123,17 @@ def test_old_run_without_descriptions_evaluates_and_exports_as_before(classifier
     assert (out / "model.onnx").exists()
 
 
+def test_a_description_without_every_data_fact_loads_the_old_way(classifier_run, tmp_path, calls):
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run)
+    path = run / "final" / "student.model.json"
+    desc = json.loads(path.read_text())
+    desc["info_left_out"] = ["an_object"]  # a data fact JSON could not hold
+    path.write_text(json.dumps(desc))
+    engine.load_run(run, models=["student"])
+    assert calls == ["data"]
+
+
 def test_export_from_description_loads_data_only_for_its_checks(classifier_run, tmp_path, calls):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("x")

@@ -11,7 +11,6 @@ descriptions (written by an older version) is loaded the old way, by building it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from compressor.checkpoint import load_checked, load_state_dict_file, write_atomic
+from compressor.data.featstore import file_sha256
 from compressor.errors import UserError
 
 FORMAT = 1
@@ -34,14 +34,6 @@ def description_path(weights: Path) -> Path:
     """``final/<model>.model.json`` for ``final/<model>.pt``."""
     weights = Path(weights)
     return weights.with_name(weights.stem + SUFFIX)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_safe(info: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +79,7 @@ def describe(weights: Path, family: str, args: dict[str, Any], info: dict[str, A
         "info": info,
         "info_left_out": dropped,  # data facts JSON cannot hold: such a model is loaded the old way, with its data
         "versions": {"compressor": compressor.__version__, "torch": torch.__version__},
-        "weights": {"file": weights.name, "sha256": sha256_file(weights)},
+        "weights": {"file": weights.name, "sha256": file_sha256(weights)},
     }
 
 
@@ -127,7 +119,7 @@ def verify_weights(weights: Path, desc: dict[str, Any]) -> None:
     expected = (desc.get("weights") or {}).get("sha256")
     if not Path(weights).exists():
         raise UserError(f"{weights} is missing (its description {description_path(weights).name} names it)")
-    if expected != sha256_file(weights):
+    if expected != file_sha256(weights):
         raise UserError(f"{weights}: SHA-256 does not match {description_path(weights).name} (the weights "
                         f"changed since the run wrote them)")
 

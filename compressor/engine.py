@@ -469,8 +469,12 @@ def _finish(run: Run) -> None:
     eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
+    from compressor.describe import write_description
+
     for name, model in run.models.items():
         save_atomic(model.state_dict(), final_dir / f"{name}.pt")
+        write_description(final_dir / f"{name}.pt", spec.all_models()[name].name,
+                          run.loaded.model_args[name].model_dump(mode="json"), run.data.info, spec.task.name)
     run.results["parameters"] = {n: count_parameters(m) for n, m in run.models.items()}
     export_md = ""
     if spec.export is not None and spec.export.enabled and run.loaded.export_args is not None:
@@ -602,13 +606,17 @@ class FinishedRun:
 
 
 def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] | None = None,
-             optional: list[str] | None = None) -> FinishedRun:
+             optional: list[str] | None = None, splits: list[str] | None = None) -> FinishedRun:
     """Load a finished run directory (``final/COMPLETE`` present) for evaluation or export; torch computes
     with ``threads``, else the run's ``trainer.threads``, else one thread per CPU (see
     :func:`compressor.threads.configure_threads`).
 
     Only ``models`` (default: all of the run's) and ``optional`` are built and loaded: a model not asked for is
     never read. A model in ``optional`` whose weights do not load is left out, with one line saying why.
+
+    Models with descriptions (``final/<model>.model.json``) are built from them, and the data only when batches
+    are asked of it; then speech data reads just ``splits`` when given (see
+    :func:`compressor.data.speech.only_splits`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -628,6 +636,9 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     wanted = [n for n in names if models is None or n in models]
     extra = [n for n in optional or [] if n in names and n not in wanted]
     configure_threads(threads, loaded.spec.trainer.threads)
+    described = _load_described(run_dir, loaded, plugins, wanted, extra, splits)
+    if described is not None:
+        return described
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     built = build_models(loaded, plugins, data, only=wanted + extra, load_checkpoints=False)
@@ -648,11 +659,50 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     return FinishedRun(loaded, plugins, run_dir, data, task, loaded_models)
 
 
+def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted: list[str], extra: list[str],
+                    splits: list[str] | None = None) -> FinishedRun | None:
+    """A finished run loaded from its model descriptions (``final/<model>.model.json``): models and task built
+    from the data facts they recorded, the data itself built only when batches are asked of it. None when a
+    wanted model has no description (a run of an older version): the caller builds the data as before."""
+    from compressor.describe import LazyData, complete, described_info, load_described, read_description
+
+    final = run_dir / "final"
+    descriptions = {n: read_description(final / f"{n}.pt") for n in wanted}
+    if not descriptions or any(d is None or not complete(d) for d in descriptions.values()):
+        return None
+    info = described_info(final / f"{wanted[0]}.pt", descriptions[wanted[0]])
+
+    def build() -> DataModule:
+        from compressor.data.speech import only_splits
+
+        with only_splits(info, splits) if splits else contextlib.nullcontext():
+            return build_data(loaded, plugins)
+
+    data = LazyData(info, build)
+    task = build_task(loaded, plugins, data)  # type: ignore[arg-type]  # a task reads the data's info only
+    models: dict[str, nn.Module] = {}
+    for name in wanted + extra:
+        path = final / f"{name}.pt"
+        try:
+            desc = descriptions.get(name) or read_description(path)
+            if desc is None or not complete(desc):
+                raise UserError(f"{run_dir}: final/{name}.pt has no complete description ({path.stem}.model.json)")
+            model = _component(plugins.registry.get("model", desc["family"]),
+                               lambda d=desc, p=path: load_described(p, d, plugins.registry, str(p)))
+        except UserError as e:
+            if name in wanted:
+                raise
+            say(f"{name} not loaded, left out: {e}")
+            continue
+        models[name] = model
+    return FinishedRun(loaded, plugins, run_dir, data, task, models)  # type: ignore[arg-type]
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | None = None,
                  threads: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics of a finished run's models on a split, computed with ``threads`` (``--threads``), else the spec's
     ``trainer.threads``, else one thread per CPU this process may use."""
-    run = load_run(run_dir, threads, models=models or None)
+    run = load_run(run_dir, threads, models=models or None, splits=[split])
     splits = list(getattr(run.data, "datasets", {}) or run.data.splits)
     if split not in splits:
         raise UserError(f"--split: {run_dir} has no split '{split}'{did_you_mean(split, splits)}")

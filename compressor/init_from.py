@@ -161,12 +161,19 @@ def state_from_file(path: Path, model: str) -> dict[str, torch.Tensor]:
 
 
 def run_weights(run_dir: Path, model: str) -> Path:
+    """A finished run's ``final/<model>.pt``; its SHA-256 checked against its description when it has one (a run
+    of an older version has none)."""
+    from compressor.describe import read_description, verify_weights
+
     path = run_dir / "final" / f"{model}.pt"
     if not path.exists():
         have = sorted(p.stem for p in (run_dir / "final").glob("*.pt"))
         if not (run_dir / "final").exists():
             raise UserError(f"{run_dir} has no final weights (not a finished run directory)")
         raise UserError(f"{run_dir} has no model '{model}'{did_you_mean(model, have)}")
+    desc = read_description(path)
+    if desc is not None:
+        verify_weights(path, desc)
     return path
 
 

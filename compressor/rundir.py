@@ -36,12 +36,13 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
+
+if TYPE_CHECKING:  # torch is imported where it is used: 'compressor export' refuses a bad --out before it loads
+    import torch
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -208,6 +209,8 @@ def _cpu_model() -> str | None:
 def environment(device: torch.device | None = None, precision: str | None = None, world_size: int = 1
                 ) -> dict[str, Any]:
     """What a run ran on: CPUs, torch threads, device, package versions (with plugins'), git commit."""
+    import torch
+
     from compressor.limits import cpu_count, cpu_quota
     from compressor.threads import current
 

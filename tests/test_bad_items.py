@@ -4,6 +4,7 @@ random bytes in a checkpoint are one clear line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -82,6 +83,10 @@ def test_non_finite_weights_are_refused_naming_the_parameter(finished: Path, tmp
     name = next(k for k, v in state.items() if v.is_floating_point())
     state[name][0] = float("nan")
     torch.save(state, path)
+    described = path.with_name("student.model.json")  # as a run that diverged would have described them
+    desc = json.loads(described.read_text())
+    desc["weights"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    described.write_text(json.dumps(desc))
     code, err = cli(capsys, "eval", run_dir, "--models", "student")
     assert code == 2 and f"parameter '{name}'" in one_line(err) and "non-finite" in err, err
     code, err = cli(capsys, "export", run_dir, "--out", tmp_path / "onnx")

@@ -7,11 +7,13 @@ records per split and hands them to :func:`build_speech_module`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -449,20 +451,12 @@ def draw_subset(n: int, args: SubsetArgs) -> list[int]:
     return sorted(perm[args.index * size : (args.index + 1) * size])
 
 
-def build_speech_module(
-    splits: dict[str, list[Utterance]],
-    args: SpeechArgs,
-    *,
-    language: str = "en",
-    cache_dir: Path | None = None,
-    seed: int = 0,
-    label_values: dict[str, list[str]] | None = None,
-    skipped: list[dict[str, Any]] | None = None,
-    extra_info: dict[str, Any] | None = None,
-) -> SpeechDataModule:
-    """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring)."""
-    skipped = list(skipped or [])
-    adopted = teacher_tokenizer(args)
+def _usable(splits: dict[str, list[Utterance]], args: SpeechArgs, language: str, cache_dir: Path | None,
+            skipped: list[dict[str, Any]], adopted: TeacherTokenizer | None
+            ) -> tuple[dict[str, list[Utterance]], dict[str, FeatureStore]]:
+    """The utterances of each split that can be used (the others added to ``skipped``) and their features."""
+    if adopted is None:
+        adopted = teacher_tokenizer(args)
     kept: dict[str, list[Utterance]] = {}
     feats_by_split: dict[str, FeatureStore] = {}
     if args.unlabelled is not None:
@@ -538,6 +532,99 @@ def build_speech_module(
             keep.append(i)
         kept[split] = [good[i] for i in keep]
         feats_by_split[split] = store.select(keep)
+    return kept, feats_by_split
+
+
+def _speech_split(utts: list[Utterance], feats: FeatureStore, tokenizer: Tokenizer,
+                  label_values: dict[str, list[str]] | None, args: SpeechArgs, seed: int, split: str) -> SpeechSplit:
+    """One split's dataset: its utterances tokenized and labelled (augmented when it is the training split)."""
+    tokens, labels = [], []
+    for u in utts:
+        tokens.append(tokenizer.encode(u.text) if u.labelled else [])
+        lab: dict[str, int] = {}
+        if label_values:
+            for key, out_key in (("intent", "label"), *((s, s) for s in SLOTS)):
+                if key in label_values and key in u.labels:
+                    lab[out_key] = label_values[key].index(u.labels[key])
+        labels.append(lab)
+    return SpeechSplit(utts, feats, tokens, labels, args.augment if split == "train" else None, args.frontend, seed,
+                       args.normalize)
+
+
+#: (data facts of a model description, the splits wanted): see :func:`only_splits`
+_DESCRIBED: contextvars.ContextVar[tuple[dict[str, Any], list[str]] | None] = contextvars.ContextVar(
+    "described_speech", default=None)
+
+
+@contextlib.contextmanager
+def only_splits(info: dict[str, Any], splits: list[str]) -> Iterator[None]:
+    """Inside, :func:`build_speech_module` builds just ``splits``, its tokenizer, feature statistics and labels
+    taken from ``info`` (the data facts a model description recorded) rather than learned from the training
+    split: evaluating a finished run reads the one split it evaluates. Where ``info`` does not give the
+    tokenizer, or a split is not there, the whole module is built as usual."""
+    token = _DESCRIBED.set((info, list(splits)))
+    try:
+        yield
+    finally:
+        _DESCRIBED.reset(token)
+
+
+def _described_tokenizer(info: dict[str, Any], args: SpeechArgs, language: str) -> Tokenizer | None:
+    """The tokenizer the data facts ``info`` name (None when they do not give it or it does not match)."""
+    kind, tokens = info.get("tokenizer"), info.get("tokens")
+    tokenizer: Tokenizer | None = None
+    if kind == "teacher":
+        tokenizer = teacher_tokenizer(args)
+    elif kind == "char":
+        tokenizer = CharTokenizer(language)
+    elif kind == "sentencepiece" and isinstance(info.get("bpe_model"), str) and Path(info["bpe_model"]).is_file():
+        tokenizer = SentencePieceTokenizer.load(info["bpe_model"])
+    if tokenizer is None or list(tokenizer.tokens) != tokens:
+        return None
+    return tokenizer
+
+
+def _build_described(splits: dict[str, list[Utterance]], args: SpeechArgs, language: str, cache_dir: Path | None,
+                     seed: int, skipped: list[dict[str, Any]], extra_info: dict[str, Any] | None
+                     ) -> SpeechDataModule | None:
+    """The module of the splits :func:`only_splits` asks for, or None to build it all."""
+    described = _DESCRIBED.get()
+    if described is None:
+        return None
+    info, wanted = described
+    tokenizer = _described_tokenizer(info, args, language)
+    if tokenizer is None or not wanted or any(s not in splits for s in wanted) or "feature_mean" not in info:
+        return None
+    label_values = None
+    if info.get("slot_labels") or info.get("labels"):
+        label_values = {**({"intent": info["labels"]} if info.get("labels") else {}), **info.get("slot_labels", {})}
+    kept, feats = _usable({s: splits[s] for s in wanted}, args, language, cache_dir, skipped, None)
+    datasets = {split: _speech_split(utts, feats[split], tokenizer, label_values, args, seed, split)
+                for split, utts in kept.items()}
+    out_info = {**info, **(extra_info or {}), "num_skipped": len(skipped)}
+    return SpeechDataModule(datasets, out_info, num_buckets=args.num_buckets, max_frames=args.max_frames,
+                            skipped=skipped, tokenizer=tokenizer)
+
+
+def build_speech_module(
+    splits: dict[str, list[Utterance]],
+    args: SpeechArgs,
+    *,
+    language: str = "en",
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    label_values: dict[str, list[str]] | None = None,
+    skipped: list[dict[str, Any]] | None = None,
+    extra_info: dict[str, Any] | None = None,
+) -> SpeechDataModule:
+    """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring; inside
+    :func:`only_splits`, just the splits it names)."""
+    skipped = list(skipped or [])
+    described = _build_described(splits, args, language, cache_dir, seed, skipped, extra_info)
+    if described is not None:
+        return described
+    adopted = teacher_tokenizer(args)
+    kept, feats_by_split = _usable(splits, args, language, cache_dir, skipped, adopted)
     if "train" not in kept or not kept["train"]:
         raise UserError(
             "the training split has no usable utterances"
@@ -575,27 +662,8 @@ def build_speech_module(
             "slot_labels": {k: label_values[k] for k in SLOTS if k in label_values},
         }
 
-    datasets: dict[str, SpeechSplit] = {}
-    for split, utts in kept.items():
-        tokens, labels = [], []
-        for u in utts:
-            tokens.append(tokenizer.encode(u.text) if u.labelled else [])
-            lab: dict[str, int] = {}
-            if label_values:
-                for key, out_key in (("intent", "label"), *((s, s) for s in SLOTS)):
-                    if key in label_values and key in u.labels:
-                        lab[out_key] = label_values[key].index(u.labels[key])
-            labels.append(lab)
-        datasets[split] = SpeechSplit(
-            utts,
-            feats_by_split[split],
-            tokens,
-            labels,
-            args.augment if split == "train" else None,
-            args.frontend,
-            seed,
-            args.normalize,
-        )
+    datasets = {split: _speech_split(utts, feats_by_split[split], tokenizer, label_values, args, seed, split)
+                for split, utts in kept.items()}
 
     info = _static_info(args, language)
     info.update({

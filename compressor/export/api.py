@@ -146,16 +146,17 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
     ``out_dir`` defaults to ``RUN_DIR/export``; see the module docstring for where an export may go. torch
     computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
     """
-    from compressor.engine import export_model, load_run
-    from compressor.export.args import OnnxExportArgs
-    from compressor.spec import ExportSpec
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
     if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
     out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
+    # the training and export stacks load only once the target is known to be writable
+    from compressor.engine import export_model, load_run
+    from compressor.export.args import OnnxExportArgs
+    from compressor.spec import ExportSpec
+
     with RunLock(run_dir, "export it"):
         clean_stale_temporaries(run_dir)
         # the exported model, and the teacher for the report's comparison rows if its weights load

@@ -51,7 +51,7 @@ def test_a_run_not_on_a_terminal_prints_a_line_per_epoch_and_phase(tmp_path: Pat
         assert any(re.match(rf"final evaluation: {model} on test: accuracy [\d.]+, loss", line) for line in lines)
     table = out.split("final evaluation (test split)\n", 1)[1]
     header, teacher, student = table.splitlines()[:3]
-    assert header.split() == ["model", "parameters", "accuracy", "loss", "error_rate"]
+    assert header.split() == ["model", "parameters", "accuracy", "loss"]  # error_rate = 1 - accuracy: left out
     assert teacher.split()[:2] == ["teacher", "13,956"] and student.split()[:2] == ["student", "612"]
     assert "stages\n#  stage" in out and "summary: " in out
     assert err == ""  # standard error carries errors only

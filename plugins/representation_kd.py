@@ -156,7 +156,7 @@ def _static_width(model: nn.Module, point: Point) -> int | None:
     if point.output is not None:
         dims = getattr(model, "output_dims", None)
         return dims.get(point.output) if isinstance(dims, dict) else None
-    from compressor_plugins.module_replacing import _in_out_dims
+    from plugins.module_replacing import _in_out_dims
 
     module = dict(model.named_modules()).get(point.module or "")
     return None if module is None else _in_out_dims(module)[1]

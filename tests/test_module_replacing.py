@@ -8,13 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from compressor_plugins.module_replacing import (
-    ModuleReplacing,
-    Pairing,
-    TheseusModel,
-    pair_containers,
-    validate_pairings,
-)
 from torch import nn
 
 from compressor.asr.model import RNNTArgs, build_rnnt
@@ -23,6 +16,13 @@ from compressor.errors import SpecError
 from compressor.plugins import get_registry
 from compressor.schedules import Constant, Exponential, Linear, LogCurriculum
 from compressor.spec import StageSpec, load_spec
+from plugins.module_replacing import (
+    ModuleReplacing,
+    Pairing,
+    TheseusModel,
+    pair_containers,
+    validate_pairings,
+)
 from tests.conftest import SPECS, run_cli, write_spec
 
 INFO = {"feature_dim": 80, "vocab_size": 10, "blank_id": 9}

@@ -49,13 +49,12 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[st
 
 
 def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
-    from compressor_plugins.module_replacing import ModuleReplacing
-
     from compressor.checkpoint import load_checkpoint
     from compressor.engine import build_data, build_models
     from compressor.plugins import get_plugins
     from compressor.rundir import read_metrics
     from compressor.spec import load_spec
+    from plugins.module_replacing import ModuleReplacing
 
     plugins = get_plugins()
     loaded = load_spec(run_dir / "resolved_spec.yaml", registry=plugins.registry, check_machine=False)

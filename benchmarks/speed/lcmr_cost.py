@@ -117,7 +117,7 @@ def make_stepper(env: dict[str, Any], kind: str) -> Any:
     else:  # lcmr_s2: the hybrid, p from the schedule over the stage, the last part fine-tuning
         from plugins.module_replacing import ModuleReplacing
 
-        strategy = ModuleReplacing(env["mr_args"], registry=env["plugins"].registry)
+        strategy = ModuleReplacing(env["mr_args"])
         ctx = _Ctx(env, n)
         strategy.compressor_prepare_models(ctx)
         model = ctx.models[strategy.args.wrapper]

@@ -76,27 +76,17 @@ class StageContext:
         found = self._forwards.get(key)
         if found is not None and found[0] is batch:
             return found[1]
-        from compressor.sequences import unwrap
+        from compressor.forward_hooks import ForwardHooks
 
         model = self.model(name)
-        captured: dict[str, Any] = {}
-        named = dict(unwrap(model).named_modules())
-        hooks = []
-        for module in sorted(self._watched.get(name, ())):
-            if module not in named:
-                raise KeyError(f"model '{name}' has no module '{module}'")
-
-            def keep(_m: nn.Module, _i: Any, out: Any, module: str = module) -> None:
-                captured[module] = out
-
-            hooks.append(named[module].register_forward_hook(keep))
         trainable = any(p.requires_grad for p in model.parameters())
-        try:
+        with ForwardHooks(model) as hooks:
+            try:
+                captured = hooks.capture(sorted(self._watched.get(name, ())))
+            except KeyError as e:
+                raise KeyError(f"model '{name}' has {e.args[0]}") from None
             with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
                 outputs = self.task.forward(model, batch)
-        finally:
-            for h in hooks:
-                h.remove()
         shared = SharedForward(outputs, captured)
         self._forwards[key] = (batch, shared)  # the batch is held, so its id is not reused while memoised
         return shared

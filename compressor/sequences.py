@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from compressor.forward_hooks import ForwardHooks
 from compressor.task import batch_size
 
 Layout = Literal["btc", "bct", "tbc"]
@@ -171,16 +172,11 @@ def probe(model: nn.Module, batch: dict[str, Any], modules: Sequence[str] = (), 
           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run ``model`` once on ``batch`` (eval mode, no gradients, the random streams untouched) and return its
     outputs and the raw outputs of the named ``modules`` (to learn widths and lengths before training)."""
-    named = dict(unwrap(model).named_modules())
-    captured: dict[str, Any] = {}
-    handles = [named[m].register_forward_hook(lambda _m, _i, o, m=m: captured.__setitem__(m, o)) for m in modules]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    try:
+    with ForwardHooks(model) as hooks:
+        captured = hooks.capture(modules)
         with torch.random.fork_rng(devices=devices), eval_mode(model):
             out = forward(model, batch) if forward is not None else model(batch)
-    finally:
-        for h in handles:
-            h.remove()
     return out, captured
 
 

@@ -1,1 +1,1 @@
-"""Built-in strategy plugins, installed as the ``compressor_plugins`` package."""
+"""Built-in strategy plugins, one file per strategy, loaded through the same entry points as a third party's."""

@@ -31,7 +31,9 @@ from torch import nn
 
 from compressor.context import StageContext
 from compressor.errors import UserError, did_you_mean
+from compressor.forward_hooks import ForwardHooks
 from compressor.hookspecs import hookimpl
+from compressor.introspect import in_out_dims
 from compressor.registry import Args, Registry
 from compressor.sequences import (
     LengthsUnknown,
@@ -42,7 +44,6 @@ from compressor.sequences import (
     sample_batch,
     span_mask,
     to_btc,
-    unwrap,
     valid_lengths,
 )
 from compressor.spec import CheckContext
@@ -88,7 +89,7 @@ class HiddenMasking(Strategy):
 
     def __init__(self, args: Args) -> None:
         super().__init__(args)
-        self._handle: Any = None
+        self._hooks: ForwardHooks | None = None
         self._ctx: StageContext | None = None
         self._batch: dict[str, Any] | None = None
         self._counts = [0, 0]
@@ -108,14 +109,12 @@ class HiddenMasking(Strategy):
             raise check.error(f"no module '{args.module}' in '{args.model}'"
                               f"{did_you_mean(args.module, [n for n in modules if n])}", "module")
         if args.channel_prob > 0:
-            from compressor_plugins.module_replacing import _in_out_dims
-
-            width = _in_out_dims(modules[args.module])[1]
+            width = in_out_dims(modules[args.module])[1]
             if width is not None and args.channel_span > width:
                 raise check.error(f"channel_span {args.channel_span} exceeds the {width} channels of "
                                   f"'{args.module}'", "channel_span")
 
-    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:
+    def _mask(self, module: nn.Module, output: Any) -> Any:
         ctx, args = self._ctx, self.args
         if ctx is None or not ctx.training or self._batch is None:
             return None
@@ -139,7 +138,6 @@ class HiddenMasking(Strategy):
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         args = self.args
         model = ctx.model(args.model)
-        module = dict(unwrap(model).named_modules())[args.module]
         # Probe the shortest training utterance: the spans must fit its sequence at this module.
         batch = sample_batch(ctx.data, ctx.device)
         _, cap = probe(model, batch, [args.module], forward=ctx.task.forward)
@@ -156,7 +154,8 @@ class HiddenMasking(Strategy):
             raise UserError(f"hidden_masking: channel_span {args.channel_span} exceeds the {h.shape[2]} "
                             f"channels of '{args.module}'")
         self._ctx = ctx
-        self._handle = module.register_forward_hook(self._hook)
+        self._hooks = ForwardHooks(model)
+        self._hooks.replace(args.module, self._mask)
 
     @hookimpl
     def compressor_transform_batch(self, ctx: StageContext, batch: dict[str, Any]) -> None:
@@ -173,9 +172,9 @@ class HiddenMasking(Strategy):
 
     @hookimpl
     def compressor_finalize_student(self, ctx: StageContext) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle, self._ctx, self._batch = None, None, None
+        if self._hooks is not None:
+            self._hooks.remove()
+        self._hooks, self._ctx, self._batch = None, None, None
 
 
 @hookimpl

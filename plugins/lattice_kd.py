@@ -112,13 +112,10 @@ class LatticeKD(Strategy):
 
     @classmethod
     def check(cls, args: Args, check: CheckContext) -> None:
-        from compressor_plugins.module_replacing import check_checkpoint
-
         check.require_model(args.teacher, "teacher")
         if args.teacher == check.stage.forward_model:
             raise check.error(f"'{args.teacher}' is the model being trained; a teacher must be another model",
                               "teacher")
-        check_checkpoint(check, args.teacher)
         teacher = check.build_model(args.teacher)
         student = check.build_model(check.stage.forward_model)
         tv, sv = getattr(teacher, "vocab_size", None), getattr(student, "vocab_size", None)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 from torch import nn
@@ -41,7 +41,7 @@ from compressor.context import StageContext
 from compressor.errors import did_you_mean
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
-from compressor.schedules import Schedule
+from compressor.schedules import Schedule, ScheduleArg
 from compressor.spec import CheckContext
 from compressor.strategy import Strategy
 
@@ -99,7 +99,7 @@ class LayerFreezing(Strategy):
         first_blocks: int | None = Field(default=None, ge=1, description="freeze the first N blocks of the stack")
         blocks: str | None = Field(default=None, description="the block stack (default: the model's "
                                                              "block_container, e.g. encoder.layers)")
-        frozen_fraction: dict[str, Any] | None = Field(
+        frozen_fraction: ScheduleArg | None = Field(
             default=None, description="schedule of the fraction of groups kept frozen (1 = all, 0 = none); "
                                       "groups thaw from the output side. None: frozen for the whole stage")
         frozen_mode: Literal["eval", "batch_norm_eval", "train"] = Field(
@@ -110,17 +110,11 @@ class LayerFreezing(Strategy):
         def _something(self) -> LayerFreezing.Args:
             if not self.modules and not self.first_blocks:
                 raise ValueError("give 'modules' (name patterns) and/or 'first_blocks'")
-            if self.frozen_fraction is not None and "name" not in self.frozen_fraction:
-                raise ValueError("frozen_fraction needs a schedule 'name' (e.g. linear)")
             return self
 
-    def __init__(self, args: Args, registry: Registry | None = None) -> None:
+    def __init__(self, args: Args) -> None:
         super().__init__(args)
-        from compressor.plugins import get_registry
-
-        registry = registry or get_registry()
-        self.schedule: Schedule | None = (registry.build("schedule", args.frozen_fraction)
-                                          if args.frozen_fraction is not None else None)
+        self.schedule: Schedule | None = args.frozen_fraction.build() if args.frozen_fraction is not None else None
         self.groups: list[str] = []
         self._params: list[list[nn.Parameter]] = []
         self._modules: list[list[nn.Module]] = []
@@ -143,11 +137,6 @@ class LayerFreezing(Strategy):
         if args.frozen_fraction is None and all(id(p) in frozen for p in model.parameters()):
             raise check.error(f"these patterns freeze every parameter of '{args.model}' for the whole stage",
                               "modules" if args.modules else "first_blocks")
-        if args.frozen_fraction is not None:
-            ref = dict(args.frozen_fraction)
-            name = ref.pop("name")
-            check.registry.get("schedule", name, check.path + ("frozen_fraction", "name"))
-            check.registry.parse_args("schedule", name, ref, check.path + ("frozen_fraction",))
 
     # -- hooks ---------------------------------------------------------------------------------------
     @hookimpl

@@ -179,7 +179,7 @@ class LogitKD(Strategy):
                                           "frame rate): refuse, or resample each teacher sequence linearly along "
                                           "time to its student sequence's length (logit_lengths)")
 
-    def __init__(self, args: Args, registry: Registry | None = None) -> None:
+    def __init__(self, args: Args) -> None:
         super().__init__(args)
         self.weight: Schedule = args.weight.build()  # schedules are validated and built by ScheduleArg
         self.gamma: Schedule | None = args.gamma.build() if args.professor else None

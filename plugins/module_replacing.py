@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,8 +61,9 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from compressor.context import StageContext
-from compressor.errors import SpecError, UserError, did_you_mean
+from compressor.errors import UserError
 from compressor.hookspecs import hookimpl
+from compressor.introspect import Pairing, check_shared, copy_shared, pair_containers, validate_pairings
 from compressor.registry import Args, Registry
 from compressor.schedules import Schedule, ScheduleArg
 from compressor.spec import CheckContext
@@ -91,119 +91,6 @@ class ModuleGroup(BaseModel):
 class ContainerPair(BaseModel):
     teacher: str
     student: str
-
-
-@dataclass(frozen=True)
-class Pairing:
-    teacher: tuple[str, ...]
-    student: tuple[str, ...]
-
-
-def pair_containers(teacher: nn.Module, student: nn.Module, t_path: str, s_path: str) -> list[Pairing]:
-    """Split the ``t_path`` container's N children evenly over the ``s_path`` container's M children."""
-    t_children = [n for n, _ in _get(teacher, t_path, "teacher").named_children()]
-    s_children = [n for n, _ in _get(student, s_path, "student").named_children()]
-    if not t_children or not s_children:
-        raise ValueError(f"'{t_path if not t_children else s_path}' has no child modules to pair")
-    n, m = len(t_children), len(s_children)
-    if n % m != 0 or n < m:
-        raise ValueError(f"{n} teacher modules in '{t_path}' cannot be split evenly onto {m} student modules "
-                         f"in '{s_path}'; list the groups explicitly under 'modules:'")
-    k = n // m
-    return [Pairing(tuple(f"{t_path}.{c}" for c in t_children[i * k:(i + 1) * k]),
-                    (f"{s_path}.{s_children[i]}",)) for i in range(m)]
-
-
-def _get(model: nn.Module, path: str, who: str) -> nn.Module:
-    modules = dict(model.named_modules())
-    if path not in modules:
-        names = [n for n in modules if n]
-        raise KeyError(f"no module '{path}' in the {who}{did_you_mean(path, names)}")
-    return modules[path]
-
-
-def _in_out_dims(module: nn.Module) -> tuple[int | None, int | None]:
-    """Feature widths a module reads and writes, inferred from its first and last known layers."""
-
-    def dims(m: nn.Module) -> tuple[int, int] | None:
-        if isinstance(m, nn.RNNBase):
-            out = m.proj_size if getattr(m, "proj_size", 0) else m.hidden_size
-            return m.input_size, out * (2 if m.bidirectional else 1)
-        if isinstance(m, nn.Linear):
-            return m.in_features, m.out_features
-        if isinstance(m, nn.MultiheadAttention):
-            return m.embed_dim, m.embed_dim
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            return m.in_channels, m.out_channels
-        if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
-            return m.normalized_shape[0], m.normalized_shape[0]
-        if isinstance(m, nn.Embedding):
-            return None
-        return None
-
-    known = [d for d in (dims(m) for m in module.modules()) if d is not None]
-    if not known:
-        return None, None
-    return known[0][0], known[-1][1]
-
-
-def validate_pairings(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
-    """Raise ``ValueError`` for unknown names, overlaps, non-consecutive groups or mismatched widths."""
-    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
-    seen: dict[str, set[str]] = {"teacher": set(), "student": set()}
-    for g in pairings:
-        for who, paths, mods in (("teacher", g.teacher, t_mods), ("student", g.student, s_mods)):
-            for p in paths:
-                if p not in mods or not p:
-                    raise ValueError(f"no module '{p}' in the {who}{did_you_mean(p, [n for n in mods if n])}")
-                for q in seen[who]:
-                    if p == q or p.startswith(q + ".") or q.startswith(p + "."):
-                        raise ValueError(f"{who} module '{p}' is paired twice (overlaps '{q}')")
-                seen[who].add(p)
-            _check_consecutive(paths, mods, who)
-        t_in, _ = _in_out_dims(t_mods[g.teacher[0]])
-        _, t_out = _in_out_dims(t_mods[g.teacher[-1]])
-        s_in, _ = _in_out_dims(s_mods[g.student[0]])
-        _, s_out = _in_out_dims(s_mods[g.student[-1]])
-        if t_in is not None and s_in is not None and t_in != s_in:
-            raise ValueError(f"student module {list(g.student)} reads width {s_in} but teacher group "
-                             f"{list(g.teacher)} reads {t_in}: paired modules must take the same input")
-        if t_out is not None and s_out is not None and t_out != s_out:
-            raise ValueError(f"student module {list(g.student)} writes width {s_out} but teacher group "
-                             f"{list(g.teacher)} writes {t_out}: paired modules must give the same output")
-
-
-def _check_consecutive(paths: tuple[str, ...], mods: dict[str, nn.Module], who: str) -> None:
-    if len(paths) == 1:
-        return
-    parents = {p.rpartition(".")[0] for p in paths}
-    idx = [p.rpartition(".")[2] for p in paths]
-    parent = mods.get(next(iter(parents)))
-    ok = (len(parents) == 1 and isinstance(parent, (nn.ModuleList, nn.Sequential))
-          and all(i.isdigit() for i in idx) and [int(i) for i in idx] == list(range(int(idx[0]),
-                                                                                   int(idx[0]) + len(idx))))
-    if not ok:
-        raise ValueError(f"{who} group {list(paths)} must be consecutive children of one "
-                         "ModuleList/Sequential (they run one after another)")
-
-
-def shared_keys(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> list[str]:
-    """Student state keys outside its paired modules (the parts shared with the teacher)."""
-    prefixes = tuple(p + "." for g in pairings for p in g.student)
-    return [k for k in student.state_dict() if not k.startswith(prefixes)]
-
-
-def check_shared(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
-    t_state = teacher.state_dict()
-    for key, value in student.state_dict().items():
-        if key.startswith(tuple(p + "." for g in pairings for p in g.student)):
-            continue
-        if key not in t_state:
-            raise ValueError(f"student tensor '{key}' is outside the paired modules and has no teacher "
-                             "counterpart to share; pair its module or set copy_shared: false")
-        if tuple(t_state[key].shape) != tuple(value.shape):
-            raise ValueError(f"student '{key}' {tuple(value.shape)} and teacher {tuple(t_state[key].shape)} "
-                             "differ in shape: parts outside the paired modules must match (copy_shared)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,15 +258,6 @@ def _shallow(module: nn.Module) -> nn.Module:
     return new
 
 
-@torch.no_grad()
-def copy_shared(teacher: nn.Module, student: nn.Module, pairings: list[Pairing]) -> None:
-    """Copy the teacher's tensors outside the paired modules into the student (the shared parts)."""
-    t_state = teacher.state_dict()
-    s_state = student.state_dict()
-    for key in shared_keys(teacher, student, pairings):
-        s_state[key].copy_(t_state[key])
-
-
 # --------------------------------------------------------------------------------------------------
 # The strategy
 # --------------------------------------------------------------------------------------------------
@@ -442,11 +320,8 @@ class ModuleReplacing(Strategy):
                                  "(even split)")
             return self
 
-    def __init__(self, args: Args, registry: Registry | None = None) -> None:
+    def __init__(self, args: Args) -> None:
         super().__init__(args)
-        from compressor.plugins import get_registry
-
-        self.registry = registry or get_registry()
         self.schedule: Schedule = args.replacing_rate.build()
         self.hybrid: TheseusModel | None = None
         self._previous_forward: str | None = None
@@ -480,8 +355,7 @@ class ModuleReplacing(Strategy):
                               "modules update)")
         if args.wrapper in names:
             raise check.error(f"wrapper name '{args.wrapper}' is already a model's name", "wrapper")
-        for who in ("teacher", "student"):
-            check_checkpoint(check, getattr(args, who))
+        # checkpoints were checked against their models before any strategy check (spec.check_checkpoint)
         teacher, student = check.build_model(args.teacher), check.build_model(args.student)
         strategy = cls.__new__(cls)
         strategy.args = args
@@ -550,7 +424,7 @@ class ModuleReplacing(Strategy):
 
 
 # --------------------------------------------------------------------------------------------------
-# Validation helpers (shared with lattice_kd)
+# Validation
 # --------------------------------------------------------------------------------------------------
 
 
@@ -575,33 +449,6 @@ def check_reaches_one(check: CheckContext, schedule: Schedule, key: str = "repla
                           key)
     if any(math.isnan(f) for f in finals):
         raise check.error(f"the {key} schedule gives NaN", key)
-
-
-def check_checkpoint(check: CheckContext, name: str) -> None:
-    """Refuse a model ``checkpoint:`` whose tensors do not match the model its spec builds."""
-    ms = check.spec.all_models().get(name)
-    if ms is None or ms.checkpoint is None:
-        return
-    try:
-        state = torch.load(ms.checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # not a torch file, or unsafe content
-        raise SpecError(f"cannot read checkpoint {ms.checkpoint}: {type(e).__name__}: {e}",
-                        (name, "checkpoint")) from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise SpecError(f"checkpoint {ms.checkpoint} holds no state dict", (name, "checkpoint"))
-    expected = check.build_model(name).state_dict()
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or extra or bad:
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else
-                f"shape of '{bad[0]}' is {tuple(state[bad[0]].shape)}, the spec builds "
-                f"{tuple(expected[bad[0]].shape)}")
-        raise SpecError(f"checkpoint {ms.checkpoint} does not match the '{name}' model of the spec: {what}",
-                        (name, "checkpoint"))
 
 
 @hookimpl

@@ -47,7 +47,9 @@ from torch import nn
 
 from compressor.context import StageContext
 from compressor.errors import UserError, did_you_mean
+from compressor.forward_hooks import ForwardHooks
 from compressor.hookspecs import hookimpl
+from compressor.introspect import in_out_dims
 from compressor.losses import LossTerms
 from compressor.registry import Args, Registry
 from compressor.schedules import ScheduleArg
@@ -60,7 +62,6 @@ from compressor.sequences import (
     probe,
     sample_batch,
     to_btc,
-    unwrap,
     valid_lengths,
 )
 from compressor.spec import CheckContext
@@ -156,10 +157,8 @@ def _static_width(model: nn.Module, point: Point) -> int | None:
     if point.output is not None:
         dims = getattr(model, "output_dims", None)
         return dims.get(point.output) if isinstance(dims, dict) else None
-    from compressor_plugins.module_replacing import _in_out_dims
-
     module = dict(model.named_modules()).get(point.module or "")
-    return None if module is None else _in_out_dims(module)[1]
+    return None if module is None else in_out_dims(module)[1]
 
 
 class Projection(nn.Module):
@@ -214,10 +213,9 @@ class RepresentationKD(Strategy):
         super().__init__(args)
         self.projections: nn.ModuleDict | None = None
         self.teacher_out: TeacherOutputs | None = None
-        self._hooks: list[Any] = []
+        self._hooks: ForwardHooks | None = None
         self._captured: dict[str, dict[str, Any]] = {"teacher": {}, "student": {}}
         self._ctx: StageContext | None = None
-        self._probing = False
 
     # -- validation ---------------------------------------------------------------------------------
     @classmethod
@@ -286,38 +284,20 @@ class RepresentationKD(Strategy):
             return x, lengths
         return pool(x, lengths, point.pooling), None
 
-    def _hook(self, who: str, name: str) -> Any:
-        def capture(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            # the teacher runs only when this strategy runs it; the student also runs for evaluation: skip that
-            if who == "teacher" or self._probing or (self._ctx is not None and self._ctx.training):
-                self._captured[who][name] = output
-
-        return capture
-
     # -- hooks --------------------------------------------------------------------------------------
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         args = self.args
         self._ctx = ctx
         models = {"teacher": ctx.model(args.teacher), "student": ctx.model(self.student_name(ctx))}
-        for who, model in models.items():
-            named = dict(unwrap(model).named_modules())
-            for pair in args.pairs:
-                point = getattr(pair, who)
-                if point.module is not None:
-                    self._hooks.append(named[point.module].register_forward_hook(self._hook(who, point.module)))
+        modules = {who: list(dict.fromkeys(getattr(p, who).module for p in args.pairs
+                                           if getattr(p, who).module is not None)) for who in models}
         # One probing forward of each model on the shortest and the longest training utterance (eval mode, no
         # gradients, random streams untouched): the widths of the points and the lengths of their sequences.
         batch = sample_batch(ctx.data, ctx.device)
         outs, caps = {}, {}
-        self._probing = True
-        try:
-            for who, model in models.items():
-                self._captured[who] = {}
-                outs[who], _ = probe(model, batch, forward=ctx.task.forward)
-                caps[who] = self._captured[who]
-        finally:
-            self._probing = False
+        for who, model in models.items():
+            outs[who], caps[who] = probe(model, batch, modules[who], forward=ctx.task.forward)
         projections = nn.ModuleDict()
         self._captured = caps
         for pair in args.pairs:
@@ -342,7 +322,12 @@ class RepresentationKD(Strategy):
                                 f"interpolate to resample the teacher's to the student's length)")
             if kind != "none":
                 projections[pair.name] = Projection(ds, dt, kind, args.mlp_hidden)
-        self._captured = {"teacher": {}, "student": {}}
+        # The student's points in its training forwards (the teacher's come with its shared forward); the
+        # student also runs for evaluation: those forwards are not captured.
+        self._hooks = ForwardHooks(models["student"])
+        student_points = self._hooks.capture(modules["student"], when=lambda: self._ctx is not None and
+                                             self._ctx.training)
+        self._captured = {"teacher": {}, "student": student_points}
         self.projections = projections.to(ctx.device)
         if len(projections):
             ctx.models[args.wrapper] = self.projections
@@ -405,7 +390,7 @@ class RepresentationKD(Strategy):
             losses.add(f"repr_{pair.name}", value, pair.weight(ctx))
         if self.args.alpha is not None:
             losses.set_weight("task", self.args.alpha)
-        self._captured["student"] = {}
+        self._captured["student"].clear()
         if self.args.cache:
             ctx.log_scalar("teacher_cache_hits", self.teacher_out.hit_rate())
 
@@ -422,9 +407,9 @@ class RepresentationKD(Strategy):
     def compressor_finalize_student(self, ctx: StageContext) -> None:
         if self.teacher_out is not None:
             self.teacher_out.flush()
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
+        if self._hooks is not None:
+            self._hooks.remove()
+        self._hooks = None
         ctx.models.pop(self.args.wrapper, None)
         self.projections = None
         self._ctx = None

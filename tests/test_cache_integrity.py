@@ -264,7 +264,7 @@ def test_a_killed_feature_writer_leaves_nothing_for_good(tmp_path: Path) -> None
 # -- k-means units -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["codebook", "producer", "bytes"])
 def test_a_damaged_kmeans_units_entry_is_fitted_again(tmp_path: Path, capsys, damage: str) -> None:
-    from compressor_plugins.kmeans_units import load_fit, store_fit
+    from plugins.kmeans_units import load_fit, store_fit
 
     producer = {"frames_sha256": "ab" * 32, "k": 4, "dim": 3}
     fit = {"mean": torch.zeros(3), "std": torch.ones(3), "codebook": torch.randn(4, 3),

@@ -147,7 +147,7 @@ def test_from_teacher_needs_a_model_with_a_vocabulary(tmp_path: Path) -> None:
 
 
 def test_per_frame_logits_at_another_rate_are_refused_unless_interpolated() -> None:
-    from compressor_plugins.logit_kd import resample_frames
+    from plugins.logit_kd import resample_frames
 
     teacher = torch.arange(2 * 6 * 3, dtype=torch.float32).reshape(2, 6, 3)
     out = resample_frames(teacher, torch.tensor([6, 4]), torch.tensor([3, 4]), 5)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from compressor_plugins.lattice_kd import LatticeKD, collapsed_log_probs, lattice_distillation_loss
 
 from compressor.asr.model import RNNTArgs, build_rnnt
 from compressor.asr.task import RNNTTask
 from compressor.context import StageContext
 from compressor.losses import LossTerms
 from compressor.spec import StageSpec
+from plugins.lattice_kd import LatticeKD, collapsed_log_probs, lattice_distillation_loss
 
 V, BLANK = 7, 6
 

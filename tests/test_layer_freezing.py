@@ -80,6 +80,8 @@ def test_gradual_unfreezing_thaws_from_the_output_side(tmp_path: Path) -> None:
     ({"first_blocks": 1, "model": "teacher"}, "no model named 'teacher'"),
     ({}, "give 'modules'"),
     ({"first_blocks": 1, "frozen_fraction": {"name": "linaer"}}, "unknown schedule 'linaer'; did you mean 'linear'"),
+    ({"first_blocks": 1, "frozen_fraction": {"start": 1.0, "end": 0.0}}, "frozen_fraction.name"),
+    ({"first_blocks": 1, "frozen_fraction": {"name": "linear", "end": "x"}}, "schedule 'linear': end"),
 ])
 def test_bad_names_are_refused_at_validation(tmp_path: Path, plugin: dict, message: str) -> None:
     spec = tiny_ctc(tmp_path, plugins=[{"name": "layer_freezing", **plugin}])

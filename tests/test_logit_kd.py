@@ -9,12 +9,12 @@ from types import MethodType, SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from compressor_plugins.logit_kd import LogitKD, logit_distance
 from torch import nn
 
 from compressor.context import StageContext
 from compressor.losses import LossTerms
 from compressor.plugins import get_registry
+from plugins.logit_kd import LogitKD, logit_distance
 
 
 def test_distances_match_their_formulas() -> None:

@@ -8,21 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from compressor_plugins.module_replacing import (
-    ModuleReplacing,
-    Pairing,
-    TheseusModel,
-    pair_containers,
-    validate_pairings,
-)
 from torch import nn
 
 from compressor.asr.model import RNNTArgs, build_rnnt
 from compressor.context import StageContext
 from compressor.errors import SpecError
-from compressor.plugins import get_registry
+from compressor.introspect import Pairing, pair_containers, validate_pairings
 from compressor.schedules import Constant, Exponential, Linear, LogCurriculum
 from compressor.spec import StageSpec, load_spec
+from plugins.module_replacing import ModuleReplacing, TheseusModel
 from tests.conftest import SPECS, run_cli, write_spec
 
 INFO = {"feature_dim": 80, "vocab_size": 10, "blank_id": 9}
@@ -43,7 +37,7 @@ def _ctx(models: dict[str, nn.Module], train: list[str], frozen: list[str], step
 
 def _strategy(**kw) -> ModuleReplacing:
     args = ModuleReplacing.Args(**{"containers": ["encoder.layers", "predictor.layers"], **kw})
-    return ModuleReplacing(args, registry=get_registry())
+    return ModuleReplacing(args)
 
 
 def _rnnt_pair() -> tuple[nn.Module, nn.Module]:
@@ -152,7 +146,7 @@ def test_generic_transformer_encoder_p0_teacher_p1_student() -> None:
     pairings = pair_containers(teacher, student, "encoder.layers", "encoder.layers")
     assert pairings[0] == Pairing(("encoder.layers.0", "encoder.layers.1"), ("encoder.layers.0",))
     validate_pairings(teacher, student, pairings)
-    strategy = ModuleReplacing(ModuleReplacing.Args(containers=["encoder.layers"]), registry=get_registry())
+    strategy = ModuleReplacing(ModuleReplacing.Args(containers=["encoder.layers"]))
     ctx = _ctx({"teacher": teacher, "student": student}, ["student"], ["teacher"])
     strategy.compressor_prepare_models(ctx)
     hybrid = ctx.models["theseus"].train()

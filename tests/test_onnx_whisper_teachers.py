@@ -351,12 +351,11 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
 
 # -- sequence_kd's batch rewrite -------------------------------------------------------------------------------
 def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_asked():
-    from compressor_plugins.sequence_kd import SequenceKD, chosen
-
     from compressor.asr.ctc import CTCTask
     from compressor.context import StageContext
     from compressor.data.base import DataModule
     from compressor.spec import StageSpec
+    from plugins.sequence_kd import SequenceKD, chosen
 
     blank = 5
     batch = {"features": torch.randn(3, 7, 80), "feature_lengths": torch.tensor([7, 6, 5]),

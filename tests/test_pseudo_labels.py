@@ -185,12 +185,11 @@ def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summa
 
 
 def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo_label():
-    from compressor_plugins.sequence_kd import SequenceKD
-
     from compressor.asr.ctc import CTCTask
     from compressor.context import StageContext
     from compressor.data.base import DataModule
     from compressor.spec import StageSpec
+    from plugins.sequence_kd import SequenceKD
 
     blank = 5
     batch = {"features": torch.randn(4, 7, 80), "feature_lengths": torch.tensor([7, 6, 5, 4]),

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from compressor_plugins.representation_kd import representation_distance
 from torch import nn
 
 from compressor.errors import SpecError, UserError
 from compressor.losses import LossTerms
 from compressor.sequences import pool
 from compressor.spec import load_spec
+from plugins.representation_kd import representation_distance
 from tests.conftest import run_cli, text_spec, write_spec
 from tests.plugin_ctx import build_strategy, feature_data, make_ctx
 

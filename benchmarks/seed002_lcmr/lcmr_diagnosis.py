@@ -49,13 +49,12 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[st
 
 
 def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
-    from compressor_plugins.module_replacing import ModuleReplacing
-
     from compressor.checkpoint import load_checkpoint
     from compressor.engine import build_data, build_models
     from compressor.plugins import get_plugins
     from compressor.rundir import read_metrics
     from compressor.spec import load_spec
+    from plugins.module_replacing import ModuleReplacing
 
     plugins = get_plugins()
     loaded = load_spec(run_dir / "resolved_spec.yaml", registry=plugins.registry, check_machine=False)
@@ -65,7 +64,7 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     mr_args = next(a for p, a in zip(mr_stage.plugins, loaded.plugin_args[mr_index]) if p.name == "module_replacing")
     data = build_data(loaded, plugins)
     models = build_models(loaded, plugins, data)  # the initial weights of the run (seeded), teacher from its ckpt
-    strategy = ModuleReplacing(mr_args, registry=plugins.registry)
+    strategy = ModuleReplacing(mr_args)
     teacher_m, student_m = models[mr_args.teacher], models[mr_args.student]
     if mr_index > 0:  # the teacher was trained by an earlier stage of this run: take its final weights
         teacher_m.load_state_dict(load_checkpoint(run_dir / "final" / f"{mr_args.teacher}.pt"))

@@ -3,15 +3,15 @@
     python benchmarks/speed/cli_speed.py --tree before=/tmp/before --tree after=. --run-dir RUN_DIR \
         [--repeats 5] [--heavy-repeats 2] [--commands validate,plugins,eval,export]
 
-Each ``--tree NAME=PATH`` is a checkout of this repository (``git worktree add /tmp/before <commit>``; give it a
-``compressor_plugins`` link to its ``plugins/`` folder so its own strategies load). Every command runs as
-``python -m compressor ...`` with the tree as working directory, so each tree's code runs with the same Python
-environment. Trees take turns within every repeat (the order rotates), so a machine whose load changes during
-the run affects them alike; the medians and their ratios are reported, with the CPU seconds of each command
-and the load average around it. ``RUN_DIR`` is a finished run (``final/COMPLETE``) that every tree can load;
-``eval`` evaluates its student on the test split, ``export`` exports it to a fresh temporary folder. One
-untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches. ``validate`` checks each
-tree's own ``specs/rnnt_lcmr.yaml``.
+Each ``--tree NAME=PATH`` is a checkout of this repository (``git worktree add /tmp/before <commit>``; a tree from
+before the built-in strategies were imported as ``plugins`` needs a ``compressor_plugins`` link to its ``plugins/``
+folder). Every command runs as ``python -m compressor ...`` with the tree as working directory, so each tree's code
+runs with the same Python environment. Trees take turns within every repeat (the order rotates), so a machine whose
+load changes during the run affects them alike; the medians and their ratios are reported, with the CPU seconds of
+each command and the load average around it. ``RUN_DIR`` is a finished run (``final/COMPLETE``) that every tree can
+load; ``eval`` evaluates its student on the test split, ``export`` exports it to a fresh temporary folder. One
+untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches. ``validate`` checks each tree's
+own ``specs/rnnt_lcmr.yaml``.
 
 Results: ``benchmarks/speed/results/cli_speed.{md,json}`` (``--out`` changes the stem).
 """

@@ -109,15 +109,15 @@ def make_stepper(env: dict[str, Any], kind: str) -> Any:
     elif kind == "student":
         model, params, extra = student, list(student.parameters()), None
     elif kind == "lattice_kd":
-        from compressor_plugins.lattice_kd import LatticeKD
+        from plugins.lattice_kd import LatticeKD
 
         kd = LatticeKD(LatticeKD.Args(teacher="teacher", alpha=1e-3))
         ctx = _Ctx(env, n)
         model, params, extra = student, list(student.parameters()), ("kd", kd, ctx)
     else:  # lcmr_s2: the hybrid, p from the schedule over the stage, the last part fine-tuning
-        from compressor_plugins.module_replacing import ModuleReplacing
+        from plugins.module_replacing import ModuleReplacing
 
-        strategy = ModuleReplacing(env["mr_args"], registry=env["plugins"].registry)
+        strategy = ModuleReplacing(env["mr_args"])
         ctx = _Ctx(env, n)
         strategy.compressor_prepare_models(ctx)
         model = ctx.models[strategy.args.wrapper]

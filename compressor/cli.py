@@ -91,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "arguments: type, allowed values, default.")
     pl.add_argument("names", nargs="*", metavar="NAME", help="show only these components (or plugins)")
     pl.add_argument("--kind", default=None, metavar="KIND",
-                    help="show only one kind: model, task, dataset, schedule, strategy, exporter, optimizer, "
-                         "lr_schedule")
+                    help="show only one kind: model, task, dataset, schedule, strategy, exporter, export_unit, "
+                         "optimizer, lr_schedule")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     e = sub.add_parser("eval", help="evaluate the models of a finished run",

@@ -4,8 +4,8 @@
   ``export: {name: onnx, ...}`` section in a spec (the engine runs it after the last stage).
 * :mod:`compressor.export.exporter` does what every model family shares (graphs, ``onnx.checker``,
   onnxruntime parity, the int8 guard, latency, the manifest); one unit per family supplies the rest
-  (:mod:`~compressor.export.rnnt`: sherpa-onnx NeMo transducer, offline and streaming;
-  :mod:`~compressor.export.ctc`: NeMo CTC; :mod:`~compressor.export.classifier`: onnxruntime), behind
+  (:mod:`~compressor.families.rnnt.export`: sherpa-onnx NeMo transducer, offline and streaming;
+  :mod:`~compressor.families.ctc.export`: NeMo CTC; :mod:`~compressor.families.slu.export`: onnxruntime), behind
   :class:`compressor.export.family.FamilyExport`.
 * Every export describes itself (:mod:`compressor.export.manifest`: ``model.json``, ``README.md``, ONNX
   metadata): runtime, exact call, ``model_type``, front end per artefact, chunk sizes, figures with coverage.

@@ -81,11 +81,10 @@ def test_eval_honours_the_spec_and_the_flag(finished: Path, four_cpus) -> None:
 def test_export_honours_the_spec_and_the_flag(finished: Path, four_cpus, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     from compressor import engine
-    from compressor.export.api import export_run
 
     seen = []
 
-    def record(run, out_dir, force=False, model_name=None):  # the export itself is tested elsewhere: here, threads
+    def record(run, out_dir, force=False, model_name=None, untrained=()):  # the export is tested elsewhere
         seen.append((torch.get_num_threads(), threads_mod.thread_count()))
         raise engine.UserError("stop here")
 
@@ -93,7 +92,7 @@ def test_export_honours_the_spec_and_the_flag(finished: Path, four_cpus, monkeyp
     torch.set_num_threads(4)
     for flag in (None, 2):
         with pytest.raises(engine.UserError, match="stop here"):
-            export_run(finished, tmp_path / f"out{flag}", threads=flag)
+            engine.export_run(finished, tmp_path / f"out{flag}", threads=flag)
     assert seen == [(1, 1), (2, 2)]
 
 

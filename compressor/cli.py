@@ -229,7 +229,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "eval":
         return _eval(args)
     if command == "export":
-        from compressor.engine import export_run
+        from compressor.export_cli import export_run
 
         out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, args.force,
                          threads=args.threads, model=args.model)

@@ -39,7 +39,6 @@ from compressor.errors import (
     disk_error,
     raise_disk_error,
 )
-from compressor.export.api import check_export_target, export_model_name
 from compressor.export.run import export_model
 from compressor.interrupts import deferred, signal_behind
 from compressor.plugins import Plugins, get_plugins
@@ -49,9 +48,7 @@ from compressor.rundir import (
     SPEC_FILE,
     MetricsWriter,
     RunLock,
-    clean_stale_temporaries,
     environment,
-    is_run_dir,
     new_run_dir,
 )
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
@@ -641,34 +638,4 @@ def evaluate_run(run_dir: str | Path, split: str = "test", models: list[str] | N
     for name in models or list(run.models):
         out[name] = evaluate_model(run.task, run.data, run.models[name], name, split,
                                    run.loaded.spec.stages[-1].batch_size, run.loaded.spec.seed, run.device)
-    return out
-
-
-def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None,
-               model: str | None = None) -> Path:
-    """Export ``model`` (default: the spec's ``export.model``, else ``student``) of a finished run; return the
-    output dir.
-
-    ``out_dir`` defaults to ``RUN_DIR/export``; :mod:`compressor.export.api` says where an export may go. torch
-    computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
-    if not is_run_dir(run_dir):
-        raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
-    out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
-    # the export stack loads only once the target is known to be writable
-    from compressor.export.args import OnnxExportArgs
-    from compressor.spec import ExportSpec
-
-    with RunLock(run_dir, "export it"):
-        clean_stale_temporaries(run_dir)
-        # the exported model, and the teacher for the report's comparison rows if its weights load
-        run = load_run(run_dir, threads, models=[model or export_model_name(run_dir)], optional=["teacher"])
-        if run.loaded.spec.export is None or run.loaded.export_args is None:
-            # a spec without an export section: the onnx exporter with its defaults
-            run.loaded.spec.export = ExportSpec(name="onnx")
-            run.loaded.export_args = OnnxExportArgs()
-        export_model(run, out, force=force, model_name=model, untrained=untrained_models(run.loaded.spec))
     return out

@@ -53,13 +53,13 @@ def build(name: str, size: str, vocab: int) -> tuple[torch.nn.Module, Any]:
     """The model and its task (whose ``loss(outputs, batch)`` trains it)."""
     info = {"vocab_size": vocab, "feature_dim": 80}
     if name.startswith("lcmr_"):
-        from compressor.asr.model import RNNTArgs, build_rnnt
-        from compressor.asr.task import RNNTTask
+        from compressor.families.rnnt.model import RNNTArgs, build_rnnt
+        from compressor.families.rnnt.task import RNNTTask
 
         preset = "exp1_teacher" if name == "lcmr_teacher" else "exp1_student"
         return build_rnnt(RNNTArgs(preset=preset, size=size), info), RNNTTask(RNNTTask.Args(), info)
-    from compressor.asr.ctc import CTCTask
-    from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
+    from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet
+    from compressor.families.ctc.task import CTCTask
 
     info = {"vocab_size": 29, "feature_dim": 80}
     return build_quartznet(QuartzNetArgs(preset="15x5", size=size), info), CTCTask(CTCTask.Args(), info)

@@ -51,7 +51,7 @@ def base_whisper(out: Path) -> Path:
 
 
 def quartznet_nemo(out: Path) -> Path:
-    from compressor.asr.quartznet import table
+    from compressor.families.ctc.quartznet import table
     from tests.teacher_files import nemo_config, nemo_state, write_nemo
 
     config = nemo_config()

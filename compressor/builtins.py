@@ -10,11 +10,9 @@ from compressor.data.synthetic_features import (
 )
 from compressor.hookspecs import hookimpl
 from compressor.lr import BUILTIN_LR_SCHEDULES
-from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
 from compressor.optim import BUILTIN_OPTIMIZERS
 from compressor.registry import Registry
 from compressor.schedules import BUILTIN_SCHEDULES
-from compressor.tasks.classification import Classification
 
 
 @hookimpl
@@ -25,8 +23,5 @@ def compressor_register(registry: Registry) -> None:
         registry.add("optimizer", name, factory, args=args)
     for lr_schedule in BUILTIN_LR_SCHEDULES:
         registry.add("lr_schedule", lr_schedule.name, lr_schedule)
-    registry.add("task", Classification.name, Classification)
-    registry.add("model", "seq_classifier", build_seq_classifier, args=SeqClassifierArgs,
-                 reads=("features", "feature_lengths"), outputs=("logits", "hidden"))
     registry.add("dataset", "synthetic_features", build_synthetic_features, args=SyntheticFeaturesArgs,
                  info=synthetic_features_info, check=check_synthetic_features)

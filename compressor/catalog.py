@@ -19,8 +19,8 @@ from pydantic_core import PydanticUndefined
 from compressor.errors import UserError, did_you_mean
 
 _KIND_TITLES = {"model": "models", "task": "tasks", "dataset": "datasets", "schedule": "schedules",
-                "strategy": "strategies", "exporter": "exporters", "optimizer": "optimizers",
-                "lr_schedule": "LR schedules"}
+                "strategy": "strategies", "exporter": "exporters", "export_unit": "export units",
+                "optimizer": "optimizers", "lr_schedule": "LR schedules"}
 
 
 def yaml_value(value: Any) -> str:

@@ -91,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "arguments: type, allowed values, default.")
     pl.add_argument("names", nargs="*", metavar="NAME", help="show only these components (or plugins)")
     pl.add_argument("--kind", default=None, metavar="KIND",
-                    help="show only one kind: model, task, dataset, schedule, strategy, exporter, optimizer, "
-                         "lr_schedule")
+                    help="show only one kind: model, task, dataset, schedule, strategy, exporter, export_unit, "
+                         "optimizer, lr_schedule")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     e = sub.add_parser("eval", help="evaluate the models of a finished run",
@@ -229,7 +229,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "eval":
         return _eval(args)
     if command == "export":
-        from compressor.export.api import export_run
+        from compressor.export_cli import export_run
 
         out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, args.force,
                          threads=args.threads, model=args.model)

@@ -84,7 +84,7 @@ def diagnose(error: BaseException, where: str = "",
              version: Callable[[str], str] = md.version) -> EnvironmentClash | None:
     """The environment problem behind ``error`` (an ImportError/OSError), or None when it is not one.
 
-    ``where`` says what was being loaded (``plugin 'asr' (compressor.asr.plugin)``), for the message.
+    ``where`` says what was being loaded (``plugin 'asr' (compressor.families.rnnt.plugin)``), for the message.
     """
     if not isinstance(error, (ImportError, OSError)):
         return None

@@ -8,7 +8,7 @@ A model in a spec may name where its weights come from::
       init_from:
         run: runs/quartznet_pretrain_en/20261130-101500   # a finished run: its final/<model>.pt
         # checkpoint: english.pt                          # or a state-dict file (or an engine checkpoint,
-                                                          # or a NeMo QuartzNet .nemo: compressor.models.nemo_ctc)
+                                                          # or a NeMo QuartzNet .nemo: compressor.external.nemo_ctc)
         # spec: specs/quartznet_pretrain_en.yaml          # or a pre-training spec: its finished run in this
         # set: ["seed=1"]                                 #   spec's output_dir is reused, or it is run first
         model: student                                   # the source model (default: the same name)
@@ -144,7 +144,7 @@ def state_from_file(path: Path, model: str) -> dict[str, torch.Tensor]:
     from compressor.checkpoint import load_checkpoint
 
     if path.suffix == ".nemo":  # a NeMo QuartzNet/Jasper CTC checkpoint, mapped onto quartznet's names
-        from compressor.models.nemo_ctc import nemo_state
+        from compressor.external.nemo_ctc import nemo_state
 
         return nemo_state(path)
     obj = load_checkpoint(path)

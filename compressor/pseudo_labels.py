@@ -73,8 +73,8 @@ def project_transcripts(model: nn.Module, task: Any, data: Any, split: str = "tr
                         ) -> list[Transcript]:
     """Greedy transcripts of every utterance of ``data``'s ``split`` by the project model ``model`` (a model the
     run's ``ctc`` or ``rnnt`` task decodes), in the split's order, each with its mean token log-probability."""
-    from compressor.asr.metrics import detokenize
     from compressor.errors import UserError
+    from compressor.families.asr.metrics import detokenize
     from compressor.task import to_device
 
     ds = data.dataset(split)
@@ -105,7 +105,7 @@ def project_transcripts(model: nn.Module, task: Any, data: Any, split: str = "tr
                     hyps.append(ids)
                     confs.append(sum(picked) / len(picked) if picked else 0.0)
             elif task.name == "rnnt":
-                from compressor.asr.rnnt_loss import rnnt_loss_torch
+                from compressor.families.rnnt.loss import rnnt_loss_torch
 
                 hyps = task.decode(model, batch)
                 lengths = torch.tensor([len(h) for h in hyps], dtype=torch.int64)

@@ -1,7 +1,7 @@
 """Component registries: a spec names components by key, the registry resolves them.
 
-Every component kind (models, tasks, datasets, schedules, strategies, exporters, optimizers, LR schedules)
-lives in one
+Every component kind (models, tasks, datasets, schedules, strategies, exporters, a model family's export unit,
+optimizers, LR schedules) lives in one
 :class:`Registry`. Plugins add to it from the :func:`compressor.hookspecs.compressor_register` hook::
 
     @hookimpl
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from compressor.errors import SpecError, did_you_mean
 
-KINDS = ("model", "task", "dataset", "schedule", "strategy", "exporter", "optimizer", "lr_schedule")
+KINDS = ("model", "task", "dataset", "schedule", "strategy", "exporter", "export_unit", "optimizer", "lr_schedule")
 
 
 class Args(BaseModel):

@@ -39,7 +39,7 @@ def configure(p: argparse.ArgumentParser, threads: Any = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.teacher_command == "whisper-base":
-        from compressor.models.whisper_ct2 import assemble_whisper_base
+        from compressor.external.whisper_ct2 import assemble_whisper_base
 
         print(assemble_whisper_base(Path(args.cache_dir).expanduser() if args.cache_dir else None))
         return 0

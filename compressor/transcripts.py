@@ -1,8 +1,8 @@
 """Teacher transcripts of a corpus, computed once and kept on disk; their mapping onto a student's units; a
 teacher's WER on a split.
 
-The teachers that transcribe audio (``whisper_ct2``: :mod:`compressor.models.whisper_ct2`; ``onnx_transducer`` and
-``onnx_ctc``: :mod:`compressor.models.onnx_sherpa`) offer ``transcribe(waves) -> list[Transcript]`` on 16 kHz mono
+The teachers that transcribe audio (``whisper_ct2``: :mod:`compressor.external.whisper_ct2`; ``onnx_transducer`` and
+``onnx_ctc``: :mod:`compressor.external.onnx_sherpa`) offer ``transcribe(waves) -> list[Transcript]`` on 16 kHz mono
 waveforms and ``fingerprint()`` (a hash of their files and decoding settings); the ``sequence_kd`` strategy trains
 a student on their transcripts.
 
@@ -245,8 +245,8 @@ def transcribe_utterances(teacher: TranscribingTeacher, utts: Sequence[Any], sto
 def word_error_rate(hypothesis: str, reference: str, language: str = "en") -> float:
     """WER of one transcript against another, both normalised as :func:`score` does (1.0 against an empty
     reference with any hypothesis, 0.0 when both are empty)."""
-    from compressor.asr.metrics import ErrorCounter
     from compressor.data.text import normalize
+    from compressor.families.asr.metrics import ErrorCounter
 
     ref = respell(normalize(spell_numbers(reference, language)), language)
     hyp = respell(normalize(spell_numbers(hypothesis, language)), language)
@@ -261,8 +261,8 @@ def score(hypotheses: Sequence[Transcript | None], references: Sequence[str], la
           ) -> dict[str, float]:
     """WER/CER of teacher transcripts against references, both normalised as the corpus is (numbers as words);
     an unreadable utterance counts as an empty hypothesis."""
-    from compressor.asr.metrics import ErrorCounter
     from compressor.data.text import normalize
+    from compressor.families.asr.metrics import ErrorCounter
 
     counter = ErrorCounter()
     for hyp, ref in zip(hypotheses, references, strict=True):

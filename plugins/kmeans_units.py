@@ -43,7 +43,7 @@ CHUNK = 8192
 
 def find_quantizer(model: torch.nn.Module) -> Any:
     """The model's k-means quantiser (``quantizer`` of the model or of its ``encoder``), or None."""
-    from compressor.models.vq_bert import KMeansQuantizer
+    from compressor.families.units.model import KMeansQuantizer
 
     for _, module in unwrap(model).named_modules():
         if isinstance(module, KMeansQuantizer):

@@ -251,7 +251,7 @@ def save_sherpa_whisper(out: Path, name: str = "tiny", words: int = 400) -> Path
     from transformers import WhisperConfig, WhisperForConditionalGeneration
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    from compressor.models.whisper_ct2 import wheel_files
+    from compressor.external.whisper_ct2 import wheel_files
 
     out.mkdir(parents=True, exist_ok=True)
     tok = json.loads(wheel_files()["tokenizer.json"].read_text(encoding="utf-8"))

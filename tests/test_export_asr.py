@@ -11,12 +11,12 @@ import soundfile as sf
 import torch
 from test_export_fixtures import LETTERS, run_isolated, trained_ctc, trained_rnnt
 
-from compressor.asr.task import RNNTTask
 from compressor.errors import UserError
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter, summary_markdown
-from compressor.export.parity import torch_greedy
-from compressor.export.rnnt import RNNTExport
+from compressor.families.asr.greedy import torch_greedy
+from compressor.families.rnnt.export import RNNTExport
+from compressor.families.rnnt.task import RNNTTask
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = dict(decode_utterances=16, valid_utterances=16, bench_utterances=4, calibration_utterances=16)
@@ -155,7 +155,7 @@ def test_example_script_without_this_project(exported, tmp_path):
     assert got == expected
     if family == "rnnt":  # online, 100 ms at a time: the PyTorch streaming decode on the online front end
         from compressor.export.frontend import sherpa_fbank
-        from compressor.export.parity import torch_streaming_greedy
+        from compressor.families.rnnt.export import torch_streaming_greedy
 
         proc = run_isolated([str(REPO / "examples" / "transcribe_sherpa.py"),
                              "--model-dir", str(out), "--streaming", *wavs], modules, tmp_path)

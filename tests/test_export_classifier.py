@@ -13,8 +13,8 @@ from test_export_fixtures import LETTERS, run_isolated, tone_data, train
 
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter
-from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
-from compressor.tasks.classification import Classification
+from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
+from compressor.families.slu.task import Classification
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,7 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.export.base import ExportJob
-from compressor.export.exporter import OnnxExportArgs, OnnxExporter
-from compressor.export.graphs import model_family
+from compressor.export.exporter import OnnxExportArgs, OnnxExporter, family_of
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +107,7 @@ class _Inexpressible(nn.Module):
 
 def test_unknown_family_is_a_user_error():
     with pytest.raises(UserError, match="does not know the model family of 'mystery'"):
-        model_family(_Unknown(), {"name": "mystery"}, "regression")
+        family_of(_Unknown(), {"name": "mystery"}, "regression")
 
 
 def test_inexpressible_op_is_a_user_error(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressor.asr.ctc import CTCTask, ctc_greedy
-from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
+from compressor.families.asr.greedy import ctc_greedy
+from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet
+from compressor.families.ctc.task import CTCTask
 from compressor.plugins import get_registry
 
 

@@ -105,8 +105,8 @@ def train(model: torch.nn.Module, task: Any, data: DataModule, steps: int, lr: f
 
 
 def trained_ctc(data: DataModule | None = None, steps: int = 150) -> tuple[torch.nn.Module, Any, DataModule]:
-    from compressor.asr.ctc import CTCTask
-    from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
+    from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet
+    from compressor.families.ctc.task import CTCTask
 
     data = data or tone_data("nemo_ctc")
     torch.manual_seed(0)
@@ -116,8 +116,8 @@ def trained_ctc(data: DataModule | None = None, steps: int = 150) -> tuple[torch
 
 
 def trained_rnnt(data: DataModule | None = None, steps: int = 150) -> tuple[torch.nn.Module, Any, DataModule]:
-    from compressor.asr.model import RNNTArgs, build_rnnt
-    from compressor.asr.task import RNNTTask
+    from compressor.families.rnnt.model import RNNTArgs, build_rnnt
+    from compressor.families.rnnt.task import RNNTTask
 
     data = data or tone_data("nemo")
     torch.manual_seed(0)

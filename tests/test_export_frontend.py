@@ -44,7 +44,7 @@ def _speech() -> list[tuple[str, np.ndarray]]:
 @pytest.fixture(scope="module")
 def online_recognizer(tmp_path_factory):
     """sherpa-onnx's online NeMo-transducer recognizer on a (untrained) streaming export."""
-    from compressor.export.frontend import sherpa_online_probe
+    from compressor.families.rnnt.probe import sherpa_online_probe
 
     return sherpa_online_probe(tmp_path_factory.mktemp("online"))
 

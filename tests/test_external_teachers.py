@@ -219,7 +219,7 @@ def test_whisper_encoder_teaches_the_students_encoder(tmp_path: Path, files: dic
     assert len(rows) == 4 and all(r["loss/repr_enc"] > 0 for r in rows)
     assert len(list((run / "teacher_cache").glob("teacher-*.pt"))) == 1
 
-    from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
+    from compressor.external.hf_speech import HFSpeechArgs, build_hf_speech
 
     model = build_hf_speech(HFSpeechArgs(path=str(files["whisper"]), max_new_tokens=4))
     texts = model.transcribe_batch({"audio": torch.randn(2, 8000) * 0.1, "audio_lengths": torch.tensor([8000, 6000])})
@@ -228,7 +228,7 @@ def test_whisper_encoder_teaches_the_students_encoder(tmp_path: Path, files: dic
 
 # -- NeMo .nemo ---------------------------------------------------------------------------------------------------
 def test_nemo_checkpoint_maps_every_tensor_onto_quartznet(files: dict[str, Path]) -> None:
-    from compressor.models.nemo_ctc import load_nemo_quartznet
+    from compressor.external.nemo_ctc import load_nemo_quartznet
 
     model, units = load_nemo_quartznet(files["nemo"])
     state = nemo_state(nemo_config())
@@ -264,7 +264,7 @@ def test_nemo_teacher_and_init_from(tmp_path: Path, files: dict[str, Path]) -> N
 
 
 def test_bad_nemo_files_are_refused_with_the_reason(tmp_path: Path) -> None:
-    from compressor.models.nemo_ctc import read_nemo
+    from compressor.external.nemo_ctc import read_nemo
 
     conformer = nemo_config(encoder="nemo.collections.asr.modules.ConformerEncoder")
     se = nemo_config()
@@ -309,7 +309,7 @@ def mapped_from(path: Path, tensor: torch.Tensor) -> bool:
 
 def test_offloaded_teacher_gives_the_same_outputs_from_a_mapped_file(tmp_path: Path,
                                                                       files: dict[str, Path]) -> None:
-    from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
+    from compressor.external.hf_speech import HFSpeechArgs, build_hf_speech
     from compressor.teachers import offload
 
     model = build_hf_speech(HFSpeechArgs(path=str(files["Wav2Vec2ForCTC"]))).eval()

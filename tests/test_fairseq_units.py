@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from compressor.errors import SpecError, UserError
-from compressor.models import fairseq_units as fu
+from compressor.external import fairseq_units as fu
 
 HAS_FAIRSEQ = importlib.util.find_spec("fairseq") is not None
 needs_fairseq = pytest.mark.skipif(not HAS_FAIRSEQ, reason="the optional extra 'fairseq' (fairseq-fixed) is not "

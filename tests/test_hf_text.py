@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from compressor.errors import SpecError
-from compressor.models.hf_text import HFTextClassifierArgs, build_hf_text_classifier
+from compressor.external.hf_text import HFTextClassifierArgs, build_hf_text_classifier
 from compressor.spec import load_spec
 from tests.conftest import run_cli, text_spec, write_spec
 

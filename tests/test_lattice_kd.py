@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.asr.model import RNNTArgs, build_rnnt
-from compressor.asr.task import RNNTTask
 from compressor.context import StageContext
+from compressor.families.rnnt.model import RNNTArgs, build_rnnt
+from compressor.families.rnnt.task import RNNTTask
 from compressor.losses import LossTerms
 from compressor.spec import StageSpec
 from plugins.lattice_kd import LatticeKD, collapsed_log_probs, lattice_distillation_loss

@@ -92,7 +92,7 @@ def test_bad_names_are_refused_at_validation(tmp_path: Path, plugin: dict, messa
 
 @pytest.mark.parametrize("mode", ["eval", "batch_norm_eval"])
 def test_frozen_groups_stay_in_eval_mode_through_evaluations(mode: str) -> None:
-    from compressor.asr.quartznet import QuartzNetArgs, build_quartznet
+    from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet
     from tests.plugin_ctx import build_strategy, feature_data, make_ctx
 
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from compressor.errors import SpecError
-from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
-from compressor.models.hf_text import HFTextClassifierArgs, build_hf_text_classifier
+from compressor.external.hf_text import HFTextClassifierArgs, build_hf_text_classifier
+from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
 from compressor.sequences import expected_span_fraction, span_mask
 from compressor.spec import load_spec
 from tests.conftest import text_spec, write_spec
@@ -80,7 +80,7 @@ def test_hidden_masking_is_not_in_the_exported_graph(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from compressor.export import graphs
-    from compressor.export.classifier import ClassifierGraph
+    from compressor.families.slu.export import ClassifierGraph
 
     ctx, hm, student = _hidden_setup(time_prob=0.3, time_span=3)
     ctx.training = True

@@ -17,7 +17,7 @@ from conftest import REPO, SPECS, run_cli, write_spec
 
 from compressor import describe, engine
 from compressor.errors import UserError
-from compressor.export.api import export_run
+from compressor.export_cli import export_run
 
 
 def _run(tmp: Path, spec: dict | Path, overrides: list[str] | None = None) -> Path:

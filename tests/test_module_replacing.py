@@ -10,9 +10,9 @@ import torch
 import yaml
 from torch import nn
 
-from compressor.asr.model import RNNTArgs, build_rnnt
 from compressor.context import StageContext
 from compressor.errors import SpecError
+from compressor.families.rnnt.model import RNNTArgs, build_rnnt
 from compressor.introspect import Pairing, pair_containers, validate_pairings
 from compressor.schedules import Constant, Exponential, Linear, LogCurriculum
 from compressor.spec import StageSpec, load_spec
@@ -248,7 +248,7 @@ def _mlp_spec(tmp_path: Path) -> dict:
 
 
 def build_seq_student() -> nn.Module:
-    from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+    from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
 
     return build_seq_classifier(SeqClassifierArgs(encoder="mlp", hidden=16, layers=2),
                                 {"feature_dim": 8, "num_classes": 4})
@@ -304,7 +304,7 @@ def test_validation_refuses_bad_specs(tmp_path: Path) -> None:
 def test_engine_run_strategy2_keeps_teacher_and_logs_rate(tmp_path: Path) -> None:
     import json
 
-    from compressor.models.classifier import SeqClassifierArgs, build_seq_classifier
+    from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
 
     spec = _mlp_spec(tmp_path)
     torch.manual_seed(7)
@@ -331,7 +331,7 @@ def test_engine_run_strategy2_keeps_teacher_and_logs_rate(tmp_path: Path) -> Non
 
 
 def _rnnt_step(hybrid: nn.Module, opt: torch.optim.Optimizer) -> None:
-    from compressor.asr.task import rnnt_lattice_loss
+    from compressor.families.rnnt.task import rnnt_lattice_loss
 
     b = _batch()
     loss = rnnt_lattice_loss(hybrid(b), b, 9)

@@ -115,9 +115,9 @@ def _run_twice(spec: dict, tmp: Path) -> tuple[dict, dict]:
 
 # -- ONNX teachers: our own exports read back --------------------------------------------------------------
 def test_onnx_ctc_teacher_gives_the_exported_models_logits_and_transcripts(ctc_export):
-    from compressor.asr.ctc import ctc_greedy
-    from compressor.asr.metrics import detokenize
-    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
+    from compressor.external.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
+    from compressor.families.asr.greedy import ctc_greedy
+    from compressor.families.asr.metrics import detokenize
 
     model, out = ctc_export
     data = tone_data("nemo_ctc", sizes=(1, 1, 4))
@@ -135,9 +135,9 @@ def test_onnx_ctc_teacher_gives_the_exported_models_logits_and_transcripts(ctc_e
 
 
 def test_onnx_transducer_teacher_gives_the_exported_models_lattice_and_transcripts(rnnt_export):
-    from compressor.asr.decoding import greedy_search
-    from compressor.asr.metrics import detokenize
-    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_transducer
+    from compressor.external.onnx_sherpa import OnnxTeacherArgs, build_onnx_transducer
+    from compressor.families.asr.metrics import detokenize
+    from compressor.families.rnnt.decoding import greedy_search
 
     model, out = rnnt_export
     data = tone_data("nemo", sizes=(1, 1, 4))
@@ -158,7 +158,7 @@ def test_onnx_transducer_teacher_gives_the_exported_models_lattice_and_transcrip
 def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
     """The teacher-output cache keys entries by a hash of the teacher's state dict: ONNX teachers have no
     parameters, so the hash of their files must be in it."""
-    from compressor.models.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
+    from compressor.external.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
     from compressor.teacher_cache import weights_hash
 
     _, out = ctc_export
@@ -171,7 +171,7 @@ def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
     assert weights_hash(a) != weights_hash(b) and a.fingerprint() != b.fingerprint()
     assert weights_hash(a) == weights_hash(build_onnx_ctc(OnnxTeacherArgs(model_dir=str(out)), {}))
     assert a.source_hash == a.fingerprint() != b.source_hash  # what logit_kd's cache signature reads
-    from compressor.models.onnx_sherpa import units_of
+    from compressor.external.onnx_sherpa import units_of
 
     assert units_of(OnnxTeacherArgs(model_dir=str(out))) == a.tokens == [*LETTERS, "<blk>"]  # for from_teacher
 
@@ -274,7 +274,7 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import ctranslate2
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizerFast
 
-    from compressor.models.whisper_ct2 import wheel_files
+    from compressor.external.whisper_ct2 import wheel_files
 
     root = tmp_path_factory.mktemp("tiny_whisper")
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(wheel_files()["tokenizer.json"]))
@@ -292,7 +292,7 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_whisper
 def test_whisper_base_is_assembled_once_and_verified(tmp_path):
     from compressor.data.featstore import file_sha256
-    from compressor.models.whisper_ct2 import (
+    from compressor.external.whisper_ct2 import (
         WHISPER_BASE_SHA256,
         WHISPER_BASE_SIZE,
         assemble_whisper_base,
@@ -351,9 +351,9 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
 
 # -- sequence_kd's batch rewrite -------------------------------------------------------------------------------
 def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_asked():
-    from compressor.asr.ctc import CTCTask
     from compressor.context import StageContext
     from compressor.data.base import DataModule
+    from compressor.families.ctc.task import CTCTask
     from compressor.spec import StageSpec
     from plugins.sequence_kd import SequenceKD, chosen
 
@@ -406,7 +406,7 @@ def test_onnx_whisper_teacher_decodes_what_sherpa_onnx_decodes(sherpa_whisper, c
     import onnxruntime as ort
     import sherpa_onnx
 
-    from compressor.models.onnx_whisper import OnnxWhisperArgs, build_onnx_whisper
+    from compressor.external.onnx_whisper import OnnxWhisperArgs, build_onnx_whisper
 
     out = sherpa_whisper
     teacher = build_onnx_whisper(OnnxWhisperArgs(model_dir=str(out)), {"sample_rate": 16000, "language": "en"})
@@ -481,7 +481,7 @@ def test_bad_onnx_whisper_files_are_one_line_and_exit_2(sherpa_whisper, corpus, 
 
 # -- the Hugging Face Whisper teacher's confidence ------------------------------------------------------------
 def test_hf_whisper_transcripts_carry_their_mean_token_log_probability(corpus, tmp_path):
-    from compressor.models.hf_speech import HFSpeechArgs, build_hf_speech
+    from compressor.external.hf_speech import HFSpeechArgs, build_hf_speech
     from tests.teacher_files import save_tiny_whisper
 
     path = save_tiny_whisper(tmp_path / "hf_whisper")

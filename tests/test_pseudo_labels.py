@@ -185,9 +185,9 @@ def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summa
 
 
 def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo_label():
-    from compressor.asr.ctc import CTCTask
     from compressor.context import StageContext
     from compressor.data.base import DataModule
+    from compressor.families.ctc.task import CTCTask
     from compressor.spec import StageSpec
     from plugins.sequence_kd import SequenceKD
 
@@ -213,10 +213,10 @@ def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo
 
 
 def test_a_project_rnnt_teacher_transcribes_greedily_with_its_per_token_log_probability(corpus):
-    from compressor.asr.metrics import detokenize
-    from compressor.asr.model import RNNTArgs, build_rnnt
-    from compressor.asr.rnnt_loss import rnnt_loss_torch
-    from compressor.asr.task import RNNTTask
+    from compressor.families.asr.metrics import detokenize
+    from compressor.families.rnnt.loss import rnnt_loss_torch
+    from compressor.families.rnnt.model import RNNTArgs, build_rnnt
+    from compressor.families.rnnt.task import RNNTTask
     from compressor.pseudo_labels import project_transcripts
 
     data = _data(corpus, unlabelled=str(corpus / "folder"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressor.asr.quartznet import QuartzNetArgs, build_quartznet, describe
 from compressor.errors import SpecError
+from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet, describe
 from compressor.plugins import get_registry
 
 EN = {"vocab_size": 29, "blank_id": 28, "feature_dim": 64}  # NeMo's English QuartzNet: 64 mels, 28 chars + blank
@@ -90,7 +90,7 @@ def test_sherpa_onnx_decodes_floor_t_over_2_frames_as_quartznet_counts_them(tmp_
 
     from compressor.data.features import fbank
     from compressor.export import graphs, parity
-    from compressor.export.ctc import CTCGraph
+    from compressor.families.ctc.export import CTCGraph
 
     t = 101
     graph = graphs.GraphFile("model.onnx", CTCGraph(Alternating()), (torch.randn(1, 80, t), torch.tensor([t])),

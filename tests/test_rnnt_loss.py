@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchaudio.functional import rnnt_loss
 
-from compressor.asr.rnnt_loss import _node_log_probs, log_likelihood, rnnt_loss_torch
-from compressor.asr.task import RNNTTask, rnnt_lattice_loss
+from compressor.families.rnnt.loss import _node_log_probs, log_likelihood, rnnt_loss_torch
+from compressor.families.rnnt.task import RNNTTask, rnnt_lattice_loss
 
 
 def _lattice(scale: float, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -70,7 +70,7 @@ def test_no_grad_path_matches_and_task_picks_torch_on_cpu(monkeypatch: pytest.Mo
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-4)
     outputs = {"logits": logits, "logit_lengths": tl}
     batch = {"tokens": targets.long(), "token_lengths": ul.long()}
-    import compressor.asr.task as task_module
+    import compressor.families.rnnt.task as task_module
 
     calls: list[str] = []
     real_torch, real_audio = task_module.rnnt_loss_torch, task_module.rnnt_loss

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torchaudio.functional import rnnt_loss
 
-from compressor.asr.decoding import beam_search, greedy_search
-from compressor.asr.metrics import ErrorCounter, detokenize, wer
-from compressor.asr.model import TABLE1_PARAMETERS_M, RNNTArgs, build_rnnt, count_parameters
-from compressor.asr.task import RNNTTask
+from compressor.families.asr.metrics import ErrorCounter, detokenize, wer
+from compressor.families.rnnt.decoding import beam_search, greedy_search
+from compressor.families.rnnt.model import TABLE1_PARAMETERS_M, RNNTArgs, build_rnnt, count_parameters
+from compressor.families.rnnt.task import RNNTTask
 
 TOKENS = [chr(ord("a") + i) for i in range(8)] + ["▁", "<blk>"]  # blank last
 INFO = {"feature_dim": 80, "vocab_size": len(TOKENS), "tokens": TOKENS, "blank_id": len(TOKENS) - 1}
@@ -150,7 +150,7 @@ def test_ctc_auxiliary_term_is_ctc_loss_of_the_joint_with_zero_prediction() -> N
 
 
 def test_residual_lstm_layers_are_lstms_with_skip_connections_where_widths_match() -> None:
-    from compressor.asr.model import ResidualLSTM
+    from compressor.families.rnnt.model import ResidualLSTM
 
     torch.manual_seed(0)
     model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=3), INFO)
@@ -167,7 +167,7 @@ def test_residual_lstm_layers_are_lstms_with_skip_connections_where_widths_match
 
 
 def test_offline_export_metadata_counts_the_time_reduction() -> None:
-    from compressor.export.rnnt import rnnt_graphs, supports_streaming
+    from compressor.families.rnnt.export import rnnt_graphs, supports_streaming
 
     reduced = build_rnnt(RNNTArgs(size="tiny", encoder_layers=2, time_reduction=2), INFO)
     (enc, *_) = rnnt_graphs(reduced, 80)

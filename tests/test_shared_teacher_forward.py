@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from compressor.families.slu.classifier import SeqClassifier
 from compressor.losses import LossTerms
-from compressor.models.classifier import SeqClassifier
 from tests.plugin_ctx import build_strategy, feature_data, make_ctx
 
 

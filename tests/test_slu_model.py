@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from compressor.models.slu import SLUStudentArgs, build_slu_student
+from compressor.families.slu.student import SLUStudentArgs, build_slu_student
 
 
 def test_outputs_lengths_and_padding_invariance() -> None:
@@ -32,7 +32,7 @@ def test_outputs_lengths_and_padding_invariance() -> None:
 def test_intents_follow_the_data_fsc_layout(tmp_path, tiny_bert) -> None:
     """FSC's CSV layout through the fsc reader: the student and the text teacher take its intents."""
     from compressor.data.datasets import FscArgs, build_fsc
-    from compressor.models.hf_text import HFTextClassifierArgs, build_hf_text_classifier
+    from compressor.external.hf_text import HFTextClassifierArgs, build_hf_text_classifier
     from tests.test_data_formats import tone, write
 
     root = tmp_path / "fsc"

@@ -80,19 +80,20 @@ def test_eval_honours_the_spec_and_the_flag(finished: Path, four_cpus) -> None:
 
 def test_export_honours_the_spec_and_the_flag(finished: Path, four_cpus, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    from compressor import engine
-    from compressor.export.api import export_run
+    from compressor.errors import UserError
+    from compressor.export import run as export_run_mod
+    from compressor.export_cli import export_run
 
     seen = []
 
-    def record(run, out_dir, force=False, model_name=None):  # the export itself is tested elsewhere: here, threads
+    def record(run, out_dir, force=False, model_name=None, untrained=()):  # the export is tested elsewhere
         seen.append((torch.get_num_threads(), threads_mod.thread_count()))
-        raise engine.UserError("stop here")
+        raise UserError("stop here")
 
-    monkeypatch.setattr(engine, "export_model", record)
+    monkeypatch.setattr(export_run_mod, "export_model", record)
     torch.set_num_threads(4)
     for flag in (None, 2):
-        with pytest.raises(engine.UserError, match="stop here"):
+        with pytest.raises(UserError, match="stop here"):
             export_run(finished, tmp_path / f"out{flag}", threads=flag)
     assert seen == [(1, 1), (2, 2)]
 

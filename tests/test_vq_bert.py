@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from compressor.errors import UserError
+from compressor.families.slu.vq_bert_ds2 import VQBertDS2Args, build_vq_bert_ds2
+from compressor.families.units.task import MaskedUnits
 from compressor.lr import EpochDecayArgs, EpochDecayLR
-from compressor.models.deepspeech2 import VQBertDS2Args, build_vq_bert_ds2
-from compressor.tasks.masked_units import MaskedUnits
 from plugins.kmeans_units import kmeans, nearest
 
 INFO = {"feature_dim": 8, "num_classes": 5, "vocab_size": 7}

@@ -35,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from compressor.data.features import fbank  # noqa: E402
-from compressor.export.frontend import sherpa_fbank, sherpa_online_probe  # noqa: E402
+from compressor.export.frontend import sherpa_fbank  # noqa: E402
+from compressor.families.rnnt.probe import sherpa_online_probe  # noqa: E402
 
 
 def speech(wav_dir: Path | None) -> list[tuple[str, np.ndarray]]:

@@ -40,7 +40,7 @@ def measure(run_dir: Path, chunks: list[int]) -> dict:
     from compressor.engine import load_run
     from compressor.export.base import ExportJob
     from compressor.export.exporter import OnnxExportArgs, OnnxExporter
-    from compressor.export.rnnt import RNNTExport
+    from compressor.families.rnnt.export import RNNTExport
 
     run = load_run(run_dir)
     n_test = len(run.data.dataset("test"))

@@ -319,7 +319,7 @@ LANGUAGE_ROWS = {"scratch": "from scratch, scratch LR", "scratch_lr10": "from sc
 
 def model_label(args: argparse.Namespace, size: str, parameters: int | None = None) -> str:
     """The model as what it is: its B×R name with the widths it was built at (and its parameter count)."""
-    from compressor.asr.quartznet import SIZES as QN_SIZES
+    from compressor.families.ctc.quartznet import SIZES as QN_SIZES
 
     preset = args.small if size == "small" else args.large
     ch, k = QN_SIZES[args.size]

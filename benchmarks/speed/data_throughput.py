@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         results["loader_augmented_utt_per_s_1_worker"], _ = _loader_rate(aug, args.batch_size, 1)
 
         # -- training step of the RNN-T student -------------------------------------------------
-        from compressor.asr.model import RNNTArgs, build_rnnt, count_parameters
-        from compressor.asr.task import RNNTTask
+        from compressor.families.rnnt.model import RNNTArgs, build_rnnt, count_parameters
+        from compressor.families.rnnt.task import RNNTTask
 
         torch.set_num_threads(args.threads)
         model = build_rnnt(RNNTArgs(preset="exp1_student", size="cpu"), dm.info)

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.rundir import RunLock, clean_stale_temporaries, enclosing_run_dir, is_run_dir, pid_alive
+from compressor.rundir import enclosing_run_dir, pid_alive
 
 MANIFEST = "export_manifest.json"
 PRODUCER = "compressor export"
@@ -136,34 +136,3 @@ def export_model_name(run_dir: Path) -> str:
     export = raw.get("export") if isinstance(raw, dict) else None
     name = export.get("model") if isinstance(export, dict) else None
     return name if isinstance(name, str) else "student"
-
-
-def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, threads: int | None = None,
-               model: str | None = None) -> Path:
-    """Export ``model`` (default: the spec's ``export.model``, else ``student``) of a finished run; return the
-    output dir.
-
-    ``out_dir`` defaults to ``RUN_DIR/export``; see the module docstring for where an export may go. torch
-    computes with ``threads`` (``--threads``), else the spec's ``trainer.threads``, else one per CPU.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
-    if not is_run_dir(run_dir):
-        raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
-    out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
-    # the training and export stacks load only once the target is known to be writable
-    from compressor.engine import export_model, load_run
-    from compressor.export.args import OnnxExportArgs
-    from compressor.spec import ExportSpec
-
-    with RunLock(run_dir, "export it"):
-        clean_stale_temporaries(run_dir)
-        # the exported model, and the teacher for the report's comparison rows if its weights load
-        run = load_run(run_dir, threads, models=[model or export_model_name(run_dir)], optional=["teacher"])
-        if run.loaded.spec.export is None or run.loaded.export_args is None:
-            # a spec without an export section: the onnx exporter with its defaults
-            run.loaded.spec.export = ExportSpec(name="onnx")
-            run.loaded.export_args = OnnxExportArgs()
-        export_model(run, out, force=force, model_name=model)
-    return out

@@ -2,9 +2,10 @@
 
 Shared here: writing and checking the graphs (``onnx.checker``, onnxruntime vs PyTorch on real batches),
 the int8 guard, the latency report and its plot, the manifest (``model.json``, ``README.md``, ONNX metadata)
-and the ``summary.md`` section. What differs per family lives in one unit each (:mod:`compressor.export.rnnt`,
-:mod:`~compressor.export.ctc`, :mod:`~compressor.export.classifier`, behind
-:class:`compressor.export.family.FamilyExport`); :func:`register_family` adds another.
+and the ``summary.md`` section. What differs per family lives in the family's export unit, a
+:class:`compressor.export.family.FamilyExport` registered as an ``export_unit`` component (the built-in ones:
+:mod:`compressor.families.rnnt.export`, :mod:`compressor.families.ctc.export`,
+:mod:`compressor.families.slu.export`); :func:`family_of` asks them in their ``order``.
 """
 
 from __future__ import annotations
@@ -21,28 +22,43 @@ from compressor.errors import UserError
 from compressor.export import bench, manifest, parity, quantize
 from compressor.export.args import OnnxExportArgs
 from compressor.export.base import Exporter, ExportJob, ExportResult
-from compressor.export.classifier import ClassifierExport
-from compressor.export.ctc import CTCExport
 from compressor.export.family import FamilyExport, Figure
 from compressor.export.graphs import write_graph
-from compressor.export.rnnt import RNNTExport
 from compressor.progress import Progress, duration
+from compressor.registry import Entry, Registry
 
 T = TypeVar("T")
 
-#: family units, asked in order whether they export a model
-FAMILIES: list[type[FamilyExport]] = [RNNTExport, CTCExport, ClassifierExport]
+
+def _registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from compressor.plugins import get_registry
+
+    return get_registry()
 
 
-def register_family(unit: type[FamilyExport]) -> None:
-    """Make a family unit known to the ``onnx`` exporter (asked before the built-in ones)."""
-    if unit not in FAMILIES:
-        FAMILIES.insert(0, unit)
+def _unit(entry: Entry) -> type[FamilyExport]:
+    factory = entry.factory
+    return factory.resolve() if hasattr(factory, "resolve") else factory  # type: ignore[union-attr,return-value]
 
 
-def family_of(model: nn.Module, model_ref: dict[str, Any], task_name: str) -> type[FamilyExport]:
+def export_units(registry: Registry | None = None) -> list[type[FamilyExport]]:
+    """The registered export units in the order they are asked: by their ``order`` (lowest first; a plugin's
+    unit registered without one counts 0, so it is asked before the built-in ones), then by name."""
+    entries = sorted(_registry(registry).entries("export_unit"), key=lambda e: (e.extra.get("order", 0), e.name))
+    return [_unit(e) for e in entries]
+
+
+def export_unit(name: str, registry: Registry | None = None) -> type[FamilyExport]:
+    """The export unit registered as ``name``."""
+    return _unit(_registry(registry).get("export_unit", name))
+
+
+def family_of(model: nn.Module, model_ref: dict[str, Any], task_name: str,
+              registry: Registry | None = None) -> type[FamilyExport]:
     """The unit that exports ``model``; a clear error when none does."""
-    for unit in FAMILIES:
+    for unit in export_units(registry):
         if unit.detect(model, model_ref, task_name):
             return unit
     raise UserError(
@@ -205,7 +221,7 @@ def _int8_text(res: dict[str, Any]) -> str:
 
 def summary_markdown(report: dict[str, Any]) -> str:
     """The export section of a run's ``summary.md``: every figure names its split and coverage."""
-    unit = next(u for u in FAMILIES if u.name == report["family"])
+    unit = export_unit(report["family"])
     lines = [f"## Export (onnx, {report['family']}) of the {report.get('model', 'student')}", ""]
     par = report["parity"]
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in par["max_abs_diff"].items())

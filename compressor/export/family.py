@@ -2,11 +2,16 @@
 
 The ``onnx`` exporter (:mod:`compressor.export.exporter`) does what every family shares: writing the graphs,
 ``onnx.checker``, onnxruntime-vs-PyTorch parity, the int8 guard, the latency report, the manifest and the
-export's README. A family unit (one file each: :mod:`~compressor.export.rnnt`, :mod:`~compressor.export.ctc`,
-:mod:`~compressor.export.classifier`) supplies what differs: its graphs and side files, the inputs its graphs
-take, the check that the runtime gives what PyTorch gives, the quality metric of the int8 guard, and the
-artefacts a device loads (runtime, front end, the exact call). A new family is a new file with a subclass of
-:class:`FamilyExport`, made known with :func:`compressor.export.exporter.register_family`.
+export's README. A family's export unit (one file in its family package: :mod:`compressor.families.rnnt.export`,
+:mod:`compressor.families.ctc.export`, :mod:`compressor.families.slu.export`) supplies what differs: its graphs
+and side files, the inputs its graphs take, the check that the runtime gives what PyTorch gives, the quality
+metric of the int8 guard, and the artefacts a device loads (runtime, front end, the exact call). A new family is
+a subclass of :class:`FamilyExport` registered as an ``export_unit`` component in the family's plugin::
+
+    registry.add("export_unit", "my_family", "my_package.export:MyFamilyExport", doc="...")
+
+The ``onnx`` exporter asks every registered unit's :meth:`FamilyExport.detect` in the units' ``order`` (an
+``order=...`` given at registration, 0 when none: before the built-in units, which use 10, 20, 30).
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ on recorded speech (``benchmarks/checks/frontend_parity.py``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,27 +148,3 @@ def sherpa_fbank(waveform: torch.Tensor | np.ndarray, sample_rate: int = 16000,
     if n == 0:
         return torch.zeros(0, fe.num_mel_bins)
     return torch.from_numpy(np.stack([np.asarray(fb.get_frame(i), dtype=np.float32) for i in range(n)]))
-
-
-def sherpa_online_probe(out_dir: Path) -> Any:
-    """sherpa-onnx's online NeMo-transducer recognizer around a tiny untrained streaming RNN-T written to
-    ``out_dir``: its streams compute sherpa-onnx's own online features (``stream.get_frames``) for any audio,
-    which is what a device computes; its transcripts mean nothing."""
-    import sherpa_onnx
-
-    from compressor.asr.model import RNNTArgs, build_rnnt
-    from compressor.export.graphs import write_graph, write_tokens
-    from compressor.export.rnnt import rnnt_graphs, rnnt_streaming_graph
-
-    tokens = list("abcde") + ["<blk>"]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_rnnt(RNNTArgs(size="tiny", encoder_layers=1, pred_layers=1, stack=3),
-                           {"feature_dim": 80, "vocab_size": len(tokens), "tokens": tokens}).eval()
-    for graph in [*rnnt_graphs(model, 80)[1:], rnnt_streaming_graph(model, 80, 24)]:
-        write_graph(graph, out_dir, 17)
-    write_tokens(tokens, out_dir / "tokens.txt")
-    return sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(out_dir / "tokens.txt"), encoder=str(out_dir / "encoder.streaming.onnx"),
-        decoder=str(out_dir / "decoder.onnx"), joiner=str(out_dir / "joiner.onnx"), num_threads=1,
-        model_type="nemo_transducer")

@@ -1,7 +1,7 @@
 """ONNX files: one graph with its example inputs, names, dynamic axes and metadata; writing them.
 
-The family units (:mod:`compressor.export.rnnt`, :mod:`~compressor.export.ctc`,
-:mod:`~compressor.export.classifier`) build :class:`GraphFile` objects in the layouts their runtimes load;
+The families' export units (:mod:`compressor.families.rnnt.export`, :mod:`compressor.families.ctc.export`,
+:mod:`compressor.families.slu.export`) build :class:`GraphFile` objects in the layouts their runtimes load;
 this module writes them (TorchScript-based ``torch.onnx.export``) with their metadata.
 """
 
@@ -11,20 +11,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
 from compressor.errors import UserError
-
-
-def model_family(model: nn.Module, model_ref: dict[str, Any], task_name: str) -> str:
-    """The export family of a model (``rnnt``, ``ctc``, ``classifier``, or a registered one)."""
-    from compressor.export.exporter import family_of
-
-    return family_of(model, model_ref, task_name).name
 
 
 @dataclass

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from torch import nn
 
 from compressor.errors import UserError
 from compressor.export.graphs import GraphFile
@@ -75,43 +74,6 @@ def first_batch(data: Any, n: int) -> dict[str, Any]:
     return data.collate([ds[i % len(ds)] for i in range(n)])
 
 
-# --------------------------------------------------------------------------------------------------
-# Reference decoding in PyTorch, with the rules sherpa-onnx's greedy search uses
-# --------------------------------------------------------------------------------------------------
-SHERPA_MAX_SYMBOLS_PER_FRAME = 10  # offline-transducer-greedy-search-nemo-decoder.cc
-
-
-@torch.no_grad()
-def torch_greedy(family: str, model: nn.Module, feats: torch.Tensor) -> list[int]:
-    """Token ids of one utterance (features (T, F)) decoded greedily as sherpa-onnx does."""
-    x = feats[None].float()
-    lens = torch.tensor([feats.shape[0]], dtype=torch.int64)
-    if family == "ctc":
-        from compressor.asr.ctc import ctc_greedy
-
-        out = model({"features": x, "feature_lengths": lens})
-        return ctc_greedy(out["log_probs"], out["logit_lengths"], int(model.blank_id))[0]
-    enc, enc_len = model.encode(x, lens)
-    blank = int(model.vocab_size) - 1
-    pred, state = model.predict(torch.tensor([[blank]]), model.initial_state(1))
-    ids: list[int] = []
-    for t in range(int(enc_len[0])):
-        for _ in range(SHERPA_MAX_SYMBOLS_PER_FRAME):
-            y = int(model.join(enc[0, t], pred[0, 0]).argmax())
-            if y == blank:
-                break
-            ids.append(y)
-            pred, state = model.predict(torch.tensor([[y]]), state)
-    return ids
-
-
-def torch_streaming_greedy(model: nn.Module, feats: torch.Tensor, chunk: int) -> list[int]:
-    """See :func:`compressor.export.rnnt.torch_streaming_greedy`."""
-    from compressor.export.rnnt import torch_streaming_greedy as decode
-
-    return decode(model, feats, chunk)
-
-
 def sherpa_online_decode(files: dict[str, Path], tokens: Path, waves: Sequence[np.ndarray],
                          token_ids: dict[str, int], tail_seconds: float = 0.3, threads: int | None = None,
                          desc: str | None = None) -> list[list[int]]:
@@ -149,12 +111,6 @@ def _tracked(items: Sequence[Any], desc: str | None) -> Any:
     from compressor.progress import track
 
     return track(items, desc, total=len(items), unit="utt")
-
-
-def torch_greedy_all(family: str, model: nn.Module, features: Sequence[torch.Tensor], desc: str | None = None
-                     ) -> list[list[int]]:
-    """:func:`torch_greedy` over utterances, showing progress as ``desc``."""
-    return [torch_greedy(family, model, f) for f in _tracked(features, desc)]
 
 
 def sherpa_decode(recognizer: Any, waves: Sequence[np.ndarray], token_ids: dict[str, int],

@@ -5,7 +5,7 @@ A ``.nemo`` file is a tar holding ``model_config.yaml`` (the model's Hydra confi
 first (a path that is absolute or climbs out with ``..``, a link or a device is refused; nothing is extracted
 to disk) -- with ``yaml.safe_load`` and ``torch.load(weights_only=True)``, and maps NeMo's
 ``ConvASREncoder`` + ``ConvASRDecoder`` (QuartzNet, Jasper-style CTC models) onto
-:class:`compressor.asr.quartznet.QuartzNet`:
+:class:`compressor.families.ctc.quartznet.QuartzNet`:
 
 ==========================================  =============================================
 NeMo key                                     quartznet key
@@ -46,9 +46,9 @@ import torch
 import yaml
 from pydantic import Field, field_validator
 
-from compressor.asr.quartznet import BlockSpec, QuartzNet
 from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
 from compressor.errors import UserError
+from compressor.families.ctc.quartznet import BlockSpec, QuartzNet
 from compressor.hookspecs import hookimpl
 from compressor.registry import Args, Registry
 from compressor.teachers import safe_torch_load

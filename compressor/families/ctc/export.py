@@ -16,7 +16,7 @@ from torch import nn
 
 from compressor.export.family import Artefact
 from compressor.export.graphs import GraphFile
-from compressor.export.sherpa_asr import SherpaASRExport
+from compressor.families.asr.sherpa_export import SherpaASRExport
 
 
 class CTCGraph(nn.Module):

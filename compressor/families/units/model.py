@@ -14,7 +14,7 @@ Offline, compressor builds both itself::
 
 The codebook is fitted by k-means on the frames of a corpus by the ``kmeans_units`` strategy (first stage of
 a spec), deterministically and cached; a model whose quantiser was never fitted refuses to train. fairseq's own
-vq-wav2vec + RoBERTa checkpoints load through :mod:`compressor.models.fairseq_units` (extra ``fairseq``).
+vq-wav2vec + RoBERTa checkpoints load through :mod:`compressor.external.fairseq_units` (extra ``fairseq``).
 
 Outputs: ``cls`` (B, H) the [CLS] state (the utterance vector PT-KD matches to the text teacher's [CLS]),
 ``hidden`` (= ``cls``), ``states`` (B, T, H) the unit states, ``unit_lengths`` (B,), and ``mlm_logits`` (N, K)
@@ -30,13 +30,11 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.registry import Args
 
 BERT_SIZES: dict[str, dict[str, int]] = {
     # paper: vq-wav2vec BERT base (12 layers, 768 wide); cpu fits 2 CPU cores; tiny is for tests
@@ -213,19 +211,3 @@ def build_vq_bert(args: VQBertArgs, info: dict[str, Any] | None = None) -> VQBer
     info = info or {}
     feature_dim = args.feature_dim or info.get("feature_dim") or 80
     return VQBert(int(feature_dim), dropout=args.dropout, **bert_sizes(args))
-
-
-def masked_unit_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the masked units (0 when nothing was masked, with the graph kept)."""
-    if targets.numel() == 0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), targets)
-
-
-@hookimpl
-def compressor_register(registry: Registry) -> None:
-    from compressor.tasks.masked_units import MaskedUnits
-
-    registry.add("model", "vq_bert", build_vq_bert, args=VQBertArgs, reads=("features", "feature_lengths"),
-                 doc="k-means units of fbank frames + a BERT over them ([CLS], [MASK]; seed 000's speech encoder)")
-    registry.add("task", MaskedUnits.name, MaskedUnits)

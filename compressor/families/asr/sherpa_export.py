@@ -11,6 +11,7 @@ from compressor.errors import UserError
 from compressor.export import bench, graphs, parity
 from compressor.export.family import Artefact, FamilyExport, Figure
 from compressor.export.frontend import same_features, sherpa_fbank
+from compressor.families.asr import greedy
 
 
 class SherpaASRExport(FamilyExport):
@@ -85,7 +86,7 @@ class SherpaASRExport(FamilyExport):
         return feats
 
     def wer(self, hyps: list[list[int]], utts: list[parity.Utterance]) -> tuple[float, float]:
-        from compressor.asr.metrics import ErrorCounter, detokenize
+        from compressor.families.asr.metrics import ErrorCounter, detokenize
 
         counter = ErrorCounter()
         for u, ids in zip(utts, hyps):
@@ -95,7 +96,7 @@ class SherpaASRExport(FamilyExport):
     def check(self) -> dict[str, Any]:
         args = self.args
         utts = parity.load_utterances(self.job.data, "test", args.decode_utterances)
-        torch_ids = parity.torch_greedy_all(
+        torch_ids = greedy.torch_greedy_all(
             self.name, self.model, [self.reference_features(u, self.offline_frontend) for u in utts],
             desc="export check: PyTorch greedy decode (test)")
         rec = self.recognizer()
@@ -183,7 +184,7 @@ class SherpaASRExport(FamilyExport):
             for label, m in (("teacher (PyTorch)", self.job.teacher), (self.variant("(PyTorch)"), self.model)):
                 if m is None or not type(self).detect(m, {}, ""):
                     continue  # a teacher of another family is not comparable transcript for transcript
-                t = bench.timed(lambda m=m: [parity.torch_greedy(self.name, m, feats_of(u)) for u in utts])
+                t = bench.timed(lambda m=m: [greedy.torch_greedy(self.name, m, feats_of(u)) for u in utts])
                 rows.append(bench.row(label, m, None, t, len(utts), seconds))
         ids = parity.token_lookup(self.tokens)
         for label, suffix in ((self.variant("ONNX fp32"), ""), (self.variant("ONNX int8"), ".int8")):
@@ -213,7 +214,7 @@ class SherpaASRExport(FamilyExport):
             if variant == self.variant("(PyTorch)") and t.get("pytorch_features") == "data":
                 quality = t["wer_pytorch"]
             elif by_variant.get(variant) is not None:
-                hyps = parity.torch_greedy_all(self.name, by_variant[variant], [u.features for u in utts],
+                hyps = greedy.torch_greedy_all(self.name, by_variant[variant], [u.features for u in utts],
                                                desc=f"export chart: {variant} WER (test)")
                 quality = self.wer(hyps, utts)[0]
             elif variant == self.variant("ONNX fp32"):

@@ -41,7 +41,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from compressor.asr.vocab import vocabulary_size
+from compressor.families.asr.vocab import vocabulary_size
 from compressor.registry import Args
 
 # Presets mirroring seed 002's Table 1. "paper" widths: encoder LSTMs 1024, prediction LSTMs 512, joint 512,

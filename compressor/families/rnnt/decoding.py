@@ -1,7 +1,7 @@
 """RNN-T decoding: batched greedy search and torchaudio's ``RNNTBeamSearch``.
 
 Both work on any model with ``encode(features, lengths)``, ``predict(tokens, state)`` and ``join(enc, pred)``
-(:class:`compressor.asr.model.RNNTModel`, or a module-replacing hybrid of two of them) and return token-id
+(:class:`compressor.families.rnnt.model.RNNTModel`, or a module-replacing hybrid of two of them) and return token-id
 lists without blanks.
 """
 

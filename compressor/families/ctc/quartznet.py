@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from compressor.asr.vocab import vocabulary_size
+from compressor.families.asr.vocab import vocabulary_size
 from compressor.registry import Args
 
 

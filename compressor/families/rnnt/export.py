@@ -38,7 +38,8 @@ from compressor.export import parity, quantize
 from compressor.export.family import Artefact, Figure
 from compressor.export.frontend import same_features, sherpa_fbank
 from compressor.export.graphs import GraphFile
-from compressor.export.sherpa_asr import SherpaASRExport
+from compressor.families.asr import greedy
+from compressor.families.asr.sherpa_export import SherpaASRExport
 
 STREAMING_NOTE = (
     "no streaming export: the encoder is not a stack of single-layer unidirectional LSTMs of one width "
@@ -209,7 +210,7 @@ def torch_streaming_greedy(model: nn.Module, feats: torch.Tensor, chunk: int) ->
         out, _, h, c, count = graph(x, torch.tensor([chunk]), h, c, count)
         start += chunk
         for t in range(out.shape[2]):
-            for _ in range(parity.SHERPA_MAX_SYMBOLS_PER_FRAME):
+            for _ in range(greedy.SHERPA_MAX_SYMBOLS_PER_FRAME):
                 y = int(model.join(out[0, :, t], pred[0, 0]).argmax())
                 if y == blank:
                     break
@@ -325,7 +326,7 @@ class RNNTExport(SherpaASRExport):
         got = parity.sherpa_online_decode(self.streaming_files(), out / "tokens.txt", [u.wave for u in utts],
                                           ids, tail_seconds=tail_s,
                                           desc="export check: sherpa-onnx online decode (test)")
-        offline = parity.torch_greedy_all("rnnt", model, [u.features for u in utts],
+        offline = greedy.torch_greedy_all("rnnt", model, [u.features for u in utts],
                                           desc="export check: PyTorch offline decode (test)")
         match = sum(a == b for a, b in zip(ref, got)) / max(1, len(utts))
         wer_online = self.wer(got, utts)[0]

@@ -1,7 +1,7 @@
 """The CTC task: CTC loss (blank = last id), greedy decoding as sherpa-onnx does it, WER and CER.
 
 A CTC model returns ``{"log_probs": (B, T', V), "logit_lengths": (B,)}``; the built-in one is ``quartznet``
-(:mod:`compressor.asr.quartznet`).
+(:mod:`compressor.families.ctc.quartznet`).
 """
 
 from __future__ import annotations
@@ -13,22 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compressor.families.asr.greedy import ctc_greedy
 from compressor.registry import Args
 from compressor.task import Task, to_device
-
-
-def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int) -> list[list[int]]:
-    """Best path: argmax per frame, merge repeats, drop blanks (what sherpa-onnx's greedy CTC does)."""
-    best = log_probs.argmax(-1).cpu()
-    out = []
-    for row, n in zip(best, lengths.cpu().tolist()):
-        ids, prev = [], None
-        for t in row[: int(n)].tolist():
-            if t != prev and t != blank_id:
-                ids.append(t)
-            prev = t
-        out.append(ids)
-    return out
 
 
 class CTCTask(Task):
@@ -64,7 +51,7 @@ class CTCTask(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Any]], device: torch.device
                  ) -> dict[str, float]:
-        from compressor.asr.metrics import ErrorCounter, detokenize
+        from compressor.families.asr.metrics import ErrorCounter, detokenize
 
         tokens = self.info.get("tokens")
         counter = ErrorCounter()

@@ -5,7 +5,7 @@
   h and c (L, N, H) -> (N, D, 1), lengths, h', c'), ``joiner.onnx`` ((N, D, T), (N, D, U) -> (N, T, U, V)) and
   ``tokens.txt`` (blank last). It behaves as a project RNN-T (``encode``/``predict``/``join``): its forward gives
   the RNN-T lattice ``logits`` (so ``lattice_kd`` and ``logit_kd`` can use it), ``encoder_out``, and greedy
-  transcripts through :func:`compressor.asr.decoding.greedy_search`.
+  transcripts through :func:`compressor.families.rnnt.decoding.greedy_search`.
 * ``onnx_ctc``: ``model.onnx`` (``audio_signal`` (N, 80, T), ``length`` (N,) -> ``logprobs`` (N, T', V),
   lengths) and ``tokens.txt`` (blank last): per-frame ``log_probs`` as the ``ctc`` task reads them, greedy
   transcripts.
@@ -36,10 +36,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.asr.metrics import detokenize
 from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.families.asr.metrics import detokenize
+from compressor.registry import Args
 from compressor.teachers import files_hash
 from compressor.transcripts import Transcript
 
@@ -218,7 +217,7 @@ class OnnxCTCTeacher(_OnnxTeacher):
         """Greedy CTC transcripts of 16 kHz waveforms; confidence = log P(y|x) / (len(y) + 1)."""
         import time
 
-        from compressor.asr.ctc import ctc_greedy
+        from compressor.families.asr.greedy import ctc_greedy
 
         out = []
         for wave in waves:
@@ -334,8 +333,8 @@ class OnnxTransducerTeacher(_OnnxTeacher):
         log P(y|x) / (len(y) + 1) under the model."""
         import time
 
-        from compressor.asr.decoding import greedy_search
-        from compressor.asr.rnnt_loss import rnnt_loss_torch
+        from compressor.families.rnnt.decoding import greedy_search
+        from compressor.families.rnnt.loss import rnnt_loss_torch
 
         out = []
         for wave in waves:
@@ -367,22 +366,3 @@ def units_of(args: OnnxTeacherArgs) -> list[str]:
     """The teacher's output units, read from its ``tokens.txt`` (blank last, ``▁`` between words: the layout of
     this project's exports and of sherpa-onnx's NeMo models), for ``tokenizer: {from_teacher: NAME}``."""
     return _read_tokens(_file(_folder(args, "onnx"), args.tokens, "onnx"), "onnx")
-
-
-@hookimpl
-def compressor_register(registry: Registry) -> None:
-    registry.add("model", "onnx_transducer", build_onnx_transducer, args=OnnxTeacherArgs, units=units_of,
-                 doc="Teacher: a NeMo-style transducer in sherpa-onnx's layout (encoder/decoder/joiner.onnx + "
-                     "tokens.txt; any compressor RNN-T export), run by onnxruntime.",
-                 reads=("features", "feature_lengths", "tokens", "token_lengths"))
-    from compressor.models.onnx_whisper import OnnxWhisperArgs, build_onnx_whisper
-
-    registry.add("model", "onnx_whisper", build_onnx_whisper, args=OnnxWhisperArgs,
-                 doc="Teacher: a Whisper in sherpa-onnx's layout (<name>-encoder.onnx, <name>-decoder.onnx, "
-                     "<name>-tokens.txt), run by onnxruntime: greedy transcripts with confidence, for sequence_kd.",
-                 reads=(), not_evaluable="gives transcripts of audio files, not outputs on batches: leave it out of "
-                                         "evaluate.models and measure it with 'compressor teacher eval SPEC'")
-    registry.add("model", "onnx_ctc", build_onnx_ctc, args=OnnxTeacherArgs, units=units_of,
-                 doc="Teacher: a NeMo CTC model.onnx + tokens.txt in sherpa-onnx's layout (any compressor CTC "
-                     "export), run by onnxruntime: per-frame log-probabilities and greedy transcripts.",
-                 reads=("features", "feature_lengths"))

@@ -146,7 +146,7 @@ class OnnxWhisperTeacher(nn.Module):
 
     def __init__(self, args: OnnxWhisperArgs, info: dict[str, Any]) -> None:
         super().__init__()
-        from compressor.models.onnx_sherpa import _fingerprint, _session
+        from compressor.external.onnx_sherpa import _fingerprint, _session
 
         rate = info.get("sample_rate")
         if rate is not None and int(rate) != self.sample_rate:

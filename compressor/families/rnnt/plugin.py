@@ -1,9 +1,9 @@
-"""Registers the components of the ASR models and tasks: model ``rnnt_lstm``, task ``rnnt``."""
+"""Registers the RNN-T family: model ``rnnt_lstm``, task ``rnnt`` and its export unit ``rnnt``."""
 
 from __future__ import annotations
 
-from compressor.asr.model import RNNTArgs, build_rnnt
-from compressor.asr.task import RNNTTask
+from compressor.families.rnnt.model import RNNTArgs, build_rnnt
+from compressor.families.rnnt.task import RNNTTask
 from compressor.hookspecs import hookimpl
 from compressor.registry import Registry
 
@@ -14,3 +14,5 @@ def compressor_register(registry: Registry) -> None:
                  doc="Streaming LSTM RNN-T (encoder/prediction/joint networks; seed 002 Table 1 presets).",
                  reads=("features", "feature_lengths", "tokens", "token_lengths"))
     registry.add("task", RNNTTask.name, RNNTTask)
+    registry.add("export_unit", "rnnt", "compressor.families.rnnt.export:RNNTExport", order=10,
+                 doc="RNN-T models (encode/predict/join) for sherpa-onnx's NeMo transducer, offline and streaming.")

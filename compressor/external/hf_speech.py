@@ -51,8 +51,8 @@ from torch import nn
 
 from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
 from compressor.errors import UserError
+from compressor.external.hf_text import _offline
 from compressor.hookspecs import hookimpl
-from compressor.models.hf_text import _offline
 from compressor.registry import Args, Registry
 from compressor.teachers import safe_torch_load
 from compressor.transcripts import Transcript
@@ -287,8 +287,8 @@ class HFSpeech(nn.Module):
     def transcribe(self, waves: Sequence[torch.Tensor | np.ndarray]) -> list[Transcript]:
         """Greedy transcripts of 16 kHz waveforms with their confidence, the mean log-probability of their tokens:
         for Whisper the generated tokens (the end-of-text token included), for CTC log P(y|x) / (len(y) + 1)."""
-        from compressor.asr.ctc import ctc_greedy
-        from compressor.asr.metrics import detokenize
+        from compressor.families.asr.greedy import ctc_greedy
+        from compressor.families.asr.metrics import detokenize
 
         out = []
         dev = next(self.hf.parameters()).device

@@ -1,7 +1,7 @@
 """The ``rnnt`` task: RNN-T loss, greedy or beam decoding, WER and CER.
 
 The loss is torchaudio's ``rnnt_loss`` on a GPU and, on a CPU, the same loss computed with PyTorch ops
-(:mod:`compressor.asr.rnnt_loss`: equal to torchaudio's within float32 rounding, about three times faster there,
+(:mod:`compressor.families.rnnt.loss`: equal to torchaudio's within float32 rounding, about three times faster there,
 where torchaudio's single-threaded kernel took half of a training step); ``loss_impl`` chooses explicitly.
 
 ``ctc_weight`` adds an auxiliary CTC loss on the encoder (through the joint network with a zero prediction
@@ -23,9 +23,9 @@ from pydantic import Field
 from torch import nn
 from torchaudio.functional import rnnt_loss
 
-from compressor.asr.decoding import beam_search, greedy_search
-from compressor.asr.metrics import ErrorCounter, detokenize
-from compressor.asr.rnnt_loss import rnnt_loss_torch
+from compressor.families.asr.metrics import ErrorCounter, detokenize
+from compressor.families.rnnt.decoding import beam_search, greedy_search
+from compressor.families.rnnt.loss import rnnt_loss_torch
 from compressor.registry import Args
 from compressor.task import Task, to_device
 
@@ -34,7 +34,7 @@ def rnnt_lattice_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], b
                       reduction: str = "mean", clamp: float = -1.0, impl: str = "auto") -> torch.Tensor:
     """The RNN-T loss (-log P(y|x), seed 002 Eq. 3) of the lattice in ``outputs``.
 
-    ``impl``: ``torchaudio``, ``torch`` (:func:`compressor.asr.rnnt_loss.rnnt_loss_torch`; no ``clamp``) or
+    ``impl``: ``torchaudio``, ``torch`` (:func:`compressor.families.rnnt.loss.rnnt_loss_torch`; no ``clamp``) or
     ``auto`` (torch on a CPU without a gradient clamp, torchaudio otherwise).
     """
     logits = outputs["logits"]

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from compressor.families.slu.student import preset_with_overrides, reverse_within, slu_dimensions
+from compressor.families.units.model import BERT_SIZES, VQBert, bert_sizes
 from compressor.hookspecs import hookimpl
-from compressor.models.slu import preset_with_overrides, reverse_within, slu_dimensions
-from compressor.models.vq_bert import BERT_SIZES, VQBert, bert_sizes
 from compressor.registry import Args, Registry
 
 AM_SIZES: dict[str, dict[str, int]] = {

@@ -31,9 +31,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.asr.vocab import vocabulary_size
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.families.asr.vocab import vocabulary_size
+from compressor.registry import Args
 
 SIZES: dict[str, dict[str, int]] = {
     # Lugosch et al.: ~2 x 128-256-unit bidirectional GRUs per module; "cpu" fits 2 CPU cores, "tiny" tests.
@@ -202,10 +201,3 @@ def build_slu_student(args: SLUStudentArgs, info: dict[str, Any] | None = None) 
     return SLUStudent(feature_dim, vocab, num_classes, subsampling=args.subsampling,
                       bidirectional=args.bidirectional, dropout=args.dropout, feature_mean=mean, feature_std=std,
                       **sizes)
-
-
-@hookimpl
-def compressor_register(registry: Registry) -> None:
-    registry.add("model", "slu_student", build_slu_student, args=SLUStudentArgs,
-                 reads=("features", "feature_lengths"),
-                 outputs=("logits", "hidden", "intent_states", "acoustic", "log_probs", "logit_lengths"))

@@ -1,1 +1,0 @@
-"""ASR models and tasks"""

@@ -1,0 +1,1 @@
+"""What the ASR families share: token convention, error rates, sherpa-onnx-style greedy decoding and export."""

@@ -1,0 +1,1 @@
+"""The CTC family: QuartzNet model, task ``ctc``, ONNX export unit."""

@@ -1,0 +1,1 @@
+"""The RNN-T family: streaming LSTM RNN-T model, its loss and decoding, task ``rnnt``, ONNX export unit."""

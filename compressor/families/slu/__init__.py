@@ -1,0 +1,1 @@
+"""The SLU family: utterance classifiers (intents, keywords), task ``classification``, ONNX export unit."""

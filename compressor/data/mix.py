@@ -35,8 +35,10 @@ from torch.utils.data import Dataset
 
 from compressor.data.compat import feature_clash, retokenize
 from compressor.data.features import feature_stats, per_feature_normalize
-from compressor.data.speech import SpeechDataModule, Utterance, _EpochView, tokenizer_files
+from compressor.data.speech import SpeechDataModule, _EpochView
+from compressor.data.speech_build import tokenizer_files
 from compressor.data.tokenizers import build_tokenizer
+from compressor.data.utterance import Utterance
 from compressor.errors import SpecError, UserError, format_path
 from compressor.registry import Args
 

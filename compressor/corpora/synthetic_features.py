@@ -4,7 +4,7 @@ Each class has a random template of feature frames; an example is its class's te
 to a random length, plus Gaussian noise. It needs no audio, so engine tests run in seconds. With
 ``text: true`` every example also carries a transcript: one of a few phrasings of its class, made of words from
 a small vocabulary (for cross-modal tests: a text teacher reads ``text``, a feature student reads
-``features``). Every example has an id (``ids`` in a batch). Real speech corpora live in the data layer
+``features``). Every example has an id (``ids`` in a batch). Synthetic speech corpora live beside it
 (``commands``, ``read_speech``, ...).
 """
 

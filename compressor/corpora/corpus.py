@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from compressor.corpora import grammars
+from compressor.corpora.grammars_large import large_grammar
+from compressor.corpora.lexicon import lexicon_versions
 from compressor.corpora.synth import Voice
 from compressor.corpora.voices import voice_sets
 from compressor.errors import UserError
@@ -61,8 +63,6 @@ class CorpusSettings:
     def key(self) -> str:
         blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
         if self.setting == "large":
-            from compressor.corpora.lexicon import lexicon_versions
-
             blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -97,8 +97,6 @@ def split_speakers(s: CorpusSettings) -> dict[str, list[Voice]]:
 
 def _grammar(s: CorpusSettings) -> Any:
     if s.setting == "large":
-        from compressor.corpora.grammars_large import large_grammar
-
         return large_grammar(s.language)
     domain = "finance" if (s.kind == "shifted" and s.condition == "domain") else "general"
     return grammars.read_speech_grammar(s.language, domain)

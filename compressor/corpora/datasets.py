@@ -152,6 +152,7 @@ def synthetic_check(kind: str, language: str = "en", condition: str = "clean") -
 
 
 def commands_labels() -> dict[str, list[str]]:
+    """The label values of the commands corpus: its intents, then its slots (action, object, location)."""
     values = grammars.slot_values()
     return {"intent": sorted(grammars.intent_name(i) for i in grammars.INTENTS), **values}
 
@@ -163,9 +164,10 @@ def build_commands(args: CommandsArgs, *, cache_dir: Path | None = None, seed: i
 
 
 def commands_info(args: CommandsArgs) -> dict[str, Any]:
-    labels = commands_labels()
-    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS), num_classes=len(labels["intent"]),
-                       labels=labels["intent"], slot_labels={k: labels[k] for k in ("action", "object", "location")})
+    """The SLU corpus's labels (intents, and the values of its slots) before it is built."""
+    intents = commands_labels()["intent"]
+    return speech_info(args, "en", splits=list(SYNTHETIC_SPLITS), num_classes=len(intents), labels=intents,
+                       slot_labels=grammars.slot_values())
 
 
 def build_read_speech(args: ReadSpeechArgs, *, cache_dir: Path | None = None, seed: int = 0

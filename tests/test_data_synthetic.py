@@ -23,8 +23,8 @@ from compressor.corpora.datasets import (
 )
 from compressor.corpora.synth import Voice
 from compressor.data.augment import AugmentArgs, augment
-from compressor.data.cli import main as data_main
 from compressor.data.speech_args import SubsetArgs, draw_subset
+from compressor.data_cli import main as data_main
 from compressor.errors import UserError
 
 torch.set_num_threads(1)

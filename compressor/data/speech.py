@@ -20,9 +20,7 @@ from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore
 from compressor.data.features import fbank, per_feature_normalize
-from compressor.data.tokenizers import (
-    Tokenizer,
-)
+from compressor.data.tokenizers import Tokenizer
 from compressor.data.utterance import Utterance
 from compressor.errors import UserError
 

@@ -9,9 +9,7 @@ from pydantic import Field, model_validator
 
 from compressor.data.audio import MAX_ITEM_SECONDS
 from compressor.data.augment import AugmentArgs
-from compressor.data.tokenizers import (
-    TeacherTokenizer,
-)
+from compressor.data.tokenizers import TeacherTokenizer
 from compressor.errors import UserError
 from compressor.registry import Args
 

@@ -219,8 +219,8 @@ def build_speech_module(
     skipped: list[dict[str, Any]] | None = None,
     extra_info: dict[str, Any] | None = None,
 ) -> SpeechDataModule:
-    """Turn per-split utterance records into a :class:`SpeechDataModule` (see the module docstring; inside
-    :func:`only_splits`, just the splits it names)."""
+    """Turn per-split utterance records into a :class:`SpeechDataModule` (bad items skipped, features cached,
+    labels indexed; inside :func:`only_splits`, just the splits it names)."""
     skipped = list(skipped or [])
     described = _build_described(splits, args, language, cache_dir, seed, skipped, extra_info)
     if described is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compressor.data.synthetic_features import (
+from compressor.corpora.synthetic_features import (
     SyntheticFeaturesArgs,
     build_synthetic_features,
     check_synthetic_features,

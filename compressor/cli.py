@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder for compare.md and compare.png (default: ./compare; not inside a run directory)")
     c.add_argument("--metric", default=None, help="validation metric to plot (default: each run's main metric)")
 
-    from compressor.data.cli import configure as configure_data
+    from compressor.data_cli import configure as configure_data
 
     d = sub.add_parser("data", help="build speech corpora and print their statistics",
                        description="Build (or reuse) a corpus without training, and print its statistics.")
@@ -240,7 +240,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return compare_runs([Path(d) for d in args.run_dirs], Path(args.out), args.metric)
     if command == "data":
-        from compressor.data.cli import run as data_run
+        from compressor.data_cli import run as data_run
 
         return data_run(args)
     if command == "teacher":

@@ -138,7 +138,7 @@ class KMeansUnits(Strategy):
         self.fit_stats = {}
         if bool(q.fitted) and not args.refit:
             return
-        from compressor.data.corpora import default_cache_dir
+        from compressor.data.cache import default_cache_dir
 
         frames = self._frames(ctx)
         k = q.codes

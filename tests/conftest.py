@@ -71,7 +71,7 @@ def save_tiny_bert(out: Path, hidden: int = 16, layers: int = 2) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizer
     from transformers.utils import logging
 
-    from compressor.data.synthetic_features import WORDS
+    from compressor.corpora.synthetic_features import WORDS
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()

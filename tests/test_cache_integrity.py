@@ -113,7 +113,7 @@ def test_a_forged_weights_field_does_not_let_another_teacher_reuse_outputs(clean
 
 # -- synthesised corpora ---------------------------------------------------------------------------------
 def _corpus_settings():
-    from compressor.data.corpora import CorpusSettings
+    from compressor.corpora.corpus import CorpusSettings
 
     return CorpusSettings(kind="read_speech", language="de", train_size=8, valid_size=3, test_size=3,
                           num_speakers=15)
@@ -121,7 +121,7 @@ def _corpus_settings():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from compressor.data.corpora import build_corpus
+    from compressor.corpora.build import build_corpus
 
     return build_corpus(_corpus_settings(), tmp_path_factory.mktemp("corpus"), workers=1)
 
@@ -151,7 +151,7 @@ def _delete_audio(root: Path) -> None:
 def test_a_damaged_corpus_is_rebuilt_once_and_said(corpus: Path, tmp_path: Path, capsys, damage) -> None:
     import shutil
 
-    from compressor.data.corpora import build_corpus
+    from compressor.corpora.build import build_corpus
 
     cache = tmp_path / "cache"
     root = cache / corpus.relative_to(corpus.parent.parent)
@@ -176,10 +176,11 @@ def test_a_killed_synthesis_leaves_nothing_for_good(tmp_path: Path) -> None:
     import sys
     import time
 
-    from compressor.data.corpora import build_corpus, corpus_dir
+    from compressor.corpora.build import build_corpus, corpus_dir
 
     cache = tmp_path / "cache"
-    code = ("import sys; from compressor.data.corpora import CorpusSettings, build_corpus; "
+    code = ("import sys; from compressor.corpora.corpus import CorpusSettings; "
+            "from compressor.corpora.build import build_corpus; "
             "build_corpus(CorpusSettings(kind='read_speech', language='de', train_size=400, valid_size=3, "
             "test_size=3, num_speakers=15), sys.argv[1], workers=1)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(cache)], start_new_session=True)
@@ -201,7 +202,7 @@ def _utterances(tmp_path: Path) -> list:
 
     import soundfile as sf
 
-    from compressor.data.speech import Utterance
+    from compressor.data.utterance import Utterance
 
     t = torch.arange(12000) / 16000
     for i, f0 in enumerate((180.0, 240.0)):
@@ -233,7 +234,7 @@ def _shifted_lengths(data: Path, index: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_random_bytes, _rescaled, _shifted_lengths])
 def test_a_damaged_feature_cache_is_rebuilt_and_said(tmp_path: Path, capsys, damage) -> None:
-    from compressor.data.speech import extract_features
+    from compressor.data.extract import extract_features
 
     utts = _utterances(tmp_path)
     first, _ = extract_features(utts, "nemo", tmp_path)
@@ -249,7 +250,7 @@ def test_a_damaged_feature_cache_is_rebuilt_and_said(tmp_path: Path, capsys, dam
 
 
 def test_a_killed_feature_writer_leaves_nothing_for_good(tmp_path: Path) -> None:
-    from compressor.data.speech import extract_features
+    from compressor.data.extract import extract_features
     from tests.reliability import dead_pid
 
     utts = _utterances(tmp_path)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from compressor.data import voices
-from compressor.data.corpora import CorpusSettings, build_corpus, plan, split_speakers
-from compressor.data.datasets import LARGE_DEFAULTS, ReadSpeechArgs
-from compressor.data.grammars_large import large_grammar
+from compressor.corpora import voices
+from compressor.corpora.build import build_corpus
+from compressor.corpora.corpus import CorpusSettings, plan, split_speakers
+from compressor.corpora.datasets import LARGE_DEFAULTS, ReadSpeechArgs
+from compressor.corpora.grammars_large import large_grammar
 
 KINDS = [("read_speech", lang, "clean") for lang in ("en", "de", "es", "ru")] + [
     ("commands", "en", "clean"), ("shifted", "en", "accent"), ("shifted", "en", "domain"),

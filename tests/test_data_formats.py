@@ -187,6 +187,7 @@ def test_fsc_csv_layout(tmp_path: Path) -> None:
     assert set(batch) >= {"label", "action", "object", "location", "tokens", "token_lengths"}
     assert dm.info["num_classes"] == 4  # intents seen in train + valid
     assert dm.info["slot_labels"]["location"] == ["kitchen", "none"]
+    assert list(dm.info["slot_labels"]) == ["action", "object", "location"]  # the FSC columns' order
     bad = root / "data" / "bad.csv"
     bad.write_text("path,speakerId,transcription\nx.wav,s,hi\n")
     with pytest.raises(UserError, match="lacks column"):

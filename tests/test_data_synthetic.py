@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.data.augment import AugmentArgs, augment
-from compressor.data.cli import main as data_main
-from compressor.data.corpora import CorpusSettings, build_corpus, split_speakers
-from compressor.data.datasets import (
+from compressor.corpora.build import build_corpus
+from compressor.corpora.corpus import CorpusSettings, split_speakers
+from compressor.corpora.datasets import (
     CommandsArgs,
     ReadSpeechArgs,
     ShiftedArgs,
@@ -22,8 +21,10 @@ from compressor.data.datasets import (
     build_shifted,
     commands_info,
 )
-from compressor.data.speech import SubsetArgs, draw_subset
-from compressor.data.synth import Voice
+from compressor.corpora.synth import Voice
+from compressor.data.augment import AugmentArgs, augment
+from compressor.data.speech_args import SubsetArgs, draw_subset
+from compressor.data_cli import main as data_main
 from compressor.errors import UserError
 
 torch.set_num_threads(1)
@@ -62,8 +63,8 @@ def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
 
 
 def test_every_voice_of_every_pool_exists() -> None:
-    from compressor.data.synth import synthesize
-    from compressor.data.voices import voice_sets
+    from compressor.corpora.synth import synthesize
+    from compressor.corpora.voices import voice_sets
 
     voices = set()
     for kind, lang, cond in [("read_speech", lang, "clean") for lang in ("en", "de", "es", "ru")] + [

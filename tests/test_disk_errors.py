@@ -141,7 +141,8 @@ def test_a_feature_cache_build_on_a_full_disk(tmp_path: Path) -> None:
     import soundfile as sf
     import torch
 
-    from compressor.data.speech import Utterance, extract_features
+    from compressor.data.extract import extract_features
+    from compressor.data.utterance import Utterance
     from compressor.errors import DiskError
 
     t = torch.arange(48000) / 16000

@@ -22,8 +22,8 @@ RECORDED = Path("/usr/share/pocketsphinx/test/data")
 
 
 def _speech() -> list[tuple[str, np.ndarray]]:
+    from compressor.corpora.synth import Voice, synthesize
     from compressor.data.audio import resample
-    from compressor.data.synth import Voice, synthesize
 
     out = []
     for text, voice in (("turn the kitchen lights off please", Voice("en-us", "m3")),

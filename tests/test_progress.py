@@ -77,7 +77,8 @@ def test_a_failed_phase_does_not_claim_to_be_done(capsys) -> None:
 
 
 def test_feature_extraction_reports_progress(tmp_path: Path, capsys) -> None:
-    from compressor.data.speech import Utterance, extract_features
+    from compressor.data.extract import extract_features
+    from compressor.data.utterance import Utterance
 
     utts = []
     for i in range(3):
@@ -94,7 +95,8 @@ def test_feature_extraction_reports_progress(tmp_path: Path, capsys) -> None:
 
 
 def test_corpus_synthesis_reports_progress(tmp_path: Path, capsys) -> None:
-    from compressor.data.corpora import CorpusSettings, plan, synthesize_to_files
+    from compressor.corpora.build import synthesize_to_files
+    from compressor.corpora.corpus import CorpusSettings, plan
 
     settings = CorpusSettings(kind="read_speech", language="en", condition="clean", train_size=3, valid_size=1,
                               test_size=1, num_speakers=9, seed=0)

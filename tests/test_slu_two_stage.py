@@ -48,7 +48,7 @@ def test_slu_two_stage_spec_runs_end_to_end(tmp_path: Path, tiny_bert: Path) -> 
 def test_far_field_commands_are_the_clean_utterances_recorded_far(tmp_path: Path) -> None:
     import torch
 
-    from compressor.data.datasets import CommandsArgs, build_commands
+    from compressor.corpora.datasets import CommandsArgs, build_commands
 
     sizes = {"train_size": 6, "valid_size": 3, "test_size": 3, "num_speakers": 6, "workers": 1}
     clean = build_commands(CommandsArgs(**sizes), cache_dir=tmp_path)

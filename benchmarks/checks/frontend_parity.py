@@ -40,8 +40,8 @@ from compressor.families.rnnt.probe import sherpa_online_probe  # noqa: E402
 
 
 def speech(wav_dir: Path | None) -> list[tuple[str, np.ndarray]]:
+    from compressor.corpora.synth import Voice, synthesize
     from compressor.data.audio import resample
-    from compressor.data.synth import Voice, synthesize
 
     out = []
     if wav_dir is not None and wav_dir.is_dir():

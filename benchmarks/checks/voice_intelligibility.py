@@ -1,6 +1,6 @@
 """How intelligible is each espeak-ng English voice variant to an independent recogniser?
 
-The synthetic corpora hold out voice variants for validation and test (``compressor/data/voices.py``). A held-out
+The synthetic corpora hold out voice variants for validation and test (``compressor/corpora/voices.py``). A held-out
 voice is only a fair test if it is about as intelligible as the training voices. This script speaks N sentences
 of the small English read-speech grammar with every variant espeak-ng ships (en-us, rate 175, pitch 50) and
 decodes them with PocketSphinx's bundled English acoustic model, constrained to that grammar (JSGF), so the
@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from compressor.data import voices  # noqa: E402
-from compressor.data.corpora import _to_16k  # noqa: E402
-from compressor.data.grammars import GRAMMARS  # noqa: E402
-from compressor.data.synth import Espeak, Voice  # noqa: E402
+from compressor.corpora import voices  # noqa: E402
+from compressor.corpora.build import _to_16k  # noqa: E402
+from compressor.corpora.grammars import GRAMMARS  # noqa: E402
+from compressor.corpora.synth import Espeak, Voice  # noqa: E402
 
 
 def _jsgf() -> str:

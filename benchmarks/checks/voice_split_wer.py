@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from compressor.data.corpora import default_cache_dir  # noqa: E402
+from compressor.data.cache import default_cache_dir  # noqa: E402
+from compressor.data.extract import extract_features  # noqa: E402
 from compressor.data.formats import read_nemo_manifest  # noqa: E402
-from compressor.data.speech import SpeechSplit, extract_features  # noqa: E402
+from compressor.data.speech import SpeechSplit  # noqa: E402
 from compressor.data.text import normalize  # noqa: E402
 from compressor.engine import load_run  # noqa: E402
 

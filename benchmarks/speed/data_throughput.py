@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/speed/results/data_throughput.json")
     args = p.parse_args(argv)
 
-    from compressor.data.corpora import CorpusSettings, build_corpus, plan, synthesize_items
-    from compressor.data.datasets import ReadSpeechArgs, build_read_speech
+    from compressor.corpora.build import build_corpus, synthesize_items
+    from compressor.corpora.corpus import CorpusSettings, plan
+    from compressor.corpora.datasets import ReadSpeechArgs, build_read_speech
+    from compressor.data.extract import extract_features
     from compressor.data.formats import read_nemo_manifest
-    from compressor.data.speech import extract_features
 
     torch.set_num_threads(1)
     results: dict[str, Any] = {"cpu_count": os.cpu_count(), "utterances": args.utterances,

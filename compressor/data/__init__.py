@@ -1,4 +1,5 @@
-"""Data: datasets, features, tokenizers and batching.
+"""Data: datasets of the user's corpus formats, features and their cache, tokenizers, mixing, augmentation and
+batching (the synthetic corpora are :mod:`compressor.corpora`).
 
 ``DataModule`` loads on first use, so that ``compressor data --help`` does not wait for torch.
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from compressor.data.audio import resample
 from compressor.registry import Args
 
 
@@ -41,8 +42,6 @@ def augment(wave: torch.Tensor, args: AugmentArgs, seed: int, sample_rate: int =
         factor = args.speeds[int(torch.randint(len(args.speeds), (1,), generator=g))]
         if factor != 1.0:
             # speed perturbation = resample and play back at the original rate (pitch and tempo change)
-            from compressor.data.audio import resample
-
             wave = resample(wave, int(round(sample_rate * factor)), sample_rate)
     if args.reverb > 0 and float(torch.rand(1, generator=g)) < args.reverb * args.prob:
         ir = _room_impulse(g, sample_rate)

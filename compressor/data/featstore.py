@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from compressor.errors import raise_disk_error
+from compressor.processes import pid_alive
+from compressor.progress import say
 
 DIM = 80
 
@@ -116,8 +118,6 @@ def load_store(data: Path, index: Path, n: int, producer: Any = None) -> tuple[F
             problem = f"{data} does not match its checksum"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    from compressor.progress import say
-
     say(f"feature cache {index.stem}: {problem}: rebuilding it")
     return None
 
@@ -143,8 +143,6 @@ def file_sha256(path: Path) -> str:
 
 def clean_stale(folder: Path) -> None:
     """Remove the ``*.tmp<pid>`` files of writers whose process is gone."""
-    from compressor.rundir import pid_alive
-
     for p in folder.glob("*.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[1]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):

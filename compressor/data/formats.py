@@ -24,10 +24,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from compressor.data.speech import SLOTS, Utterance
+from compressor.data.utterance import CLASS_LABEL, Utterance
 from compressor.errors import UserError
 
 Skips = list[dict[str, Any]]
+
+#: The slot columns of a Fluent Speech Commands CSV (its intent is their concatenation).
+FSC_SLOTS = ("action", "object", "location")
+#: The SLU label fields a NeMo manifest line may carry: Fluent Speech Commands' intent and slots.
+MANIFEST_LABELS = (CLASS_LABEL, *FSC_SLOTS)
 
 
 def _problem(skips: Skips, strict: bool, split: str, source: str, reason: str, message: str) -> None:
@@ -137,7 +142,7 @@ def read_nemo_manifest(
         audio = Path(row["audio_filepath"]).expanduser()
         if not audio.is_absolute():
             audio = path.parent / audio
-        labels = {k: str(row[k]) for k in ("intent", *SLOTS) if k in row}
+        labels = {k: str(row[k]) for k in MANIFEST_LABELS if k in row}
         utts.append(
             Utterance(
                 id=str(row.get("id", f"{path.stem}-{n}")),
@@ -167,7 +172,7 @@ def read_fsc_csv(
     skips: Skips = []
     with _text_rows(path) as f:
         reader = csv.DictReader(f)
-        need = ("path", "speakerId", "transcription", *SLOTS)
+        need = ("path", "speakerId", "transcription", *FSC_SLOTS)
         absent = [c for c in need if c not in (reader.fieldnames or [])]
         if absent:
             raise UserError(
@@ -180,8 +185,8 @@ def read_fsc_csv(
             if empty:
                 _problem(skips, strict, split, source, "missing_field", f"empty field(s): {', '.join(empty)}")
                 continue
-            labels = {k: row[k].strip() for k in SLOTS}
-            labels["intent"] = "_".join(labels[k].replace(" ", "_") for k in SLOTS)
+            labels = {k: row[k].strip() for k in FSC_SLOTS}
+            labels[CLASS_LABEL] = "_".join(labels[k].replace(" ", "_") for k in FSC_SLOTS)
             rel = row["path"].strip()
             utts.append(
                 Utterance(

@@ -35,9 +35,12 @@ from torch.utils.data import Dataset
 
 from compressor.data.compat import feature_clash, retokenize
 from compressor.data.features import feature_stats, per_feature_normalize
-from compressor.data.speech import SpeechDataModule, Utterance, _EpochView, tokenizer_files
-from compressor.data.tokenizers import build_tokenizer
+from compressor.data.speech import SpeechDataModule, _EpochView
+from compressor.data.speech_build import tokenizer_files
+from compressor.data.tokenizers import CharTokenizer, build_tokenizer
+from compressor.data.utterance import Utterance
 from compressor.errors import SpecError, UserError, format_path
+from compressor.plugins import get_registry
 from compressor.registry import Args
 
 RESERVED = ("name", "ratio")
@@ -77,8 +80,6 @@ class MixArgs(Args):
 
 def parse_part(ref: Any, i: int) -> tuple[str, float, Any]:
     """``(dataset name, ratio, validated args)`` of ``datasets[i]``; ``ValueError`` naming the item."""
-    from compressor.plugins import get_registry
-
     if not isinstance(ref, dict) or "name" not in ref:
         raise ValueError(f"datasets[{i}] needs a dataset 'name' (and a 'ratio')")
     ratio = ref.get("ratio", 1.0)
@@ -99,8 +100,6 @@ def parse_part(ref: Any, i: int) -> tuple[str, float, Any]:
 
 def part_info(ref: dict[str, Any], i: int) -> dict[str, Any]:
     """What ``datasets[i]`` tells before any data exists (front end, sample rate, language)."""
-    from compressor.plugins import get_registry
-
     name, _, args = parse_part(ref, i)
     hint = get_registry().get("dataset", name).extra.get("info")
     return {"index": i, "name": name, **(dict(hint(args)) if hint else {})}
@@ -206,8 +205,6 @@ class MixDataModule(SpeechDataModule):
 
 def build_mix(args: MixArgs, *, cache_dir: Path | None = None, seed: int = 0) -> MixDataModule:
     """Several speech datasets interleaved with ratios (target + source), one alphabet and tokenizer."""
-    from compressor.plugins import get_registry
-
     registry = get_registry()
     parts: list[SpeechDataModule] = []
     ratios: list[float] = []
@@ -258,8 +255,6 @@ def build_mix(args: MixArgs, *, cache_dir: Path | None = None, seed: int = 0) ->
 
 def mix_check(args: MixArgs) -> None:
     """Each dataset's own validation-time check (speakers, disk space for its corpus)."""
-    from compressor.plugins import get_registry
-
     registry = get_registry()
     for i, ref in enumerate(args.datasets):
         name, _, part_args = parse_part(ref, i)
@@ -276,8 +271,6 @@ def mix_check(args: MixArgs) -> None:
 
 def mix_info(args: MixArgs) -> dict[str, Any]:
     """Validation-time facts: the first dataset's, with the mix's tokenizer."""
-    from compressor.data.tokenizers import CharTokenizer
-
     info = part_info(args.datasets[0], 0)
     info.pop("index", None)
     info.pop("name", None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from compressor.errors import UserError
+
 #: Letters of each language (lower case); the word separator is always the space.
 ALPHABETS: dict[str, str] = {
     "en": "abcdefghijklmnopqrstuvwxyz'",
@@ -36,8 +38,6 @@ def alphabet(language: str) -> str:
     try:
         return ALPHABETS[language]
     except KeyError:
-        from compressor.errors import UserError
-
         raise UserError(f"unknown language '{language}' (languages: {', '.join(LANGUAGES)})") from None
 
 

@@ -22,7 +22,8 @@ import shutil
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.rundir import enclosing_run_dir, pid_alive
+from compressor.processes import pid_alive
+from compressor.rundir import enclosing_run_dir
 
 MANIFEST = "export_manifest.json"
 PRODUCER = "compressor export"

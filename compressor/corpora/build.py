@@ -1,4 +1,4 @@
-"""Synthetic corpora: sentences x synthetic speakers -> FLAC files + NeMo-style JSONL manifests, on disk.
+"""Building synthetic corpora: sentences x synthetic speakers -> FLAC files + NeMo-style JSONL manifests, on disk.
 
 A corpus is a pure function of its settings (:class:`CorpusSettings`). It is built once into
 ``<cache_dir>/corpora/<kind>-<hash of settings>/`` and reused while its ``DONE`` marker holds and proves the
@@ -11,10 +11,6 @@ manifest, a missing or resized audio file rebuilds the corpus, and one line says
 ``<dir>.tmp<pid>``: a failed or interrupted build removes it, and one left by a killed process is removed by
 the next build of that corpus.
 
-Speakers are espeak voice x variant x speaking rate x pitch combinations. Validation and test speakers use
-voice variants that no training speaker uses (:mod:`compressor.data.voices`); ``test_seen`` holds new
-utterances of the training speakers, so a model's error on seen and unseen voices can be compared.
-
 Synthesis runs in forked worker processes, each of which synthesises one fixed chunk of the corpus from a
 freshly initialised espeak-ng: espeak-ng carries state from one utterance to the next (its pitch "flutter"
 and noise generators), so fixed chunks in fresh processes keep the audio identical for identical settings
@@ -24,14 +20,12 @@ have synthesised before).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing as mp
 import os
-import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,159 +33,17 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from compressor.data import grammars
+from compressor.corpora.corpus import CONDITIONS, FAR_FIELD, VERSION, CorpusSettings, plan
+from compressor.corpora.synth import Espeak, Voice, synthesize
+from compressor.data.audio import resample
+from compressor.data.augment import AugmentArgs, augment
+from compressor.data.cache import default_cache_dir
 from compressor.data.featstore import file_sha256
-from compressor.data.synth import Voice
-from compressor.data.voices import voice_sets
+from compressor.processes import pid_alive
+from compressor.progress import Progress, say
 
 SAMPLE_RATE = 16000
 CHUNK = 64  # utterances per fresh synthesis process
-VERSION = 2  # bump when the synthesis recipe changes (2: held-out voice variants, test_seen, large setting)
-SPLITS = ("train", "valid", "test", "test_seen")
-
-#: Recording conditions of the large setting, baked into the audio of every split with the data layer's
-#: augmentation: (name, probability, augmentation arguments).
-CONDITIONS: tuple[tuple[str, float, dict[str, Any]], ...] = (
-    ("clean", 0.4, {}),
-    ("noise", 0.3, {"noise_snr": (10.0, 30.0)}),
-    ("reverb", 0.3, {"noise_snr": (15.0, 35.0), "reverb": 1.0}),
-)
-
-#: The far-field recording of the commands corpus (``recording: far``): every utterance of every split.
-FAR_FIELD: tuple[str, dict[str, Any]] = ("far", {"noise_snr": (0.0, 10.0), "reverb": 1.0})
-
-
-@dataclass
-class CorpusSettings:
-    """Everything that determines a synthetic corpus (and so its cache key)."""
-
-    kind: str  # commands | read_speech | shifted
-    language: str = "en"
-    condition: str = "clean"  # shifted: accent | domain | variant
-    setting: str = "small"  # read_speech: small (controlled grammar) | large (thousands of words, noise);
-    # commands: small | far (far-field recording)
-    train_size: int = 2000
-    valid_size: int = 250
-    test_size: int = 250
-    test_seen_size: int | None = None  # default: test_size
-    num_speakers: int = 60  # in all: training speakers = num_speakers - valid_speakers - test_speakers
-    valid_speakers: int = 6
-    test_speakers: int = 8
-    seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def sizes(self) -> dict[str, int]:
-        seen = self.test_size if self.test_seen_size is None else self.test_seen_size
-        return {"train": self.train_size, "valid": self.valid_size, "test": self.test_size, "test_seen": seen}
-
-    def key(self) -> str:
-        blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
-        if self.setting == "large":
-            from compressor.data.lexicon import lexicon_versions
-
-            blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
-        return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
-
-    def dirname(self) -> str:
-        tag = self.kind if self.kind == "commands" else f"{self.kind}-{self.language}"
-        if self.kind == "shifted":
-            tag += f"-{self.condition}"
-        if self.setting != "small":
-            tag += f"-{self.setting}"
-        return f"{tag}-{self.key()}"
-
-
-def default_cache_dir() -> Path:
-    """``$COMPRESSOR_CACHE`` or ``~/.cache/compressor``."""
-    env = os.environ.get("COMPRESSOR_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/compressor").expanduser()
-
-
-# ------------------------------------------------------------------------------------------------
-# Speakers and sentences
-# ------------------------------------------------------------------------------------------------
-
-
-def split_speakers(s: CorpusSettings) -> dict[str, list[Voice]]:
-    """Training, validation and test speakers, drawn by the seed from voice sets whose variants do not
-    overlap (:mod:`compressor.data.voices`); ``test_seen`` reuses the training speakers."""
-    sets = voice_sets(s.kind, s.language, s.condition)
-    n_train = max(1, s.num_speakers - s.valid_speakers - s.test_speakers)
-    wanted = {"train": n_train, "valid": s.valid_speakers, "test": s.test_speakers}
-    out: dict[str, list[Voice]] = {}
-    for split, n in wanted.items():
-        if n > sets[split].size():
-            from compressor.errors import UserError
-
-            raise UserError(f"{s.kind}: asks for {n} {split} speakers, only {sets[split].size()} exist")
-        out[split] = sets[split].draw(n, random.Random(f"speakers:{s.seed}:{split}"))
-    out["test_seen"] = out["train"]
-    return out
-
-
-def _grammar(s: CorpusSettings) -> Any:
-    if s.setting == "large":
-        from compressor.data.grammars_large import large_grammar
-
-        return large_grammar(s.language)
-    domain = "finance" if (s.kind == "shifted" and s.condition == "domain") else "general"
-    return grammars.read_speech_grammar(s.language, domain)
-
-
-def _sentence(s: CorpusSettings, rng: random.Random) -> dict[str, Any]:
-    if s.kind == "commands":
-        values = grammars.slot_values()
-        intent = rng.choice(grammars.INTENTS)
-        text = rng.choice(grammars.phrasings(intent))
-        return {"text": text, "intent": grammars.intent_name(intent), "action": intent[0], "object": intent[1],
-                "location": intent[2], "slots": {k: intent[i] for i, k in enumerate(values)}}
-    return {"text": _grammar(s).sample(rng)}
-
-
-def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
-    """The utterances of every split (text, speaker, labels, recording condition) before any audio exists.
-
-    Valid and test speakers use voice variants no training speaker uses; ``test_seen`` is spoken by the
-    training speakers. A (sentence, speaker) pair of the training split never recurs in another split, and
-    in the large setting no evaluation sentence occurs in training at all.
-    """
-    speakers = split_speakers(s)
-    out: dict[str, list[dict[str, Any]]] = {}
-    train_texts: set[str] = set()
-    train_pairs: set[tuple[str, str]] = set()
-    for split, n in s.sizes().items():
-        # far-field commands are the clean corpus's utterances, recorded far away
-        setting = "small" if s.setting == "far" else s.setting
-        rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{setting}:{s.seed}:{split}")
-        voices = speakers[split]
-        items: list[dict[str, Any]] = []
-        tries = 0
-        while len(items) < n:
-            item = _sentence(s, rng)
-            voice = voices[rng.randrange(len(voices))]
-            tries += 1
-            if split != "train" and tries < 100 * n and (
-                (s.setting == "large" and item["text"] in train_texts)
-                or (item["text"], voice.speaker_id) in train_pairs
-            ):
-                continue
-            item.update(id=f"{split}-{len(items):06d}", speaker=voice.speaker_id, voice=asdict(voice),
-                        synth_seed=rng.randrange(2**31))
-            if s.setting == "far":
-                item["condition"] = FAR_FIELD[0]
-            if s.setting == "large":
-                r, acc = rng.random(), 0.0
-                for name, p, _ in CONDITIONS:
-                    acc += p
-                    if r < acc or name == CONDITIONS[-1][0]:
-                        item["condition"] = name
-                        break
-            items.append(item)
-        if split == "train":
-            train_texts = {it["text"] for it in items}
-            train_pairs = {(it["text"], it["speaker"]) for it in items}
-        out[split] = items
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,8 +57,6 @@ def _recording(wave: np.ndarray, condition: str | None, seed: int) -> np.ndarray
                                                                 None)
     if not args:
         return wave
-    from compressor.data.augment import AugmentArgs, augment
-
     out = augment(torch.from_numpy(wave), AugmentArgs(**args), seed=seed, sample_rate=SAMPLE_RATE)
     return out.clamp_(-1.0, 1.0).numpy()
 
@@ -214,8 +64,6 @@ def _recording(wave: np.ndarray, condition: str | None, seed: int) -> np.ndarray
 def _synth_chunk(job: tuple[str, list[tuple[str, dict[str, Any], int, str, str | None]]]) -> list[float]:
     """Synthesise, resample to 16 kHz, apply the recording condition and write one chunk as FLAC (in a fresh
     process); durations in s."""
-    from compressor.data.synth import Espeak
-
     torch.set_num_threads(1)  # forked child: never start a thread pool
     folder, items = job
     engine = Espeak.get()
@@ -229,8 +77,6 @@ def _synth_chunk(job: tuple[str, list[tuple[str, dict[str, Any], int, str, str |
 
 
 def _synth_raw(job: list[tuple[str, dict[str, Any], int]]) -> list[np.ndarray]:
-    from compressor.data.synth import synthesize
-
     return [synthesize(text, Voice(**voice), seed)[0] for text, voice, seed in job]
 
 
@@ -238,10 +84,8 @@ def _pool_map(fn: Any, jobs: list[Any], workers: int, desc: str | None = None) -
     """Run ``fn`` over ``jobs``, each in a fresh process forked from a fork server that has never
     synthesised anything (a plain fork would inherit this process's espeak-ng state, if it has one).
     With ``desc``, progress counts the utterances of finished chunks (every job is a chunk of them)."""
-    from compressor.progress import Progress
-
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["compressor.data.corpora", "compressor.data.augment", "torchaudio.functional"])
+    ctx.set_forkserver_preload(["compressor.corpora.build", "compressor.data.augment", "torchaudio.functional"])
     sizes = [len(job[1]) if isinstance(job, tuple) else len(job) for job in jobs]
     with ctx.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool, \
             Progress(desc or "", total=sum(sizes), unit="utt", enabled=desc is not None) as progress:
@@ -269,8 +113,6 @@ def synthesize_to_files(items: list[dict[str, Any]], folder: Path, workers: int 
 
 
 def _to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
-    from compressor.data.audio import resample
-
     wave = torch.from_numpy(audio.astype(np.float32) / 32768.0)
     wave = resample(wave, sr, SAMPLE_RATE)
     return wave.clamp_(-1.0, 1.0).numpy()
@@ -331,8 +173,6 @@ def _old_marker(root: Path) -> bool:
 
 def clean_stale_builds(root: Path) -> list[Path]:
     """Remove the ``<corpus>.tmp<pid>`` folders beside ``root`` of builds whose process is gone."""
-    from compressor.rundir import pid_alive
-
     removed = []
     for p in root.parent.glob("*.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[1].removesuffix("-old")
@@ -346,8 +186,6 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
                  log: bool = False) -> Path:
     """Build (or reuse, once verified: see :func:`verify_corpus`) the corpus; returns its directory holding
     ``<split>.jsonl`` and ``audio/``."""
-    from compressor.progress import say
-
     root = corpus_dir(s, cache_dir)
     if root.parent.is_dir():
         clean_stale_builds(root)

@@ -4,7 +4,7 @@ Each class has a random template of feature frames; an example is its class's te
 to a random length, plus Gaussian noise. It needs no audio, so engine tests run in seconds. With
 ``text: true`` every example also carries a transcript: one of a few phrasings of its class, made of words from
 a small vocabulary (for cross-modal tests: a text teacher reads ``text``, a feature student reads
-``features``). Every example has an id (``ids`` in a batch). Real speech corpora live in the data layer
+``features``). Every example has an id (``ids`` in a batch). Synthetic speech corpora live beside it
 (``commands``, ``read_speech``, ...).
 """
 
@@ -17,6 +17,8 @@ import torch
 from pydantic import Field
 
 from compressor.data.base import DataModule, ListDataset
+from compressor.errors import UserError
+from compressor.limits import check_fits, ram_bytes
 from compressor.registry import Args
 
 WORDS = ("turn", "on", "off", "the", "lights", "music", "heat", "up", "down", "in", "kitchen", "bedroom",
@@ -96,9 +98,6 @@ def build_synthetic_features(args: SyntheticFeaturesArgs, **_: Any) -> Synthetic
 
 def check_synthetic_features(args: SyntheticFeaturesArgs) -> None:
     """The set lives in memory: refuse sizes whose tensors cannot fit in this machine's RAM."""
-    from compressor.errors import UserError
-    from compressor.limits import check_fits, ram_bytes
-
     n = args.train_size + args.valid_size + args.test_size
     frames = max(args.min_frames, args.max_frames)
     needed = 4 * args.feature_dim * (8 * args.num_classes + frames * n) + 500 * n  # floats + per-item objects

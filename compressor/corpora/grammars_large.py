@@ -3,7 +3,7 @@
 * English: *semantically unpredictable sentences* (the design of speech-intelligibility tests): hand-written
   syntactic frames ("the {adj} {noun} {verb, past} the {noun} {preposition} the {noun}") whose open slots
   take nouns (singular or plural), adjectives and verbs (base or past) from the most frequent English words
-  of a single part of speech (wordfreq x lemminflect, :mod:`compressor.data.lexicon`). Grammatical, but the
+  of a single part of speech (wordfreq x lemminflect, :mod:`compressor.corpora.lexicon`). Grammatical, but the
   words of a sentence do not predict each other, so a model must hear them.
 * German, Spanish, Russian: no pip package we use ships a part-of-speech lexicon for them, so their frames
   are *carrier sentences* ("das wort {w} steht vor dem wort {w}"), grammatical with any word in the slot;
@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from compressor.data import lexicon
+from compressor.corpora import lexicon
 
 #: English open-class sizes (nouns and verbs also give plural / past forms).
 EN_NOUNS, EN_ADJECTIVES, EN_VERBS = 2500, 1000, 700

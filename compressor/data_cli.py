@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from compressor.errors import UserError
+from compressor.progress import set_stream, where
 
 
 def configure(p: argparse.ArgumentParser, add_threads: Callable[[argparse.ArgumentParser], None] | None = None
@@ -31,8 +32,6 @@ def configure(p: argparse.ArgumentParser, add_threads: Callable[[argparse.Argume
         s.add_argument("--cache-dir", default=None, help="cache folder (default $COMPRESSOR_CACHE or "
                        "~/.cache/compressor)")
         s.add_argument("--seed", type=int, default=None, help="run seed (default: the spec's, else 0)")
-        from compressor.progress import where
-
         s.add_argument("--json", action="store_true",
                        help=f"print the statistics as JSON on standard output; then {where('stderr')[0].lower()}"
                             f"{where('stderr')[1:]}")
@@ -126,16 +125,15 @@ def main(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build the corpus ``args`` name and print its statistics; returns the exit code."""
-    from compressor.progress import set_stream
-    from compressor.threads import configure_threads
+    from compressor.threads import configure_threads  # here, as the plugins below: --help needs no torch
 
     if args.json:
         set_stream("stderr")  # standard output carries the JSON
     ref, spec_seed, spec_threads = _data_ref(args.target, args.overrides)
     configure_threads(getattr(args, "threads", None), spec_threads)  # feature extraction computes with torch
-    from compressor.plugins import get_registry  # the engine's registry with every plugin loaded
+    from compressor.plugins import get_registry
 
-    registry = get_registry()
+    registry = get_registry()  # the engine's registry with every plugin loaded
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
     seed = args.seed if args.seed is not None else spec_seed
     dm = registry.build("dataset", ref, ("data",), cache_dir=cache_dir, seed=seed)

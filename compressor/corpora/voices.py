@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from compressor.data.synth import Voice
+from compressor.corpora.synth import Voice
 
 #: Variants that share formant settings (a variant outside every family is a family of its own).
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -3,15 +3,17 @@
     python benchmarks/speed/cli_speed.py --tree before=/tmp/before --tree after=. --run-dir RUN_DIR \
         [--repeats 5] [--heavy-repeats 2] [--commands validate,plugins,eval,export]
 
-Each ``--tree NAME=PATH`` is a checkout of this repository (``git worktree add /tmp/before <commit>``; a tree from
-before the built-in strategies were imported as ``plugins`` needs a ``compressor_plugins`` link to its ``plugins/``
-folder). Every command runs as ``python -m compressor ...`` with the tree as working directory, so each tree's code
-runs with the same Python environment. Trees take turns within every repeat (the order rotates), so a machine whose
-load changes during the run affects them alike; the medians and their ratios are reported, with the CPU seconds of
-each command and the load average around it. ``RUN_DIR`` is a finished run (``final/COMPLETE``) that every tree can
-load; ``eval`` evaluates its student on the test split, ``export`` exports it to a fresh temporary folder. One
-untimed ``eval`` and ``export`` per tree first fill the corpus and feature caches. ``validate`` checks each tree's
-own ``specs/rnnt_lcmr.yaml``.
+Each ``--tree NAME=PATH[,PYTHON]`` is a checkout of this repository (``git worktree add /tmp/before <commit>``).
+Every command runs as ``PYTHON -m compressor ...`` with the tree as working directory; PYTHON defaults to the
+interpreter running this script. A tree whose plugins' entry points differ from the installed ones (modules moved
+since) needs its own PYTHON: a virtual environment with that tree installed (``pip install --no-deps -e TREE``).
+Trees take turns within every repeat (the order rotates), so a machine whose load changes during the run affects
+them alike; the medians and their ratios are reported, with the CPU seconds of each command and the load average
+around it. ``RUN_DIR`` is a finished run (``final/COMPLETE``) that every tree can load; ``eval`` evaluates its
+student on the test split, ``export`` exports it to a fresh temporary folder, ``export_refuse`` asks for an export
+into a folder that is already there (the command's start-up until it refuses, exit code 2). One untimed ``eval`` and
+``export`` per tree first fill the corpus and feature caches. ``validate`` checks each tree's own
+``specs/rnnt_lcmr.yaml``.
 
 Results: ``benchmarks/speed/results/cli_speed.{md,json}`` (``--out`` changes the stem).
 """
@@ -41,20 +43,27 @@ def commands(run_dir: Path, scratch: Path) -> dict[str, list[str]]:
         "plugins": ["plugins"],
         "eval": ["eval", str(run_dir), "--models", "student"],
         "export": ["export", str(run_dir), "--out", str(scratch / "export-{tree}-{i}")],
+        "export_refuse": ["export", str(run_dir), "--out", str(scratch)],
     }
 
 
-def run_once(tree: Path, argv: list[str], log: Path) -> dict[str, float]:
+#: exit codes a command is expected to end with (0 otherwise)
+EXPECTED_EXIT = {"export_refuse": 2}
+
+
+def run_once(tree: Path, argv: list[str], log: Path, python: str = sys.executable, expect: int = 0
+             ) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0 = os.getloadavg()[0]
     start = time.perf_counter()
     with open(log, "ab") as out:
-        done = subprocess.run([sys.executable, "-m", "compressor", *argv], cwd=tree, stdout=out,
+        done = subprocess.run([python, "-m", "compressor", *argv], cwd=tree, stdout=out,
                               stderr=subprocess.STDOUT, env={**os.environ, "COMPRESSOR_PROGRESS": "lines"})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: compressor {' '.join(argv)} failed with {done.returncode}; see {log}")
+    if done.returncode != expect:
+        raise SystemExit(f"{tree}: compressor {' '.join(argv)} ended with {done.returncode} (expected {expect}); "
+                         f"see {log}")
     return {"wall_s": round(wall, 3), "cpu_s": round((after.ru_utime - before.ru_utime)
                                                      + (after.ru_stime - before.ru_stime), 3),
             "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
@@ -70,17 +79,19 @@ def git_commit(tree: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tree", action="append", required=True, metavar="NAME=PATH")
+    p.add_argument("--tree", action="append", required=True, metavar="NAME=PATH[,PYTHON]")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=5, help="repeats of validate and plugins")
     p.add_argument("--heavy-repeats", type=int, default=2, help="repeats of eval and export")
     p.add_argument("--commands", default="validate,plugins,eval,export")
     p.add_argument("--out", type=Path, default=HERE / "results" / "cli_speed")
     args = p.parse_args()
-    trees = {}
+    trees, pythons = {}, {}
     for item in args.tree:
-        name, _, path = item.partition("=")
+        name, _, rest = item.partition("=")
+        path, _, python = rest.partition(",")
         trees[name] = Path(path).resolve()
+        pythons[name] = python or sys.executable
     scratch = Path(tempfile.mkdtemp(prefix="cli_speed-"))
     log = scratch / "commands.log"
     chosen = [c for c in args.commands.split(",") if c]
@@ -91,16 +102,16 @@ def main() -> int:
                 if command in chosen:
                     argv = [a.format(tree=name, i="warm") for a in table[command]]
                     print(f"warm-up: {name} {command}", flush=True)
-                    run_once(tree, argv, log)
+                    run_once(tree, argv, log, pythons[name])
         samples: dict[str, dict[str, list[dict[str, float]]]] = {c: {t: [] for t in trees} for c in chosen}
         names = list(trees)
         for command in chosen:
-            repeats = args.heavy_repeats if command in ("eval", "export") else args.repeats
+            repeats = args.heavy_repeats if command in ("eval", "export", "export_refuse") else args.repeats
             for i in range(repeats):
                 order = names[i % len(names):] + names[:i % len(names)]
                 for name in order:
                     argv = [a.format(tree=name, i=i) for a in table[command]]
-                    sample = run_once(trees[name], argv, log)
+                    sample = run_once(trees[name], argv, log, pythons[name], EXPECTED_EXIT.get(command, 0))
                     samples[command][name].append(sample)
                     print(f"{command} {name} #{i}: {sample}", flush=True)
     finally:
@@ -124,7 +135,7 @@ def main() -> int:
     meta = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"shared {os.cpu_count()}-core CPU VM (other jobs running beside it; see the load average)",
-        "trees": {n: {"path": str(t), "commit": git_commit(t)} for n, t in trees.items()},
+        "trees": {n: {"path": str(t), "commit": git_commit(t), "python": pythons[n]} for n, t in trees.items()},
         "run_dir": str(args.run_dir), "command": " ".join(sys.argv),
         "repeats": args.repeats, "heavy_repeats": args.heavy_repeats,
     }

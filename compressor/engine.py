@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from compressor import eval_sets, init_from
 from compressor.checkpoint import (
     load_checked,
     load_state_dict_file,
-    mismatch,
     rng_state,
     save_atomic,
     set_rng_state,
     write_atomic,
 )
+from compressor.components import (
+    Run,
+    build_component,
+    build_data,
+    build_models,
+    build_task,
+    count_parameters,
+    pick_device,
+    pick_precision,
+    stage_data,
+    untrained_models,
+)
 from compressor.data.base import DataModule
+from compressor.describe import LazyData, complete, described_info, load_described, read_description, write_description
 from compressor.errors import (
     PluginError,
     SpecError,
@@ -41,6 +54,8 @@ from compressor.errors import (
     raise_disk_error,
 )
 from compressor.interrupts import deferred, signal_behind
+from compressor.limits import check_model_sizes
+from compressor.plots import write_plots
 from compressor.plugins import Plugins, get_plugins
 from compressor.progress import Progress, duration, format_metrics, say
 from compressor.resume import open_resume, spec_stamp
@@ -52,154 +67,11 @@ from compressor.rundir import (
     new_run_dir,
 )
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
+from compressor.summary import write_summary
 from compressor.task import Task
 from compressor.threads import configure_threads
+from compressor.tracking import check_available
 from compressor.trainer import StageRunner, stage_budget
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("COMPRESSOR_CACHE", Path.home() / ".cache" / "compressor"))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("trainer.device is 'cuda' but no CUDA device is available")
-    if choice == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    return torch.device("cuda", local)
-
-
-def pick_precision(choice: str, device: torch.device) -> str:
-    if device.type != "cuda":
-        return "fp32"
-    if choice == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return choice
-
-
-def _component(entry: Any, build: Callable[[], Any]) -> Any:
-    """Build a registered component; a failure that is not the user's names the component and its package."""
-    try:
-        return build()
-    except UserError:
-        raise
-    except (Exception, SystemExit) as e:
-        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
-                          subject=f"{entry.kind} '{entry.name}'") from e
-
-
-def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
-    entry = plugins.registry.get("dataset", loaded.spec.data.name)
-    data = _component(entry, lambda: entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed))
-    request_model_inputs(loaded, plugins.registry, data)
-    return data
-
-
-def request_model_inputs(loaded: LoadedSpec, registry: Any, data: DataModule) -> None:
-    """Ask the data for the on-request batch keys (waveforms) that some model of the spec reads."""
-    from compressor.spec import model_reads
-
-    keys: set[str] = set()
-    for name in loaded.spec.all_models():
-        keys.update(model_reads(registry, loaded, name, optional=True) or ())
-    if keys:
-        data.request(keys)
-
-
-def build_task(loaded: LoadedSpec, plugins: Plugins, data: DataModule) -> Task:
-    entry = plugins.registry.get("task", loaded.spec.task.name)
-    return _component(entry, lambda: entry.factory(loaded.task_args, data.info))
-
-
-def build_models(loaded: LoadedSpec, plugins: Plugins, data: DataModule,
-                 init_reports: dict[str, Any] | None = None, pretrained: dict[str, Path] | None = None,
-                 only: list[str] | None = None, load_checkpoints: bool = True) -> dict[str, nn.Module]:
-    """Build every model of the spec (seeded, so initial weights are reproducible) and load checkpoints.
-
-    With ``init_reports`` (a dict to fill), models with ``init_from`` load their matching weights (from the
-    run directories in ``pretrained`` for ``init_from.spec``) and their reports land in it. ``only`` builds
-    just those models (the others are not touched); ``load_checkpoints=False`` leaves ``checkpoint:`` files
-    unread (a finished run's final weights replace them).
-    """
-    from compressor import init_from
-
-    models: dict[str, nn.Module] = {}
-    for i, (name, ms) in enumerate(loaded.spec.all_models().items()):
-        if only is not None and name not in only:
-            continue
-        torch.manual_seed(loaded.spec.seed * 1000 + i)
-        entry = plugins.registry.get("model", ms.name)
-        model = _component(entry, lambda e=entry, n=name: e.factory(loaded.model_args[n], info=data.info))
-        if ms.init_from is not None and init_reports is not None:
-            init_reports[name] = init_from.apply(model, name, ms.init_from, loaded.file,
-                                                 (pretrained or {}).get(name))
-        if ms.checkpoint and load_checkpoints:
-            state = load_state_dict_file(Path(ms.checkpoint).expanduser())
-            problem = mismatch(model, state)
-            if problem:
-                raise UserError(f"{loaded.file}: {name}.checkpoint {ms.checkpoint} does not match the "
-                                f"{name} model of the spec ({ms.name}): {problem}")
-            model.load_state_dict(state)
-        models[name] = model
-    return models
-
-
-@dataclass
-class Run:
-    """Everything one run shares across its stages."""
-
-    loaded: LoadedSpec
-    plugins: Plugins
-    run_dir: Path
-    device: torch.device
-    precision: str
-    data: DataModule
-    task: Task
-    models: dict[str, nn.Module]
-    rank: int = 0
-    world_size: int = 1
-    metrics: MetricsWriter | None = None
-    results: dict[str, Any] = field(default_factory=lambda: {"stages": [], "final": {}})
-    _stage_data: dict[str, DataModule] = field(default_factory=dict)
-
-    def data_for(self, index: int) -> DataModule:
-        """The data stage ``index`` trains on: its own ``data:`` (built once, shared by stages that name the
-        same dataset and arguments) or the spec's."""
-        if self.loaded.spec.stages[index].data is None:
-            return self.data
-        return stage_data(self.loaded, self.plugins, index, self._stage_data)
-
-    def task_for(self, index: int) -> Task:
-        """The task stage ``index`` runs: its own ``task:`` or the spec's, built on that stage's data."""
-        st = self.loaded.spec.stages[index]
-        if st.task is None and st.data is None:
-            return self.task
-        name, args = self.loaded.stage_task(index)
-        return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
-    eval_data: dict[str, Any] = field(default_factory=dict)  # named evaluation sets' data, built on first use
-
-    @property
-    def seed(self) -> int:
-        return self.loaded.spec.seed
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def log(self, record: dict[str, Any]) -> None:
-        if self.is_main and self.metrics is not None:
-            self.metrics.write(record, record.get("step"))
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.precision in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -233,25 +105,11 @@ def _shared_run_dir(loaded: LoadedSpec, rank: int, world: int, resume: Path | No
     return Path(path[0]), created
 
 
-def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str, DataModule]) -> DataModule:
-    """The data of stage ``index``'s own ``data:``, built once into ``built`` (keyed by dataset and arguments)."""
-    name, args = loaded.stage_data(index)
-    key = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
-    if key not in built:
-        with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream
-            built[key] = plugins.registry.get("dataset", name).factory(args, cache_dir=cache_dir(),
-                                                                       seed=loaded.spec.seed)
-            request_model_inputs(loaded, plugins.registry, built[key])
-    return built[key]
-
-
 def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any] | None = None,
                pretrained: dict[str, Path] | None = None
                ) -> tuple[DataModule, Task, dict[str, nn.Module], dict[str, DataModule]]:
     """Data, task and models, with every check that needs the real data done before a run directory exists:
     splits, model sizes with the data's facts, checkpoints that fit, each stage's step budget."""
-    from compressor.limits import check_model_sizes
-
     spec = loaded.spec
     data = build_data(loaded, plugins)
     _say_data(spec.data.name, data)
@@ -304,12 +162,8 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
             raise UserError("run needs a SPEC file (or --resume RUN_DIR)")
         else:
             loaded = load_spec(spec_path, overrides, registry=plugins.registry)
-        from compressor import init_from
-
-        pretrained = init_from.ensure_pretrained(loaded)  # runs init_from.spec pre-training runs first
+        pretrained = init_from.ensure_pretrained(loaded, run_spec)  # runs init_from.spec pre-training runs first
         trainer = loaded.spec.trainer
-        from compressor.tracking import check_available
-
         check_available(trainer.tracking)  # before any work: a tracker whose package is missing is named
         configure_threads(threads, trainer.threads)  # capped at the CPUs there are (a resume on a smaller machine)
         if trainer.deterministic:
@@ -398,8 +252,6 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start - 1, 10**12)
     elif run.loaded.spec.evaluate.before_training and run.is_main:
-        from compressor import eval_sets
-
         eval_sets.evaluate(run, "start")
     for i in range(start, len(stages)):
         if not stages[i].enabled:
@@ -420,23 +272,8 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
         dist.barrier()
 
 
-def untrained_models(spec: Any) -> list[str]:
-    """Models whose training was switched off: every stage that trains them is disabled (``enabled: false``)
-    and they load no weights (``checkpoint``, ``init_from``). They are as initialised, so they are neither
-    evaluated nor reported beside the others, nor used as an export's reference. A model no stage trains
-    (a pre-trained, frozen teacher) is not among them."""
-    out = []
-    for name, ms in spec.all_models().items():
-        stages = [st for st in spec.stages if name in st.train]
-        if stages and not any(st.enabled for st in stages) and ms.checkpoint is None and ms.init_from is None:
-            out.append(name)
-    return out
-
-
 def _finish(run: Run) -> None:
     """Final evaluation, final weights, export, plots and summary, then ``final/COMPLETE`` (main process only)."""
-    from compressor.plots import write_plots
-    from compressor.summary import write_summary
 
     with deferred():  # a signal inside a compiled module's import turns into ImportError: hold it until after
         import matplotlib
@@ -464,13 +301,9 @@ def _finish(run: Run) -> None:
             run.results.setdefault("final_split_utterances", {})[split] = len(run.data.dataset(split))
         run.results["final_utterances"] = len(run.data.dataset(spec.evaluate.split))
         run.log({"type": "final", "model": name, **final[name]})
-    from compressor import eval_sets
-
     eval_sets.evaluate(run, "final")
     final_dir = run.run_dir / "final"
     final_dir.mkdir(exist_ok=True)
-    from compressor.describe import write_description
-
     for name, model in run.models.items():
         save_atomic(model.state_dict(), final_dir / f"{name}.pt")
         write_description(final_dir / f"{name}.pt", spec.all_models()[name].name,
@@ -543,7 +376,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
             args=run.loaded.export_args, exporter=spec.export.name,
         )
         entry = run.plugins.registry.get("exporter", spec.export.name)
-        exporter = _component(entry, lambda: entry.factory(run.loaded.export_args))
+        exporter = build_component(entry, lambda: entry.factory(run.loaded.export_args))
         progress = Progress(f"export ({spec.export.name}) of the {name}", announce=True)
         try:
             result = exporter.export(job)
@@ -664,7 +497,6 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
     """A finished run loaded from its model descriptions (``final/<model>.model.json``): models and task built
     from the data facts they recorded, the data itself built only when batches are asked of it. None when a
     wanted model has no description (a run of an older version): the caller builds the data as before."""
-    from compressor.describe import LazyData, complete, described_info, load_described, read_description
 
     final = run_dir / "final"
     descriptions = {n: read_description(final / f"{n}.pt") for n in wanted}
@@ -687,7 +519,7 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
             desc = descriptions.get(name) or read_description(path)
             if desc is None or not complete(desc):
                 raise UserError(f"{run_dir}: final/{name}.pt has no complete description ({path.stem}.model.json)")
-            model = _component(plugins.registry.get("model", desc["family"]),
+            model = build_component(plugins.registry.get("model", desc["family"]),
                                lambda d=desc, p=path: load_described(p, d, plugins.registry, str(p)))
         except UserError as e:
             if name in wanted:

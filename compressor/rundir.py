@@ -94,16 +94,6 @@ def enclosing_run_dir(path: str | Path) -> Path | None:
     return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
 def clean_stale_temporaries(run_dir: Path) -> list[Path]:
     """Remove the ``.<name>.tmp-<pid>`` (and ``.old-<pid>``) files and folders killed writers left in the run
     directory, its ``checkpoints/`` and ``final/``. Call it holding the run's lock: then nobody else writes."""

@@ -12,12 +12,13 @@ import contextlib
 import math
 import time
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from compressor.checkpoint import load_checked, load_checkpoint, rng_state, save_atomic, set_rng_state
+from compressor.components import Run
 from compressor.context import StageContext
 from compressor.errors import PluginError, UserError
 from compressor.limits import MAX_STAGE_STEPS
@@ -27,9 +28,6 @@ from compressor.plugins import stage_strategies
 from compressor.progress import Progress, duration, format_metrics, track
 from compressor.resume import spec_stamp
 from compressor.task import to_device
-
-if TYPE_CHECKING:
-    from compressor.engine import Run
 
 
 def unique_trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -125,7 +123,7 @@ class StageRunner:
             name=st.name, index=self.index, stage=st, models=dict(run.models), forward_model=st.forward_model,
             task=self.task, data=self.data, device=run.device, run_dir=run.run_dir, spec=run.loaded.raw,
             seed=run.seed, rank=run.rank, world_size=run.world_size, total_steps=total_steps,
-            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0], loaded=run.loaded,
+            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0], loaded=run.loaded, registry=registry,
         )
         started = time.time()
         with stage_strategies(run.plugins, strategies):

@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import REPO, SPECS, run_cli, write_spec
 
-from compressor import describe, engine
+from compressor import engine
 from compressor.errors import UserError
 from compressor.export.api import export_run
 
@@ -45,7 +45,7 @@ def ctc_run(tmp_path_factory) -> Path:
 def calls(monkeypatch) -> list[str]:
     """What a load did, in order: "data" when the run's data was built, "model NAME" when a model was built."""
     seen: list[str] = []
-    build_data, load_described = engine.build_data, describe.load_described
+    build_data, load_described = engine.build_data, engine.load_described
 
     def spy_data(*a, **k):
         seen.append("data")
@@ -56,7 +56,7 @@ def calls(monkeypatch) -> list[str]:
         return load_described(weights, *a, **k)
 
     monkeypatch.setattr(engine, "build_data", spy_data)
-    monkeypatch.setattr(describe, "load_described", spy_model)
+    monkeypatch.setattr(engine, "load_described", spy_model)
     return seen
 
 

@@ -52,7 +52,7 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     from compressor_plugins.module_replacing import ModuleReplacing
 
     from compressor.checkpoint import load_checkpoint
-    from compressor.engine import build_data, build_models
+    from compressor.components import build_data, build_models
     from compressor.plugins import get_plugins
     from compressor.rundir import read_metrics
     from compressor.spec import load_spec

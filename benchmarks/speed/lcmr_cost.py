@@ -46,7 +46,7 @@ def _setup(spec_path: Path, n_batches: int, device: str, overrides: list[str]) -
 
     import torch
 
-    from compressor.engine import build_data, build_models, build_task
+    from compressor.components import build_data, build_models, build_task
     from compressor.plugins import get_plugins
     from compressor.spec import load_spec
 

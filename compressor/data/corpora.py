@@ -331,7 +331,7 @@ def _old_marker(root: Path) -> bool:
 
 def clean_stale_builds(root: Path) -> list[Path]:
     """Remove the ``<corpus>.tmp<pid>`` folders beside ``root`` of builds whose process is gone."""
-    from compressor.rundir import pid_alive
+    from compressor.interrupts import pid_alive
 
     removed = []
     for p in root.parent.glob("*.tmp*"):

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from compressor.checkpoint import file_sha256
 from compressor.errors import raise_disk_error
+from compressor.interrupts import pid_alive
 
 DIM = 80
 
@@ -132,19 +134,8 @@ def offsets_ok(offsets: Sequence[int], lengths: Sequence[int]) -> bool:
     return True
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def clean_stale(folder: Path) -> None:
     """Remove the ``*.tmp<pid>`` files of writers whose process is gone."""
-    from compressor.rundir import pid_alive
-
     for p in folder.glob("*.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[1]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):

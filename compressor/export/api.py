@@ -22,7 +22,8 @@ import shutil
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.rundir import RunLock, clean_stale_temporaries, enclosing_run_dir, is_run_dir, pid_alive
+from compressor.interrupts import pid_alive
+from compressor.rundir import RunLock, clean_stale_temporaries, enclosing_run_dir, is_run_dir
 
 MANIFEST = "export_manifest.json"
 PRODUCER = "compressor export"

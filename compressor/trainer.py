@@ -322,7 +322,7 @@ class StageRunner:
         ctx.training = False
         loader = self.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
         batches = islice(loader, st.eval.max_batches) if st.eval.max_batches else loader
-        total = run.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
+        total = self.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
         if st.eval.max_batches:
             total = min(total, st.eval.max_batches)
         batches = track(batches, f"{st.name}: validation on {st.eval.split}", total=total, enabled=run.is_main,

@@ -59,7 +59,7 @@ def _spec_page() -> str:
     from compressor.spec import Spec
 
     lines = ["# Spec reference", "",
-             "Generated from the spec's schema (`compressor/spec.py`) when the docs are built. A component "
+             "Generated from the spec's schema (`compressor/spec/schema.py`) when the docs are built. A component "
              "named by `name:` (a model, task, dataset, strategy, optimizer, LR schedule, exporter) takes the "
              "arguments listed for it in [Components](components.md), flat beside its name.", ""]
     seen: set[type[BaseModel]] = set()

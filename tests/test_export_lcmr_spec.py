@@ -48,8 +48,8 @@ def test_rnnt_lcmr_student_exported_and_decoded_by_sherpa(lcmr_run, tmp_path):
     os.environ["COMPRESSOR_CACHE"] = env["COMPRESSOR_CACHE"]
     try:
         from compressor.asr.metrics import detokenize
-        from compressor.engine import load_run
         from compressor.export.parity import torch_greedy
+        from compressor.finished import load_run
 
         run = load_run(run_dir)
     finally:

@@ -154,8 +154,9 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
         raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
     out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
     # the training and export stacks load only once the target is known to be writable
-    from compressor.engine import export_model, load_run
+    from compressor.engine import export_model
     from compressor.export.args import OnnxExportArgs
+    from compressor.finished import load_run
     from compressor.spec import ExportSpec
 
     with RunLock(run_dir, "export it"):

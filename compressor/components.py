@@ -142,8 +142,8 @@ class Run:
         st = self.loaded.spec.stages[index]
         if st.task is None and st.data is None:
             return self.task
-        name, args = self.loaded.stage_task(index)
-        return self.plugins.registry.get("task", name).factory(args, self.data_for(index).info)
+        stage = self.loaded.stages[index]
+        return self.plugins.registry.get("task", stage.task).factory(stage.task_args, self.data_for(index).info)
     eval_data: dict[str, Any] = field(default_factory=dict)  # named evaluation sets' data, built on first use
 
     @property
@@ -167,7 +167,7 @@ class Run:
 
 def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str, DataModule]) -> DataModule:
     """The data of stage ``index``'s own ``data:``, built once into ``built`` (keyed by dataset and arguments)."""
-    name, args = loaded.stage_data(index)
+    name, args = loaded.stages[index].data, loaded.stages[index].data_args
     key = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
     if key not in built:
         with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream

@@ -106,7 +106,7 @@ class StageRunner:
         run, st = self.run, self.stage
         registry = run.plugins.registry
         strategies = []
-        for ref, args in zip(st.plugins, run.loaded.plugin_args[self.index]):
+        for ref, args in zip(st.plugins, run.loaded.stages[self.index].plugin_args):
             entry = registry.get("strategy", ref.name)
             try:
                 strategies.append((ref.name, entry.factory(args)))
@@ -140,9 +140,9 @@ class StageRunner:
                 raise UserError(f"stage '{st.name}' has no parameter left to train after its plugins prepared "
                                 f"the models")
             loaded = run.loaded
-            opt_args = loaded.optimizer_args[self.index]
+            opt_args = loaded.stages[self.index].optimizer_args
             optimizer = build_optimizer(registry, st.optimizer, opt_args, params)
-            scheduler = build_scheduler(registry, st.lr_schedule, loaded.lr_schedule_args[self.index], optimizer,
+            scheduler = build_scheduler(registry, st.lr_schedule, loaded.stages[self.index].lr_schedule_args, optimizer,
                                         opt_args.lr, total_steps, epoch_steps=per_epoch)
             scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
             train_model: nn.Module = forward_model

@@ -62,7 +62,8 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     spec = loaded.spec
     mr_index = next(i for i, s in enumerate(spec.stages) if any(p.name == "module_replacing" for p in s.plugins))
     mr_stage = spec.stages[mr_index]
-    mr_args = next(a for p, a in zip(mr_stage.plugins, loaded.plugin_args[mr_index]) if p.name == "module_replacing")
+    mr_args = next(a for p, a in zip(mr_stage.plugins, loaded.stages[mr_index].plugin_args)
+                   if p.name == "module_replacing")
     data = build_data(loaded, plugins)
     models = build_models(loaded, plugins, data)  # the initial weights of the run (seeded), teacher from its ckpt
     strategy = ModuleReplacing(mr_args, registry=plugins.registry)

@@ -15,7 +15,7 @@ from compressor.registry import first_model, validate_model
 from compressor.spec.checks import CheckContext, check_checkpoint, check_splits, data_info, model_reads
 from compressor.spec.loading import apply_overrides, dump_spec, parse_override, read_yaml
 from compressor.spec.resolve import load_spec
-from compressor.spec.resolved import LoadedSpec
+from compressor.spec.resolved import LoadedSpec, ResolvedStage
 from compressor.spec.schema import (
     DEFAULT_SPLITS,
     EvalSetSpec,
@@ -36,7 +36,8 @@ from compressor.spec.schema import (
 
 __all__ = [
     "DEFAULT_SPLITS", "CheckContext", "EvalSetSpec", "EvalSpec", "EvaluateSpec", "ExportSpec", "InitFrom",
-    "LRScheduleRef", "LoadedSpec", "ModelSpec", "OptimizerRef", "Ref", "ReferenceResult", "Spec", "StageSpec",
-    "TrainerSpec", "apply_overrides", "check_checkpoint", "check_splits", "data_info", "dump_spec", "first_model",
-    "load_spec", "model_reads", "parse_override", "read_yaml", "safe_name", "validate_model",
+    "LRScheduleRef", "LoadedSpec", "ModelSpec", "OptimizerRef", "Ref", "ReferenceResult", "ResolvedStage",
+    "Spec", "StageSpec", "TrainerSpec", "apply_overrides", "check_checkpoint", "check_splits", "data_info",
+    "dump_spec", "first_model", "load_spec", "model_reads", "parse_override", "read_yaml", "safe_name",
+    "validate_model",
 ]

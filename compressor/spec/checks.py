@@ -30,7 +30,7 @@ def data_info(loaded: LoadedSpec, registry: Registry, stage_index: int | None = 
     if stage_index is None:
         name, args = loaded.spec.data.name, loaded.data_args
     else:
-        name, args = loaded.stage_data(stage_index)
+        name, args = loaded.stages[stage_index].data, loaded.stages[stage_index].data_args
     hint = registry.get("dataset", name).extra.get("info")
     return dict(hint(args)) if hint else {}
 
@@ -44,7 +44,7 @@ def check_model_inputs(loaded: LoadedSpec, registry: Registry) -> None:
         if keys is None:
             continue
         keys = [*keys, *info.get("batch_keys_on_request", ())]  # loaded when a model reads them
-        data_name = loaded.stage_data(i)[0]
+        data_name = loaded.stages[i].data
         roles = [("train", j, m) for j, m in enumerate(st.train)] + [("frozen", j, m) for j, m in
                                                                       enumerate(st.frozen)]
         if st.forward is not None:
@@ -186,9 +186,9 @@ class CheckContext:
 
     def stage_strategies(self) -> list[tuple[int, Any, BaseModel]]:
         """``(index, strategy class, validated args)`` of every plugin of this stage."""
-        refs = self.stage.plugins
-        return [(j, self.registry.get("strategy", ref.name).factory, self.loaded.plugin_args[self.stage_index][j])
-                for j, ref in enumerate(refs)]
+        args = self.loaded.stages[self.stage_index].plugin_args
+        return [(j, self.registry.get("strategy", ref.name).factory, args[j])
+                for j, ref in enumerate(self.stage.plugins)]
 
     def build_model(self, name: str) -> torch.nn.Module:
         """Build model ``name`` on the meta device: structure and shapes without memory or data.

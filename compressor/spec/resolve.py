@@ -26,7 +26,7 @@ from compressor.spec.eval_sets import check as check_eval_sets
 from compressor.spec.init_from import check as check_init_from
 from compressor.spec.loading import apply_overrides, parse_override, read_yaml
 from compressor.spec.location import locate
-from compressor.spec.resolved import LoadedSpec
+from compressor.spec.resolved import LoadedSpec, ResolvedStage
 from compressor.spec.schema import DEFAULT_SPLITS, Spec, safe_name
 from compressor.teachers import resolve_vocabularies
 
@@ -85,18 +85,16 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
                 raise SpecError(str(e), where) from None
         model_args[name] = registry.parse_args("model", ms.name, ms.args(("checkpoint",)), where)
 
-    plugin_args: list[list[BaseModel]] = []
-    optimizer_args: list[BaseModel] = []
-    lr_schedule_args: list[BaseModel] = []
-    stage_task_args: list[BaseModel | None] = []
-    stage_data_args: list[BaseModel | None] = []
+    stages: list[ResolvedStage] = []
+    own_data: list[BaseModel | None] = []
     seen_names: set[str] = set()
     for i, st in enumerate(spec.stages):
         sp = ("stages", i)
-        stage_task_args.append(None if st.task is None else
-                               registry.parse_args("task", st.task.name, st.task.args(), sp + ("task",)))
-        stage_data_args.append(None if st.data is None else
-                               registry.parse_args("dataset", st.data.name, st.data.args(), sp + ("data",)))
+        stage_task_args = (task_args if st.task is None else
+                           registry.parse_args("task", st.task.name, st.task.args(), sp + ("task",)))
+        stage_data_args = (data_args if st.data is None else
+                           registry.parse_args("dataset", st.data.name, st.data.args(), sp + ("data",)))
+        own_data.append(None if st.data is None else stage_data_args)
         if st.name in seen_names:
             raise SpecError(f"duplicate stage name '{st.name}'", sp + ("name",))
         seen_names.add(st.name)
@@ -109,19 +107,20 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
             raise SpecError(f"model '{sorted(both)[0]}' is both trained and frozen", sp + ("frozen",))
         if st.forward is not None and st.forward not in models:
             raise SpecError(f"unknown model '{st.forward}'{did_you_mean(st.forward, models)}", sp + ("forward",))
-        optimizer_args.append(registry.parse_args("optimizer", st.optimizer.name, st.optimizer.args(),
-                                                  sp + ("optimizer",)))
-        lr_schedule_args.append(registry.parse_args("lr_schedule", st.lr_schedule.name, st.lr_schedule.args(),
-                                                    sp + ("lr_schedule",)))
-        args_list = []
+        optimizer_args = registry.parse_args("optimizer", st.optimizer.name, st.optimizer.args(), sp + ("optimizer",))
+        lr_schedule_args = registry.parse_args("lr_schedule", st.lr_schedule.name, st.lr_schedule.args(),
+                                               sp + ("lr_schedule",))
+        plugin_args = []
         for j, ref in enumerate(st.plugins):
             pp = sp + ("plugins", j)
             entry = registry.get("strategy", ref.name, pp)
-            args = validate_model(entry.args, ref.args(), pp, registry=registry)
-            args_list.append(args)
-        plugin_args.append(args_list)
+            plugin_args.append(validate_model(entry.args, ref.args(), pp, registry=registry))
+        stages.append(ResolvedStage(
+            spec=st, plugin_args=tuple(plugin_args), optimizer_args=optimizer_args, lr_schedule_args=lr_schedule_args,
+            task=spec.task.name if st.task is None else st.task.name, task_args=stage_task_args,
+            data=spec.data.name if st.data is None else st.data.name, data_args=stage_data_args))
     resolve_vocabularies(registry, spec, model_args, [(("data",), data_args)] + [
-        (("stages", i, "data"), a) for i, a in enumerate(stage_data_args)])
+        (("stages", i, "data"), a) for i, a in enumerate(own_data)])
     export_args = None
     if spec.export is not None and spec.export.enabled:
         if spec.export.model not in models:
@@ -141,9 +140,7 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
                             f"(evaluate.models: {', '.join(spec.evaluate.models)})", ("evaluate", "references", j,
                                                                                     "model"))
 
-    loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, plugin_args, export_args,
-                        optimizer_args, lr_schedule_args, stage_task_args=stage_task_args,
-                        stage_data_args=stage_data_args)
+    loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, tuple(stages), export_args)
     info = meta_info(loaded, registry)
     check_splits(spec, info.get("splits") or DEFAULT_SPLITS)
     if check_machine:
@@ -160,7 +157,7 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
             entry = registry.get("strategy", ref.name)
             check = CheckContext(loaded, registry, i, ("stages", i, "plugins", j))
             try:
-                entry.factory.check(plugin_args[i][j], check)
+                entry.factory.check(loaded.stages[i].plugin_args[j], check)
             except UserError:
                 raise
             except (Exception, SystemExit) as e:

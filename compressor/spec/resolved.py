@@ -7,12 +7,28 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from compressor.spec.schema import Spec
+from compressor.spec.schema import Spec, StageSpec
+
+
+@dataclass(frozen=True)
+class ResolvedStage:
+    """One stage of a validated spec with everything it runs with: its plugins', optimizer's and LR schedule's
+    validated arguments, and the task and data it runs on (its own ``task:``/``data:``, or the spec's)."""
+
+    spec: StageSpec
+    plugin_args: tuple[BaseModel, ...]
+    optimizer_args: BaseModel
+    lr_schedule_args: BaseModel
+    task: str
+    task_args: BaseModel
+    data: str
+    data_args: BaseModel
 
 
 @dataclass
 class LoadedSpec:
-    """A validated spec: the parsed schema, the raw mapping (after ``--set``), component arguments."""
+    """A validated spec: the parsed schema, the raw mapping (after ``--set``), component arguments, and each
+    stage resolved (:class:`ResolvedStage`, in the order of ``spec.stages``)."""
 
     spec: Spec
     raw: dict[str, Any]
@@ -20,24 +36,6 @@ class LoadedSpec:
     task_args: BaseModel
     data_args: BaseModel
     model_args: dict[str, BaseModel]
-    plugin_args: list[list[BaseModel]]
+    stages: tuple[ResolvedStage, ...]
     export_args: BaseModel | None = None
-    optimizer_args: list[BaseModel] = field(default_factory=list)
-    lr_schedule_args: list[BaseModel] = field(default_factory=list)
     lines: dict[tuple, int] = field(default_factory=dict)
-    stage_task_args: list[BaseModel | None] = field(default_factory=list)
-    stage_data_args: list[BaseModel | None] = field(default_factory=list)
-
-    def stage_task(self, index: int) -> tuple[str, BaseModel]:
-        """The task name and arguments stage ``index`` runs (its own, or the spec's)."""
-        st = self.spec.stages[index]
-        if st.task is not None and index < len(self.stage_task_args):
-            return st.task.name, self.stage_task_args[index]  # type: ignore[return-value]
-        return self.spec.task.name, self.task_args
-
-    def stage_data(self, index: int) -> tuple[str, BaseModel]:
-        """The dataset name and arguments stage ``index`` trains on (its own, or the spec's)."""
-        st = self.spec.stages[index]
-        if st.data is not None and index < len(self.stage_data_args):
-            return st.data.name, self.stage_data_args[index]  # type: ignore[return-value]
-        return self.spec.data.name, self.data_args

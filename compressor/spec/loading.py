@@ -15,7 +15,7 @@ from compressor.spec.safe_yaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
-    """Parse a YAML file safely and within bounds (see :mod:`compressor.specyaml`); return the data and a
+    """Parse a YAML file safely and within bounds (see :mod:`compressor.spec.safe_yaml`); return the data and a
     map from key paths to line numbers."""
     path = Path(path)
     try:

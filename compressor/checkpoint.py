@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import random
@@ -14,6 +15,15 @@ import torch
 
 from compressor.errors import UserError, raise_disk_error
 from compressor.interrupts import deferred
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -286,8 +286,8 @@ def _restated(run_dir: str) -> frozenset[str]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from compressor.engine import evaluate_run
     from compressor.evalout import check_eval_output, write_eval_output
+    from compressor.finished import evaluate_run
     from compressor.report import restated_keys, text_table
 
     out = check_eval_output(Path(args.run_dir), Path(args.out), args.force) if args.out else None

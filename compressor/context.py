@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from compressor.data.base import DataModule
-    from compressor.spec import StageSpec
-    from compressor.task import Task
+from compressor.forward_hooks import ForwardHooks
+from compressor.registry import Registry
+from compressor.task import Task
 
 
 @dataclass
@@ -36,11 +35,11 @@ class StageContext:
 
     name: str
     index: int
-    stage: StageSpec
+    stage: Any  # the stage's entry of the spec (compressor.spec.StageSpec)
     models: dict[str, nn.Module]
     forward_model: str
     task: Task
-    data: DataModule
+    data: Any  # the stage's data (a compressor.data.base.DataModule)
     device: torch.device
     run_dir: Path
     spec: dict[str, Any]
@@ -55,6 +54,7 @@ class StageContext:
     training: bool = True
     scalars: dict[str, float] = field(default_factory=dict)
     loaded: Any = None  # the validated spec (compressor.spec.LoadedSpec), where the engine runs the stage
+    registry: Registry | None = None  # the run's components, where the engine runs the stage
     _batch_error: float | None = None
     _batch_error_source: tuple[Any, ...] | None = None
     _watched: dict[str, set[str]] = field(default_factory=dict, repr=False)
@@ -76,8 +76,6 @@ class StageContext:
         found = self._forwards.get(key)
         if found is not None and found[0] is batch:
             return found[1]
-        from compressor.forward_hooks import ForwardHooks
-
         model = self.model(name)
         trainable = any(p.requires_grad for p in model.parameters())
         with ForwardHooks(model) as hooks:
@@ -132,12 +130,10 @@ class StageContext:
 
     def model_reads(self, name: str, optional: bool = True) -> tuple[str, ...] | None:
         """Batch keys model ``name`` reads, as its registry entry declares (None when unknown)."""
-        if self.loaded is None or name not in self.loaded.spec.all_models():
+        if self.loaded is None or self.registry is None or name not in self.loaded.spec.all_models():
             return None
-        from compressor.plugins import get_registry
-        from compressor.spec import model_reads
-
-        return model_reads(get_registry(), self.loaded, name, optional)
+        return self.registry.model_reads(self.loaded.spec.all_models()[name].name, self.loaded.model_args[name],
+                                         optional)
 
     def model(self, name: str) -> nn.Module:
         try:

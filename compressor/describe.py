@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.checkpoint import load_checked, load_state_dict_file, write_atomic
-from compressor.data.featstore import file_sha256
+from compressor.checkpoint import file_sha256, load_checked, load_state_dict_file, write_atomic
 from compressor.errors import UserError
 
 FORMAT = 1

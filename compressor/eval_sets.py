@@ -19,40 +19,12 @@ table in ``summary.md``: a row per model (and per model before training), a colu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from compressor.data.compat import alphabet_clash, feature_clash, retokenize
-from compressor.errors import SpecError, UserError
-
-if TYPE_CHECKING:
-    from compressor.data.base import DataModule
-    from compressor.registry import Registry
-    from compressor.spec import LoadedSpec
-
-
-def check(loaded: LoadedSpec, registry: Registry) -> None:
-    """Refuse sets whose data is unknown, computes other features or has letters the run cannot write."""
-    spec = loaded.spec
-    run_hint = registry.get("dataset", spec.data.name).extra.get("info")
-    run_info = dict(run_hint(loaded.data_args)) if run_hint else {}
-    for name, es in spec.evaluate.sets.items():
-        if es is None or es.data is None:
-            continue
-        where = ("evaluate", "sets", name, "data")
-        args = registry.parse_args("dataset", es.data.name, es.data.args(), where)
-        hint = registry.get("dataset", es.data.name).extra.get("info")
-        info = dict(hint(args)) if hint else {}
-        clash = feature_clash(run_info, info)
-        if clash is not None:
-            key, message = clash
-            raise SpecError(f"{message} (the run's data): a set is read by the run's models, so its features "
-                            "must be computed the same way", where + (key,))
-        run_lang, lang = run_info.get("language"), info.get("language")
-        if run_lang and lang:
-            missing = alphabet_clash(str(run_lang), str(lang))
-            if missing:
-                raise SpecError(f"language '{lang}' has letters ({missing}) outside the run's '{run_lang}' "
-                                "alphabet: the models cannot write its transcripts", where + ("language",))
+from compressor.components import cache_dir, request_model_inputs, untrained_models
+from compressor.data.base import DataModule
+from compressor.data.compat import retokenize
+from compressor.errors import UserError
 
 
 def set_data(run: Any, name: str) -> tuple[DataModule, str]:
@@ -62,13 +34,9 @@ def set_data(run: Any, name: str) -> tuple[DataModule, str]:
         return run.data, es.split
     cache: dict[str, Any] = run.eval_data
     if name not in cache:
-        from compressor.engine import cache_dir
-
         registry = run.plugins.registry
         args = registry.parse_args("dataset", es.data.name, es.data.args(), ("evaluate", "sets", name, "data"))
         module = registry.get("dataset", es.data.name).factory(args, cache_dir=cache_dir(), seed=run.seed)
-        from compressor.engine import request_model_inputs
-
         request_model_inputs(run.loaded, registry, module)
         tokenizer = getattr(run.data, "tokenizer", None)
         if tokenizer is None:
@@ -84,8 +52,6 @@ def evaluate(run: Any, when: str) -> None:
     spec = run.loaded.spec
     if not spec.evaluate.sets:
         return
-    from compressor.engine import untrained_models
-
     out = run.results.setdefault("sets", {}).setdefault(when, {})
     skipped = untrained_models(spec) if when == "final" else []
     for model_name in spec.evaluate.models:

@@ -1,7 +1,7 @@
 """``compressor export RUN_DIR``: export a model of a finished run.
 
 The target folder is checked first (:mod:`compressor.export.api`), before torch or the run's models load; then
-the run is loaded back (:func:`compressor.engine.load_run`, from its models' descriptions where it has them) and
+the run is loaded back (:func:`compressor.finished.load_run`, from its models' descriptions where it has them) and
 handed to :func:`compressor.export.run.export_model`.
 """
 
@@ -29,9 +29,10 @@ def export_run(run_dir: Path, out_dir: Path | None = None, force: bool = False, 
         raise UserError(f"{run_dir} is not a run directory (no resolved_spec.yaml)")
     out = check_export_target(run_dir, Path(out_dir) if out_dir is not None else run_dir / "export", force)
     # the training and export stacks load only once the target is known to be writable
-    from compressor.engine import load_run, untrained_models
+    from compressor.components import untrained_models
     from compressor.export.args import OnnxExportArgs
     from compressor.export.run import export_model
+    from compressor.finished import load_run
     from compressor.spec import ExportSpec
 
     with RunLock(run_dir, "export it"):

@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from compressor.context import StageContext
-    from compressor.export.base import ExportJob
     from compressor.losses import LossTerms
     from compressor.registry import Registry
 
@@ -147,7 +146,7 @@ def compressor_finalize_student(ctx: StageContext) -> None:
 
 
 @hookspec
-def compressor_export(ctx: ExportJob, model: nn.Module, out_dir: Path) -> list[Path] | None:
+def compressor_export(ctx: Any, model: nn.Module, out_dir: Path) -> list[Path] | None:
     """Write extra export artefacts for ``model`` into ``out_dir``; return the paths written.
 
     :param ctx: the export's :class:`compressor.export.base.ExportJob`: the model's name and spec entry, the

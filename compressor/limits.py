@@ -12,7 +12,7 @@ Sizes that can exhaust memory or disk are bounded by what the machine has, not b
 * CPU threads and data-loader workers: at most the CPUs this process may use.
 
 Fixed bounds are kept for what has no machine budget: steps and epochs (:data:`MAX_STAGE_STEPS`,
-:data:`MAX_EPOCHS`), names (:data:`MAX_NAME_LENGTH`), and the YAML limits of :mod:`compressor.specyaml`.
+:data:`MAX_EPOCHS`), names (:data:`MAX_NAME_LENGTH`), and the YAML limits of :mod:`compressor.spec.safe_yaml`.
 """
 
 from __future__ import annotations

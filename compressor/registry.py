@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from compressor.errors import SpecError, did_you_mean
 
@@ -159,9 +159,27 @@ class Registry:
 
     def parse_args(self, kind: str, name: str, values: Mapping[str, Any], path: tuple = ()) -> BaseModel:
         """Validate ``values`` against the entry's schema (errors carry key paths below ``path``)."""
-        from compressor.spec import validate_model  # local: spec imports registry
+        return validate_model(self.get(kind, name, path).args, dict(values), path, registry=self)
 
-        return validate_model(self.get(kind, name, path).args, dict(values), path)
+    def model_reads(self, family: str, args: BaseModel, optional: bool = False) -> tuple[str, ...] | None:
+        """The batch keys a model of ``family`` built from ``args`` reads, as its entry declares, or None if it
+        does not say.
+
+        ``registry.add("model", ..., reads=("text",), reads_optional=("text_ids",))``; either may also be a
+        function of the model's arguments (``reads=lambda args: (args.text_key,)``). ``reads`` must be in every
+        batch; ``reads_optional`` are used when present (token ids a masking plugin wrote). ``optional=True``
+        returns both.
+        """
+        extra = self.get("model", family).extra
+        out: list[str] = []
+        for key in ("reads", "reads_optional") if optional else ("reads",):
+            value = extra.get(key)
+            if value is None:
+                if key == "reads":
+                    return None
+                continue
+            out += list(value(args) if callable(value) else value)
+        return tuple(out)
 
     def build(self, kind: str, ref: Mapping[str, Any], path: tuple = (), **context: Any) -> Any:
         """Build a component from a flat spec reference ``{name: X, arg: value, ...}``."""
@@ -170,3 +188,62 @@ class Registry:
         entry = self.get(kind, name, path)
         args = self.parse_args(kind, name, values, path)
         return entry.factory(args, **context) if context else entry.factory(args)
+
+
+def validate_model(schema: type[BaseModel], values: Any, path: tuple = (), registry: Registry | None = None
+                   ) -> BaseModel:
+    """Validate ``values`` against a pydantic schema; the first error becomes a :class:`SpecError` at ``path``.
+
+    ``registry`` is handed to validators in pydantic's validation context (``info.context["registry"]``): a
+    :class:`compressor.schedules.ScheduleArg` looks its schedule up there."""
+    try:
+        return schema.model_validate(values, context={"registry": registry} if registry is not None else None)
+    except ValidationError as e:
+        raise _to_spec_error(e, schema, path) from None
+
+
+def _to_spec_error(e: ValidationError, schema: type[BaseModel], path: tuple) -> SpecError:
+    err = e.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    full = path + loc
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(schema, loc[:-1])
+        return SpecError(f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), fields)}", full)
+    if kind == "missing":
+        return SpecError("required key is missing", full)
+    given = err.get("input")
+    text = repr(given)
+    shown = "" if isinstance(given, (dict, list)) or given is None else (
+        f" (got {text if len(text) <= 60 else text[:40] + '...' + text[-10:]})")
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    msg = msg.replace("Input should be", "expected")
+    return SpecError(f"{msg}{shown}", full)
+
+
+def _fields_at(schema: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) pydantic model at ``loc``, for typo hints."""
+    current: Any = schema
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        ann = fields[part].annotation
+        current = first_model(ann)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def first_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = first_model(arg)
+        if found is not None:
+            return found
+    return None

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
-from compressor.registry import Args
+from compressor.errors import did_you_mean
+from compressor.registry import Args, Registry
 
 
 class Clock(Protocol):
@@ -99,9 +100,9 @@ class ScheduleArg(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _valid_schedule(self) -> ScheduleArg:
+    def _valid_schedule(self, info: ValidationInfo) -> ScheduleArg:
         self._schedule = None
-        self.build()
+        self.build((info.context or {}).get("registry"))
         return self
 
     @property
@@ -109,13 +110,14 @@ class ScheduleArg(BaseModel):
         """The schedule's own arguments (everything but ``name``)."""
         return dict(self.model_extra or {})
 
-    def build(self) -> Schedule:
-        """The schedule object (built once; ``ValueError`` naming what is wrong otherwise)."""
-        if self._schedule is None:
-            from compressor.errors import did_you_mean
-            from compressor.plugins import get_registry
+    def build(self, registry: Registry | None = None) -> Schedule:
+        """The schedule object (built once; ``ValueError`` naming what is wrong otherwise).
 
-            registry = get_registry()
+        The schedule is looked up in ``registry``; without one (an argument built in code rather than validated
+        with a spec), among the built-in schedules."""
+        if self._schedule is None:
+            if registry is None:
+                registry = builtin_schedules()
             if not registry.has("schedule", self.name):
                 names = registry.names("schedule")
                 raise ValueError(f"unknown schedule '{self.name}'{did_you_mean(self.name, names)}")
@@ -282,3 +284,12 @@ class Exponential(Schedule):
 BUILTIN_SCHEDULES: tuple[type[Schedule], ...] = (
     Constant, Linear, ExpDecay, Triangular, ErrorRate, LogCurriculum, Exponential,
 )
+
+
+def builtin_schedules() -> Registry:
+    """A registry holding only the built-in schedules (for a :class:`ScheduleArg` built without a spec's)."""
+    registry = Registry()
+    registry.current_package = "compressor"
+    for schedule in BUILTIN_SCHEDULES:
+        registry.add("schedule", schedule.name, schedule)
+    return registry

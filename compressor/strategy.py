@@ -24,12 +24,9 @@ instance per stage that lists it and registers it for that stage only. A minimal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from compressor.registry import Args, NoArgs
-
-if TYPE_CHECKING:
-    from compressor.spec import CheckContext
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,11 @@ class Strategy:
         self.args = args
 
     @classmethod
-    def check(cls, args: Args, check: CheckContext) -> None:
+    def check(cls, args: Args, check: Any) -> None:
         """Validate the strategy against the whole spec before any work; raise ``check.error(...)``.
 
-        ``check`` gives the spec, the stage and its key path, and builds models on the meta device (no
-        memory) so module names and shapes can be checked.
+        ``check`` (a :class:`compressor.spec.CheckContext`) gives the spec, the stage and its key path, and
+        builds models on the meta device (no memory) so module names and shapes can be checked.
         """
 
     @classmethod

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from compressor.context import StageContext
-    from compressor.spec import Spec
 
 
 def files_hash(paths: Iterable[Path]) -> str:
@@ -112,7 +111,7 @@ def offload_cached_teacher(ctx: StageContext, name: str) -> bool:
     return offload(model, ctx.run_dir / "offloaded" / f"{name}{rank}.pt")
 
 
-def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel], name: str) -> list[str] | None:
+def model_units(registry: Registry, spec: Any, model_args: dict[str, BaseModel], name: str) -> list[str] | None:
     """The output units model ``name`` declares (its family's ``units`` extra); None when its family declares
     nothing (a project model: its units are the data's), ``[]`` when it has no output units (Whisper)."""
     ms = spec.all_models()[name]
@@ -120,7 +119,7 @@ def model_units(registry: Registry, spec: Spec, model_args: dict[str, BaseModel]
     return None if units is None else list(units(model_args[name]) or [])
 
 
-def resolve_vocabularies(registry: Registry, spec: Spec, model_args: dict[str, BaseModel],
+def resolve_vocabularies(registry: Registry, spec: Any, model_args: dict[str, BaseModel],
                          data: list[tuple[tuple, BaseModel | None]]) -> None:
     """Fill in the tokens of every ``tokenizer: {from_teacher: NAME}`` among the data arguments ``data``
     (``(key path, args)`` pairs), from model ``NAME``'s declared units; a :class:`SpecError` otherwise."""

@@ -12,12 +12,13 @@ import contextlib
 import math
 import time
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from compressor.checkpoint import load_checked, load_checkpoint, rng_state, save_atomic, set_rng_state
+from compressor.components import Run
 from compressor.context import StageContext
 from compressor.errors import PluginError, UserError
 from compressor.limits import MAX_STAGE_STEPS
@@ -27,9 +28,6 @@ from compressor.plugins import stage_strategies
 from compressor.progress import Progress, duration, format_metrics, track
 from compressor.resume import spec_stamp
 from compressor.task import to_device
-
-if TYPE_CHECKING:
-    from compressor.engine import Run
 
 
 def unique_trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -108,7 +106,7 @@ class StageRunner:
         run, st = self.run, self.stage
         registry = run.plugins.registry
         strategies = []
-        for ref, args in zip(st.plugins, run.loaded.plugin_args[self.index]):
+        for ref, args in zip(st.plugins, run.loaded.stages[self.index].plugin_args):
             entry = registry.get("strategy", ref.name)
             try:
                 strategies.append((ref.name, entry.factory(args)))
@@ -125,7 +123,7 @@ class StageRunner:
             name=st.name, index=self.index, stage=st, models=dict(run.models), forward_model=st.forward_model,
             task=self.task, data=self.data, device=run.device, run_dir=run.run_dir, spec=run.loaded.raw,
             seed=run.seed, rank=run.rank, world_size=run.world_size, total_steps=total_steps,
-            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0], loaded=run.loaded,
+            total_epochs=len(per_epoch), steps_per_epoch=per_epoch[0], loaded=run.loaded, registry=registry,
         )
         started = time.time()
         with stage_strategies(run.plugins, strategies):
@@ -142,9 +140,9 @@ class StageRunner:
                 raise UserError(f"stage '{st.name}' has no parameter left to train after its plugins prepared "
                                 f"the models")
             loaded = run.loaded
-            opt_args = loaded.optimizer_args[self.index]
+            opt_args = loaded.stages[self.index].optimizer_args
             optimizer = build_optimizer(registry, st.optimizer, opt_args, params)
-            scheduler = build_scheduler(registry, st.lr_schedule, loaded.lr_schedule_args[self.index], optimizer,
+            scheduler = build_scheduler(registry, st.lr_schedule, loaded.stages[self.index].lr_schedule_args, optimizer,
                                         opt_args.lr, total_steps, epoch_steps=per_epoch)
             scaler = torch.amp.GradScaler("cuda") if run.precision == "fp16" else None
             train_model: nn.Module = forward_model
@@ -324,7 +322,7 @@ class StageRunner:
         ctx.training = False
         loader = self.data.loader(st.eval.split, st.batch_size, shuffle=False, seed=run.seed)
         batches = islice(loader, st.eval.max_batches) if st.eval.max_batches else loader
-        total = run.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
+        total = self.data.num_batches(st.eval.split, st.batch_size, shuffle=False, seed=run.seed, epoch=0)
         if st.eval.max_batches:
             total = min(total, st.eval.max_batches)
         batches = track(batches, f"{st.name}: validation on {st.eval.split}", total=total, enabled=run.is_main,

@@ -276,7 +276,7 @@ def evaluate_teacher(spec: str | Path, model: str = "teacher", split: str = "tes
     """Transcribe a split of a spec's data with the spec's model ``model`` (a transcribing teacher) and score it.
 
     Returns WER, CER, counts and the teacher's seconds per utterance (cached transcripts cost nothing)."""
-    from compressor.engine import cache_dir
+    from compressor.components import cache_dir
     from compressor.errors import UserError
     from compressor.plugins import get_registry
     from compressor.spec import load_spec

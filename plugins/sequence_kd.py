@@ -182,7 +182,7 @@ class SequenceKD(Strategy):
 
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
-        from compressor.engine import cache_dir
+        from compressor.components import cache_dir
         from compressor.progress import say
         from compressor.pseudo_labels import FilterCounts, judge, markdown, measured_reference, reference_of
         from compressor.transcripts import score, to_units

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from compressor.checkpoint import load_checkpoint, save_atomic
-from compressor.engine import evaluate_run, load_run, run_spec
+from compressor.engine import run_spec
 from compressor.errors import UserError
+from compressor.finished import evaluate_run, load_run
 from compressor.lr import ConstantLR, CosineLR, ExponentialLR, LinearLR, LRScheduleArgs
 from tests.conftest import run_cli, write_spec
 

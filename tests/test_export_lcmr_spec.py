@@ -47,9 +47,9 @@ def test_rnnt_lcmr_student_exported_and_decoded_by_sherpa(lcmr_run, tmp_path):
     # the exported files decode the run's test audio with sherpa-onnx alone, as the student does in PyTorch
     os.environ["COMPRESSOR_CACHE"] = env["COMPRESSOR_CACHE"]
     try:
-        from compressor.engine import load_run
         from compressor.families.asr.greedy import torch_greedy
         from compressor.families.asr.metrics import detokenize
+        from compressor.finished import load_run
 
         run = load_run(run_dir)
     finally:

@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from compressor.engine import build_data, run_spec
+from compressor.components import build_data
+from compressor.engine import run_spec
 from compressor.errors import SpecError, UserError
 from compressor.plugins import get_plugins
 from compressor.spec import load_spec

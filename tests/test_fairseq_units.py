@@ -155,7 +155,7 @@ def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
 def test_a_spec_names_the_fairseq_teacher_and_the_data_loads_waveforms(tmp_path: Path) -> None:
     import yaml
 
-    from compressor.engine import build_data, build_models
+    from compressor.components import build_data, build_models
     from compressor.plugins import get_plugins
     from compressor.spec import load_spec
     from tests.conftest import SPECS, write_spec

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from compressor.checkpoint import load_state_dict_file
-from compressor.engine import build_data, build_models, run_spec
+from compressor.components import build_data, build_models
+from compressor.engine import run_spec
 from compressor.errors import SpecError
 from compressor.plugins import get_plugins
 from compressor.spec import load_spec

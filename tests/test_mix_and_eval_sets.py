@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.engine import cache_dir, run_spec
+from compressor.components import cache_dir
+from compressor.engine import run_spec
 from compressor.errors import SpecError
 from compressor.plugins import get_registry, reset_plugins
 from compressor.spec import load_spec

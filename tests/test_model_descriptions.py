@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import REPO, SPECS, run_cli, write_spec
 
-from compressor import describe, engine
+from compressor import engine, finished
 from compressor.errors import UserError
 from compressor.export_cli import export_run
 
@@ -45,7 +45,7 @@ def ctc_run(tmp_path_factory) -> Path:
 def calls(monkeypatch) -> list[str]:
     """What a load did, in order: "data" when the run's data was built, "model NAME" when a model was built."""
     seen: list[str] = []
-    build_data, load_described = engine.build_data, describe.load_described
+    build_data, load_described = finished.build_data, finished.load_described
 
     def spy_data(*a, **k):
         seen.append("data")
@@ -55,8 +55,9 @@ def calls(monkeypatch) -> list[str]:
         seen.append(f"model {Path(weights).stem}")
         return load_described(weights, *a, **k)
 
-    monkeypatch.setattr(engine, "build_data", spy_data)
-    monkeypatch.setattr(describe, "load_described", spy_model)
+    monkeypatch.setattr(engine, "build_data", spy_data)  # a run's data
+    monkeypatch.setattr(finished, "build_data", spy_data)  # a finished run's, when it is loaded back
+    monkeypatch.setattr(finished, "load_described", spy_model)
     return seen
 
 
@@ -101,21 +102,21 @@ def test_ctc_description_and_tokenizer_beside_it(ctc_run):
 def test_eval_from_description_builds_the_model_before_any_data(classifier_run, ctc_run, calls):
     for run_dir, metric in ((classifier_run, "accuracy"), (ctc_run, "wer")):
         calls.clear()
-        run = engine.load_run(run_dir, models=["student"])
+        run = finished.load_run(run_dir, models=["student"])
         assert calls == ["model student"]  # the data is not built to load the model
-        got = engine.evaluate_run(run_dir, "test", ["student"])
+        got = finished.evaluate_run(run_dir, "test", ["student"])
         final = json.loads((run_dir / "final" / "COMPLETE").read_text())["final"]["student"]
         assert got["student"][metric] == pytest.approx(final[f"test/{metric}"])
         assert calls == ["model student", "model student", "data"]  # the data only for the evaluation itself
         assert run.task is not None
-    run = engine.load_run(ctc_run, models=["student"], splits=["test"])
+    run = finished.load_run(ctc_run, models=["student"], splits=["test"])
     assert list(run.data.datasets) == ["test"]  # speech data reads just the split evaluated
     assert run.data.info["tokens"] == json.loads((ctc_run / "final" / "student.model.json").read_text())["units"]
 
 
 def test_old_run_without_descriptions_evaluates_and_exports_as_before(classifier_run, tmp_path, calls):
     old = _old(classifier_run, tmp_path)
-    got = engine.evaluate_run(old, "test", ["student"])
+    got = finished.evaluate_run(old, "test", ["student"])
     final = json.loads((old / "final" / "COMPLETE").read_text())["final"]["student"]
     assert got["student"]["accuracy"] == pytest.approx(final["test/accuracy"])
     assert calls == ["data"]  # the old way: the data built to learn the model's sizes, no description read
@@ -130,7 +131,7 @@ def test_a_description_without_every_data_fact_loads_the_old_way(classifier_run,
     desc = json.loads(path.read_text())
     desc["info_left_out"] = ["an_object"]  # a data fact JSON could not hold
     path.write_text(json.dumps(desc))
-    engine.load_run(run, models=["student"])
+    finished.load_run(run, models=["student"])
     assert calls == ["data"]
 
 
@@ -187,9 +188,9 @@ def test_rnnt_description(tmp_path):
     assert desc["tokenizer"]["files"] == {"tokens_file": "student.tokens.txt", "bpe_model": "student.bpe.model"}
     assert (final / "student.bpe.model").stat().st_size > 0 and len(desc["units"]) == 64
     assert desc["features"]["kind"] == "nemo" and desc["features"]["dim"] == 80
-    run = engine.load_run(run_dir, models=["student"])
+    run = finished.load_run(run_dir, models=["student"])
     assert not run.data.built and run.models["student"].training is False
-    got = engine.evaluate_run(run_dir, "test", ["student"])["student"]  # the test split alone, pieces from bpe.model
+    got = finished.evaluate_run(run_dir, "test", ["student"])["student"]  # the test split alone, pieces from bpe.model
     final = json.loads((final / "COMPLETE").read_text())["final"]["student"]
     assert got["wer"] == pytest.approx(final["test/wer"]) and got["loss"] == pytest.approx(final["test/loss"])
 

@@ -15,7 +15,7 @@ import torch
 
 from compressor.errors import SpecError
 from compressor.spec import load_spec
-from compressor.specyaml import MAX_DEPTH, MAX_NODES
+from compressor.spec.safe_yaml import MAX_DEPTH, MAX_NODES
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
 

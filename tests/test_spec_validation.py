@@ -132,7 +132,7 @@ def test_overrides(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(TINY)
     loaded = load_spec(path, ["stages[1].plugins[0].temperature=4"])
-    assert loaded.plugin_args[1][0].temperature == 4.0
+    assert loaded.stages[1].plugin_args[0].temperature == 4.0
     with pytest.raises(SpecError, match=r"stages\[1\]\.plugins\[0\]\.loss"):
         load_spec(path, ["stages[1].plugins[0].loss=kll"])
     with pytest.raises(SpecError, match="no list item 7"):

@@ -33,3 +33,40 @@ def test_stage_data_and_task_are_validated(tmp_path: Path, tiny_spec: dict) -> N
     tiny_spec["stages"][0]["task"] = {"name": "ctcc"}
     with pytest.raises(SpecError, match=r"stages\[0\]\.task: unknown task 'ctcc'; did you mean 'ctc'\?"):
         load_spec(write_spec(tmp_path / "b.yaml", tiny_spec))
+
+
+def test_validation_counts_the_batches_of_the_stage_own_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage with its own data validates on it, and the progress total counts its batches, not the spec's."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from compressor import trainer
+    from compressor.spec import StageSpec
+
+    class Data:
+        def __init__(self, batches: int) -> None:
+            self.batches = batches
+
+        def loader(self, split: str, batch_size: int, **kw: object) -> list[dict]:
+            return [{}] * self.batches
+
+        def num_batches(self, split: str, batch_size: int, **kw: object) -> int:
+            return self.batches
+
+    totals: list[int] = []
+
+    def track(batches, label, total, **kw):
+        totals.append(total)
+        return batches
+
+    monkeypatch.setattr(trainer, "track", track)
+    stage = StageSpec(name="pre", train=["student"], steps=1)
+    run = SimpleNamespace(seed=0, is_main=False, device=torch.device("cpu"), data=Data(99), log=lambda r: None)
+    task = SimpleNamespace(evaluate=lambda model, batches, device: {"loss": float(len(list(batches)))})
+    runner = SimpleNamespace(stage=stage, run=run, data=Data(3), task=task, metric="loss", mode="min", best=None,
+                             index=0)
+    ctx = SimpleNamespace(models={"student": torch.nn.Linear(1, 1)}, forward_model="student", training=True,
+                          step=0, epoch=0)
+    metrics = trainer.StageRunner._evaluate(runner, ctx)  # type: ignore[arg-type]
+    assert totals == [3] and metrics[f"{stage.eval.split}/loss"] == 3.0

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from compressor import threads as threads_mod
-from compressor.engine import evaluate_run, run_spec
+from compressor.engine import run_spec
+from compressor.finished import evaluate_run
 from compressor.limits import cpu_count
 from compressor.threads import configure_threads
 from tests.conftest import run_cli, write_spec
@@ -61,20 +62,20 @@ def test_cpu_count_respects_a_container_quota(monkeypatch: pytest.MonkeyPatch) -
 def test_eval_honours_the_spec_and_the_flag(finished: Path, four_cpus) -> None:
     torch.set_num_threads(4)
     seen = []
-    from compressor import engine
+    from compressor import finished as finished_run
 
-    original = engine.evaluate_model
+    original = finished_run.evaluate_model
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    engine.evaluate_model = spy
+    finished_run.evaluate_model = spy
     try:
         evaluate_run(finished, "test", ["student"])  # the spec says trainer.threads: 1
         evaluate_run(finished, "test", ["student"], threads=3)
     finally:
-        engine.evaluate_model = original
+        finished_run.evaluate_model = original
     assert seen == [1, 3]
 
 

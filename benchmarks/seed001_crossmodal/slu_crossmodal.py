@@ -227,7 +227,7 @@ def epoch_seconds(run_dir: Path) -> list[float]:
 
 def teacher_errors(prep: Path) -> dict[str, dict[str, float]]:
     """Train and test error rates of the fine-tuned teacher and professor (seed 001 Sec. 4.2.1)."""
-    from compressor.engine import evaluate_run
+    from compressor.finished import evaluate_run
 
     cache = prep / "teacher_errors.json"
     if cache.exists():

@@ -50,7 +50,7 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[st
 
 def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     from compressor.checkpoint import load_checkpoint
-    from compressor.engine import build_data, build_models
+    from compressor.components import build_data, build_models
     from compressor.plugins import get_plugins
     from compressor.rundir import read_metrics
     from compressor.spec import load_spec
@@ -61,7 +61,8 @@ def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
     spec = loaded.spec
     mr_index = next(i for i, s in enumerate(spec.stages) if any(p.name == "module_replacing" for p in s.plugins))
     mr_stage = spec.stages[mr_index]
-    mr_args = next(a for p, a in zip(mr_stage.plugins, loaded.plugin_args[mr_index]) if p.name == "module_replacing")
+    mr_args = next(a for p, a in zip(mr_stage.plugins, loaded.stages[mr_index].plugin_args)
+                   if p.name == "module_replacing")
     data = build_data(loaded, plugins)
     models = build_models(loaded, plugins, data)  # the initial weights of the run (seeded), teacher from its ckpt
     strategy = ModuleReplacing(mr_args)

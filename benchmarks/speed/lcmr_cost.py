@@ -46,7 +46,7 @@ def _setup(spec_path: Path, n_batches: int, device: str, overrides: list[str]) -
 
     import torch
 
-    from compressor.engine import build_data, build_models, build_task
+    from compressor.components import build_data, build_models, build_task
     from compressor.plugins import get_plugins
     from compressor.spec import load_spec
 
@@ -60,7 +60,7 @@ def _setup(spec_path: Path, n_batches: int, device: str, overrides: list[str]) -
         m.to(dev)
     index = next(i for i, s in enumerate(loaded.spec.stages) if any(p.name == "module_replacing" for p in s.plugins))
     stage = loaded.spec.stages[index]
-    mr_args = next(a for p, a in zip(stage.plugins, loaded.plugin_args[index]) if p.name == "module_replacing")
+    mr_args = next(a for p, a in zip(stage.plugins, loaded.stages[index].plugin_args) if p.name == "module_replacing")
     batch_size = stage.batch_size
     batches = list(itertools.islice(data.loader("train", batch_size, shuffle=True, seed=0, epoch=0), n_batches))
     from compressor.task import to_device

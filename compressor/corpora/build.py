@@ -39,7 +39,7 @@ from compressor.data.audio import resample
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.cache import default_cache_dir
 from compressor.data.featstore import file_sha256
-from compressor.processes import pid_alive
+from compressor.interrupts import pid_alive
 from compressor.progress import Progress, say
 
 SAMPLE_RATE = 16000
@@ -173,6 +173,7 @@ def _old_marker(root: Path) -> bool:
 
 def clean_stale_builds(root: Path) -> list[Path]:
     """Remove the ``<corpus>.tmp<pid>`` folders beside ``root`` of builds whose process is gone."""
+
     removed = []
     for p in root.parent.glob("*.tmp*"):
         pid = p.name.rsplit(".tmp", 1)[1].removesuffix("-old")

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from compressor.checkpoint import file_sha256
 from compressor.errors import raise_disk_error
-from compressor.processes import pid_alive
+from compressor.interrupts import pid_alive
 from compressor.progress import say
 
 DIM = 80
@@ -130,15 +131,6 @@ def offsets_ok(offsets: Sequence[int], lengths: Sequence[int]) -> bool:
             return False
         pos += n
     return True
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def clean_stale(folder: Path) -> None:

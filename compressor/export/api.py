@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.processes import pid_alive
+from compressor.interrupts import pid_alive
 from compressor.rundir import enclosing_run_dir
 
 MANIFEST = "export_manifest.json"

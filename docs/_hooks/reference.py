@@ -39,13 +39,13 @@ def _markdown(doc: str) -> str:
 
 def _rows_table(rows: list[dict[str, Any]], schema: type[BaseModel] | None = None) -> list[str]:
     from compressor.catalog import yaml_value
-    from compressor.spec import _first_model
+    from compressor.registry import first_model
 
     if not rows:
         return ["No arguments.", ""]
     out = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for r in rows:
-        nested = _first_model(schema.model_fields[r["name"]].annotation) if schema is not None else None
+        nested = first_model(schema.model_fields[r["name"]].annotation) if schema is not None else None
         kind = f"`{nested.__name__}` (below)" if nested is not None else r["type"]
         kind += f" ({r['bounds']})" if r["bounds"] else ""
         default = "required" if r["required"] else f"`{yaml_value(r['default'])}`"
@@ -55,10 +55,11 @@ def _rows_table(rows: list[dict[str, Any]], schema: type[BaseModel] | None = Non
 
 def _spec_page() -> str:
     from compressor.catalog import schema_rows
-    from compressor.spec import Spec, _first_model
+    from compressor.registry import first_model
+    from compressor.spec import Spec
 
     lines = ["# Spec reference", "",
-             "Generated from the spec's schema (`compressor/spec.py`) when the docs are built. A component "
+             "Generated from the spec's schema (`compressor/spec/schema.py`) when the docs are built. A component "
              "named by `name:` (a model, task, dataset, strategy, optimizer, LR schedule, exporter) takes the "
              "arguments listed for it in [Components](components.md), flat beside its name.", ""]
     seen: set[type[BaseModel]] = set()
@@ -73,7 +74,7 @@ def _spec_page() -> str:
             lines += [_markdown(inspect.getdoc(schema) or ""), ""]
         lines += _rows_table(schema_rows(schema), schema)
         for name, f in schema.model_fields.items():
-            m = _first_model(f.annotation)
+            m = first_model(f.annotation)
             if m is not None and m not in seen:
                 queue.append((f"the `{name}` key of {schema.__name__}", m))
     return "\n".join(lines)

@@ -93,9 +93,9 @@ def main() -> None:
     a = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     torch.set_num_threads(a.threads)
-    from compressor.components import build_data, build_models
-    from compressor.engine import run_spec
     from compressor.plugins import get_plugins
+    from compressor.run.components import build_data, build_models
+    from compressor.run.engine import run_spec
     from compressor.spec import load_spec
     from tests.conftest import write_spec
 

@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Args": "compressor.registry",
-    "Registry": "compressor.registry",
+    "Args": "compressor.core.registry",
+    "Registry": "compressor.core.registry",
     "DataModule": "compressor.data.base",
-    "PluginError": "compressor.errors",
-    "SpecError": "compressor.errors",
-    "UserError": "compressor.errors",
-    "hookimpl": "compressor.hookspecs",
-    "hookspec": "compressor.hookspecs",
-    "LossTerms": "compressor.losses",
-    "Schedule": "compressor.schedules",
-    "ScheduleArg": "compressor.schedules",
-    "StageContext": "compressor.context",
-    "Strategy": "compressor.strategy",
-    "Task": "compressor.task",
+    "PluginError": "compressor.core.errors",
+    "SpecError": "compressor.core.errors",
+    "UserError": "compressor.core.errors",
+    "hookimpl": "compressor.core.hookspecs",
+    "hookspec": "compressor.core.hookspecs",
+    "LossTerms": "compressor.core.losses",
+    "Schedule": "compressor.core.schedules",
+    "ScheduleArg": "compressor.core.schedules",
+    "StageContext": "compressor.core.context",
+    "Strategy": "compressor.core.strategy",
+    "Task": "compressor.core.task",
 }
 
 __all__ = [
@@ -34,15 +34,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from compressor.context import StageContext
+    from compressor.core.context import StageContext
+    from compressor.core.errors import PluginError, SpecError, UserError
+    from compressor.core.hookspecs import hookimpl, hookspec
+    from compressor.core.losses import LossTerms
+    from compressor.core.registry import Args, Registry
+    from compressor.core.schedules import Schedule, ScheduleArg
+    from compressor.core.strategy import Strategy
+    from compressor.core.task import Task
     from compressor.data.base import DataModule
-    from compressor.errors import PluginError, SpecError, UserError
-    from compressor.hookspecs import hookimpl, hookspec
-    from compressor.losses import LossTerms
-    from compressor.registry import Args, Registry
-    from compressor.schedules import Schedule, ScheduleArg
-    from compressor.strategy import Strategy
-    from compressor.task import Task
 
 
 def __getattr__(name: str) -> Any:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
+from compressor.core.schedules import BUILTIN_SCHEDULES
 from compressor.corpora.synthetic_features import (
     SyntheticFeaturesArgs,
     build_synthetic_features,
     check_synthetic_features,
     synthetic_features_info,
 )
-from compressor.hookspecs import hookimpl
-from compressor.lr import BUILTIN_LR_SCHEDULES
-from compressor.optim import BUILTIN_OPTIMIZERS
-from compressor.registry import Registry
-from compressor.schedules import BUILTIN_SCHEDULES
+from compressor.run.lr import BUILTIN_LR_SCHEDULES
+from compressor.run.optim import BUILTIN_OPTIMIZERS
 
 
 @hookimpl

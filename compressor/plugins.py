@@ -1,7 +1,7 @@
 """Plugin discovery and hook calls.
 
 All plugins, built-in or third-party, are found through the ``compressor.plugins`` entry-point group
-(:data:`compressor.hookspecs.ENTRY_POINT_GROUP`). Each is registered with one pluggy ``PluginManager``;
+(:data:`compressor.core.hookspecs.ENTRY_POINT_GROUP`). Each is registered with one pluggy ``PluginManager``;
 strategies are registered per stage (see :func:`stage_strategies`).
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pluggy
 
-from compressor import hookspecs
-from compressor.envcheck import diagnose
-from compressor.errors import PluginError, UserError
-from compressor.registry import Registry
+from compressor.core import hookspecs
+from compressor.core.envcheck import diagnose
+from compressor.core.errors import PluginError, UserError
+from compressor.core.registry import Registry
 
 
 @dataclass

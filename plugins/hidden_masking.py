@@ -29,13 +29,13 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import UserError, did_you_mean
-from compressor.forward_hooks import ForwardHooks
-from compressor.hookspecs import hookimpl
-from compressor.introspect import in_out_dims
-from compressor.registry import Args, Registry
-from compressor.sequences import (
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError, did_you_mean
+from compressor.core.forward_hooks import ForwardHooks
+from compressor.core.hookspecs import hookimpl
+from compressor.core.introspect import in_out_dims
+from compressor.core.registry import Args, Registry
+from compressor.core.sequences import (
     LengthsUnknown,
     from_btc,
     length_mask,
@@ -46,8 +46,8 @@ from compressor.sequences import (
     to_btc,
     valid_lengths,
 )
+from compressor.core.strategy import Augmentation, Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Augmentation, Strategy
 
 
 def mask_hidden(h: torch.Tensor, lengths: torch.Tensor | None, time_prob: float, time_span: int,

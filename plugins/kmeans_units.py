@@ -29,14 +29,14 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from compressor.context import StageContext
-from compressor.errors import UserError, did_you_mean
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.sequences import unwrap
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError, did_you_mean
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.sequences import unwrap
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
-from compressor.teacher_cache import entry_checksum
+from compressor.teaching.teacher_cache import entry_checksum
 
 CHUNK = 8192
 
@@ -175,7 +175,7 @@ FIT_KEYS = ("mean", "std", "codebook", "distortion", "frames")
 
 def store_fit(path: Path, fit: dict[str, torch.Tensor], producer: dict[str, Any]) -> None:
     """Cache a fit with what produced it and its checksum (read back by :func:`load_fit`)."""
-    from compressor.checkpoint import save_atomic
+    from compressor.core.checkpoint import save_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_atomic({**fit, "producer": producer, "sha256": entry_checksum(producer, "kmeans", fit)}, path)
@@ -197,7 +197,7 @@ def load_fit(path: Path, producer: dict[str, Any]) -> dict[str, torch.Tensor] | 
             return fit
     except Exception:  # noqa: BLE001 - unreadable, not a dict, keys missing: fitted again
         pass
-    from compressor.progress import say
+    from compressor.core.progress import say
 
     say(f"k-means units cache {path}: damaged or written for other frames (checksum, shapes): fitted again")
     return None

@@ -29,12 +29,12 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from compressor.context import StageContext
-from compressor.hookspecs import hookimpl
-from compressor.losses import LossTerms
-from compressor.registry import Args, Registry
+from compressor.core.context import StageContext
+from compressor.core.hookspecs import hookimpl
+from compressor.core.losses import LossTerms
+from compressor.core.registry import Args, Registry
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
 
 _LOG_EPS = -1e-6  # log-probabilities are clamped below 0 so that log(1 - P) stays finite
 

@@ -37,13 +37,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import did_you_mean
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.schedules import Schedule, ScheduleArg
+from compressor.core.context import StageContext
+from compressor.core.errors import did_you_mean
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.schedules import Schedule, ScheduleArg
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
 
 
 def block_stack(model: nn.Module, path: str | None) -> tuple[str, nn.Module]:

@@ -29,7 +29,7 @@ Spec::
 With ``mix: targets`` the target is ``(1 - gamma) * f_teacher + gamma * f_professor`` and one distance is
 taken; for MSE and smooth-L1 that differs from Eq. 4 (for KL, too). The teacher may read other inputs than the
 student (a text teacher and a speech student): each model picks its own inputs from the batch, and only their
-logits must have the same shape. ``cache`` (see :mod:`compressor.teacher_cache`) is for utterance-level logits.
+logits must have the same shape. ``cache`` (see :mod:`compressor.teaching.teacher_cache`) is for utterance-level logits.
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import UserError, did_you_mean
-from compressor.hookspecs import hookimpl
-from compressor.losses import LossTerms
-from compressor.registry import Args, Registry
-from compressor.schedules import Schedule, ScheduleArg
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError, did_you_mean
+from compressor.core.hookspecs import hookimpl
+from compressor.core.losses import LossTerms
+from compressor.core.registry import Args, Registry
+from compressor.core.schedules import Schedule, ScheduleArg
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
-from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
+from compressor.teaching.teacher_cache import Targets, TeacherOutputs, check_cache
 
 #: How each distance reduces over the classes when ``reduction`` is ``auto``: as the papers write it.
 #: L1 is seed 000's norm ||o^s - o^t||_1 (a sum); MSE and smooth-L1 are seed 001's mean errors.
@@ -115,7 +115,7 @@ def check_units(check: CheckContext, teacher: str, student: str, key: str) -> No
 
     A model's units are those its family declares (an external teacher's vocabulary), else the data's tokens
     (what every model built on the data outputs)."""
-    from compressor.teachers import model_units
+    from compressor.core.teachers import model_units
 
     info = check.data_info()
     data_tokens = info.get("tokens")
@@ -303,7 +303,7 @@ class LogitKD(Strategy):
 
     @hookimpl
     def compressor_epoch_end(self, ctx: StageContext) -> None:
-        from compressor.teachers import offload_cached_teacher
+        from compressor.core.teachers import offload_cached_teacher
 
         for name, out in self.outputs.items():
             out.flush()

@@ -60,14 +60,14 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.introspect import Pairing, check_shared, copy_shared, pair_containers, validate_pairings
-from compressor.registry import Args, Registry
-from compressor.schedules import Schedule, ScheduleArg
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.introspect import Pairing, check_shared, copy_shared, pair_containers, validate_pairings
+from compressor.core.registry import Args, Registry
+from compressor.core.schedules import Schedule, ScheduleArg
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
 
 # --------------------------------------------------------------------------------------------------
 # Pairing

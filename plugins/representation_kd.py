@@ -10,7 +10,7 @@ For each *pair* of points (one in the teacher, one in the student)::
 * **Pooling** per point over the real steps only: ``none`` (frame level), ``cls`` (first position), ``mean``,
   ``max``. So a text teacher's sentence vector meets a speech student's utterance vector: seed 000's PT-KD
   ``|| h_[CLS]^s - h_[CLS]^t ||_1`` is ``teacher: {output: cls}``, ``student: {output: cls}``, ``loss: l1``,
-  ``reduction: sum``. Valid lengths follow :mod:`compressor.sequences` (``lengths: auto | none | <batch key>``).
+  ``reduction: sum``. Valid lengths follow :mod:`compressor.core.sequences` (``lengths: auto | none | <batch key>``).
 * Frame-level pairs of different lengths: ``align: interpolate`` resamples each teacher sequence linearly to
   its student sequence's length; ``align: refuse`` (default) stops with a message naming both lengths.
 * **Projection** ``P`` (student width -> teacher width): ``auto`` (a linear map when the widths differ, none
@@ -24,7 +24,7 @@ For each *pair* of points (one in the teacher, one in the student)::
 
 Each model reads its own inputs from the batch (a text teacher reads ``text``, a speech student ``features``).
 A frozen teacher runs without gradients; a teacher listed under the stage's ``train`` gets them. ``cache``
-(see :mod:`compressor.teacher_cache`) runs a frozen teacher once per utterance and reuses its pooled vectors
+(see :mod:`compressor.teaching.teacher_cache`) runs a frozen teacher once per utterance and reuses its pooled vectors
 or frame sequences.
 
 Spec (seed 000 PT-KD)::
@@ -45,15 +45,15 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import UserError, did_you_mean
-from compressor.forward_hooks import ForwardHooks
-from compressor.hookspecs import hookimpl
-from compressor.introspect import in_out_dims
-from compressor.losses import LossTerms
-from compressor.registry import Args, Registry
-from compressor.schedules import ScheduleArg
-from compressor.sequences import (
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError, did_you_mean
+from compressor.core.forward_hooks import ForwardHooks
+from compressor.core.hookspecs import hookimpl
+from compressor.core.introspect import in_out_dims
+from compressor.core.losses import LossTerms
+from compressor.core.registry import Args, Registry
+from compressor.core.schedules import ScheduleArg
+from compressor.core.sequences import (
     LengthsUnknown,
     declares_lengths,
     length_mask,
@@ -64,9 +64,9 @@ from compressor.sequences import (
     to_btc,
     valid_lengths,
 )
+from compressor.core.strategy import Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Strategy
-from compressor.teacher_cache import Targets, TeacherOutputs, check_cache
+from compressor.teaching.teacher_cache import Targets, TeacherOutputs, check_cache
 
 
 class Point(BaseModel):
@@ -399,7 +399,7 @@ class RepresentationKD(Strategy):
         if self.teacher_out is not None:
             self.teacher_out.flush()
             if self.args.cache:  # every training utterance's outputs are cached: free an external teacher
-                from compressor.teachers import offload_cached_teacher
+                from compressor.core.teachers import offload_cached_teacher
 
                 offload_cached_teacher(ctx, self.args.teacher)
 

@@ -3,9 +3,9 @@
 At the start of the stage the named teacher (any transcribing teacher: ``whisper_ct2``, ``onnx_whisper``,
 ``hf_speech``, ``onnx_transducer``, ``onnx_ctc``) transcribes every training utterance once. Transcripts are kept
 on disk, keyed by the teacher's file hashes and each waveform's sha256
-(:class:`compressor.transcripts.TranscriptStore`), so later stages, runs
+(:class:`compressor.teaching.transcripts.TranscriptStore`), so later stages, runs
 and resumes read them instead of running the teacher, and the teacher is unloaded before training
-starts. Each transcript is mapped onto the student's units (:func:`compressor.transcripts.to_units`: lower
+starts. Each transcript is mapped onto the student's units (:func:`compressor.teaching.transcripts.to_units`: lower
 case, punctuation dropped, numbers spelled out); one that cannot be mapped (a character outside the alphabet,
 an empty transcript) or whose confidence is below ``min_confidence`` is dropped and counted. The student (CTC or
 RNN-T) then trains on the teacher's transcripts in place of the references, for a ``pseudo_fraction`` share of
@@ -16,7 +16,8 @@ Audio without transcripts (the data's ``unlabelled`` folders or manifests, or ``
 pseudo-label whatever ``pseudo_fraction`` says, and is left out when its pseudo-label is dropped; with
 ``pseudo_fraction: 0`` the labelled utterances keep their references (semi-supervised training). The teacher may
 be a project recogniser of the run (trained in an earlier stage: greedy transcripts of its ``ctc``/``rnnt`` task,
-:mod:`compressor.pseudo_labels`), so pseudo-labels combine with logit KD, lattice KD or module replacing from it.
+:mod:`compressor.teaching.pseudo_labels`), so pseudo-labels combine with logit KD, lattice KD or module replacing
+from it.
 Filters (each counted in ``sequence_kd.json`` and in ``summary.md``): ``min_confidence``, ``chars_per_second``,
 ``agree_with`` + ``max_disagreement`` (a second transcriber, e.g. the teacher's int8/ONNX export), ``max_wer``
 (against the reference, where the utterance has one).
@@ -46,12 +47,12 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from compressor.context import StageContext
-from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.strategy import Augmentation, Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Augmentation, Strategy
 
 
 def chosen(uid: str, fraction: float, seed: int) -> bool:
@@ -121,7 +122,7 @@ class SequenceKD(Strategy):
         task = check.spec.task.name
         if task not in ("ctc", "rnnt"):
             raise check.error(f"sequence_kd trains speech recognisers (task ctc or rnnt), not '{task}'")
-        from compressor.transcripts import is_transcriber
+        from compressor.teaching.transcripts import is_transcriber
 
         cps = args.chars_per_second
         if cps is not None and not 0 <= cps[0] <= cps[1]:
@@ -157,8 +158,13 @@ class SequenceKD(Strategy):
                      ) -> tuple[list[Any], Any, bool]:
         """Transcripts of ``utts`` by model ``name``: an external teacher through its store, or a project model
         decoded greedily; the pass's statistics; whether the model was a project model."""
-        from compressor.pseudo_labels import project_transcripts
-        from compressor.transcripts import TranscribeStats, TranscriptStore, is_transcriber, transcribe_utterances
+        from compressor.teaching.pseudo_labels import project_transcripts
+        from compressor.teaching.transcripts import (
+            TranscribeStats,
+            TranscriptStore,
+            is_transcriber,
+            transcribe_utterances,
+        )
 
         model = ctx.model(name)
         if is_transcriber(model):
@@ -182,10 +188,10 @@ class SequenceKD(Strategy):
 
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
-        from compressor.components import cache_dir
-        from compressor.progress import say
-        from compressor.pseudo_labels import FilterCounts, judge, markdown, measured_reference, reference_of
-        from compressor.transcripts import score, to_units
+        from compressor.core.progress import say
+        from compressor.run.components import cache_dir
+        from compressor.teaching.pseudo_labels import FilterCounts, judge, markdown, measured_reference, reference_of
+        from compressor.teaching.transcripts import score, to_units
 
         args = self.args
         train = ctx.data.datasets.get("train")

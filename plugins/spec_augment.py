@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torchaudio.functional import mask_along_axis
 
-from compressor.context import StageContext
-from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.core.context import StageContext
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.strategy import Augmentation, Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Augmentation, Strategy
 
 
 def time_warp(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from compressor.context import StageContext
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.sequences import lengths_key, span_mask, unwrap
+from compressor.core.context import StageContext
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.sequences import lengths_key, span_mask, unwrap
+from compressor.core.strategy import Augmentation, Strategy
 from compressor.spec import CheckContext
-from compressor.strategy import Augmentation, Strategy
 
 
 class TokenSpanMasking(Strategy):

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.context import StageContext
+from compressor.core.context import StageContext
+from compressor.core.task import Task
 from compressor.data.base import DataModule, ListDataset
 from compressor.plugins import get_registry
 from compressor.spec import StageSpec
-from compressor.task import Task
 
 
 class FeatureData(DataModule):

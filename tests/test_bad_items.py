@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 from compressor.data.datasets import NemoManifestArgs, build_nemo_manifest
-from compressor.engine import run_spec
+from compressor.run.engine import run_spec
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
 

@@ -64,7 +64,7 @@ def _wrong_type(stored: dict) -> None:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A run that filled a shared teacher cache: its run dir, the cache folder, its spec's tmp folder."""
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     tmp = tmp_path_factory.mktemp("clean")
     shared = tmp / "cache"

@@ -9,9 +9,9 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from compressor.catalog import choices, schema_rows, type_text, yaml_value
 from compressor.cli import main
-from compressor.plots import collect, log_scale, noisy, panels, write_plots
+from compressor.reporting.catalog import choices, schema_rows, type_text, yaml_value
+from compressor.run.plots import collect, log_scale, noisy, panels, write_plots
 from tests.reliability import cli, one_line
 
 
@@ -116,7 +116,7 @@ def test_yaml_values(value, text) -> None:
 
 
 def test_schedule_or_number_arguments_read_as_such() -> None:
-    from compressor.catalog import catalog
+    from compressor.reporting.catalog import catalog
 
     rows = {(c["name"], a["name"]): a for p in catalog() for c in p["components"] for a in c.get("args", [])}
     for key in (("logit_kd", "weight"), ("logit_kd", "gamma"), ("module_replacing", "replacing_rate")):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from compressor.cli import _parser, main
-from compressor.errors import PluginError, exception_text
+from compressor.core.errors import PluginError, exception_text
 from tests.conftest import REPO, SPECS, write_spec
 from tests.reliability import cli, one_line, tiny
 

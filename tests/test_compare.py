@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compressor.engine import run_spec
+from compressor.run.engine import run_spec
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
 
@@ -58,7 +58,7 @@ def test_compare_refuses_what_it_cannot_do(two_runs: list[Path], tmp_path: Path,
 def test_kd_run_and_its_baseline_line_up_per_model(two_runs: list[Path], tmp_path: Path, capsys) -> None:
     """A KD run's student (its second stage) stands beside the baseline's student (its only stage), not beside
     the KD run's teacher stage; runs are labelled by what differs between them."""
-    from compressor.compare import differences, model_curve, model_spans, read_run
+    from compressor.reporting.compare import differences, model_curve, model_spans, read_run
 
     spec = tiny(tmp_path, name="tiny_baseline")
     spec["stages"] = [{**spec["stages"][1], "name": "train_student", "plugins": [], "frozen": []}]
@@ -87,7 +87,7 @@ def test_kd_run_and_its_baseline_line_up_per_model(two_runs: list[Path], tmp_pat
 
 
 def test_legend_labels_fit_one_line_of_the_figure(two_runs: list[Path]) -> None:
-    from compressor.compare import legend_label, read_run
+    from compressor.reporting.compare import legend_label, read_run
 
     run = read_run(two_runs[0])
     run.label = "tiny_kd/20261206-213857"

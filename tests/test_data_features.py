@@ -9,12 +9,12 @@ import pytest
 import torch
 import torchaudio
 
+from compressor.core.errors import UserError
 from compressor.data.audio import load_audio
 from compressor.data.extract import extract_features
 from compressor.data.features import fbank, feature_stats, num_frames
 from compressor.data.tokenizers import CharTokenizer, SentencePieceTokenizer, read_tokens
 from compressor.data.utterance import Utterance
-from compressor.errors import UserError
 
 torch.set_num_threads(1)
 

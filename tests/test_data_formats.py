@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from compressor.core.errors import UserError
 from compressor.data.audio import AudioError, load_audio
 from compressor.data.datasets import (
     CommonVoiceArgs,
@@ -24,7 +25,6 @@ from compressor.data.datasets import (
     build_librispeech,
     build_nemo_manifest,
 )
-from compressor.errors import UserError
 
 torch.set_num_threads(1)
 

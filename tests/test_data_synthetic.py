@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressor.cli.data import main as data_main
+from compressor.core.errors import UserError
 from compressor.corpora.build import build_corpus
 from compressor.corpora.corpus import CorpusSettings, split_speakers
 from compressor.corpora.datasets import (
@@ -24,8 +26,6 @@ from compressor.corpora.datasets import (
 from compressor.corpora.synth import Voice
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.speech_args import SubsetArgs, draw_subset
-from compressor.data_cli import main as data_main
-from compressor.errors import UserError
 
 torch.set_num_threads(1)
 TINY = {"train_size": 48, "valid_size": 12, "test_size": 12, "num_speakers": 15}

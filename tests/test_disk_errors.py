@@ -124,7 +124,7 @@ def test_checkpoints_turned_read_only_mid_run(tmp_path: Path, capsys) -> None:
 
 
 def test_export_to_a_place_that_cannot_be_written(tmp_path: Path, capsys) -> None:
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     run_dir = run_spec(write_spec(tmp_path / "spec.yaml", tiny(tmp_path)))
     code, err = cli(capsys, "export", run_dir, "--out", "/proc/x")
@@ -141,9 +141,9 @@ def test_a_feature_cache_build_on_a_full_disk(tmp_path: Path) -> None:
     import soundfile as sf
     import torch
 
+    from compressor.core.errors import DiskError
     from compressor.data.extract import extract_features
     from compressor.data.utterance import Utterance
-    from compressor.errors import DiskError
 
     t = torch.arange(48000) / 16000
     sf.write(str(tmp_path / "a.wav"), (0.3 * torch.sin(2 * math.pi * 200 * t)).numpy(), 16000)

@@ -47,7 +47,7 @@ def test_components_reference_lists_every_registered_component(site: Path) -> No
 
 
 def test_hook_reference_lists_every_hookspec(site: Path) -> None:
-    import compressor.hookspecs as hs
+    import compressor.core.hookspecs as hs
 
     text = _text(site / "reference" / "hooks" / "index.html")
     specs = [n for n in dir(hs) if n.startswith("compressor_") and callable(getattr(hs, n))]

@@ -89,7 +89,7 @@ def test_killed_run_resumes_bit_identical(tiny_spec: dict, tmp_path: Path) -> No
 
 def test_resume_refuses_finished_and_foreign_dirs(tiny_spec: dict, tmp_path: Path, capsys) -> None:
     from compressor.cli import main
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     spec = write_spec(tmp_path / "s.yaml", tiny_spec)
     run_dir = run_spec(spec)

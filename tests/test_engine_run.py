@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.checkpoint import load_checkpoint, save_atomic
-from compressor.engine import run_spec
-from compressor.errors import UserError
-from compressor.finished import evaluate_run, load_run
-from compressor.lr import ConstantLR, CosineLR, ExponentialLR, LinearLR, LRScheduleArgs
+from compressor.core.checkpoint import load_checkpoint, save_atomic
+from compressor.core.errors import UserError
+from compressor.run.engine import run_spec
+from compressor.run.finished import evaluate_run, load_run
+from compressor.run.lr import ConstantLR, CosineLR, ExponentialLR, LinearLR, LRScheduleArgs
 from tests.conftest import run_cli, write_spec
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from compressor.envcheck import FIX_PAIR, TORCH_PAIR, check_torch_pair, diagnose
-from compressor.errors import PluginError
+from compressor.core.envcheck import FIX_PAIR, TORCH_PAIR, check_torch_pair, diagnose
+from compressor.core.errors import PluginError
 from compressor.plugins import Plugins
 
 REPO = Path(__file__).resolve().parent.parent

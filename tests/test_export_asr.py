@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from test_export_fixtures import LETTERS, run_isolated, trained_ctc, trained_rnnt
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter, summary_markdown
 from compressor.families.asr.greedy import torch_greedy

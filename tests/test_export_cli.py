@@ -12,7 +12,7 @@ import yaml
 from conftest import SPECS, run_cli, write_spec
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export.base import ExportJob
 from compressor.export.exporter import OnnxExportArgs, OnnxExporter, family_of
 

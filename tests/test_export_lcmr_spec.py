@@ -49,7 +49,7 @@ def test_rnnt_lcmr_student_exported_and_decoded_by_sherpa(lcmr_run, tmp_path):
     try:
         from compressor.families.asr.greedy import torch_greedy
         from compressor.families.asr.metrics import detokenize
-        from compressor.finished import load_run
+        from compressor.run.finished import load_run
 
         run = load_run(run_dir)
     finally:

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from compressor.components import build_data
-from compressor.engine import run_spec
-from compressor.errors import SpecError, UserError
+from compressor.core.errors import SpecError, UserError
 from compressor.plugins import get_plugins
+from compressor.run.components import build_data
+from compressor.run.engine import run_spec
 from compressor.spec import load_spec
 from tests.conftest import SPECS, run_cli, write_spec
 from tests.teacher_files import nemo_config, nemo_state, save_tiny_ctc, save_tiny_whisper, write_nemo
@@ -289,7 +289,7 @@ def test_bad_nemo_files_are_refused_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_cache_key_hashes_models_with_batch_norm_counters() -> None:
-    from compressor.teacher_cache import weights_hash
+    from compressor.teaching.teacher_cache import weights_hash
 
     model = torch.nn.BatchNorm1d(4)  # num_batches_tracked is a 0-d tensor
     first = weights_hash(model)
@@ -310,8 +310,8 @@ def mapped_from(path: Path, tensor: torch.Tensor) -> bool:
 
 def test_offloaded_teacher_gives_the_same_outputs_from_a_mapped_file(tmp_path: Path,
                                                                       files: dict[str, Path]) -> None:
+    from compressor.core.teachers import offload
     from compressor.external.hf_speech import HFSpeechArgs, build_hf_speech
-    from compressor.teachers import offload
 
     model = build_hf_speech(HFSpeechArgs(path=str(files["Wav2Vec2ForCTC"]))).eval()
     batch = {"audio": torch.randn(2, 8000) * 0.1, "audio_lengths": torch.tensor([8000, 6400])}

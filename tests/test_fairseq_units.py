@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from compressor.errors import SpecError, UserError
+from compressor.core.errors import SpecError, UserError
 from compressor.external import fairseq_units as fu
 
 HAS_FAIRSEQ = importlib.util.find_spec("fairseq") is not None
@@ -155,8 +155,8 @@ def test_tiny_fairseq_checkpoints_round_trip(tmp_path: Path) -> None:
 def test_a_spec_names_the_fairseq_teacher_and_the_data_loads_waveforms(tmp_path: Path) -> None:
     import yaml
 
-    from compressor.components import build_data, build_models
     from compressor.plugins import get_plugins
+    from compressor.run.components import build_data, build_models
     from compressor.spec import load_spec
     from tests.conftest import SPECS, write_spec
 

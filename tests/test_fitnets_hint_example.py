@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from compressor.core.losses import LossTerms
 from compressor.families.slu.classifier import SeqClassifier
-from compressor.losses import LossTerms
 from tests.plugin_ctx import feature_data, make_ctx
 
 # loaded from its file: putting its folder on sys.path would let a pip build's egg-info there register the

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compressor.forward_hooks import ForwardHooks
+from compressor.core.forward_hooks import ForwardHooks
 
 
 def _net() -> nn.Module:

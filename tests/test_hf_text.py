@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.external.hf_text import HFTextClassifierArgs, build_hf_text_classifier
 from compressor.spec import load_spec
 from tests.conftest import run_cli, text_spec, write_spec

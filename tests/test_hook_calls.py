@@ -12,9 +12,9 @@ import pytest
 from torch import nn
 
 import compressor.export.plugin as export_plugin
-from compressor.errors import PluginError, UserError
+from compressor.core.errors import PluginError, UserError
+from compressor.core.hookspecs import hookimpl, hookspec
 from compressor.export.base import ExportJob
-from compressor.hookspecs import hookimpl, hookspec
 from compressor.plugins import Plugins, stage_strategies
 
 
@@ -181,8 +181,8 @@ def test_a_user_error_from_a_strategy_instance_names_its_plugin() -> None:
 
 
 def test_every_hookspec_has_a_built_in_implementation() -> None:
-    import compressor.hookspecs as hs
-    from compressor.catalog import catalog
+    import compressor.core.hookspecs as hs
+    from compressor.reporting.catalog import catalog
 
     specs = {n for n in dir(hs) if n.startswith("compressor_") and hasattr(getattr(hs, n), "compressor_spec")}
     built_in = [p for p in catalog() if p["module"].split(".")[0] in ("compressor", "plugins")]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.context import StageContext
+from compressor.core.context import StageContext
+from compressor.core.losses import LossTerms
 from compressor.families.rnnt.model import RNNTArgs, build_rnnt
 from compressor.families.rnnt.task import RNNTTask
-from compressor.losses import LossTerms
 from compressor.spec import StageSpec
 from plugins.lattice_kd import LatticeKD, collapsed_log_probs, lattice_distillation_loss
 

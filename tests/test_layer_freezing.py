@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from compressor.checkpoint import load_state_dict_file
-from compressor.components import build_data, build_models
-from compressor.engine import run_spec
-from compressor.errors import SpecError
+from compressor.core.checkpoint import load_state_dict_file
+from compressor.core.errors import SpecError
 from compressor.plugins import get_plugins
+from compressor.run.components import build_data, build_models
+from compressor.run.engine import run_spec
 from compressor.spec import load_spec
 from tests.conftest import SPECS, write_spec
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.losses import LossTerms
+from compressor.core.context import StageContext
+from compressor.core.losses import LossTerms
 from compressor.plugins import get_registry
 from plugins.logit_kd import LogitKD, logit_distance
 
@@ -147,7 +147,7 @@ def test_error_rate_schedule_is_the_batch_error() -> None:
 
 
 def test_class_count_mismatch_is_refused_at_validation(tmp_path, tiny_spec: dict) -> None:
-    from compressor.errors import SpecError
+    from compressor.core.errors import SpecError
     from compressor.spec import load_spec
     from tests.conftest import write_spec
 

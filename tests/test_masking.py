@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
+from compressor.core.sequences import expected_span_fraction, span_mask
 from compressor.external.hf_text import HFTextClassifierArgs, build_hf_text_classifier
 from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
-from compressor.sequences import expected_span_fraction, span_mask
 from compressor.spec import load_spec
 from tests.conftest import text_spec, write_spec
 from tests.plugin_ctx import build_strategy, feature_data, make_ctx
@@ -103,7 +103,7 @@ def test_hidden_masking_is_not_in_the_exported_graph(tmp_path: Path) -> None:
 
 
 def test_hidden_masking_refuses_spans_longer_than_the_shortest_sequence() -> None:
-    from compressor.errors import UserError
+    from compressor.core.errors import UserError
 
     with pytest.raises(UserError, match=r"time_span 31 exceeds the shortest training sequence at 'encoder' \(30"):
         _hidden_setup(time_prob=0.1, time_span=31)

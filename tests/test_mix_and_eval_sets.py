@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.components import cache_dir
-from compressor.engine import run_spec
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.plugins import get_registry, reset_plugins
+from compressor.run.components import cache_dir
+from compressor.run.engine import run_spec
 from compressor.spec import load_spec
 from tests.conftest import SPECS, write_spec
 

@@ -15,9 +15,9 @@ import torch
 import yaml
 from conftest import REPO, SPECS, run_cli, write_spec
 
-from compressor import engine, finished
-from compressor.errors import UserError
-from compressor.export_cli import export_run
+from compressor.cli.export import export_run
+from compressor.core.errors import UserError
+from compressor.run import engine, finished
 
 
 def _run(tmp: Path, spec: dict | Path, overrides: list[str] | None = None) -> Path:

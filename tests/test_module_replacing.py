@@ -10,11 +10,11 @@ import torch
 import yaml
 from torch import nn
 
-from compressor.context import StageContext
-from compressor.errors import SpecError
+from compressor.core.context import StageContext
+from compressor.core.errors import SpecError
+from compressor.core.introspect import Pairing, pair_containers, validate_pairings
+from compressor.core.schedules import Constant, Exponential, Linear, LogCurriculum
 from compressor.families.rnnt.model import RNNTArgs, build_rnnt
-from compressor.introspect import Pairing, pair_containers, validate_pairings
-from compressor.schedules import Constant, Exponential, Linear, LogCurriculum
 from compressor.spec import StageSpec, load_spec
 from plugins.module_replacing import ModuleReplacing, TheseusModel
 from tests.conftest import SPECS, run_cli, write_spec

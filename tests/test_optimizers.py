@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.engine import run_spec
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.plugins import get_registry
+from compressor.run.engine import run_spec
 from compressor.spec import load_spec
 from tests.conftest import write_spec
 
@@ -68,8 +68,8 @@ def test_a_stage_trains_with_lamb_and_a_fractional_warmup(tmp_path: Path, tiny_s
 
 
 def test_a_third_party_optimizer_is_used_by_name(tmp_path: Path, tiny_spec: dict) -> None:
-    from compressor.optim import OptimizerArgs
     from compressor.plugins import get_plugins
+    from compressor.run.optim import OptimizerArgs
 
     calls = []
 

@@ -118,7 +118,7 @@ def test_schedule_arg():
 
 
 def test_progress_reaches_one_at_the_last_step():
-    from compressor.context import StageContext
+    from compressor.core.context import StageContext
 
     ctx = StageContext.__new__(StageContext)
     ctx.total_steps = 5

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from compressor import sequences
-from compressor.context import StageContext
+from compressor.core import sequences
+from compressor.core.context import StageContext
 from compressor.plugins import get_registry
 
 GUIDE = (Path(__file__).resolve().parent.parent / "docs" / "tutorials" / "write-a-plugin.md").read_text()

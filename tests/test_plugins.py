@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from compressor import Strategy, hookimpl
-from compressor.errors import PluginError
+from compressor.core.errors import PluginError
 from compressor.plugins import Plugins, get_plugins, stage_strategies
 from tests.conftest import run_cli
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from compressor import progress
 from compressor.cli import main
-from compressor.progress import Progress, track
+from compressor.core import progress
+from compressor.core.progress import Progress, track
 from tests.conftest import SPECS, write_spec
 from tests.reliability import tiny
 

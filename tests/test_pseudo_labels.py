@@ -12,12 +12,12 @@ import soundfile as sf
 import torch
 from test_export_fixtures import LETTERS, synth
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 
 # -- the normaliser and the filters ------------------------------------------------------------------------
 def test_british_spellings_map_onto_the_corpus_spelling():
-    from compressor.transcripts import to_units, word_error_rate
+    from compressor.teaching.transcripts import to_units, word_error_rate
 
     assert to_units("The Colour of the Theatre, organised!") == "the color of the theater organized"
     assert to_units("Colourful") == "colourful"  # whole words only: the table names no derived forms
@@ -27,8 +27,8 @@ def test_british_spellings_map_onto_the_corpus_spelling():
 
 
 def test_filters_count_what_each_keeps_and_drops_in_order():
-    from compressor.pseudo_labels import FilterCounts, chars_per_second, judge
-    from compressor.transcripts import Transcript
+    from compressor.teaching.pseudo_labels import FilterCounts, chars_per_second, judge
+    from compressor.teaching.transcripts import Transcript
 
     def run(cases, **kw):
         counts = FilterCounts()
@@ -137,7 +137,7 @@ def test_hide_labels_hides_a_seeded_share_and_keeps_them_for_measuring(corpus):
 def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summary(corpus, tmp_path):
     from conftest import write_spec
 
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     def quartznet() -> dict:
         return {"name": "quartznet", "preset": "5x1", "size": "tiny", "width": 0.25}
@@ -185,7 +185,7 @@ def test_project_teacher_pseudo_labels_combine_with_logit_kd_and_reach_the_summa
 
 
 def test_semi_supervised_batches_keep_references_and_drop_audio_without_a_pseudo_label():
-    from compressor.context import StageContext
+    from compressor.core.context import StageContext
     from compressor.data.base import DataModule
     from compressor.families.ctc.task import CTCTask
     from compressor.spec import StageSpec
@@ -217,7 +217,7 @@ def test_a_project_rnnt_teacher_transcribes_greedily_with_its_per_token_log_prob
     from compressor.families.rnnt.loss import rnnt_loss_torch
     from compressor.families.rnnt.model import RNNTArgs, build_rnnt
     from compressor.families.rnnt.task import RNNTTask
-    from compressor.pseudo_labels import project_transcripts
+    from compressor.teaching.pseudo_labels import project_transcripts
 
     data = _data(corpus, unlabelled=str(corpus / "folder"))
     torch.manual_seed(0)
@@ -267,7 +267,7 @@ def test_agree_with_names_a_frozen_model_of_the_spec(corpus, tmp_path):
 def test_project_rnnt_teacher_pseudo_labels_combine_with_lattice_kd(corpus, tmp_path):
     from conftest import write_spec
 
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     rnnt = {"name": "rnnt_lstm", "size": "tiny", "encoder_layers": 1, "pred_layers": 1}
     spec = {

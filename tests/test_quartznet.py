@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet, describe
 from compressor.plugins import get_registry
 

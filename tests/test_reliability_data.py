@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from compressor.core.errors import UserError
 from compressor.data.datasets import (
     FscArgs,
     LibriSpeechArgs,
@@ -20,7 +21,6 @@ from compressor.data.datasets import (
     build_librispeech,
     build_nemo_manifest,
 )
-from compressor.errors import UserError
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from compressor.engine import run_spec
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export.api import MANIFEST
 from compressor.export.exporter import OnnxExporter
+from compressor.run.engine import run_spec
 from tests.conftest import write_spec
 from tests.reliability import cli, dead_pid, one_line, snapshot, tiny
 

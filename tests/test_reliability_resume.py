@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
-from compressor.engine import run_spec
-from compressor.rundir import LOCK_FILE, RunLock
+from compressor.core.rundir import LOCK_FILE, RunLock
+from compressor.run.engine import run_spec
 from tests.conftest import write_spec
 from tests.reliability import cli, dead_pid, one_line, snapshot, tiny
 
@@ -216,7 +216,7 @@ def test_a_run_from_a_bigger_machine_resumes_and_evaluates_here(reference, tmp_p
 def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from compressor.rundir import new_run_dir
+    from compressor.core.rundir import new_run_dir
 
     with ThreadPoolExecutor(8) as pool:
         dirs = list(pool.map(lambda _: new_run_dir(tmp_path / "runs", "same"), range(16)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec import load_spec
 from compressor.spec.safe_yaml import MAX_DEPTH, MAX_NODES
 from tests.conftest import write_spec

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.errors import SpecError, UserError
-from compressor.losses import LossTerms
-from compressor.sequences import pool
+from compressor.core.errors import SpecError, UserError
+from compressor.core.losses import LossTerms
+from compressor.core.sequences import pool
 from compressor.spec import load_spec
 from plugins.representation_kd import representation_distance
 from tests.conftest import run_cli, text_spec, write_spec

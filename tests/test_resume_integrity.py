@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.engine import run_spec
+from compressor.run.engine import run_spec
 from tests.conftest import write_spec
 from tests.reliability import cli, one_line, tiny
 

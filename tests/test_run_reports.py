@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import SPECS, run_cli, write_spec
 
-from compressor.plots import collect
+from compressor.run.plots import collect
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_final_table_leaves_out_a_column_that_restates_another(teacher_off) -> N
 
 
 def test_restated_keys_need_the_task_name_and_the_complement() -> None:
-    from compressor.report import restated_keys
+    from compressor.reporting.report import restated_keys
 
     rows = [{"test/accuracy": 0.25, "test/error_rate": 0.75, "test/wer": 0.5, "test/cer": 0.5,
              "seen/accuracy": 0.5, "seen/error_rate": 0.5}]

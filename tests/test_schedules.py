@@ -69,7 +69,7 @@ def test_linear_constant_exponential() -> None:
 
 
 def test_bad_schedule_args_are_refused() -> None:
-    from compressor.errors import SpecError
+    from compressor.core.errors import SpecError
 
     with pytest.raises(SpecError, match="must be below base"):
         build({"name": "log_curriculum", "base": 5.0, "b": 6.0})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from compressor.core.losses import LossTerms
 from compressor.families.slu.classifier import SeqClassifier
-from compressor.losses import LossTerms
 from tests.plugin_ctx import build_strategy, feature_data, make_ctx
 
 

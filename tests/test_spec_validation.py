@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec import apply_overrides, load_spec, parse_override
 from tests.conftest import SPECS, run_cli, write_spec
 

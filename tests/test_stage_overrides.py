@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec import load_spec
 from tests.conftest import run_cli, write_spec
 
@@ -41,7 +41,7 @@ def test_validation_counts_the_batches_of_the_stage_own_data(monkeypatch: pytest
 
     import torch
 
-    from compressor import trainer
+    from compressor.run import trainer
     from compressor.spec import StageSpec
 
     class Data:

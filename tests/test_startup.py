@@ -30,8 +30,8 @@ def test_no_heavy_imports(argv: list[str]) -> None:
 
 
 def test_a_lazy_factory_loads_on_first_use(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from compressor.errors import PluginError
-    from compressor.registry import LazyFactory, NoArgs, Registry
+    from compressor.core.errors import PluginError
+    from compressor.core.registry import LazyFactory, NoArgs, Registry
 
     (tmp_path / "lazy_component_mod.py").write_text("LOADED = True\n\ndef build(args):\n    return 'built'\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec import load_spec
 from tests.conftest import run_cli, text_spec, write_spec
 

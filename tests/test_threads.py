@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor import threads as threads_mod
-from compressor.engine import run_spec
-from compressor.finished import evaluate_run
-from compressor.limits import cpu_count
-from compressor.threads import configure_threads
+from compressor.core import threads as threads_mod
+from compressor.core.limits import cpu_count
+from compressor.core.threads import configure_threads
+from compressor.run.engine import run_spec
+from compressor.run.finished import evaluate_run
 from tests.conftest import run_cli, write_spec
 from tests.reliability import tiny
 
@@ -51,7 +51,7 @@ def test_precedence_and_the_cap(four_cpus, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_cpu_count_respects_a_container_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    from compressor import limits
+    from compressor.core import limits
 
     monkeypatch.setattr(limits, "cpu_quota", lambda: 1)
     assert limits.cpu_count() == 1
@@ -62,7 +62,7 @@ def test_cpu_count_respects_a_container_quota(monkeypatch: pytest.MonkeyPatch) -
 def test_eval_honours_the_spec_and_the_flag(finished: Path, four_cpus) -> None:
     torch.set_num_threads(4)
     seen = []
-    from compressor import finished as finished_run
+    from compressor.run import finished as finished_run
 
     original = finished_run.evaluate_model
 
@@ -81,9 +81,9 @@ def test_eval_honours_the_spec_and_the_flag(finished: Path, four_cpus) -> None:
 
 def test_export_honours_the_spec_and_the_flag(finished: Path, four_cpus, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    from compressor.errors import UserError
+    from compressor.cli.export import export_run
+    from compressor.core.errors import UserError
     from compressor.export import run as export_run_mod
-    from compressor.export_cli import export_run
 
     seen = []
 

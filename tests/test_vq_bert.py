@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.families.slu.vq_bert_ds2 import VQBertDS2Args, build_vq_bert_ds2
 from compressor.families.units.task import MaskedUnits
-from compressor.lr import EpochDecayArgs, EpochDecayLR
+from compressor.run.lr import EpochDecayArgs, EpochDecayLR
 from plugins.kmeans_units import kmeans, nearest
 
 INFO = {"feature_dim": 8, "num_classes": 5, "vocab_size": 7}

@@ -40,7 +40,7 @@ def measure(run_dir: Path, chunks: list[int]) -> dict:
     from compressor.export.base import ExportJob
     from compressor.export.exporter import OnnxExportArgs, OnnxExporter
     from compressor.families.rnnt.export import RNNTExport
-    from compressor.finished import load_run
+    from compressor.run.finished import load_run
 
     run = load_run(run_dir)
     n_test = len(run.data.dataset("test"))

@@ -32,7 +32,7 @@ from compressor.data.extract import extract_features  # noqa: E402
 from compressor.data.formats import read_nemo_manifest  # noqa: E402
 from compressor.data.speech import SpeechSplit  # noqa: E402
 from compressor.data.text import normalize  # noqa: E402
-from compressor.finished import load_run  # noqa: E402
+from compressor.run.finished import load_run  # noqa: E402
 
 
 def add_manifest(data, name: str, path: Path) -> int:  # noqa: ANN001 - a SpeechDataModule

@@ -164,7 +164,7 @@ def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_one(spec: dict[str, Any], args: argparse.Namespace, lookup_only: bool = False) -> Path | None:
     """The finished run of ``spec`` (found by its settings' hash), running it first unless only looking up."""
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     spec = _hashed(spec)
     done = sorted((args.work / spec["name"]).glob("*/final/COMPLETE"))

@@ -168,7 +168,7 @@ def run_one(spec: dict[str, Any], args: argparse.Namespace, reuse: bool = True) 
     """Run (or reuse) one spec in this process; its name carries a hash of its settings, so only identical runs
     are reused. Returns the run directory, ``{"failed": message}`` when training broke down (a non-finite
     loss), or None with ``--report-only`` when the run has not been done."""
-    from compressor.engine import run_spec
+    from compressor.run.engine import run_spec
 
     spec = hashed(spec)
     name = spec["name"]
@@ -227,7 +227,7 @@ def epoch_seconds(run_dir: Path) -> list[float]:
 
 def teacher_errors(prep: Path) -> dict[str, dict[str, float]]:
     """Train and test error rates of the fine-tuned teacher and professor (seed 001 Sec. 4.2.1)."""
-    from compressor.finished import evaluate_run
+    from compressor.run.finished import evaluate_run
 
     cache = prep / "teacher_errors.json"
     if cache.exists():

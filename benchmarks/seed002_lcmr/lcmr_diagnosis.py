@@ -49,10 +49,10 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys: list[st
 
 
 def diagnose(run_dir: Path) -> tuple[str, dict[str, Any]]:
-    from compressor.checkpoint import load_checkpoint
-    from compressor.components import build_data, build_models
+    from compressor.core.checkpoint import load_checkpoint
+    from compressor.core.rundir import read_metrics
     from compressor.plugins import get_plugins
-    from compressor.rundir import read_metrics
+    from compressor.run.components import build_data, build_models
     from compressor.spec import load_spec
     from plugins.module_replacing import ModuleReplacing
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from compressor.engine import run_spec
 from compressor.plugins import get_registry
+from compressor.run.engine import run_spec
 
 
 def data_args(steps: int, batch: int) -> dict:

@@ -46,8 +46,8 @@ def _setup(spec_path: Path, n_batches: int, device: str, overrides: list[str]) -
 
     import torch
 
-    from compressor.components import build_data, build_models, build_task
     from compressor.plugins import get_plugins
+    from compressor.run.components import build_data, build_models, build_task
     from compressor.spec import load_spec
 
     plugins = get_plugins()
@@ -63,7 +63,7 @@ def _setup(spec_path: Path, n_batches: int, device: str, overrides: list[str]) -
     mr_args = next(a for p, a in zip(stage.plugins, loaded.stages[index].plugin_args) if p.name == "module_replacing")
     batch_size = stage.batch_size
     batches = list(itertools.islice(data.loader("train", batch_size, shuffle=True, seed=0, epoch=0), n_batches))
-    from compressor.task import to_device
+    from compressor.core.task import to_device
 
     return {"loaded": loaded, "plugins": plugins, "task": task, "models": models, "device": dev,
             "batches": [to_device(b, dev) for b in batches], "mr_args": mr_args, "stage": stage}
@@ -95,7 +95,7 @@ def make_stepper(env: dict[str, Any], kind: str) -> Any:
     """A function ``step(i)`` doing one optimizer step of ``kind`` on batch ``i``."""
     import torch
 
-    from compressor.losses import LossTerms
+    from compressor.core.losses import LossTerms
 
     task, models = env["task"], env["models"]
     teacher, student = models["teacher"], models["student"]

@@ -33,14 +33,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from compressor.core.interrupts import pid_alive
+from compressor.core.progress import Progress, say
 from compressor.corpora.corpus import CONDITIONS, FAR_FIELD, VERSION, CorpusSettings, plan
 from compressor.corpora.synth import Espeak, Voice, synthesize
 from compressor.data.audio import resample
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.cache import default_cache_dir
 from compressor.data.featstore import file_sha256
-from compressor.interrupts import pid_alive
-from compressor.progress import Progress, say
 
 SAMPLE_RATE = 16000
 CHUNK = 64  # utterances per fresh synthesis process

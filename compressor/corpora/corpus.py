@@ -15,12 +15,12 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from compressor.core.errors import UserError
 from compressor.corpora import grammars
 from compressor.corpora.grammars_large import large_grammar
 from compressor.corpora.lexicon import lexicon_versions
 from compressor.corpora.synth import Voice
 from compressor.corpora.voices import voice_sets
-from compressor.errors import UserError
 
 VERSION = 2  # bump when the synthesis recipe changes (2: held-out voice variants, test_seen, large setting)
 SPLITS = ("train", "valid", "test", "test_seen")

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from compressor.core.errors import UserError
+from compressor.core.limits import check_fits, free_disk_bytes, human_bytes
 from compressor.corpora import grammars
 from compressor.corpora.build import build_corpus, corpus_dir
 from compressor.corpora.corpus import SPLITS as SYNTHETIC_SPLITS
@@ -24,8 +26,6 @@ from compressor.data.speech import SpeechDataModule
 from compressor.data.speech_args import SpeechArgs
 from compressor.data.speech_build import build_speech_module, speech_info
 from compressor.data.utterance import Utterance
-from compressor.errors import UserError
-from compressor.limits import check_fits, free_disk_bytes, human_bytes
 
 # ------------------------------------------------------------------------------------------------
 # Synthetic corpora

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 
+from compressor.core.errors import UserError
 from compressor.data.text import ALPHABETS
-from compressor.errors import UserError
 
 #: How many of wordfreq's most frequent words each language's lists are drawn from.
 TOP_WORDS = 30000

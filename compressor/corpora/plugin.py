@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.corpora.datasets import CHECKS, DATASETS
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

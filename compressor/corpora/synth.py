@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 # espeak_AUDIO_OUTPUT / espeak_PARAMETER / flags from speak_lib.h
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from compressor.core.errors import UserError
+from compressor.core.limits import check_fits, ram_bytes
+from compressor.core.registry import Args
 from compressor.data.base import DataModule, ListDataset
-from compressor.errors import UserError
-from compressor.limits import check_fits, ram_bytes
-from compressor.registry import Args
 
 WORDS = ("turn", "on", "off", "the", "lights", "music", "heat", "up", "down", "in", "kitchen", "bedroom",
          "washroom", "volume", "bring", "me", "shoes", "socks", "newspaper", "switch", "language", "lamp",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from compressor.core.registry import Args
 from compressor.data.audio import resample
-from compressor.registry import Args
 
 
 class AugmentArgs(Args):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from compressor.core.errors import UserError
 from compressor.data.speech import SpeechDataModule, SpeechSplit
 from compressor.data.text import ALPHABETS, out_of_alphabet
 from compressor.data.tokenizers import Tokenizer
-from compressor.errors import UserError
 
 #: info keys that must agree for features to be interchangeable, and how to name them in messages
 FEATURE_FACTS = (("sample_rate", "sample rate"), ("frontend", "front end"), ("feature_dim", "feature dimension"),

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compressor.core.errors import UserError
 from compressor.data.cache import default_cache_dir
 from compressor.data.formats import read_common_voice, read_fsc_csv, read_librispeech, read_nemo_manifest
 from compressor.data.speech import SpeechDataModule
 from compressor.data.speech_args import SpeechArgs
 from compressor.data.speech_build import build_speech_module, speech_info
 from compressor.data.utterance import Utterance
-from compressor.errors import UserError
 
 Language = Literal["en", "de", "es", "ru"]
 SPLITS = ("train", "valid", "test")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
+from compressor.core.progress import Progress
 from compressor.data.audio import MAX_ITEM_SECONDS, SAMPLE_RATE, AudioError, load_audio
 from compressor.data.featstore import FeatureStore, clean_stale, load_store, write_store
 from compressor.data.features import fbank
 from compressor.data.utterance import Utterance
-from compressor.progress import Progress
 
 FEATURE_CACHE_VERSION = 2
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.checkpoint import file_sha256
-from compressor.errors import raise_disk_error
-from compressor.interrupts import pid_alive
-from compressor.progress import say
+from compressor.core.checkpoint import file_sha256
+from compressor.core.errors import raise_disk_error
+from compressor.core.interrupts import pid_alive
+from compressor.core.progress import say
 
 DIM = 80
 

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from compressor.core.errors import UserError
 from compressor.data.utterance import CLASS_LABEL, Utterance
-from compressor.errors import UserError
 
 Skips = list[dict[str, Any]]
 

@@ -33,15 +33,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
+from compressor.core.errors import SpecError, UserError, format_path
+from compressor.core.registry import Args
 from compressor.data.compat import feature_clash, retokenize
 from compressor.data.features import feature_stats, per_feature_normalize
 from compressor.data.speech import SpeechDataModule, _EpochView
 from compressor.data.speech_build import tokenizer_files
 from compressor.data.tokenizers import CharTokenizer, build_tokenizer
 from compressor.data.utterance import Utterance
-from compressor.errors import SpecError, UserError, format_path
 from compressor.plugins import get_registry
-from compressor.registry import Args
 
 RESERVED = ("name", "ratio")
 MIX_OWNS = ("tokenizer", "vocab_size")

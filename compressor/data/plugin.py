@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.data.datasets import DATASETS
 from compressor.data.mix import MixArgs, build_mix, mix_check, mix_info
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

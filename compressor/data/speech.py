@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from compressor.core.errors import UserError
 from compressor.data.audio import SAMPLE_RATE, AudioError, load_audio
 from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
@@ -22,7 +23,6 @@ from compressor.data.featstore import FeatureStore
 from compressor.data.features import fbank, per_feature_normalize
 from compressor.data.tokenizers import Tokenizer
 from compressor.data.utterance import Utterance
-from compressor.errors import UserError
 
 #: batch keys loaded only when a model reads them (see :meth:`SpeechDataModule.request`)
 ON_REQUEST_KEYS = ("audio", "audio_lengths")

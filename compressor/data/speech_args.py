@@ -7,11 +7,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from compressor.core.errors import UserError
+from compressor.core.registry import Args
 from compressor.data.audio import MAX_ITEM_SECONDS
 from compressor.data.augment import AugmentArgs
 from compressor.data.tokenizers import TeacherTokenizer
-from compressor.errors import UserError
-from compressor.registry import Args
 
 
 class SubsetArgs(Args):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from compressor.core.errors import UserError
 from compressor.data.audio import SAMPLE_RATE
 from compressor.data.extract import extract_features
 from compressor.data.featstore import FeatureStore
@@ -30,7 +31,6 @@ from compressor.data.tokenizers import (
     build_tokenizer,
 )
 from compressor.data.utterance import CLASS_LABEL, Utterance
-from compressor.errors import UserError
 
 
 def _skip(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 #: Letters of each language (lower case); the word separator is always the space.
 ALPHABETS: dict[str, str] = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from compressor.core.errors import UserError
 from compressor.data.text import alphabet
-from compressor.errors import UserError
 
 BLANK = "<blk>"
 WORD_BOUNDARY = "\u2581"

@@ -1,6 +1,6 @@
 """Edge export: ONNX files that onnxruntime / sherpa-onnx load without this project.
 
-* ``compressor export RUN_DIR [--out DIR] [--force]`` (:func:`compressor.export_cli.export_run`), or an
+* ``compressor export RUN_DIR [--out DIR] [--force]`` (:func:`compressor.cli.export.export_run`), or an
   ``export: {name: onnx, ...}`` section in a spec (the engine runs it after the last stage); both hand the
   model to :func:`compressor.export.run.export_model`, which writes into a folder :mod:`compressor.export.api`
   allows.

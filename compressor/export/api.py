@@ -21,9 +21,9 @@ import re
 import shutil
 from pathlib import Path
 
-from compressor.errors import UserError
-from compressor.interrupts import pid_alive
-from compressor.rundir import enclosing_run_dir
+from compressor.core.errors import UserError
+from compressor.core.interrupts import pid_alive
+from compressor.core.rundir import enclosing_run_dir
 
 MANIFEST = "export_manifest.json"
 PRODUCER = "compressor export"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from compressor.registry import Args
+from compressor.core.registry import Args
 
 
 class OnnxExportArgs(Args):

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 from torch import nn
 
+from compressor.core.task import Task
 from compressor.data.base import DataModule
-from compressor.task import Task
 
 
 @dataclass

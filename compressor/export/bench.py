@@ -45,7 +45,7 @@ class one_thread(torch_threads):
 
 def latency_threads(requested: int) -> int:
     """Threads of the latency report: the export's ``threads``, never more than the CPUs of this process."""
-    from compressor.limits import cpu_count
+    from compressor.core.limits import cpu_count
 
     return max(1, min(int(requested), cpu_count()))
 

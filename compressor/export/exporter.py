@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.core.progress import Progress, duration
+from compressor.core.registry import Entry, Registry
 from compressor.export import bench, manifest, parity, quantize
 from compressor.export.args import OnnxExportArgs
 from compressor.export.base import Exporter, ExportJob, ExportResult
 from compressor.export.family import FamilyExport, Figure
 from compressor.export.graphs import write_graph
-from compressor.progress import Progress, duration
-from compressor.registry import Entry, Registry
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ import onnx
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 
 @dataclass

@@ -12,9 +12,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.core.threads import thread_count
 from compressor.export.graphs import GraphFile
-from compressor.threads import thread_count
 
 
 def check_onnx(path: Path) -> None:
@@ -25,7 +25,7 @@ def check_onnx(path: Path) -> None:
 
 
 def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session on ``threads`` (default: the command's threads, see compressor.threads)."""
+    """An onnxruntime CPU session on ``threads`` (default: the command's threads, see compressor.core.threads)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads if threads is not None else thread_count()
     opts.inter_op_num_threads = 1
@@ -108,7 +108,7 @@ def token_lookup(tokens: Sequence[str]) -> dict[str, int]:
 def _tracked(items: Sequence[Any], desc: str | None) -> Any:
     if desc is None:
         return items
-    from compressor.progress import track
+    from compressor.core.progress import track
 
     return track(items, desc, total=len(items), unit="utt")
 

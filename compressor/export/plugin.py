@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from pathlib import Path
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.export.api import write_manifest
 from compressor.export.args import OnnxExportArgs
 from compressor.export.base import ExportJob
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 
 def int8_name(path: Path) -> Path:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import PluginError, UserError, did_you_mean, raise_disk_error
+from compressor.core.errors import PluginError, UserError, did_you_mean, raise_disk_error
+from compressor.core.progress import Progress, duration
 from compressor.export.api import claim_export_dir
 from compressor.export.base import Exporter, ExportJob, ExportResult
-from compressor.progress import Progress, duration
 
 
 def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str | None = None,

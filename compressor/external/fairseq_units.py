@@ -12,7 +12,7 @@ for the BERT), and builds the models with fairseq's own classes (the optional ex
 :class:`FairseqVQBert` is the pair as one module: waveform -> codes -> [CLS] (``<s>``) + unit tokens + ``</s>``
 -> RoBERTa states.
 
-Bad input is a :class:`~compressor.errors.UserError` (exit 2) naming the file: a checkpoint with pickled code
+Bad input is a :class:`~compressor.core.errors.UserError` (exit 2) naming the file: a checkpoint with pickled code
 or objects, the wrong kind (a wav2vec 2.0 where vq-wav2vec is expected), a gumbel quantiser, a dictionary
 whose unit tokens do not fit the quantiser's codebook (or whose size differs from the BERT's embedding), and a
 missing extra.
@@ -30,9 +30,9 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
 
 INSTALL_HINT = ('READTHEDOCS=1 pip install --no-build-isolation "compressor[fairseq]" (installs fairseq-fixed '
                 'against the installed torch, without its C++ extensions; see docs/getting-started.md)')

@@ -49,13 +49,13 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.teachers import safe_torch_load
 from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
-from compressor.errors import UserError
 from compressor.external.hf_text import _offline
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.teachers import safe_torch_load
-from compressor.transcripts import Transcript
+from compressor.teaching.transcripts import Transcript
 
 CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC")
 WHISPER_ARCHITECTURES = ("WhisperForConditionalGeneration",)
@@ -185,7 +185,7 @@ class HFSpeech(nn.Module):
 
     def __init__(self, args: HFSpeechArgs) -> None:
         super().__init__()
-        from compressor.teachers import files_hash
+        from compressor.core.teachers import files_hash
 
         _offline()
         import transformers
@@ -198,7 +198,7 @@ class HFSpeech(nn.Module):
                                       use_safetensors=found["weights"].suffix == ".safetensors")
         self.hf.eval()
         #: transformers maps ``model.safetensors`` into memory instead of copying it: the weights are clean file
-        #: pages already, so a cached teacher needs no offloading (see :func:`compressor.teachers.offload`)
+        #: pages already, so a cached teacher needs no offloading (see :func:`compressor.core.teachers.offload`)
         self.weights_mapped = found["weights"].suffix == ".safetensors"
         self.layer = args.layer
         self.max_new_tokens = args.max_new_tokens

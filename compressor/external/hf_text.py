@@ -28,8 +28,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
 
 TOKEN_KEY = "text_ids"
 LENGTH_KEY = "text_id_lengths"
@@ -157,7 +157,7 @@ class HFTextClassifier(nn.Module):
 
     def _texts(self, batch: dict[str, Any]) -> list[str]:
         if self.text_key not in batch:
-            from compressor.errors import UserError
+            from compressor.core.errors import UserError
 
             raise UserError(f"hf_text_classifier reads transcripts from batch['{self.text_key}'], but the batch "
                             f"has none (keys: {', '.join(batch)}): use data with transcripts")

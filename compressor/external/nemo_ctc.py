@@ -46,12 +46,12 @@ import torch
 import yaml
 from pydantic import Field, field_validator
 
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
+from compressor.core.teachers import safe_torch_load
 from compressor.data.tokenizers import BLANK, WORD_BOUNDARY
-from compressor.errors import UserError
 from compressor.families.ctc.quartznet import BlockSpec, QuartzNet
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.teachers import safe_torch_load
 
 CONFIG = "model_config.yaml"
 WEIGHTS = "model_weights.ckpt"
@@ -250,7 +250,7 @@ def units_of(args: NemoCTCArgs) -> list[str]:
 
 def build_nemo_ctc(args: NemoCTCArgs, info: dict[str, Any] | None = None) -> QuartzNet:
     """A NeMo .nemo QuartzNet/Jasper CTC checkpoint as a quartznet (weights loaded)."""
-    from compressor.teachers import files_hash
+    from compressor.core.teachers import files_hash
 
     model, units = load_nemo_quartznet(args.path)
     dim = (info or {}).get("feature_dim")
@@ -270,3 +270,5 @@ def compressor_register(registry: Registry) -> None:
     registry.add("model", "nemo_ctc", build_nemo_ctc, args=NemoCTCArgs,
                  doc="A NeMo .nemo QuartzNet/Jasper CTC checkpoint (read without NeMo) as a quartznet teacher.",
                  reads=("features", "feature_lengths"), units=units_of)
+    registry.add("weights_reader", ".nemo", "compressor.external.nemo_ctc:nemo_state",
+                 doc="A NeMo .nemo QuartzNet/Jasper CTC archive's tensors under quartznet's names (init_from).")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.external.onnx_sherpa import OnnxTeacherArgs, build_onnx_ctc, build_onnx_transducer, units_of
 from compressor.external.onnx_whisper import OnnxWhisperArgs, build_onnx_whisper
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.core.registry import Args
+from compressor.core.teachers import files_hash
 from compressor.families.asr.metrics import detokenize
-from compressor.registry import Args
-from compressor.teachers import files_hash
-from compressor.transcripts import Transcript
+from compressor.teaching.transcripts import Transcript
 
 
 class OnnxTeacherArgs(Args):

@@ -39,9 +39,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from compressor.errors import UserError
-from compressor.registry import Args
-from compressor.transcripts import Transcript
+from compressor.core.errors import UserError
+from compressor.core.registry import Args
+from compressor.teaching.transcripts import Transcript
 
 FAMILY = "onnx_whisper"
 MAX_FRAMES = 3000  # 30 s of 10 ms frames: what Whisper's encoder was trained on

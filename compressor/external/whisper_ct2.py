@@ -34,11 +34,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from compressor.core.errors import UserError
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
 from compressor.data.featstore import file_sha256
-from compressor.errors import UserError
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
-from compressor.transcripts import Transcript
+from compressor.teaching.transcripts import Transcript
 
 #: sha256 of the files of Whisper base (CTranslate2, Systran/faster-whisper-base) as the wheels ship them.
 WHISPER_BASE_SHA256: dict[str, str] = {

@@ -11,7 +11,7 @@ One job per module: :mod:`~compressor.spec.schema` (the pydantic models of the k
 :mod:`~compressor.spec.resolved` (the :class:`LoadedSpec` it returns).
 """
 
-from compressor.registry import first_model, validate_model
+from compressor.core.registry import first_model, validate_model
 from compressor.spec.checks import CheckContext, check_checkpoint, check_splits, data_info, model_reads
 from compressor.spec.loading import apply_overrides, dump_spec, parse_override, read_yaml
 from compressor.spec.resolve import load_spec

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from compressor.checkpoint import load_state_dict_file, mismatch
-from compressor.errors import PluginError, SpecError, UserError, did_you_mean
-from compressor.limits import cpu_count, meta_device
-from compressor.registry import Registry
+from compressor.core.checkpoint import load_state_dict_file, mismatch
+from compressor.core.errors import PluginError, SpecError, UserError, did_you_mean
+from compressor.core.limits import cpu_count, meta_device
+from compressor.core.registry import Registry
 from compressor.spec.resolved import LoadedSpec
 from compressor.spec.schema import Spec
 

@@ -1,10 +1,10 @@
-"""Named evaluation sets (:mod:`compressor.eval_sets`), checked before any work."""
+"""Named evaluation sets (:mod:`compressor.run.eval_sets`), checked before any work."""
 
 from __future__ import annotations
 
+from compressor.core.errors import SpecError
+from compressor.core.registry import Registry
 from compressor.data.compat import alphabet_clash, feature_clash
-from compressor.errors import SpecError
-from compressor.registry import Registry
 from compressor.spec.resolved import LoadedSpec
 
 

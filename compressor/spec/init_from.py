@@ -8,7 +8,7 @@ A model in a spec may name where its weights come from::
       init_from:
         run: runs/quartznet_pretrain_en/20261130-101500   # a finished run: its final/<model>.pt
         # checkpoint: english.pt                          # or a state-dict file (or an engine checkpoint,
-                                                          # or a NeMo QuartzNet .nemo: compressor.models.nemo_ctc)
+                                                          # or a NeMo QuartzNet .nemo: compressor.external.nemo_ctc)
         # spec: specs/quartznet_pretrain_en.yaml          # or a pre-training spec: its finished run in this
         # set: ["seed=1"]                                 #   spec's output_dir is reused, or it is run first
         model: student                                   # the source model (default: the same name)
@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from compressor.checkpoint import load_checkpoint
-from compressor.describe import read_description, verify_weights
-from compressor.errors import SpecError, UserError, did_you_mean
-from compressor.registry import Registry
+from compressor.core.checkpoint import load_checkpoint
+from compressor.core.describe import read_description, verify_weights
+from compressor.core.errors import SpecError, UserError, did_you_mean
+from compressor.core.registry import Registry
 from compressor.spec.checks import CheckContext
 from compressor.spec.loading import dump_spec
 from compressor.spec.resolved import LoadedSpec
@@ -113,12 +113,12 @@ def source_path(value: str, spec_file: str) -> Path:
     return alt if alt.exists() else p
 
 
-def state_from_file(path: Path, model: str) -> dict[str, torch.Tensor]:
-    """A model's state from a state-dict file, a ``{"model": ...}`` file or an engine checkpoint."""
-    if path.suffix == ".nemo":  # a NeMo QuartzNet/Jasper CTC checkpoint, mapped onto quartznet's names
-        from compressor.models.nemo_ctc import nemo_state
-
-        return nemo_state(path)
+def state_from_file(path: Path, model: str, registry: Registry) -> dict[str, torch.Tensor]:
+    """A model's state from a state-dict file, a ``{"model": ...}`` file or an engine checkpoint; a file of
+    another format through the ``weights_reader`` registered for its suffix (``.nemo``: a NeMo QuartzNet/Jasper
+    CTC archive mapped onto quartznet's names)."""
+    if path.suffix and registry.has("weights_reader", path.suffix):
+        return registry.get("weights_reader", path.suffix).factory(path)
     obj = load_checkpoint(path)
     if isinstance(obj, dict) and isinstance(obj.get("models"), dict):
         if model not in obj["models"]:
@@ -147,17 +147,17 @@ def run_weights(run_dir: Path, model: str) -> Path:
     return path
 
 
-def source_state(init: InitFrom, spec_file: str, model: str, run_dir: Path | None = None
+def source_state(init: InitFrom, spec_file: str, model: str, registry: Registry, run_dir: Path | None = None
                  ) -> dict[str, torch.Tensor]:
     if init.checkpoint:
         path = source_path(init.checkpoint, spec_file)
         if not path.exists():
             raise UserError(f"checkpoint file not found: {init.checkpoint}")
-        return state_from_file(path, model)
+        return state_from_file(path, model, registry)
     folder = run_dir if run_dir is not None else source_path(str(init.run), spec_file)
     if not folder.is_dir():
         raise UserError(f"run directory not found: {folder}")
-    return state_from_file(run_weights(folder, model), model)
+    return state_from_file(run_weights(folder, model), model, registry)
 
 
 def pretraining_overrides(init: InitFrom, output_dir: str) -> list[str]:
@@ -222,7 +222,7 @@ def check(loaded: LoadedSpec, registry: Registry, load: LoadSpec) -> None:
             source = _meta_shapes(src, registry, source_model)
         else:
             try:
-                source = {k: tuple(v.shape) for k, v in source_state(init, loaded.file, source_model).items()}
+                source = {k: tuple(v.shape) for k, v in source_state(init, loaded.file, source_model, registry).items()}
             except UserError as e:
                 raise SpecError(str(e), where + ("run" if init.run else "checkpoint",)) from None
         try:

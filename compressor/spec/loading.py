@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec.safe_yaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml
 
 

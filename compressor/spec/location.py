@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from compressor.errors import SpecError
+from compressor.core.errors import SpecError
 from compressor.spec.loading import set_flag
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from compressor.errors import PluginError, SpecError, UserError, did_you_mean
-from compressor.limits import check_model_sizes
+from compressor.core.errors import PluginError, SpecError, UserError, did_you_mean
+from compressor.core.limits import check_model_sizes
+from compressor.core.registry import Registry, validate_model
+from compressor.core.teachers import resolve_vocabularies
 from compressor.plugins import get_registry
-from compressor.registry import Registry, validate_model
 from compressor.spec.checks import (
     CheckContext,
     check_checkpoint,
@@ -28,7 +29,6 @@ from compressor.spec.loading import apply_overrides, parse_override, read_yaml
 from compressor.spec.location import locate
 from compressor.spec.resolved import LoadedSpec, ResolvedStage
 from compressor.spec.schema import DEFAULT_SPLITS, Spec, safe_name
-from compressor.teachers import resolve_vocabularies
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,

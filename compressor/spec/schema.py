@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from compressor.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS
-from compressor.registry import Args
+from compressor.core.limits import MAX_EPOCHS, MAX_NAME_LENGTH, MAX_STAGE_STEPS
+from compressor.core.registry import Args
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -58,7 +58,7 @@ class Ref(BaseModel):
 
 class ModelSpec(Ref):
     """A model: registry ``name``, its arguments, and optionally ``checkpoint`` (all its weights, exactly) or
-    ``init_from`` (the weights that match by name and shape, see :mod:`compressor.init_from`)."""
+    ``init_from`` (the weights that match by name and shape, see :mod:`compressor.run.init_from`)."""
 
     checkpoint: str | None = None
     init_from: InitFrom | None = None
@@ -170,7 +170,7 @@ class EvaluateSpec(Args):
     )
     models: list[str] = Field(default_factory=lambda: ["teacher", "student"])
     sets: dict[str, EvalSetSpec | None] = Field(
-        default_factory=dict, description="named sets (see compressor.eval_sets); null drops one")
+        default_factory=dict, description="named sets (see compressor.run.eval_sets); null drops one")
     before_training: bool = Field(default=False, description="also evaluate the models on the sets before "
                                                              "the first stage (e.g. as pre-trained)")
     references: list[ReferenceResult] = Field(

@@ -3,7 +3,7 @@
 - ``reference/spec.md``: every key of a spec, from the pydantic schemas in ``compressor.spec``;
 - ``reference/components.md``: every registered model, task, dataset, schedule, strategy, exporter, optimizer
   and LR schedule with its argument schema, from the loaded plugins (what ``compressor plugins`` prints);
-- ``reference/hooks.md``: the hook contract, from the hook specifications in ``compressor.hookspecs``;
+- ``reference/hooks.md``: the hook contract, from the hook specifications in ``compressor.core.hookspecs``;
 - ``papers/<benchmark folder>-results.md``: each paper benchmark's ``RESULTS.md``, as its script wrote it.
 
 A page that cannot be generated fails the build (``mkdocs build --strict`` in the tests).
@@ -38,8 +38,8 @@ def _markdown(doc: str) -> str:
 
 
 def _rows_table(rows: list[dict[str, Any]], schema: type[BaseModel] | None = None) -> list[str]:
-    from compressor.catalog import yaml_value
-    from compressor.registry import first_model
+    from compressor.core.registry import first_model
+    from compressor.reporting.catalog import yaml_value
 
     if not rows:
         return ["No arguments.", ""]
@@ -54,8 +54,8 @@ def _rows_table(rows: list[dict[str, Any]], schema: type[BaseModel] | None = Non
 
 
 def _spec_page() -> str:
-    from compressor.catalog import schema_rows
-    from compressor.registry import first_model
+    from compressor.core.registry import first_model
+    from compressor.reporting.catalog import schema_rows
     from compressor.spec import Spec
 
     lines = ["# Spec reference", "",
@@ -81,7 +81,7 @@ def _spec_page() -> str:
 
 
 def _components_page() -> str:
-    from compressor.catalog import _KIND_TITLES, catalog
+    from compressor.reporting.catalog import _KIND_TITLES, catalog
 
     lines = ["# Components", "",
              "Every component a spec can name, by the plugin that registers it, with its arguments. Generated "
@@ -100,9 +100,9 @@ def _components_page() -> str:
 
 
 def _hooks_page() -> str:
-    import compressor.hookspecs as hs
+    import compressor.core.hookspecs as hs
 
-    lines = ["# Hook reference", "", "Generated from `compressor/hookspecs.py` when the docs are built.", "",
+    lines = ["# Hook reference", "", "Generated from `compressor/core/hookspecs.py` when the docs are built.", "",
              _markdown(inspect.getdoc(hs) or ""), ""]
     for name, fn in inspect.getmembers(hs, inspect.isfunction):
         if not name.startswith("compressor_") or fn.__module__ != hs.__name__:

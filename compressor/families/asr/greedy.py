@@ -52,6 +52,6 @@ def torch_greedy_all(family: str, model: nn.Module, features: Sequence[torch.Ten
     """:func:`torch_greedy` over utterances, showing progress as ``desc``."""
     if desc is None:
         return [torch_greedy(family, model, f) for f in features]
-    from compressor.progress import track
+    from compressor.core.progress import track
 
     return [torch_greedy(family, model, f) for f in track(features, desc, total=len(features), unit="utt")]

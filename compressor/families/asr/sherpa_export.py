@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export import bench, graphs, parity
 from compressor.export.family import Artefact, FamilyExport, Figure
 from compressor.export.frontend import same_features, sherpa_fbank
@@ -57,10 +57,10 @@ class SherpaASRExport(FamilyExport):
 
     def recognizer(self, suffix: str = "", threads: int | None = None) -> Any:
         """sherpa-onnx's offline recognizer on the files ``<name><suffix>.onnx``; ``threads`` defaults to the
-        command's (:func:`compressor.threads.thread_count`)."""
+        command's (:func:`compressor.core.threads.thread_count`)."""
         import sherpa_onnx
 
-        from compressor.threads import thread_count
+        from compressor.core.threads import thread_count
 
         call, kwargs = self.offline_call()
         factory = getattr(sherpa_onnx.OfflineRecognizer, call.rsplit(".", 1)[-1])

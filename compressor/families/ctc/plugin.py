@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.families.ctc.quartznet import QuartzNetArgs, build_quartznet
 from compressor.families.ctc.task import CTCTask
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from compressor.core.registry import Args
 from compressor.families.asr.vocab import vocabulary_size
-from compressor.registry import Args
 
 
 @dataclass(frozen=True)

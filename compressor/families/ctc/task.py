@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compressor.core.registry import Args
+from compressor.core.task import Task, to_device
 from compressor.families.asr.greedy import ctc_greedy
-from compressor.registry import Args
-from compressor.task import Task, to_device
 
 
 class CTCTask(Task):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export import graphs as G
 from compressor.export import parity, quantize
 from compressor.export.family import Artefact, Figure
@@ -318,7 +318,7 @@ class RNNTExport(SherpaASRExport):
         tail_s = tail_seconds(chunk)
         tail = np.zeros(int(tail_s * 16000), dtype=np.float32)
         online_feats = [sherpa_fbank(np.concatenate([u.wave, tail]), 16000, ONLINE_FRONTEND) for u in utts]
-        from compressor.progress import track
+        from compressor.core.progress import track
 
         ref = [torch_streaming_greedy(model, f, chunk)
                for f in track(online_feats, "export check: PyTorch streaming decode (test)", unit="utt")]

@@ -41,8 +41,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from compressor.core.registry import Args
 from compressor.families.asr.vocab import vocabulary_size
-from compressor.registry import Args
 
 # Presets mirroring seed 002's Table 1. "paper" widths: encoder LSTMs 1024, prediction LSTMs 512, joint 512,
 # and a time-reduction layer of factor 2 in the encoder (He et al. 2019's streaming RNN-T; seed 002 does not

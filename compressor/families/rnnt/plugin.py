@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.families.rnnt.model import RNNTArgs, build_rnnt
 from compressor.families.rnnt.task import RNNTTask
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -23,11 +23,11 @@ from pydantic import Field
 from torch import nn
 from torchaudio.functional import rnnt_loss
 
+from compressor.core.registry import Args
+from compressor.core.task import Task, to_device
 from compressor.families.asr.metrics import ErrorCounter, detokenize
 from compressor.families.rnnt.decoding import beam_search, greedy_search
 from compressor.families.rnnt.loss import rnnt_loss_torch
-from compressor.registry import Args
-from compressor.task import Task, to_device
 
 
 def rnnt_lattice_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], blank_id: int,

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from compressor.registry import Args
+from compressor.core.registry import Args
 
 
 class SeqClassifierArgs(Args):

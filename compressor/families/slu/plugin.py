@@ -3,11 +3,11 @@ export unit ``classifier`` of every utterance classifier (``vq_bert_ds2`` regist
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.families.slu.classifier import SeqClassifierArgs, build_seq_classifier
 from compressor.families.slu.student import SLUStudentArgs, build_slu_student
 from compressor.families.slu.task import Classification
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from compressor.core.registry import Args
 from compressor.families.asr.vocab import vocabulary_size
-from compressor.registry import Args
 
 SIZES: dict[str, dict[str, int]] = {
     # Lugosch et al.: ~2 x 128-256-unit bidirectional GRUs per module; "cpu" fits 2 CPU cores, "tiny" tests.

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.registry import Args
-from compressor.task import Task, to_device
+from compressor.core.registry import Args
+from compressor.core.task import Task, to_device
 
 
 class Classification(Task):

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Args, Registry
 from compressor.families.slu.student import preset_with_overrides, reverse_within, slu_dimensions
 from compressor.families.units.model import BERT_SIZES, VQBert, bert_sizes
-from compressor.hookspecs import hookimpl
-from compressor.registry import Args, Registry
 
 AM_SIZES: dict[str, dict[str, int]] = {
     # Sec. 4.2: two 2-D CNN layers of 32 channels, five bidirectional LSTMs of 768

@@ -33,8 +33,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from compressor.errors import UserError
-from compressor.registry import Args
+from compressor.core.errors import UserError
+from compressor.core.registry import Args
 
 BERT_SIZES: dict[str, dict[str, int]] = {
     # paper: vq-wav2vec BERT base (12 layers, 768 wide); cpu fits 2 CPU cores; tiny is for tests

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from compressor.core.hookspecs import hookimpl
+from compressor.core.registry import Registry
 from compressor.families.units.model import VQBertArgs, build_vq_bert
 from compressor.families.units.task import MaskedUnits
-from compressor.hookspecs import hookimpl
-from compressor.registry import Registry
 
 
 @hookimpl

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from compressor.registry import Args
-from compressor.sequences import span_mask, unwrap
-from compressor.task import Task, to_device
+from compressor.core.registry import Args
+from compressor.core.sequences import span_mask, unwrap
+from compressor.core.task import Task, to_device
 
 EVAL_MASK_SEED = 1234
 

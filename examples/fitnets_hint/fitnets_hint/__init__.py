@@ -11,7 +11,7 @@ to the loss::
         weight: 0.5
 
 Sequence outputs (B, T, H) are compared frame by frame over the shorter common length, averaged over the real
-frames of each utterance only (padding is left out: ``compressor.sequences.valid_lengths`` and
+frames of each utterance only (padding is left out: ``compressor.core.sequences.valid_lengths`` and
 ``length_mask``); modules that return tuples (LSTMs) contribute their first element (``module_output``). The
 teacher runs once per step, shared with any other strategy that needs it (``ctx.forward_once``).
 """
@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from compressor import Args, LossTerms, StageContext, Strategy, hookimpl
-from compressor.sequences import length_mask, module_output, probe, valid_lengths
+from compressor.core.sequences import length_mask, module_output, probe, valid_lengths
 from compressor.spec import CheckContext
 
 
@@ -55,7 +55,7 @@ class FitNetsHint(Strategy):
                 raise check.error(f"no model named '{model_name}'", role)
             names = dict(check.build_model(model_name).named_modules())
             if layer not in names:
-                from compressor.errors import did_you_mean
+                from compressor.core.errors import did_you_mean
 
                 raise check.error(f"no layer '{layer}' in the {role}{did_you_mean(layer, [n for n in names if n])}",
                                   f"{role}_layer")

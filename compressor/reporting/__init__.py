@@ -1,0 +1,1 @@
+"""Reading finished runs: comparisons, result tables, evaluation outputs and the plugin catalog."""

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 def base_ctc(out: Path, arch: str) -> Path:
     import transformers
 
-    from tests.teacher_files import ctc_vocab, save_tiny_ctc
+    from tests.support.teacher_files import ctc_vocab, save_tiny_ctc
 
     save_tiny_ctc(out, arch)  # processor + vocab; then replace the model by a base-sized one
     cls = {"Wav2Vec2ForCTC": transformers.Wav2Vec2Config, "HubertForCTC": transformers.HubertConfig,
@@ -39,7 +39,7 @@ def base_ctc(out: Path, arch: str) -> Path:
 def base_whisper(out: Path) -> Path:
     import transformers
 
-    from tests.teacher_files import save_tiny_whisper
+    from tests.support.teacher_files import save_tiny_whisper
 
     save_tiny_whisper(out)
     vocab = json.loads((out / "vocab.json").read_text())
@@ -52,7 +52,7 @@ def base_whisper(out: Path) -> Path:
 
 def quartznet_nemo(out: Path) -> Path:
     from compressor.families.ctc.quartznet import table
-    from tests.teacher_files import nemo_config, nemo_state, write_nemo
+    from tests.support.teacher_files import nemo_config, nemo_state, write_nemo
 
     config = nemo_config()
     blocks = []
@@ -97,7 +97,7 @@ def main() -> None:
     from compressor.run.components import build_data, build_models
     from compressor.run.engine import run_spec
     from compressor.spec import load_spec
-    from tests.conftest import write_spec
+    from tests.support import write_spec
 
     a.out.mkdir(parents=True, exist_ok=True)
     def hf(path: Path) -> dict:

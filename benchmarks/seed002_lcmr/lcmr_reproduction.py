@@ -150,7 +150,7 @@ def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path
         spec["student"].update(encoder_layers=args.student_layers[0], pred_layers=args.student_layers[1])
     if args.threads is None:
         spec["trainer"].pop("threads")
-    if args.tiny:  # a small corpus (the one tests/test_rnnt_engine.py uses): seconds to synthesise and load
+    if args.tiny:  # a small corpus (the one tests/families/test_rnnt_engine.py uses): seconds to synthesise and load
         spec["data"] = dict(spec["data"], train_size=48, valid_size=8, test_size=8, num_speakers=6, vocab_size=32)
         spec["data"].pop("setting", None)
     total = args.mr_steps + args.ft_steps

@@ -1,6 +1,6 @@
 """The ``compressor`` command line: run, validate, plugins, eval, export, compare, data.
 
-Exit codes (the table in docs/cli.md, walked by ``tests/test_cli.py``):
+Exit codes (the table in docs/cli.md, walked by ``tests/cli/test_cli.py``):
 
 * 0: success (``--help`` included);
 * 1: a plugin or component failed (the message names it), or an unexpected error;

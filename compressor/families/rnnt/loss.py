@@ -3,7 +3,7 @@
 torchaudio's ``rnnt_loss`` is the reference, and on a GPU the right choice. Its CPU kernel walks the lattice
 node by node in one thread: on the large read-speech corpus (batch 16, 74 frames, 25 labels, 128 word pieces)
 it took half of a whole training step of the compact RNN-T. This implementation gives the same loss and
-gradient (``tests/test_rnnt_loss.py`` compares both) several times faster on a CPU:
+gradient (``tests/families/test_rnnt_loss.py`` compares both) several times faster on a CPU:
 
 * the lattice enters only through two log-probabilities per node, blank and the next label
   (``logit - logsumexp(logits)``), computed with one pass over the ``B x T x (U+1) x V`` joint output;

@@ -48,7 +48,7 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
 
     Models with descriptions (``final/<model>.model.json``) are built from them, and the data only when batches
     are asked of it; then speech data reads just ``splits`` when given (see
-    :func:`compressor.data.speech.only_splits`).
+    :func:`compressor.data.speech_build.only_splits`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -107,7 +107,7 @@ def _load_described(run_dir: Path, loaded: LoadedSpec, plugins: Plugins, wanted:
     info = described_info(final / f"{wanted[0]}.pt", descriptions[wanted[0]])
 
     def build() -> DataModule:
-        from compressor.data.speech import only_splits
+        from compressor.data.speech_build import only_splits
 
         with only_splits(info, splits) if splits else contextlib.nullcontext():
             return build_data(loaded, plugins)

@@ -59,7 +59,7 @@ def alone_markdown(run_dir: Path, spec: Any, results: dict[str, Any]) -> list[st
         metrics = final.get(name, {})
         lines.append(f"| {label} | {params.get(name, 0):,} | {_size_mb(run_dir, name)} | "
                      + " | ".join(_fmt(metrics.get(k)) for k in keys) + " |")
-    lines.append(f"| {source} vs {alone} (relative) | | | "
+    lines.append(f"| {source} vs {alone} (relative: ({source} - {alone}) / {alone}) | | | "
                  + " | ".join(_relative(final[source].get(k), final[alone].get(k)) for k in keys) + " |")
     left_out = sorted({n for p in info.get("plan", []) for n in p["left_out"]})
     kept = sorted({n for p in info.get("plan", []) for n in p["kept"]})

@@ -66,7 +66,7 @@ def test_the_student_trains_alone_beside_the_compressed_one(tiny_spec: dict, tmp
     table = summary.split("## student against the same student trained alone")[1].split("\n\n")[1]
     rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
     assert rows == ["teacher", "student (compressed)", "student_alone (the same student trained alone)",
-                    "student vs student_alone (relative)"]
+                    "student vs student_alone (relative: (student - student_alone) / student_alone)"]
     assert "without logit_kd, with spec_augment" in summary
 
 

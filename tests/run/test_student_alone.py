@@ -127,3 +127,21 @@ def test_validate_refuses_a_model_no_stage_trains(tiny_spec: dict, tmp_path: Pat
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "baseline.model" in err and fragment in err, err
+
+
+def test_the_alone_stages_keep_only_what_needs_no_teacher(tiny_spec: dict, tmp_path: Path) -> None:
+    from compressor.plugins import get_plugins
+    from compressor.reporting.catalog import catalog
+    from compressor.run.alone import alone_spec
+    from compressor.spec import load_spec
+
+    registry = get_plugins().registry
+    loaded = load_spec(write_spec(tmp_path / "spec.yaml", _alone_spec(tiny_spec, tmp_path / "runs")),
+                       registry=registry)
+    alone, plan = alone_spec(loaded, registry)
+    (stage,) = alone.spec.stages
+    assert stage.name == "distil_alone" and stage.train == ["student"] and stage.frozen == []
+    assert [p.name for p in stage.plugins] == ["spec_augment"] and len(alone.stages[0].plugin_args) == 1
+    assert plan == [{"stage": "distil", "kept": ["spec_augment"], "left_out": ["logit_kd"]}]
+    needs = {c["name"]: c["needs_teacher"] for p in catalog() for c in p["components"] if c["kind"] == "strategy"}
+    assert needs["logit_kd"] and needs["module_replacing"] and not needs["spec_augment"]

@@ -15,6 +15,7 @@ from support import write_spec
 from compressor.cli import main
 from compressor.run import trainer
 from compressor.run.engine import run_spec
+from compressor.run.finished import evaluate_run
 
 
 def _alone_spec(tiny_spec: dict, out: Path) -> dict:
@@ -61,6 +62,8 @@ def test_the_student_trains_alone_beside_the_compressed_one(tiny_spec: dict, tmp
     assert any(r.get("type") == "final" and r["model"] == "student_alone" for r in records)
     complete = json.loads((run_dir / "final" / "COMPLETE").read_text())
     assert "test/accuracy" in complete["final"]["student_alone"]
+    again = evaluate_run(run_dir, "test", ["student_alone"])["student_alone"]  # what `compressor eval` loads
+    assert again["accuracy"] == pytest.approx(complete["final"]["student_alone"]["test/accuracy"])
 
     summary = (run_dir / "summary.md").read_text()
     table = summary.split("## student against the same student trained alone")[1].split("\n\n")[1]
@@ -101,6 +104,31 @@ def test_a_run_killed_while_the_student_trains_alone_resumes_exactly(tiny_spec: 
                                                                                                       5, 6]
 
 
+def test_a_run_killed_between_the_stages_and_the_alone_training_resumes_exactly(
+        tiny_spec: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = _final(run_spec(write_spec(tmp_path / "ref.yaml", _alone_spec(tiny_spec, tmp_path / "ref"))))
+    execute = trainer.StageRunner.execute
+
+    def killed(self: trainer.StageRunner, resume: Any = None) -> dict[str, Any]:
+        if self.stage.name == "distil_alone":
+            raise KeyboardInterrupt
+        return execute(self, resume)
+
+    monkeypatch.setattr(trainer.StageRunner, "execute", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_spec(write_spec(tmp_path / "kill.yaml", _alone_spec(tiny_spec, tmp_path / "kill")))
+    monkeypatch.setattr(trainer.StageRunner, "execute", execute)
+    run_dir = _only_run(tmp_path / "kill")
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["kind"] == "stage_end" and state["stage_index"] == 2 and "phase" not in state
+
+    run_spec(None, resume=run_dir)
+    final = _final(run_dir)
+    for name in reference:
+        for key, value in reference[name].items():
+            assert torch.equal(value, final[name][key]), (name, key)
+
+
 def test_turned_off_with_a_set(tiny_spec: dict, tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "spec.yaml", _alone_spec(tiny_spec, tmp_path / "runs"))
     run_dir = run_spec(spec, ["baseline.student_alone=false"])
@@ -108,12 +136,14 @@ def test_turned_off_with_a_set(tiny_spec: dict, tmp_path: Path) -> None:
     assert "trained alone" not in (run_dir / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"stages.1.enabled": False}, "model 'student' is not trained by any (enabled) stage"),
-    ({"baseline.model": "teacherr"}, "unknown model 'teacherr'"),
+@pytest.mark.parametrize("change, where, fragment", [
+    ({"stages.1.enabled": False}, "baseline.model", "model 'student' is not trained by any (enabled) stage"),
+    ({"baseline.model": "teacherr"}, "baseline.model", "unknown model 'teacherr'"),
+    ({"stages.1.forward": "teacher"}, "stages[1].forward", "training 'student' alone needs stages that train "
+                                                           "it through itself"),
 ])
 def test_validate_refuses_a_model_no_stage_trains(tiny_spec: dict, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str], change: dict,
+                                                   capsys: pytest.CaptureFixture[str], change: dict, where: str,
                                                    fragment: str) -> None:
     spec = _alone_spec(tiny_spec, tmp_path / "runs")
     for key, value in change.items():
@@ -126,7 +156,7 @@ def test_validate_refuses_a_model_no_stage_trains(tiny_spec: dict, tmp_path: Pat
     path.write_text(yaml.safe_dump(spec))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "baseline.model" in err and fragment in err, err
+    assert where in err and fragment in err, err
 
 
 def test_the_alone_stages_keep_only_what_needs_no_teacher(tiny_spec: dict, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Running a spec end to end: data -> models -> ordered stages -> evaluation -> export -> summary.
+"""Running a spec end to end: data -> models -> ordered stages -> (the student alone, :mod:`compressor.run.alone`)
+-> evaluation -> export -> summary.
 
 :func:`run_spec` is what ``compressor run`` calls. Each stage is run by
 :class:`compressor.run.trainer.StageRunner`; between stages the engine writes a checkpoint so that

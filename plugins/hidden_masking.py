@@ -67,6 +67,8 @@ def mask_hidden(h: torch.Tensor, lengths: torch.Tensor | None, time_prob: float,
 class HiddenMasking(Strategy):
     """Time and channel span masking on a named module's output, in training forward passes only."""
 
+    needs_teacher = False  # acts on the trained model's own inputs or layers: kept when it trains alone
+
     name = "hidden_masking"
 
     class Args(Args):

@@ -89,6 +89,8 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator)
 class KMeansUnits(Strategy):
     """Fit the k-means quantiser of a unit model (vq_bert, vq_bert_ds2) on the stage's training frames."""
 
+    needs_teacher = False  # acts on the trained model's own inputs or layers: kept when it trains alone
+
     name = "kmeans_units"
     fit_stats: dict[str, float] = {}
 

@@ -90,6 +90,8 @@ class LayerFreezing(Strategy):
     Logs the trainable parameter count every step.
     """
 
+    needs_teacher = False  # acts on the trained model's own inputs or layers: kept when it trains alone
+
     name = "layer_freezing"
 
     class Args(Args):

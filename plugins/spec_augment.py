@@ -70,6 +70,8 @@ def augment_utterance(x: torch.Tensor, fill: torch.Tensor, args: Any) -> tuple[t
 class SpecAugment(Strategy):
     """Time warp, frequency masks and time masks on training features, within each utterance's frames."""
 
+    needs_teacher = False  # acts on the trained model's own inputs or layers: kept when it trains alone
+
     name = "spec_augment"
 
     class Args(Args):

@@ -39,6 +39,8 @@ from compressor.spec import CheckContext
 class TokenSpanMasking(Strategy):
     """Replace spans of a model's input tokens by its mask id in training batches."""
 
+    needs_teacher = False  # acts on the trained model's own inputs or layers: kept when it trains alone
+
     name = "token_span_masking"
 
     class Args(Args):

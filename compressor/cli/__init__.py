@@ -220,7 +220,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         spec = loaded.spec
         stages = ", ".join(f"{s.name}[{'+'.join(r.name for r in s.plugins) or 'plain'}]" for s in spec.stages)
         print(f"{args.spec}: valid spec '{spec.name}' — task {spec.task.name}, data {spec.data.name}, "
-              f"models {', '.join(spec.all_models())}; stages: {stages}")
+              f"models {', '.join(spec.all_models())}; stages: {stages}"
+              + "".join(f"; then {src} trained alone as {alone}" for alone, src in spec.trained_alone().items()))
         return EXIT_OK
     if command == "plugins":
         from compressor.reporting.catalog import print_catalog

@@ -47,6 +47,10 @@ class Strategy:
 
     name: ClassVar[str] = ""
     Args: ClassVar[type[Args]] = NoArgs
+    #: Whether the strategy reads a teacher (or any model beside the one trained). Training a student alone
+    #: (the spec's ``baseline``) keeps only strategies that declare ``False`` (data-side ones: SpecAugment,
+    #: masking); the default leaves an undeclared strategy out of that baseline, so it stays a student alone.
+    needs_teacher: ClassVar[bool] = True
 
     def __init__(self, args: Args) -> None:
         self.args = args

@@ -43,7 +43,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
         if name == "teacher" or "teacher" in untrained:
             teacher = None
         job = ExportJob(
-            model=model, model_name=name, model_ref=dict(spec.all_models()[name].model_dump(exclude_none=True)),
+            model=model, model_name=name, model_ref=dict(spec.saved_models()[name].model_dump(exclude_none=True)),
             task=run.task, data=run.data, out_dir=tmp, run_dir=run.run_dir,
             teacher=copy.deepcopy(teacher).cpu().eval() if teacher is not None else None,
             args=run.loaded.export_args, exporter=spec.export.name,

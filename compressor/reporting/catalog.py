@@ -155,6 +155,7 @@ def catalog() -> list[dict[str, Any]]:
                                     "args": schema_rows(entry.args)}
             if entry.kind == "strategy":
                 item["hooks"] = _hook_methods(entry.factory)
+                item["needs_teacher"] = bool(getattr(entry.factory, "needs_teacher", True))  # baseline drops it
             components.append(item)
         components.sort(key=lambda c: (KINDS.index(c["kind"]) if c["kind"] in KINDS else len(KINDS), c["name"]))
         out.append({"plugin": info.name, "package": info.package, "version": info.version,

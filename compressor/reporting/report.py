@@ -96,7 +96,15 @@ def run_results(results: dict[str, Any], split: str | None = None) -> str:
         if params.get("teacher") and params.get("student") and "teacher" not in results.get("untrained", []):
             ratio = params["student"] / params["teacher"]
             blocks[-1] += f"\nstudent/teacher parameters: {ratio:.3f} ({1 / ratio:.1f}x smaller)"
-    stages = results.get("stages") or []
+        alone = results.get("alone") or {}
+        if alone.get("model") in final and alone.get("copies") in final:
+            own, base = final[alone["copies"]], final[alone["model"]]
+            diffs = [f"{k} {100 * (own[k] - base[k]) / base[k]:+.1f}%" for k in keys
+                     if k.split("/", 1)[-1] == main and isinstance(own.get(k), (int, float))
+                     and isinstance(base.get(k), (int, float)) and base[k]]
+            if diffs:
+                blocks[-1] += f"\n{alone['copies']} vs {alone['model']} (relative): {', '.join(diffs)}"
+    stages = (results.get("stages") or []) + ((results.get("alone") or {}).get("stages") or [])
     if stages:
         rows = []
         for i, st in enumerate(stages):

@@ -129,6 +129,8 @@ class Run:
     metrics: MetricsWriter | None = None
     results: dict[str, Any] = field(default_factory=lambda: {"stages": [], "final": {}})
     _stage_data: dict[str, DataModule] = field(default_factory=dict)
+    pretrained: dict[str, Path] = field(default_factory=dict)  # init_from.spec runs, for models built later
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)  # written into every checkpoint of the run
 
     def data_for(self, index: int) -> DataModule:
         """The data stage ``index`` trains on: its own ``data:`` (built once, shared by stages that name the

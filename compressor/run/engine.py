@@ -1,4 +1,5 @@
-"""Running a spec end to end: data -> models -> ordered stages -> evaluation -> export -> summary.
+"""Running a spec end to end: data -> models -> ordered stages -> (the student alone, :mod:`compressor.run.alone`)
+-> evaluation -> export -> summary.
 
 :func:`run_spec` is what ``compressor run`` calls. Each stage is run by
 :class:`compressor.run.trainer.StageRunner`; between stages the engine writes a checkpoint so that
@@ -22,7 +23,6 @@ from torch import nn
 
 from compressor.core.checkpoint import (
     load_checked,
-    rng_state,
     save_atomic,
     set_rng_state,
     write_atomic,
@@ -44,6 +44,7 @@ from compressor.data.base import DataModule
 from compressor.export.run import export_model
 from compressor.plugins import Plugins, get_plugins
 from compressor.run import eval_sets, init_from
+from compressor.run.alone import ALONE_PHASE, train_alone
 from compressor.run.components import (
     Run,
     build_data,
@@ -57,10 +58,10 @@ from compressor.run.components import (
 )
 from compressor.run.plots import write_plots
 from compressor.run.records import MetricsWriter, environment
-from compressor.run.resume import open_resume, spec_stamp
+from compressor.run.resume import open_resume
 from compressor.run.summary import write_summary
 from compressor.run.tracking import check_available
-from compressor.run.trainer import StageRunner, stage_budget
+from compressor.run.trainer import StageRunner, save_stage_end, stage_budget
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 
 
@@ -184,6 +185,7 @@ def run_spec(spec_path: str | Path | None, overrides: list[str] | None = None, r
                 run = Run(loaded, plugins, run_dir, device, pick_precision(trainer.precision, device), data, task,
                           models, rank, world, metrics)
                 run._stage_data.update(built)
+                run.pretrained = dict(pretrained or {})
                 if init_reports:
                     run.results["init_from"] = init_reports
                     if rank == 0:
@@ -219,7 +221,7 @@ def _after_failure(run_dir: Path, created: list[Path], fresh: bool, interrupted:
 
 def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = False) -> None:
     stages = run.loaded.spec.stages
-    start, mid_stage = 0, None
+    start, mid_stage, alone_state = 0, None, None
     if resumed and resume_state is None and run.metrics is not None:
         run.metrics.truncate_to(0)  # killed before its first checkpoint: start again from nothing
     if resume_state is not None:
@@ -228,7 +230,11 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
         lines = resume_state.get("metrics_lines")
         if run.metrics is not None and isinstance(lines, int):
             run.metrics.truncate_to(lines)
-        if resume_state["kind"] == "mid_stage":
+        if resume_state.get("phase") == ALONE_PHASE:  # the stages are done: the model trains alone
+            start, alone_state = len(stages), resume_state
+            for name, sd in resume_state["trained"].items():
+                load_checked(run.models[name], sd, f"{run.run_dir}/checkpoints/last.pt ({name})")
+        elif resume_state["kind"] == "mid_stage":
             mid_stage = resume_state
             if run.metrics is not None and not isinstance(lines, int):
                 run.metrics.truncate_after(start, resume_state["position"]["step"])
@@ -249,13 +255,9 @@ def _execute(run: Run, resume_state: dict[str, Any] | None, resumed: bool = Fals
             continue
         result = StageRunner(run, i).execute(mid_stage if i == start else None)
         run.results["stages"].append(result)
-        if run.is_main:
-            save_atomic({"kind": "stage_end", "stage_index": i + 1,
-                         "models": {n: m.state_dict() for n, m in run.models.items()},
-                         "rng": rng_state(), "results": run.results,
-                         "metrics_lines": run.metrics.count if run.metrics is not None else None,
-                         **spec_stamp(run.loaded.raw)},
-                        run.run_dir / "checkpoints" / "last.pt")
+        save_stage_end(run, i + 1)
+    if run.loaded.spec.trained_alone():
+        train_alone(run, alone_state)
     if run.is_main:
         _finish(run)
     if run.world_size > 1:
@@ -275,7 +277,8 @@ def _finish(run: Run) -> None:
     untrained = untrained_models(spec)
     run.results["untrained"] = untrained
     run.results["restated_metrics"] = sorted(run.task.restated_metrics)  # left out of the printed tables
-    for name in spec.evaluate.models:
+    alone = spec.trained_alone()
+    for name in [*spec.evaluate.models, *alone]:
         if name not in run.models:
             continue
         if name in untrained:
@@ -296,8 +299,9 @@ def _finish(run: Run) -> None:
     final_dir.mkdir(exist_ok=True)
     for name, model in run.models.items():
         save_atomic(model.state_dict(), final_dir / f"{name}.pt")
-        write_description(final_dir / f"{name}.pt", spec.all_models()[name].name,
-                          run.loaded.model_args[name].model_dump(mode="json"), run.data.info, spec.task.name)
+        source = alone.get(name, name)  # a copy trained alone is described as the model it copies
+        write_description(final_dir / f"{name}.pt", spec.all_models()[source].name,
+                          run.loaded.model_args[source].model_dump(mode="json"), run.data.info, spec.task.name)
     run.results["parameters"] = {n: count_parameters(m) for n, m in run.models.items()}
     export_md = ""
     if spec.export is not None and spec.export.enabled and run.loaded.export_args is not None:

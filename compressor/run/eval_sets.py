@@ -54,7 +54,7 @@ def evaluate(run: Any, when: str) -> None:
         return
     out = run.results.setdefault("sets", {}).setdefault(when, {})
     skipped = untrained_models(spec) if when == "final" else []
-    for model_name in spec.evaluate.models:
+    for model_name in [*spec.evaluate.models, *spec.trained_alone()]:
         if model_name not in run.models or model_name in skipped:
             continue
         model = run.models[model_name]

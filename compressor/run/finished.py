@@ -61,7 +61,7 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
                         f"continue it with 'compressor run --resume {run_dir}')")
     plugins = get_plugins()
     loaded = load_spec(spec_file, registry=plugins.registry, check_machine=False)
-    names = list(loaded.spec.all_models())
+    names = list(loaded.spec.saved_models())  # with the copies trained alone (baseline)
     for name in models or []:
         if name not in names:
             raise UserError(f"--models: no model '{name}' in {run_dir}{did_you_mean(name, names)}")
@@ -74,6 +74,9 @@ def load_run(run_dir: str | Path, threads: int | None = None, models: list[str] 
     data = build_data(loaded, plugins)
     task = build_task(loaded, plugins, data)
     built = build_models(loaded, plugins, data, only=wanted + extra, load_checkpoints=False)
+    for alone, source in loaded.spec.trained_alone().items():  # built as the model it copies
+        if alone in wanted + extra:
+            built[alone] = build_models(loaded, plugins, data, only=[source], load_checkpoints=False)[source]
     loaded_models: dict[str, nn.Module] = {}
     for name, model in built.items():
         path = run_dir / "final" / f"{name}.pt"

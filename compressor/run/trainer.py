@@ -81,6 +81,19 @@ def is_better(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
+def save_stage_end(run: Run, next_index: int) -> None:
+    """The checkpoint between stages (main process only): the models as handed over, before stage
+    ``next_index``, from which ``--resume`` continues."""
+    if not run.is_main:
+        return
+    save_atomic({"kind": "stage_end", "stage_index": next_index,
+                 "models": {n: m.state_dict() for n, m in run.models.items()},
+                 "rng": rng_state(), "results": run.results,
+                 "metrics_lines": run.metrics.count if run.metrics is not None else None,
+                 **spec_stamp(run.loaded.raw), **run.checkpoint_extra},
+                run.run_dir / "checkpoints" / "last.pt")
+
+
 class StageRunner:
     """Runs stage ``index`` of ``run``'s spec, optionally resuming from a mid-stage checkpoint."""
 
@@ -366,6 +379,7 @@ class StageRunner:
             "results": self.run.results,
             "metrics_lines": self.run.metrics.count if self.run.metrics is not None else None,
             **spec_stamp(self.run.loaded.raw),
+            **self.run.checkpoint_extra,
         }
         save_atomic(state, self.run.run_dir / "checkpoints" / "last.pt")
 

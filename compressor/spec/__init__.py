@@ -18,6 +18,7 @@ from compressor.spec.resolve import load_spec
 from compressor.spec.resolved import LoadedSpec, ResolvedStage
 from compressor.spec.schema import (
     DEFAULT_SPLITS,
+    BaselineSpec,
     EvalSetSpec,
     EvalSpec,
     EvaluateSpec,
@@ -35,7 +36,8 @@ from compressor.spec.schema import (
 )
 
 __all__ = [
-    "DEFAULT_SPLITS", "CheckContext", "EvalSetSpec", "EvalSpec", "EvaluateSpec", "ExportSpec", "InitFrom",
+    "DEFAULT_SPLITS", "BaselineSpec", "CheckContext", "EvalSetSpec", "EvalSpec", "EvaluateSpec", "ExportSpec",
+    "InitFrom",
     "LRScheduleRef", "LoadedSpec", "ModelSpec", "OptimizerRef", "Ref", "ReferenceResult", "ResolvedStage",
     "Spec", "StageSpec", "TrainerSpec", "apply_overrides", "check_checkpoint", "check_splits", "data_info",
     "dump_spec", "first_model", "load_spec", "model_reads", "parse_override", "read_yaml", "safe_name",

@@ -98,6 +98,28 @@ def check_splits(spec: Spec, splits: Any) -> None:
                             ("evaluate", "extra_splits", i))
 
 
+def check_baseline(spec: Spec) -> None:
+    """``baseline``: the model trained alone is one that an enabled stage trains through itself, and its copy's
+    name is free."""
+    if spec.baseline is None or not spec.baseline.student_alone:
+        return
+    name, models = spec.baseline.model, spec.all_models()
+    where = ("baseline", "model")
+    if name not in models:
+        raise SpecError(f"unknown model '{name}'{did_you_mean(name, models)}", where)
+    stages = [(i, st) for i, st in enumerate(spec.stages) if st.enabled and name in st.train]
+    if not stages:
+        raise SpecError(f"model '{name}' is not trained by any (enabled) stage, so there is nothing to train it "
+                        f"alone through; name a model a stage trains, or set baseline.student_alone: false", where)
+    for i, st in stages:
+        if st.forward is not None and st.forward != name:
+            raise SpecError(f"stage '{st.name}' trains '{name}' through model '{st.forward}': training '{name}' "
+                            f"alone needs stages that train it through itself", ("stages", i, "forward"))
+    alone = spec.baseline.alone_name
+    if alone in models:
+        raise SpecError(f"the copy trained alone is named '{alone}', which is already a model of the spec", where)
+
+
 def check_dataset(registry: Registry, name: str, args: BaseModel) -> None:
     """A dataset may register ``check=fn(args)`` for what its schema cannot see (disk, memory, speakers)."""
     entry = registry.get("dataset", name)

@@ -16,6 +16,7 @@ from compressor.core.teachers import resolve_vocabularies
 from compressor.plugins import get_registry
 from compressor.spec.checks import (
     CheckContext,
+    check_baseline,
     check_checkpoint,
     check_dataset,
     check_model_inputs,
@@ -139,6 +140,7 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
             raise SpecError(f"reference for '{ref.model}', which the final evaluation does not evaluate "
                             f"(evaluate.models: {', '.join(spec.evaluate.models)})", ("evaluate", "references", j,
                                                                                     "model"))
+    check_baseline(spec)
 
     loaded = LoadedSpec(spec, data, file, task_args, data_args, model_args, tuple(stages), export_args)
     info = meta_info(loaded, registry)

@@ -182,6 +182,20 @@ class EvaluateSpec(Args):
         return {k: s for k, s in v.items() if s is not None}
 
 
+class BaselineSpec(Args):
+    """A baseline trained in the same run: a fresh copy of ``model`` (same initialisation) trained through the
+    stages that train it, with the same data, steps, batches, optimizer and LR schedule, but without the
+    strategies that need a teacher; evaluated and saved as ``<model>_alone`` beside the compressed model."""
+
+    student_alone: bool = Field(default=True, description="train the model alone too (false turns it off)")
+    model: str = Field(default="student", description="the model trained alone (one the stages train)")
+
+    @property
+    def alone_name(self) -> str:
+        """The name the copy trained alone has in the run (``final/<name>.pt``, metrics, summary)."""
+        return f"{self.model}_alone"
+
+
 class ExportSpec(Ref):
     """``name`` is an exporter (e.g. ``onnx``); the rest are that exporter's arguments."""
 
@@ -204,6 +218,8 @@ class Spec(Args):
     stages: list[StageSpec] = Field(min_length=1)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     export: ExportSpec | None = None
+    baseline: BaselineSpec | None = Field(default=None, description="the same student trained alone in the "
+                                                                   "same run, reported beside it")
 
     _name = field_validator("name")(safe_name)
 
@@ -213,4 +229,17 @@ class Spec(Args):
             out["teacher"] = self.teacher
         out["student"] = self.student
         out.update(self.models)
+        return out
+
+    def trained_alone(self) -> dict[str, str]:
+        """``{copy's name: model it copies}`` for the model trained alone (``baseline``), when it is on."""
+        if self.baseline is None or not self.baseline.student_alone:
+            return {}
+        return {self.baseline.alone_name: self.baseline.model}
+
+    def saved_models(self) -> dict[str, ModelSpec]:
+        """Every model a finished run saves in ``final/``: :meth:`all_models` and the copies trained alone
+        (each with the spec of the model it copies)."""
+        out = self.all_models()
+        out.update({alone: out[source] for alone, source in self.trained_alone().items() if source in out})
         return out

@@ -34,7 +34,7 @@ def test_spec_reference_lists_every_stage_key(site: Path) -> None:
     text = _text(site / "reference" / "spec" / "index.html")
     for key in StageSpec.model_fields:
         assert f"{key}" in text, key
-    assert "StageSpec" in text and "EvaluateSpec" in text
+    assert "StageSpec" in text and "EvaluateSpec" in text and "BaselineSpec" in text
 
 
 def test_components_reference_lists_every_registered_component(site: Path) -> None:

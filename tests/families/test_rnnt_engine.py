@@ -38,7 +38,10 @@ def test_headline_lcmr_spec_runs_end_to_end(tmp_path: Path, export: bool) -> Non
     results = json.loads((run_dir / "final" / "COMPLETE").read_text())
     assert [s["stage"] for s in results["stages"]] == ["teacher", "lcmr", "finetune"]
     assert results["parameters"]["student"] < results["parameters"]["teacher"]
-    assert set(results["parameters"]) == {"teacher", "student"}  # the hybrid is gone
+    assert set(results["parameters"]) == {"teacher", "student", "student_alone"}  # the hybrid is gone
+    assert [s["stage"] for s in results["alone"]["stages"]] == ["lcmr_alone", "finetune_alone"]
+    assert results["alone"]["plan"][0]["left_out"] == ["module_replacing"]
+    assert 0.0 <= results["final"]["student_alone"]["test/wer"]
     assert 0.0 <= results["final"]["student"]["test/wer"]
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["replacing_rate"] for r in records if "replacing_rate" in r]

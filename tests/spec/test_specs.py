@@ -26,3 +26,4 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     (run_dir,) = tmp_path.glob("quickstart/*")
     summary = (run_dir / "summary.md").read_text()
     assert "| student | seq_classifier |" in summary and "test/accuracy" in summary
+    assert "| student_alone (the same student trained alone) |" in summary  # baseline: on in the quickstart

@@ -100,3 +100,21 @@ def test_args_name_one_source_and_a_valid_split(tmp_path: Path) -> None:
         LhotseArgs(cuts={"train": "a"})
     with pytest.raises(ValueError, match="go together"):
         LhotseArgs(recordings={"train": "a", "valid": "b"})
+
+
+def test_lhotse_sampler_batches_are_deterministic_and_resume_mid_epoch(tmp_path: Path) -> None:
+    (rt, st), (rv, sv) = manifests(tmp_path, "train", 12), manifests(tmp_path, "valid", 2)
+    dm = build_lhotse(LhotseArgs(recordings={"train": str(rt), "valid": str(rv)}, num_buckets=3,
+                                 supervisions={"train": str(st), "valid": str(sv)}), cache_dir=tmp_path / "cache")
+    assert dm.sampler == "lhotse"
+    a = dm.batches("train", 4, shuffle=True, seed=1, epoch=2)
+    assert a == dm.batches("train", 4, shuffle=True, seed=1, epoch=2)  # again: the same (memo or not)
+    dm._memo = None
+    assert a == dm.batches("train", 4, shuffle=True, seed=1, epoch=2)
+    assert sorted(i for b in a for i in b) == list(range(12)) and max(map(len, a)) <= 4
+    others = [dm.batches("train", 4, shuffle=True, seed=s, epoch=e) for s, e in ((1, 3), (2, 2), (2, 1))]
+    assert all(o != a for o in others)  # (seed, epoch) pairs are not interchangeable
+    assert dm.num_batches("train", 4, shuffle=True, seed=1, epoch=2) == len(a)
+    full = [b["ids"] for b in dm.loader("train", 4, shuffle=True, seed=1, epoch=2)]
+    rest = [b["ids"] for b in dm.loader("train", 4, shuffle=True, seed=1, epoch=2, skip=2)]
+    assert rest == full[2:] and len(full) == len(a)

@@ -125,7 +125,7 @@ class SpeechDataModule(DataModule):
     ) -> None:
         super().__init__(datasets, info)
         self.num_buckets = num_buckets
-        #: how training batches are drawn: ``lhotse`` (its DynamicBucketingSampler) or ``length_buckets``
+        #: how training batches are drawn: ``lhotse`` (its BucketingSampler) or ``length_buckets``
         self.sampler = sampler
         self._memo: tuple[tuple[Any, ...], list[list[int]]] | None = None
         self.max_frames = max_frames

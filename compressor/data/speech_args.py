@@ -14,7 +14,7 @@ from compressor.data.augment import AugmentArgs
 from compressor.data.tokenizers import TeacherTokenizer
 
 Sampler = Literal["lhotse", "length_buckets"]
-SAMPLER_HELP = ("how training batches are drawn: lhotse (its DynamicBucketingSampler: duration buckets, every "
+SAMPLER_HELP = ("how training batches are drawn: lhotse (its BucketingSampler: duration buckets, every "
                 "utterance once an epoch) or length_buckets (equal-count length buckets, a short remainder dropped)")
 
 

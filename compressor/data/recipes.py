@@ -28,7 +28,7 @@ def prepare(recipe: str, corpus_dir: str | Path, cache_dir: Path, **args: Any) -
     corpus it cannot read is one :class:`UserError` naming the recipe and the folder."""
     import lhotse.recipes
 
-    corpus = Path(corpus_dir).expanduser()
+    corpus = Path(corpus_dir).expanduser().resolve()  # recordings name their audio by this path
     if not corpus.is_dir():
         raise UserError(f"lhotse recipe '{recipe}': corpus folder not found: {corpus}")
     fn = getattr(lhotse.recipes, f"prepare_{recipe}", None)

@@ -22,6 +22,7 @@ from compressor.corpora.corpus import CorpusSettings, split_speakers
 from compressor.data.cache import default_cache_dir
 from compressor.data.datasets import Language, cache_path
 from compressor.data.formats import read_nemo_manifest
+from compressor.data.lhotse_io import write_cuts
 from compressor.data.speech import SpeechDataModule
 from compressor.data.speech_args import SpeechArgs
 from compressor.data.speech_build import build_speech_module, speech_info
@@ -117,9 +118,23 @@ def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, s
     for split in SYNTHETIC_SPLITS:
         utts, bad = read_nemo_manifest(root / f"{split}.jsonl", split, strict=args.strict)
         splits[split], skips = utts, skips + bad
+        lhotse_cuts(root, split, utts)
     return build_speech_module(splits, args, language=settings.language, cache_dir=cache_dir, seed=seed,
                                label_values=label_values, skipped=skips,
                                extra_info={"corpus_dir": str(root), "corpus": settings.dirname()})
+
+
+def lhotse_cuts(root: Path, split: str, utts: list[Utterance]) -> Path | None:
+    """The corpus's ``cuts_<split>.jsonl.gz`` beside its NeMo manifest (written when missing): the same
+    utterances as lhotse cuts, with transcripts, speakers and labels (``custom``: ``intent``, ``slots``), for
+    icefall or NeMo. Not part of the corpus's checksums; None when the cache cannot be written."""
+    path = root / f"cuts_{split}.jsonl.gz"
+    if not path.exists():
+        try:
+            write_cuts(utts, path)
+        except OSError:
+            return None
+    return path
 
 
 #: Disk a synthetic utterance takes in the cache: ~28 KB of 16 kHz FLAC and ~39 KB of fbank features,

@@ -1,5 +1,6 @@
-"""Readers for the real corpus layouts users already have. Each returns :class:`Utterance` records for one
-split plus the manifest problems it found (missing fields, bad JSON, unreadable rows) as skip records;
+"""Readers for the corpus layouts that stay ours (LibriSpeech and users' lhotse manifests come through lhotse:
+:mod:`compressor.data.lhotse_io`, :mod:`compressor.data.recipes`). Each returns :class:`Utterance` records for
+one split plus the manifest problems it found (missing fields, bad JSON, unreadable rows) as skip records;
 audio problems are found later, when features are extracted.
 
 * NeMo JSONL manifests: one JSON object a line with ``audio_filepath``, ``duration``, ``text`` (optional
@@ -8,8 +9,6 @@ audio problems are found later, when features are extracted.
 * Fluent Speech Commands CSV (``data/{train,valid,test}_data.csv``): columns ``path, speakerId,
   transcription, action, object, location``; paths relative to the corpus root (the CSV folder's parent
   when the CSV lives in ``data/``).
-* LibriSpeech directories: ``<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` lines ``<utt-id> TEXT``
-  beside ``<utt-id>.flac``.
 * Common Voice TSV (``train.tsv``, ``dev.tsv``, ``test.tsv``): columns ``client_id, path, sentence``; clips in
   ``clips/`` beside the TSV.
 """
@@ -198,45 +197,6 @@ def read_fsc_csv(
                     source=source,
                 )
             )
-    return utts, skips
-
-
-def read_librispeech(
-    directory: str | Path, split: str, *, strict: bool = False
-) -> tuple[list[Utterance], Skips]:
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        raise UserError(f"LibriSpeech directory not found: {directory}")
-    transcripts = sorted(directory.rglob("*.trans.txt"))
-    if not transcripts:
-        raise UserError(f"no *.trans.txt files under {directory} (expected <speaker>/<chapter>/ layout)")
-    utts: list[Utterance] = []
-    skips: Skips = []
-    for trans in transcripts:
-        why = unreadable(trans)
-        if why is None:
-            try:
-                text_lines = trans.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as e:
-                why = f"is not UTF-8 text ({e.reason})"
-            except OSError as e:
-                why = f"cannot be read ({e.strerror or e})"
-        if why is not None:
-            _problem(skips, strict, split, str(trans), "unreadable", f"transcript file {why}")
-            continue
-        for n, line in enumerate(text_lines, 1):
-            if not line.strip():
-                continue
-            source = f"{trans}:{n}"
-            parts = line.strip().split(maxsplit=1)
-            if len(parts) != 2:
-                _problem(
-                    skips, strict, split, source, "missing_field", "expected '<utterance-id> TRANSCRIPT'"
-                )
-                continue
-            uid, text = parts
-            audio = trans.parent / f"{uid}.flac"
-            utts.append(Utterance(id=uid, audio=audio, text=text, speaker=uid.split("-")[0], source=source))
     return utts, skips
 
 

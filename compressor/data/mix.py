@@ -38,6 +38,7 @@ from compressor.core.registry import Args
 from compressor.data.compat import feature_clash, retokenize
 from compressor.data.features import feature_stats, per_feature_normalize
 from compressor.data.speech import SpeechDataModule, _EpochView
+from compressor.data.speech_args import SAMPLER_HELP, Sampler
 from compressor.data.speech_build import tokenizer_files
 from compressor.data.tokenizers import CharTokenizer, build_tokenizer
 from compressor.data.utterance import Utterance
@@ -60,6 +61,7 @@ class MixArgs(Args):
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
     num_buckets: int = Field(default=6, ge=1)
     max_frames: int | None = Field(default=None, ge=1)
+    sampler: Sampler = Field(default="lhotse", description=SAMPLER_HELP)
 
     @field_validator("datasets")
     @classmethod
@@ -197,7 +199,7 @@ class MixDataModule(SpeechDataModule):
         if not shuffle:
             return self._cut(sorted(range(len(lengths)), key=lambda i: (lengths[i], i)), lengths, batch_size)
         order = sorted(self.epoch_indices(seed, epoch), key=lambda i: (lengths[i], i))
-        return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
+        return self._bucketed(order, lengths, batch_size, seed, epoch)
 
     def epoch_dataset(self, split: str, epoch: int) -> Dataset:
         return _EpochView(self.dataset(split), epoch)  # type: ignore[arg-type]
@@ -249,7 +251,7 @@ def build_mix(args: MixArgs, *, cache_dir: Path | None = None, seed: int = 0) ->
         info.update(tokenizer_files(tokenizer, Path(cache_dir)))
     skipped = [{**item, "dataset": i} for i, p in enumerate(parts) for item in p.skipped]
     epoch_size = args.epoch_size or len(splits["train"])
-    return MixDataModule(splits, info, ratios, epoch_size, num_buckets=args.num_buckets,
+    return MixDataModule(splits, info, ratios, epoch_size, num_buckets=args.num_buckets, sampler=args.sampler,
                          max_frames=args.max_frames, skipped=skipped, tokenizer=tokenizer)
 
 

@@ -21,6 +21,7 @@ from compressor.data.augment import AugmentArgs, augment
 from compressor.data.base import DataModule
 from compressor.data.featstore import FeatureStore
 from compressor.data.features import fbank, per_feature_normalize
+from compressor.data.sampling import bucketed_batches
 from compressor.data.tokenizers import Tokenizer
 from compressor.data.utterance import Utterance
 
@@ -120,9 +121,13 @@ class SpeechDataModule(DataModule):
         max_frames: int | None = None,
         skipped: list[dict[str, Any]] | None = None,
         tokenizer: Tokenizer | None = None,
+        sampler: str = "lhotse",
     ) -> None:
         super().__init__(datasets, info)
         self.num_buckets = num_buckets
+        #: how training batches are drawn: ``lhotse`` (its BucketingSampler) or ``length_buckets``
+        self.sampler = sampler
+        self._memo: tuple[tuple[Any, ...], list[list[int]]] | None = None
         self.max_frames = max_frames
         self.skipped: list[dict[str, Any]] = list(skipped or [])
         self.tokenizer = tokenizer
@@ -178,12 +183,14 @@ class SpeechDataModule(DataModule):
     ) -> list[list[int]]:
         """Length-bucketed batches of at most ``batch_size`` utterances and ``max_frames`` padded frames.
 
-        Evaluation (``shuffle=False``): utterances sorted by length, cut in order. Training: utterances
-        sorted by length into ``num_buckets`` equal buckets, shuffled within each bucket by (seed, epoch),
-        the buckets laid end to end and cut into batches (a remainder shorter than half a batch dropped),
-        and the batches shuffled. Deterministic in (seed, epoch), so a resumed run skips exactly the batches
-        it consumed. With data-parallel training each global batch is split across ranks: keep
-        ``max_frames`` at least world size x the longest utterance so no batch is smaller than the world.
+        Evaluation (``shuffle=False``): utterances sorted by length, cut in order. Training: with the ``lhotse``
+        sampler (the default), lhotse's duration-bucketing sampler over ``num_buckets`` buckets, shuffled by
+        (seed, epoch), every utterance once (see :mod:`compressor.data.sampling`); with ``length_buckets``,
+        utterances sorted by length into ``num_buckets`` equal buckets, shuffled within each bucket, the buckets
+        laid end to end and cut into batches (a remainder shorter than half a batch dropped), and the batches
+        shuffled. Deterministic in (seed, epoch), so a resumed run skips exactly the batches it consumed. With
+        data-parallel training each global batch is split across ranks: keep ``max_frames`` at least world size
+        x the longest utterance so no batch is smaller than the world.
         """
         ds = self.dataset(split)
         assert isinstance(ds, SpeechSplit)
@@ -198,11 +205,26 @@ class SpeechDataModule(DataModule):
                                 f"audio only): a stage training on it needs a labeller, the sequence_kd strategy")
         if not shuffle:
             return self._cut(order, lengths, batch_size)
-        return self._bucketed(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
+        return self._bucketed(order, lengths, batch_size, seed, epoch)
 
-    def _bucketed(self, order: list[int], lengths: list[int], batch_size: int, rng: random.Random
+    def _bucketed(self, order: list[int], lengths: list[int], batch_size: int, seed: int, epoch: int
                   ) -> list[list[int]]:
-        """Training batches from indices sorted by length: buckets shuffled inside, cut, batches shuffled."""
+        """Training batches from indices sorted by length, by the module's sampler (the last result memoised:
+        the trainer asks for an epoch's count and then its batches)."""
+        key = (self.sampler, tuple(order), batch_size, self.max_frames, self.num_buckets, seed, epoch)
+        if self._memo is not None and self._memo[0] == key:
+            return [list(b) for b in self._memo[1]]
+        if self.sampler == "lhotse":
+            out = bucketed_batches(lengths, order, batch_size, max_frames=self.max_frames,
+                                   num_buckets=self.num_buckets, seed=seed, epoch=epoch)
+        else:
+            out = self._length_buckets(order, lengths, batch_size, random.Random(f"{seed}:{epoch}"))
+        self._memo = (key, out)
+        return [list(b) for b in out]
+
+    def _length_buckets(self, order: list[int], lengths: list[int], batch_size: int, rng: random.Random
+                        ) -> list[list[int]]:
+        """Buckets shuffled inside, cut, batches shuffled (the ``length_buckets`` sampler)."""
         k = max(1, min(self.num_buckets, len(order)))
         mixed: list[int] = []
         for b in range(k):
@@ -224,8 +246,9 @@ class SpeechDataModule(DataModule):
         return [u.labelled for u in utts]
 
     def num_batches(self, split: str, batch_size: int, *, shuffle: bool, seed: int, epoch: int) -> int:
-        """``len(self.batches(...))``; in constant time without ``max_frames`` (batches are cut by count)."""
-        if self.max_frames is not None:
+        """``len(self.batches(...))``; in constant time for ``length_buckets`` without ``max_frames`` (batches
+        are cut by count)."""
+        if self.max_frames is not None or (shuffle and self.sampler == "lhotse"):
             return super().num_batches(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
         ds = self.dataset(split)
         keep = self._trainable(ds)

@@ -13,6 +13,10 @@ from compressor.data.audio import MAX_ITEM_SECONDS
 from compressor.data.augment import AugmentArgs
 from compressor.data.tokenizers import TeacherTokenizer
 
+Sampler = Literal["lhotse", "length_buckets"]
+SAMPLER_HELP = ("how training batches are drawn: lhotse (its BucketingSampler: duration buckets, every "
+                "utterance once an epoch) or length_buckets (equal-count length buckets, a short remainder dropped)")
+
 
 class SubsetArgs(Args):
     """K disjoint random subsets of the training split (``count`` = K), each a ``fraction`` of it or ``size``
@@ -56,6 +60,7 @@ class SpeechArgs(Args):
         "transducer recognizer), nemo_online (the streaming one), nemo_ctc, kaldi",
     )
     num_buckets: int = Field(default=6, ge=1, description="length buckets for training batches")
+    sampler: Sampler = Field(default="lhotse", description=SAMPLER_HELP)
     max_frames: int | None = Field(default=None, ge=1, description="cap on padded frames per batch")
     strict: bool = Field(default=False, description="raise on bad audio/manifest lines instead of skipping")
     subset: SubsetArgs | None = Field(

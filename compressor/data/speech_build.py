@@ -204,7 +204,8 @@ def _build_described(splits: dict[str, list[Utterance]], args: SpeechArgs, langu
     datasets = {split: _speech_split(utts, feats[split], tokenizer, label_values, args, seed, split)
                 for split, utts in kept.items()}
     out_info = {**info, **(extra_info or {}), "num_skipped": len(skipped)}
-    return SpeechDataModule(datasets, out_info, num_buckets=args.num_buckets, max_frames=args.max_frames,
+    return SpeechDataModule(datasets, out_info, num_buckets=args.num_buckets, sampler=args.sampler,
+                            max_frames=args.max_frames,
                             skipped=skipped, tokenizer=tokenizer)
 
 
@@ -283,6 +284,7 @@ def build_speech_module(
         datasets,
         info,
         num_buckets=args.num_buckets,
+        sampler=args.sampler,
         max_frames=args.max_frames,
         skipped=skipped,
         tokenizer=tokenizer,

@@ -118,6 +118,26 @@ def test_commands_corpus(commands) -> None:
     assert labels["action"][item["action"]] == utt.labels["action"]
 
 
+def test_corpus_is_also_lhotse_cuts(commands) -> None:
+    """Beside its NeMo manifests a corpus holds lhotse cuts (speakers and labels included) for icefall or NeMo,
+    written outside its checksums: the corpus is reused as it was."""
+    from lhotse import CutSet
+
+    from compressor.corpora.build import verify_corpus
+
+    root = Path(commands.info["corpus_dir"])
+    cuts = CutSet.from_file(root / "cuts_train.jsonl.gz")
+    utts = commands.dataset("train").utts
+    assert len(cuts) == 48 and [c.id for c in cuts] == [u.id for u in utts]
+    sup = cuts[0].supervisions[0]
+    assert (sup.text, sup.speaker, sup.custom["intent"], sup.custom["slots"]["action"]) == (
+        utts[0].text, utts[0].speaker, utts[0].labels["intent"], utts[0].labels["action"])
+    assert sorted(p.name for p in root.glob("cuts_*.jsonl.gz")) == [
+        "cuts_test.jsonl.gz", "cuts_test_seen.jsonl.gz", "cuts_train.jsonl.gz", "cuts_valid.jsonl.gz"]
+    settings = json.loads((root / "settings.json").read_text())
+    assert verify_corpus(root, CorpusSettings(**settings)) is None
+
+
 def test_batches_bucketing_determinism_and_resume(commands) -> None:
     dm = commands
     a = dm.batches("train", 8, shuffle=True, seed=3, epoch=1)
@@ -125,10 +145,19 @@ def test_batches_bucketing_determinism_and_resume(commands) -> None:
     assert a != dm.batches("train", 8, shuffle=True, seed=3, epoch=2)
     flat = [i for b in a for i in b]
     assert len(flat) == len(set(flat)) == 48  # every utterance once (48 = 6 full batches, no remainder)
-    b5 = dm.batches("train", 10, shuffle=True, seed=3, epoch=1)  # 48 = 4 x 10 + 8: the 8 are kept
-    assert sorted(len(b) for b in b5) == [8, 10, 10, 10, 10]
-    b7 = dm.batches("train", 20, shuffle=True, seed=3, epoch=1)  # 48 = 2 x 20 + 8: the short 8 dropped
-    assert sorted(len(b) for b in b7) == [20, 20]
+    assert dm.sampler == "lhotse" and max(len(b) for b in a) == 8
+    for size in (10, 20):  # lhotse's sampler keeps every utterance, its buckets' remainders included
+        assert sorted(i for b in dm.batches("train", size, shuffle=True, seed=3, epoch=1) for i in b) == list(
+            range(48))
+    dm.sampler = "length_buckets"
+    try:
+        b5 = dm.batches("train", 10, shuffle=True, seed=3, epoch=1)  # 48 = 4 x 10 + 8: the 8 are kept
+        assert sorted(len(b) for b in b5) == [8, 10, 10, 10, 10]
+        b7 = dm.batches("train", 20, shuffle=True, seed=3, epoch=1)  # 48 = 2 x 20 + 8: the short 8 dropped
+        assert sorted(len(b) for b in b7) == [20, 20]
+        assert dm.num_batches("train", 20, shuffle=True, seed=3, epoch=1) == 2
+    finally:
+        dm.sampler = "lhotse"
     lengths = dm.dataset("train").lengths
     dm.max_frames = 2 * max(lengths)
     try:

@@ -19,7 +19,7 @@ from compressor.data.formats import read_common_voice, read_fsc_csv, read_nemo_m
 from compressor.data.lhotse_io import load_cuts, utterances
 from compressor.data.recipes import prepare
 from compressor.data.speech import SpeechDataModule
-from compressor.data.speech_args import SpeechArgs
+from compressor.data.speech_args import SAMPLER_HELP, Sampler, SpeechArgs
 from compressor.data.speech_build import build_speech_module, speech_info
 from compressor.data.utterance import Utterance
 
@@ -133,6 +133,8 @@ class LhotseArgs(SpeechArgs):
     """lhotse manifests per split: ``cuts`` (CutSet files), or ``recordings`` + ``supervisions``, or a
     ``recipe`` run on a corpus folder. Supervisions carry transcripts and speakers; SLU labels sit in their
     ``custom`` field (``intent``, ``slots``, or the ``slu`` recipe's ``frames``)."""
+
+    sampler: Sampler = Field(default="lhotse", description=SAMPLER_HELP)
 
     cuts: Splits | None = Field(default=None, description="split -> CutSet manifest path(s) (.jsonl.gz)")
     recordings: Splits | None = Field(default=None, description="split -> RecordingSet manifest path(s)")

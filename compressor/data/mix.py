@@ -61,7 +61,7 @@ class MixArgs(Args):
     vocab_size: int = Field(default=64, ge=3, description="SentencePiece vocabulary size, blank included")
     num_buckets: int = Field(default=6, ge=1)
     max_frames: int | None = Field(default=None, ge=1)
-    sampler: Sampler = Field(default="lhotse", description=SAMPLER_HELP)
+    sampler: Sampler = Field(default="length_buckets", description=SAMPLER_HELP)
 
     @field_validator("datasets")
     @classmethod

@@ -140,6 +140,8 @@ def test_corpus_is_also_lhotse_cuts(commands) -> None:
 
 def test_batches_bucketing_determinism_and_resume(commands) -> None:
     dm = commands
+    assert dm.sampler == "length_buckets"  # the default outside the lhotse dataset
+    dm.sampler = "lhotse"
     a = dm.batches("train", 8, shuffle=True, seed=3, epoch=1)
     assert a == dm.batches("train", 8, shuffle=True, seed=3, epoch=1)
     assert a != dm.batches("train", 8, shuffle=True, seed=3, epoch=2)
@@ -174,6 +176,7 @@ def test_batches_bucketing_determinism_and_resume(commands) -> None:
         assert torch.equal(state, torch.get_rng_state())
     finally:
         dm.max_frames = None
+        dm.sampler = "length_buckets"
     ev = dm.batches("valid", 4, shuffle=False, seed=0, epoch=0)
     vl = [dm.dataset("valid").lengths[i] for b in ev for i in b]
     assert vl == sorted(vl)

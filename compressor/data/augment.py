@@ -1,14 +1,24 @@
-"""On-the-fly waveform augmentation for the training split: noise at an SNR, speed perturbation and
-reverberation (torchaudio). Each example's randomness comes from (seed, epoch, index), so an epoch's
-augmented data is reproducible and a resumed run sees the same audio."""
+"""On-the-fly waveform augmentation for the training split, for speaker, channel and room robustness: speed
+perturbation, reverberation (generated room impulse responses, or the user's recorded ones), additive noise at an
+SNR (generated white noise, or the user's noise recordings such as MUSAN), gain, and telephone band-limiting
+(8 kHz audio, 300-3400 Hz, resampled back to 16 kHz) (torchaudio). Each example's randomness comes from
+(seed, epoch, index), so an epoch's augmented data is reproducible and a resumed run sees the same audio.
+
+The options added after the first three draw from the example's generator only when they are set, after the
+first three, so audio augmented (and corpora synthesised) with the first three stays bit-identical."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compressor.core.registry import Args
-from compressor.data.audio import resample
+from compressor.data.audio import load_audio, resample
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 
 
 class AugmentArgs(Args):
@@ -18,9 +28,60 @@ class AugmentArgs(Args):
     speeds: list[float] | None = Field(default=None, description="speed factors, e.g. [0.9, 1.0, 1.1]")
     reverb: float = Field(default=0.0, ge=0, le=1, description="probability of a synthetic room reverb")
     prob: float = Field(default=1.0, ge=0, le=1)
+    noise_dir: str | None = Field(default=None, description="a folder of noise recordings (e.g. MUSAN's noise/ and "
+                                                            "music/), mixed at noise_snr instead of white noise")
+    rir_dir: str | None = Field(default=None, description="a folder of recorded room impulse responses, used by "
+                                                          "reverb instead of generated ones")
+    gain_db: tuple[float, float] | None = Field(default=None, description="a random gain in this range (dB)")
+    band_limit: float = Field(default=0.0, ge=0, le=1, description="probability of a telephone channel: 8 kHz, "
+                                                                   "300-3400 Hz, resampled back")
+
+    @field_validator("noise_dir", "rir_dir")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        if v is not None and not audio_files(v):
+            raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in '{v}'")
+        return v
 
     def active(self) -> bool:
-        return self.noise_snr is not None or bool(self.speeds) or self.reverb > 0
+        return (self.noise_snr is not None or bool(self.speeds) or self.reverb > 0 or self.gain_db is not None
+                or self.band_limit > 0)
+
+
+@lru_cache(maxsize=8)
+def audio_files(folder: str) -> tuple[Path, ...]:
+    """The audio files below ``folder``, sorted (so a seed picks the same file on every machine)."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()))
+
+
+@lru_cache(maxsize=256)
+def _recording(path: Path, sample_rate: int) -> torch.Tensor:
+    return load_audio(path, sample_rate, max_seconds=600.0)
+
+
+def _pick(folder: str, g: torch.Generator, sample_rate: int) -> torch.Tensor:
+    files = audio_files(folder)
+    return _recording(files[int(torch.randint(len(files), (1,), generator=g))], sample_rate)
+
+
+def _noise_from(folder: str, n: int, g: torch.Generator, sample_rate: int) -> torch.Tensor:
+    """``n`` samples of a recording from ``folder``, from a random offset, looped when it is shorter."""
+    rec = _pick(folder, g, sample_rate)
+    start = int(torch.randint(rec.numel(), (1,), generator=g))
+    reps = (start + n) // rec.numel() + 1
+    return rec.repeat(reps)[start:start + n]
+
+
+def _telephone(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    narrow = resample(wave, sample_rate, 8000)
+    narrow = AF.highpass_biquad(narrow, 8000, 300.0)
+    narrow = AF.lowpass_biquad(narrow, 8000, 3400.0)
+    return resample(narrow, 8000, sample_rate)[: wave.numel()]
 
 
 def _room_impulse(g: torch.Generator, sample_rate: int) -> torch.Tensor:
@@ -44,12 +105,25 @@ def augment(wave: torch.Tensor, args: AugmentArgs, seed: int, sample_rate: int =
             # speed perturbation = resample and play back at the original rate (pitch and tempo change)
             wave = resample(wave, int(round(sample_rate * factor)), sample_rate)
     if args.reverb > 0 and float(torch.rand(1, generator=g)) < args.reverb * args.prob:
-        ir = _room_impulse(g, sample_rate)
+        if args.rir_dir:
+            ir = _pick(args.rir_dir, g, sample_rate)
+            ir = ir / ir.norm().clamp_min(1e-8)
+        else:
+            ir = _room_impulse(g, sample_rate)
         wave = AF.fftconvolve(wave, ir)[: wave.numel()]
     if args.noise_snr is not None and float(torch.rand(1, generator=g)) < args.prob:
         lo, hi = args.noise_snr
         snr = lo + (hi - lo) * float(torch.rand(1, generator=g))
-        noise = torch.randn(wave.numel(), generator=g)
-        wave = AF.add_noise(wave[None], noise[None], torch.tensor([snr]))[0]
+        if args.noise_dir:
+            noise = _noise_from(args.noise_dir, wave.numel(), g, sample_rate)
+        else:
+            noise = torch.randn(wave.numel(), generator=g)
+        if noise.abs().max() > 0:
+            wave = AF.add_noise(wave[None], noise[None], torch.tensor([snr]))[0]
+    if args.band_limit > 0 and float(torch.rand(1, generator=g)) < args.band_limit * args.prob:
+        wave = _telephone(wave, sample_rate)
+    if args.gain_db is not None and float(torch.rand(1, generator=g)) < args.prob:
+        lo, hi = args.gain_db
+        wave = wave * 10 ** ((lo + (hi - lo) * float(torch.rand(1, generator=g))) / 20)
     peak = wave.abs().max()
     return wave / peak if peak > 1 else wave

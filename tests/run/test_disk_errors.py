@@ -101,15 +101,18 @@ def test_checkpoints_turned_read_only_mid_run(tmp_path: Path, capsys) -> None:
         proc.kill()
         proc.communicate()
         pytest.skip("root without the right to mount: no way to make a folder read-only")
-    if bound:
-        assert _mount("-o", "remount,bind,ro", str(folder))
-    else:
-        proc.send_signal(signal.SIGSTOP)
-        folder.chmod(0o555)
-        proc.send_signal(signal.SIGCONT)
     try:
+        if bound:
+            assert _mount("-o", "remount,bind,ro", str(folder))
+        else:
+            proc.send_signal(signal.SIGSTOP)
+            folder.chmod(0o555)
+            proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=120)
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
         if bound:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True)
         else:

@@ -80,6 +80,7 @@ class SequenceKD(Strategy):
     """Train the student on a frozen teacher's transcripts (computed once, cached), mapped to its units."""
 
     name = "sequence_kd"
+    labels_audio = True  # audio without transcripts trains on the teacher's pseudo-labels
 
     class Args(Args):
         teacher: str = "teacher"

@@ -51,6 +51,9 @@ class Strategy:
     #: (the spec's ``baseline``) keeps only strategies that declare ``False`` (data-side ones: SpecAugment,
     #: masking); the default leaves an undeclared strategy out of that baseline, so it stays a student alone.
     needs_teacher: ClassVar[bool] = True
+    #: Whether the strategy gives audio without transcripts its labels (pseudo-labels): a stage with one trains
+    #: on that audio too, so its step budget counts it.
+    labels_audio: ClassVar[bool] = False
 
     def __init__(self, args: Args) -> None:
         self.args = args

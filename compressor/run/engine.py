@@ -61,7 +61,7 @@ from compressor.run.records import MetricsWriter, environment
 from compressor.run.resume import open_resume
 from compressor.run.summary import write_summary
 from compressor.run.tracking import check_available
-from compressor.run.trainer import StageRunner, save_stage_end, stage_budget
+from compressor.run.trainer import StageRunner, labels_audio, save_stage_end, stage_budget
 from compressor.spec import LoadedSpec, check_splits, dump_spec, load_spec
 
 
@@ -115,7 +115,8 @@ def _preflight(loaded: LoadedSpec, plugins: Plugins, init_reports: dict[str, Any
     for i, stage in enumerate(spec.stages):
         if not stage.enabled:
             continue
-        stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed)
+        stage_budget(data if stage.data is None else stage_data(loaded, plugins, i, built), stage, spec.seed,
+                     labels_audio(plugins.registry, stage))
     return data, task, models, built
 
 

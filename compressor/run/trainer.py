@@ -41,12 +41,25 @@ def unique_trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
     return out
 
 
-def stage_budget(data: Any, stage: Any, seed: int) -> tuple[list[int], int]:
+def labels_audio(registry: Any, stage: Any) -> bool:
+    """Whether one of ``stage``'s strategies labels audio without transcripts (``Strategy.labels_audio``)."""
+    return any(getattr(registry.get("strategy", ref.name).factory, "labels_audio", False) for ref in stage.plugins)
+
+
+def stage_budget(data: Any, stage: Any, seed: int, with_unlabelled: bool = False) -> tuple[list[int], int]:
     """Optimizer steps of each epoch of ``stage`` on ``data``, and the total (``steps`` caps ``epochs``).
+    ``with_unlabelled``: the stage also trains on audio without transcripts (a strategy labels it).
 
     Raises :class:`UserError` when an epoch has no full step or the stage exceeds
     :data:`compressor.core.limits.MAX_STAGE_STEPS`.
     """
+    if with_unlabelled and hasattr(data, "include_unlabelled"):
+        before = data.include_unlabelled
+        data.include_unlabelled = True
+        try:
+            return stage_budget(data, stage, seed)
+        finally:
+            data.include_unlabelled = before
     per_epoch: list[int] = []
     total = 0
     limit = stage.epochs if stage.epochs is not None else MAX_STAGE_STEPS
@@ -112,7 +125,7 @@ class StageRunner:
     # -- budget ------------------------------------------------------------------------------------
     def budget(self) -> tuple[list[int], int]:
         """Optimizer steps of each epoch, and the stage's total steps (``steps`` caps ``epochs``)."""
-        return stage_budget(self.data, self.stage, self.run.seed)
+        return stage_budget(self.data, self.stage, self.run.seed, labels_audio(self.run.plugins.registry, self.stage))
 
     # -- the stage -----------------------------------------------------------------------------------
     def execute(self, resume: dict[str, Any] | None = None) -> dict[str, Any]:

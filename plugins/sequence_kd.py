@@ -190,7 +190,7 @@ class SequenceKD(Strategy):
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:
         from compressor.core.progress import say
-        from compressor.run.components import cache_dir
+        from compressor.data.cache import default_cache_dir
         from compressor.teaching.pseudo_labels import FilterCounts, judge, markdown, measured_reference, reference_of
         from compressor.teaching.transcripts import score, to_units
 
@@ -203,7 +203,7 @@ class SequenceKD(Strategy):
         if hasattr(ctx.data, "include_unlabelled"):
             ctx.data.include_unlabelled = True  # audio without transcripts trains on its pseudo-labels
         language = str(ctx.data.info.get("language", "en"))
-        store_dir = cache_dir() / "teacher_transcripts" if args.cache_dir is None else Path(args.cache_dir)
+        store_dir = default_cache_dir() / "teacher_transcripts" if args.cache_dir is None else Path(args.cache_dir)
         start = time.perf_counter()
         hyps, stats, project = self._transcripts(ctx, args.teacher, utts, store_dir)
         seconds = stats.durations if len(stats.durations) == len(utts) else [0.0] * len(utts)

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from compressor.core.errors import SpecError, did_you_mean
+from compressor.core.errors import PluginError, SpecError, UserError, did_you_mean
 
 KINDS = ("model", "task", "dataset", "schedule", "strategy", "exporter", "export_unit", "optimizer", "lr_schedule",
          "weights_reader")
@@ -248,3 +248,14 @@ def first_model(ann: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def build_component(entry: Entry, build: Callable[[], Any]) -> Any:
+    """Build a registered component; a failure that is not the user's names the component and its package."""
+    try:
+        return build()
+    except UserError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
+                          subject=f"{entry.kind} '{entry.name}'") from e

@@ -12,8 +12,9 @@ from typing import Any
 
 from compressor.core.errors import PluginError, UserError, did_you_mean, raise_disk_error
 from compressor.core.progress import Progress, duration
+from compressor.core.registry import build_component
 from compressor.export.api import claim_export_dir
-from compressor.export.base import Exporter, ExportJob, ExportResult
+from compressor.export.base import ExportJob, ExportResult
 
 
 def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str | None = None,
@@ -49,7 +50,7 @@ def export_model(run: Any, out_dir: Path, force: bool = False, model_name: str |
             args=run.loaded.export_args, exporter=spec.export.name,
         )
         entry = run.plugins.registry.get("exporter", spec.export.name)
-        exporter = _build(entry, run.loaded.export_args)
+        exporter = build_component(entry, lambda: entry.factory(run.loaded.export_args))
         progress = Progress(f"export ({spec.export.name}) of the {name}", announce=True)
         try:
             result = exporter.export(job)
@@ -89,13 +90,3 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         if old.exists() and out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
 
-
-def _build(entry: Any, args: Any) -> Exporter:
-    """The registered exporter; a failure that is not the user's names it and its package."""
-    try:
-        return entry.factory(args)
-    except UserError:
-        raise
-    except (Exception, SystemExit) as e:
-        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
-                          subject=f"{entry.kind} '{entry.name}'") from e

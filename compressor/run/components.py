@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,15 @@ import torch
 from torch import nn
 
 from compressor.core.checkpoint import load_state_dict_file, mismatch
-from compressor.core.errors import PluginError, UserError
+from compressor.core.errors import UserError
+from compressor.core.registry import build_component
 from compressor.core.task import Task
 from compressor.data.base import DataModule
+from compressor.data.cache import default_cache_dir
 from compressor.plugins import Plugins
 from compressor.run import init_from
 from compressor.run.records import MetricsWriter
 from compressor.spec import LoadedSpec, model_reads
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("COMPRESSOR_CACHE", Path.home() / ".cache" / "compressor"))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -49,20 +46,11 @@ def pick_precision(choice: str, device: torch.device) -> str:
     return choice
 
 
-def build_component(entry: Any, build: Callable[[], Any]) -> Any:
-    """Build a registered component; a failure that is not the user's names the component and its package."""
-    try:
-        return build()
-    except UserError:
-        raise
-    except (Exception, SystemExit) as e:
-        raise PluginError(entry.name, "build", e, action="failed to build", package=entry.package,
-                          subject=f"{entry.kind} '{entry.name}'") from e
-
 
 def build_data(loaded: LoadedSpec, plugins: Plugins) -> DataModule:
     entry = plugins.registry.get("dataset", loaded.spec.data.name)
-    data = build_component(entry, lambda: entry.factory(loaded.data_args, cache_dir=cache_dir(), seed=loaded.spec.seed))
+    data = build_component(entry, lambda: entry.factory(loaded.data_args, cache_dir=default_cache_dir(),
+                                                        seed=loaded.spec.seed))
     request_model_inputs(loaded, plugins.registry, data)
     return data
 
@@ -173,7 +161,7 @@ def stage_data(loaded: LoadedSpec, plugins: Plugins, index: int, built: dict[str
     key = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
     if key not in built:
         with torch.random.fork_rng(devices=[]):  # building data must not shift the run's random stream
-            built[key] = plugins.registry.get("dataset", name).factory(args, cache_dir=cache_dir(),
+            built[key] = plugins.registry.get("dataset", name).factory(args, cache_dir=default_cache_dir(),
                                                                        seed=loaded.spec.seed)
             request_model_inputs(loaded, plugins.registry, built[key])
     return built[key]

@@ -23,8 +23,9 @@ from typing import Any
 
 from compressor.core.errors import UserError
 from compressor.data.base import DataModule
+from compressor.data.cache import default_cache_dir
 from compressor.data.compat import retokenize
-from compressor.run.components import cache_dir, request_model_inputs, untrained_models
+from compressor.run.components import request_model_inputs, untrained_models
 
 
 def set_data(run: Any, name: str) -> tuple[DataModule, str]:
@@ -36,7 +37,7 @@ def set_data(run: Any, name: str) -> tuple[DataModule, str]:
     if name not in cache:
         registry = run.plugins.registry
         args = registry.parse_args("dataset", es.data.name, es.data.args(), ("evaluate", "sets", name, "data"))
-        module = registry.get("dataset", es.data.name).factory(args, cache_dir=cache_dir(), seed=run.seed)
+        module = registry.get("dataset", es.data.name).factory(args, cache_dir=default_cache_dir(), seed=run.seed)
         request_model_inputs(run.loaded, registry, module)
         tokenizer = getattr(run.data, "tokenizer", None)
         if tokenizer is None:

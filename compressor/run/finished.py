@@ -14,12 +14,13 @@ from compressor.core.checkpoint import load_checked, load_state_dict_file
 from compressor.core.describe import LazyData, complete, described_info, load_described, read_description
 from compressor.core.errors import UserError, did_you_mean
 from compressor.core.progress import say
+from compressor.core.registry import build_component
 from compressor.core.rundir import SPEC_FILE
 from compressor.core.task import Task
 from compressor.core.threads import configure_threads
 from compressor.data.base import DataModule
 from compressor.plugins import Plugins, get_plugins
-from compressor.run.components import build_component, build_data, build_models, build_task
+from compressor.run.components import build_data, build_models, build_task
 from compressor.run.engine import evaluate_model
 from compressor.spec import LoadedSpec, load_spec
 

@@ -277,8 +277,8 @@ def evaluate_teacher(spec: str | Path, model: str = "teacher", split: str = "tes
 
     Returns WER, CER, counts and the teacher's seconds per utterance (cached transcripts cost nothing)."""
     from compressor.core.errors import UserError
+    from compressor.data.cache import default_cache_dir
     from compressor.plugins import get_registry
-    from compressor.run.components import cache_dir
     from compressor.spec import load_spec
 
     loaded = load_spec(spec, overrides or [])
@@ -286,7 +286,7 @@ def evaluate_teacher(spec: str | Path, model: str = "teacher", split: str = "tes
     if model not in models:
         raise UserError(f"{spec}: no model '{model}' (models: {', '.join(models)})")
     registry = get_registry()
-    data = registry.get("dataset", loaded.spec.data.name).factory(loaded.data_args, cache_dir=cache_dir(),
+    data = registry.get("dataset", loaded.spec.data.name).factory(loaded.data_args, cache_dir=default_cache_dir(),
                                                                     seed=loaded.spec.seed)
     if split not in data.datasets:
         raise UserError(f"{spec}: the data has no split '{split}' (splits: {', '.join(data.datasets)})")
@@ -298,7 +298,7 @@ def evaluate_teacher(spec: str | Path, model: str = "teacher", split: str = "tes
     teacher = entry.factory(loaded.model_args[model], info=data.info)
     if not is_transcriber(teacher):
         raise UserError(f"{spec}: model '{model}' ({models[model].name}) cannot transcribe audio")
-    store = TranscriptStore(store_dir or cache_dir() / "teacher_transcripts", teacher.fingerprint())
+    store = TranscriptStore(store_dir or default_cache_dir() / "teacher_transcripts", teacher.fingerprint())
     hyps, stats = transcribe_utterances(teacher, utts, store)
     result = score(hyps, [u.text for u in utts], str(data.info.get("language", "en")))
     return {"model": model, "family": models[model].name, "split": split, **result, **stats.as_dict(),

@@ -11,8 +11,8 @@ import yaml
 from support import SPECS, write_spec
 
 from compressor.core.errors import SpecError
+from compressor.data.cache import default_cache_dir
 from compressor.plugins import get_registry, reset_plugins
-from compressor.run.components import cache_dir
 from compressor.run.engine import run_spec
 from compressor.spec import load_spec
 
@@ -24,7 +24,7 @@ TARGET = {"name": "shifted", "condition": "domain", **TINY, "train_size": 24}
 def build(args: dict):
     registry = get_registry()
     parsed = registry.parse_args("dataset", "mix", args, ("data",))
-    return registry.get("dataset", "mix").factory(parsed, cache_dir=cache_dir(), seed=0)
+    return registry.get("dataset", "mix").factory(parsed, cache_dir=default_cache_dir(), seed=0)
 
 
 def test_mix_draws_each_dataset_in_its_ratio_with_one_tokenizer() -> None:

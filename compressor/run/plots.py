@@ -44,7 +44,7 @@ def collect(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Points]]
     for rec in records:
         if "stage_index" not in rec or rec.get("type") == "final":
             continue
-        x = offsets.get(rec["stage_index"], 0) + int(rec.get("step", 0))
+        x = offsets.get(str(rec.get("stage", rec["stage_index"])), 0) + int(rec.get("step", 0))
         for key, value in rec.items():
             if key in _SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
@@ -227,16 +227,17 @@ def write_overview(series: dict[str, dict[str, Points]], spans: list[tuple[str, 
     return path
 
 
-def stage_offsets(records: list[dict[str, Any]]) -> tuple[dict[int, int], list[tuple[str, int, int]]]:
-    last: dict[int, int] = {}
-    names: dict[int, str] = {}
+def stage_offsets(records: list[dict[str, Any]]) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
+    """Each stage's first step on the run's x axis, by stage name in the order the stages ran (the stages of the
+    student trained alone reuse their indices, so the name places them), and the spans ``(name, x0, x1)``."""
+    last: dict[str, int] = {}
     for rec in records:
         if "stage_index" in rec:
-            last[rec["stage_index"]] = max(last.get(rec["stage_index"], 0), int(rec.get("step", 0)))
-            names.setdefault(rec["stage_index"], str(rec.get("stage", rec["stage_index"])))
+            name = str(rec.get("stage", rec["stage_index"]))
+            last[name] = max(last.get(name, 0), int(rec.get("step", 0)))
     offsets, spans, total = {}, [], 0
-    for idx in sorted(last):
-        offsets[idx] = total
-        spans.append((names[idx], total, total + last[idx]))
-        total += last[idx]
+    for name, steps in last.items():
+        offsets[name] = total
+        spans.append((name, total, total + steps))
+        total += steps
     return offsets, spans

@@ -125,3 +125,14 @@ def test_schedule_or_number_arguments_read_as_such() -> None:
 
     entry = get_registry().get("strategy", "logit_kd")
     assert entry.args.model_validate({"weight": 0.5}).weight.name == "constant"  # a number is a constant
+
+
+def test_stages_that_reuse_an_index_are_placed_after_the_others() -> None:
+    """The student trained alone runs its stages with indices 0, 1 again: the plots place them by name, after."""
+    from compressor.run.plots import stage_offsets
+
+    records = [{"stage": s, "stage_index": i, "step": n} for s, i, n in
+               (("teacher", 0, 100), ("lcmr", 1, 60), ("lcmr_alone", 0, 60))]
+    offsets, spans = stage_offsets(records)
+    assert offsets == {"teacher": 0, "lcmr": 100, "lcmr_alone": 160}
+    assert spans[-1] == ("lcmr_alone", 160, 220)

@@ -24,6 +24,13 @@ from compressor.corpora.voices import voice_sets
 
 VERSION = 2  # bump when the synthesis recipe changes (2: held-out voice variants, test_seen, large setting)
 SPLITS = ("train", "valid", "test", "test_seen")
+#: The large setting's own recipe version (2: every English accent and wide prosody in training; evaluation
+#: sentences kept out of the first TRAIN_RESERVE training sentences, whatever train_size is).
+LARGE_VERSION = 2
+#: In the large setting, evaluation sentences avoid the first this many sentences of the training stream, so a
+#: corpus with a smaller train_size has the same evaluation splits as a larger one, and a model trained on the
+#: larger one (a shipped teacher) never saw an evaluation sentence of the smaller one.
+TRAIN_RESERVE = 40000
 
 #: Recording conditions of the large setting, baked into the audio of every split with the data layer's
 #: augmentation: (name, probability, augmentation arguments).
@@ -64,6 +71,7 @@ class CorpusSettings:
         blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
         if self.setting == "large":
             blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
+            blob["large"] = LARGE_VERSION
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def dirname(self) -> str:
@@ -83,7 +91,7 @@ class CorpusSettings:
 def split_speakers(s: CorpusSettings) -> dict[str, list[Voice]]:
     """Training, validation and test speakers, drawn by the seed from voice sets whose variants do not
     overlap (:mod:`compressor.corpora.voices`); ``test_seen`` reuses the training speakers."""
-    sets = voice_sets(s.kind, s.language, s.condition)
+    sets = voice_sets(s.kind, s.language, s.condition, s.setting)
     n_train = max(1, s.num_speakers - s.valid_speakers - s.test_speakers)
     wanted = {"train": n_train, "valid": s.valid_speakers, "test": s.test_speakers}
     out: dict[str, list[Voice]] = {}
@@ -110,6 +118,20 @@ def _sentence(s: CorpusSettings, rng: random.Random) -> dict[str, Any]:
         return {"text": text, "intent": grammars.intent_name(intent), "action": intent[0], "object": intent[1],
                 "location": intent[2], "slots": {k: intent[i] for i, k in enumerate(values)}}
     return {"text": _grammar(s).sample(rng)}
+
+
+def _reserved_texts(s: CorpusSettings) -> set[str]:
+    """The texts of the first :data:`TRAIN_RESERVE` items of the training stream (the same draws as
+    :func:`plan`'s, so a training split of any size up to it is a prefix of them)."""
+    rng = random.Random(f"{s.kind}:{s.language}:{s.condition}:{s.setting}:{s.seed}:train")
+    n_voices = len(split_speakers(s)["train"])
+    texts: set[str] = set()
+    for _ in range(max(TRAIN_RESERVE, s.train_size)):
+        texts.add(_sentence(s, rng)["text"])
+        rng.randrange(n_voices)
+        rng.randrange(2**31)
+        rng.random()
+    return texts
 
 
 def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
@@ -153,6 +175,8 @@ def plan(s: CorpusSettings) -> dict[str, list[dict[str, Any]]]:
             items.append(item)
         if split == "train":
             train_texts = {it["text"] for it in items}
+            if s.setting == "large":
+                train_texts |= _reserved_texts(s)
             train_pairs = {(it["text"], it["speaker"]) for it in items}
         out[split] = items
     return out

@@ -67,7 +67,7 @@ class CommandsArgs(SyntheticArgs):
 
 #: Defaults of the large read-speech setting (any of them may still be set explicitly).
 LARGE_DEFAULTS = {"train_size": 8000, "valid_size": 400, "test_size": 500, "test_seen_size": 500,
-                  "num_speakers": 120, "valid_speakers": 12, "test_speakers": 16}
+                  "num_speakers": 300, "valid_speakers": 12, "test_speakers": 16}
 
 
 class ReadSpeechArgs(SyntheticArgs):

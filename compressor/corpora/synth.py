@@ -46,7 +46,8 @@ class Voice:
 
     @property
     def speaker_id(self) -> str:
-        return f"{self.name}_{self.variant or 'default'}_r{self.rate}_p{self.pitch}"
+        tail = f"_g{self.pitch_range}" if self.pitch_range != 50 else ""
+        return f"{self.name}_{self.variant or 'default'}_r{self.rate}_p{self.pitch}{tail}"
 
 
 class Espeak:

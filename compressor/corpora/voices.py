@@ -57,6 +57,13 @@ ODD_VALID: tuple[str, ...] = ("whisper", "grandpa", "grandma")
 ODD_TEST: tuple[str, ...] = ("whisperf", "robosoft", "robosoft2", "robosoft3")
 
 TRAIN_RATES = (130, 150, 175, 200, 225)
+#: The large read-speech setting spreads its training speakers wider: every English accent espeak-ng has, with
+#: the training variants, rates, pitches and pitch ranges over most of the synthesiser's span.
+WIDE_RATES = (110, 130, 150, 170, 190, 210, 235, 260)
+WIDE_PITCHES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+WIDE_RANGES = (10, 30, 50, 70, 90)
+EN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-us-nyc", "en-gb-x-gbclan",
+              "en-gb-x-gbcwmd")
 TRAIN_PITCHES = (30, 40, 50, 60, 70)
 EVAL_RATES = (150, 175, 200)
 EVAL_PITCHES = (35, 50, 65)
@@ -81,13 +88,15 @@ class VoiceSet:
     variants: tuple[str, ...]
     rates: tuple[int, ...]
     pitches: tuple[int, ...]
+    ranges: tuple[int, ...] = ()  # pitch ranges; empty: espeak's default (50), drawing no random number
 
     def size(self) -> int:
-        return len(self.names) * len(self.variants) * len(self.rates) * len(self.pitches)
+        return len(self.names) * len(self.variants) * len(self.rates) * len(self.pitches) * max(1, len(self.ranges))
 
     def draw(self, n: int, rng: random.Random) -> list[Voice]:
         """``n`` distinct speakers spread evenly over voices and variants (variant ``i % k`` for speaker
-        ``i`` after a seeded shuffle), each with a random rate and pitch."""
+        ``i`` after a seeded shuffle), each with a random rate and pitch (and pitch range, when the set has
+        ranges)."""
         combos = [(name, v) for v in self.variants for name in self.names]
         rng.shuffle(combos)
         seen: set[str] = set()
@@ -96,6 +105,8 @@ class VoiceSet:
             name, variant = combos[i % len(combos)]
             for _ in range(100):
                 voice = Voice(name, variant, rate=rng.choice(self.rates), pitch=rng.choice(self.pitches))
+                if self.ranges:
+                    voice = Voice(name, variant, voice.rate, voice.pitch, pitch_range=rng.choice(self.ranges))
                 if voice.speaker_id not in seen:
                     break
             seen.add(voice.speaker_id)
@@ -103,10 +114,18 @@ class VoiceSet:
         return out
 
 
-def voice_sets(kind: str, language: str = "en", condition: str = "clean") -> dict[str, VoiceSet]:
-    """Training / validation / test voice sets of a corpus kind (``commands``, ``read_speech``, ``shifted``)."""
+def voice_sets(kind: str, language: str = "en", condition: str = "clean", setting: str = "small"
+               ) -> dict[str, VoiceSet]:
+    """Training / validation / test voice sets of a corpus kind (``commands``, ``read_speech``, ``shifted``).
+
+    English read speech in the ``large`` setting trains on every English accent with wide rates, pitches and
+    pitch ranges; its validation and test speakers are the same held-out variants as elsewhere."""
     names: tuple[str, ...] = (ESPEAK_VOICE[language],)
     train, valid, test = TRAIN_VARIANTS, VALID_VARIANTS, TEST_VARIANTS
+    if kind == "read_speech" and setting == "large" and language == "en":
+        return {"train": VoiceSet(EN_ACCENTS, train, WIDE_RATES, WIDE_PITCHES, WIDE_RANGES),
+                "valid": VoiceSet(names, valid, EVAL_RATES, EVAL_PITCHES),
+                "test": VoiceSet(names, test, EVAL_RATES, EVAL_PITCHES)}
     if kind == "shifted" and condition == "accent":
         names = ACCENTS
     elif kind == "shifted" and condition == "variant":

@@ -84,7 +84,8 @@ def data_problem(desc: dict[str, Any], info: dict[str, Any]) -> tuple[str, str] 
     features = desc.get("features") or {}
     if features.get("dim") is not None and info.get("feature_dim") is not None \
             and info["feature_dim"] != features["dim"]:
-        return "features", f"the model reads {features['dim']} features per frame, the data gives {info['feature_dim']}"
+        return "feature_dim", (f"the model reads {features['dim']} features per frame, the data gives "
+                               f"{info['feature_dim']}")
     if features.get("kind") is not None and info.get("frontend") is not None and info["frontend"] != features["kind"]:
         return "frontend", f"the model was trained on the '{features['kind']}' front end, the data uses " \
                            f"'{info['frontend']}'"

@@ -44,24 +44,25 @@ class PretrainedArgs(Args):
             raise ValueError("give exactly one of 'id' (a model shipped with the package) and 'path' (a folder)")
         if self.id is not None and (not self.id or "/" in self.id or "\\" in self.id or self.id.startswith(".")):
             raise ValueError(f"id '{self.id}' is not a folder name under compressor/pretrained/")
-        folder(self)  # exists, with a readable model.json: checked at validation, before any work
+        try:
+            folder(self)  # exists, with a readable model.json: checked at validation, before any work
+        except UserError as e:
+            raise ValueError(str(e)) from None
         return self
 
 
 def folder(args: PretrainedArgs) -> Path:
-    """The shipped folder ``args`` names, checked to hold a readable ``model.json`` (no weights are read)."""
+    """The shipped folder ``args`` names, checked to hold a readable ``model.json`` (no weights are read); a
+    :class:`UserError` otherwise."""
     if args.id is not None:
         path = PACKAGE_DIR / args.id
         if not path.is_dir():
             have = sorted(p.name for p in PACKAGE_DIR.iterdir() if (p / "model.json").is_file()) \
                 if PACKAGE_DIR.is_dir() else []
-            raise ValueError(f"no shipped model '{args.id}' in {PACKAGE_DIR} (shipped: {', '.join(have) or 'none'})")
+            raise UserError(f"no shipped model '{args.id}' in {PACKAGE_DIR} (shipped: {', '.join(have) or 'none'})")
     else:
         path = Path(str(args.path)).expanduser()
-    try:
-        read_shipped(path)
-    except UserError as e:
-        raise ValueError(str(e)) from None
+    read_shipped(path)
     return path
 
 

@@ -135,6 +135,9 @@ def test_lcmr_with_the_shipped_teacher_runs_and_the_run_evaluates(trained, shipp
     again = evaluate_run(run_dir, "test", ["teacher"])
     assert again["teacher"]["wer"] == results["final"]["teacher"]["test/wer"]
     assert again["teacher"]["loss"] == pytest.approx(results["final"]["teacher"]["test/loss"], rel=1e-5)
+    done = run_cli("export", str(run_dir), "--model", "teacher", "--out", str(root / "teacher_export"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any((root / "teacher_export").rglob("*.onnx"))
 
 
 def test_changed_or_missing_weights_are_refused_naming_the_file(trained, shipped, tmp_path):
@@ -194,3 +197,16 @@ def test_id_names_a_folder_shipped_with_the_package(shipped, tmp_path, monkeypat
         validate_model(pretrained.PretrainedArgs, {"id": "../tiny_tone"}, ("teacher",))
     with pytest.raises(SpecError, match="exactly one of 'id'"):
         validate_model(pretrained.PretrainedArgs, {"id": "tiny_tone", "path": str(shipped)}, ("teacher",))
+
+
+def test_package_data_carries_every_file_a_shipped_folder_holds():
+    import fnmatch
+
+    import tomllib
+    from support import REPO
+
+    from compressor.core.shipped import DESCRIPTION, TOKENIZER_FILES, WEIGHTS
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["compressor"]
+    for name in (DESCRIPTION, WEIGHTS, *TOKENIZER_FILES.values()):
+        assert any(fnmatch.fnmatch(f"pretrained/rnnt_read_speech_en/{name}", p) for p in patterns), name

@@ -50,6 +50,11 @@ def ship_run_model(run_dir: str | Path, model: str, out: str | Path, force: bool
     run_dir = Path(run_dir)
     final = run_dir / "final"
     weights = final / f"{model}.pt"
+    if not final.is_dir():
+        runs = sorted(p.parent.parent for p in run_dir.glob("*/final/COMPLETE"))
+        if runs:  # the spec's output folder, holding its runs: which one is for the user to say
+            raise UserError(f"{run_dir} holds runs, not a run: give one of them as RUN_DIR (finished: "
+                            f"{', '.join(str(r) for r in runs[-3:])})")
     if not weights.is_file():
         found = sorted(p.stem for p in final.glob("*.pt")) if final.is_dir() else []
         where = did_you_mean(model, found) if found else " (it has no final/ models: did the run finish?)"

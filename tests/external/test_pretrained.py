@@ -94,6 +94,9 @@ def test_ship_refuses_a_missing_model_and_an_existing_folder(trained, shipped, t
     assert done.returncode == 2 and "already exists" in done.stderr and "--force" in done.stderr
     done = run_cli("teacher", "ship", str(run_dir), "--model", "teacher", "--name", "a/b")
     assert done.returncode == 2 and "--name" in done.stderr
+    done = run_cli("teacher", "ship", str(run_dir.parent), "--model", "teacher", "--name", "x", "--out",
+                   str(tmp_path / "x"))
+    assert done.returncode == 2 and "holds runs, not a run" in done.stderr and str(run_dir) in done.stderr
 
 
 def test_the_shipped_model_gives_the_outputs_of_the_original(trained, shipped):

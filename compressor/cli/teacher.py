@@ -5,6 +5,10 @@
 * ``compressor teacher eval SPEC [--model teacher] [--split test] [--limit N]``: transcribe a split of the spec's
   data with one of its transcribing teachers and print WER, CER and the teacher's seconds per utterance
   (transcripts are cached by teacher and audio hash, so a second call costs only the audio reading).
+* ``compressor teacher ship RUN_DIR --model NAME --name ID [--out DIR] [--force]``: write model NAME of a finished
+  run as a shipped folder (model.safetensors + model.json + tokenizer files), by default ``./pretrained/ID``, that
+  a spec uses as ``{name: pretrained, path: DIR}``, or as ``{name: pretrained, id: ID}`` once the folder is placed
+  under the package's ``compressor/pretrained/``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,19 @@ def configure(p: argparse.ArgumentParser, threads: Any = None) -> None:
     e.add_argument("--out", default=None, metavar="FILE.json", help="also write the result as JSON")
     if threads is not None:
         threads(e)
+    s = sub.add_parser("ship", help="write a run's model as a shipped folder (safetensors + model.json)",
+                       description="Write model NAME of a finished run (final/NAME.pt and its description) as a "
+                                   "folder any spec uses as a model: model.safetensors (fp32, no pickle), "
+                                   "model.json (the description, the weights' sha256, the parameter count, how it "
+                                   "was trained) and its tokenizer files. Use it as {name: pretrained, path: DIR}, "
+                                   "or as {name: pretrained, id: ID} from the package's compressor/pretrained/ID.")
+    s.add_argument("run_dir", help="a finished run directory")
+    s.add_argument("--model", required=True, help="the run's model to ship (e.g. teacher)")
+    s.add_argument("--name", required=True, metavar="ID", help="the shipped model's id (a folder name)")
+    s.add_argument("--out", default=None, metavar="DIR",
+                   help="the folder to write (default: ./pretrained/ID; to ship it with the package, "
+                        "compressor/pretrained/ID in a checkout)")
+    s.add_argument("--force", action="store_true", help="replace an existing folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(assemble_whisper_base(Path(args.cache_dir).expanduser() if args.cache_dir else None))
         return 0
+    if args.teacher_command == "ship":
+        return _ship(args)
     from compressor.core.errors import UserError
     from compressor.core.threads import configure_threads
     from compressor.teaching.transcripts import evaluate_teacher
@@ -57,4 +76,20 @@ def run(args: argparse.Namespace) -> int:
           f"(RTF {result['real_time_factor']:.3f}), {result['cached']} from the cache")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    import re
+
+    from compressor.core.errors import UserError
+    from compressor.run.ship import ship_run_model
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        raise UserError(f"--name '{args.name}': use letters, digits, '_', '-' and '.' (it is a folder name)")
+    out = Path(args.out).expanduser() if args.out else Path("pretrained") / args.name
+    folder = ship_run_model(args.run_dir, args.model, out, force=args.force)
+    desc = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    print(f"{folder}: {desc['family']} ({desc['parameters']:,} parameters) from {args.run_dir}; use it as "
+          f"{{name: pretrained, path: {folder}}}")
     return 0

@@ -27,6 +27,9 @@ SUFFIX = ".model.json"
 FRAME_SHIFT_MS = 10.0
 #: data facts that name files: copied beside the description, the copy's name stored
 _FILE_KEYS = {"tokens_file": ".tokens.txt", "bpe_model": ".bpe.model"}
+#: a model built from files made elsewhere (a shipped model) names, in this attribute, the family, arguments and
+#: data facts it is described by: ``{"family": ..., "args": ..., "info": ...}``
+DESCRIBED_AS = "described_as"
 
 
 def description_path(weights: Path) -> Path:

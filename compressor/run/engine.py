@@ -27,7 +27,7 @@ from compressor.core.checkpoint import (
     set_rng_state,
     write_atomic,
 )
-from compressor.core.describe import write_description
+from compressor.core.describe import DESCRIBED_AS, write_description
 from compressor.core.errors import (
     SpecError,
     UserError,
@@ -301,8 +301,12 @@ def _finish(run: Run) -> None:
     for name, model in run.models.items():
         save_atomic(model.state_dict(), final_dir / f"{name}.pt")
         source = alone.get(name, name)  # a copy trained alone is described as the model it copies
-        write_description(final_dir / f"{name}.pt", spec.all_models()[source].name,
-                          run.loaded.model_args[source].model_dump(mode="json"), run.data.info, spec.task.name)
+        own = getattr(model, DESCRIBED_AS, None)  # a shipped model is described as its own family
+        if own is not None:
+            write_description(final_dir / f"{name}.pt", own["family"], own["args"], own["info"], spec.task.name)
+        else:
+            write_description(final_dir / f"{name}.pt", spec.all_models()[source].name,
+                              run.loaded.model_args[source].model_dump(mode="json"), run.data.info, spec.task.name)
     run.results["parameters"] = {n: count_parameters(m) for n, m in run.models.items()}
     export_md = ""
     if spec.export is not None and spec.export.enabled and run.loaded.export_args is not None:

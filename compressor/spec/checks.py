@@ -157,6 +157,23 @@ def check_checkpoint(loaded: LoadedSpec, registry: Registry, name: str, info: di
         raise SpecError(f"{ms.checkpoint} does not match the '{name}' model ({ms.name}): {problem}", where)
 
 
+def check_model_data(loaded: LoadedSpec, registry: Registry, info: dict[str, Any]) -> None:
+    """Refuse models whose family says the spec's data does not fit them (``check_data=fn(args, info)`` on its
+    registry entry: a shipped model trained on other units or features), at the model's key path (below it where
+    the check raises a :class:`SpecError` with a path)."""
+    for name, ms in loaded.spec.all_models().items():
+        check = registry.get("model", ms.name).extra.get("check_data")
+        if check is None:
+            continue
+        where = (name,) if name in ("teacher", "student") else ("models", name)
+        try:
+            check(loaded.model_args[name], info)
+        except SpecError as e:  # at a key of the model's own (``path`` below it)
+            raise SpecError(e.message, where + e.path) from None
+        except UserError as e:
+            raise SpecError(str(e), where) from None
+
+
 class CheckContext:
     """What a strategy's ``check`` sees: the spec, its stage, and models built on the meta device."""
 

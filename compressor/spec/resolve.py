@@ -19,6 +19,7 @@ from compressor.spec.checks import (
     check_baseline,
     check_checkpoint,
     check_dataset,
+    check_model_data,
     check_model_inputs,
     check_splits,
     check_this_machine,
@@ -147,6 +148,7 @@ def resolve(data: dict[str, Any], file: str, registry: Registry, check_machine: 
     check_splits(spec, info.get("splits") or DEFAULT_SPLITS)
     if check_machine:
         check_model_sizes(loaded, registry, info)  # before anything builds a model, even on the meta device
+    check_model_data(loaded, registry, info)
     check_init_from(loaded, registry, lambda path, overrides: load_spec(path, overrides, registry))
     check_eval_sets(loaded, registry)
     for name, ms in models.items():

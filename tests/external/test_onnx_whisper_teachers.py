@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from support.tones import LETTERS, synth, tone_data, trained_ctc, trained_rnnt
+from support.tones import LETTERS, tone_data, trained_ctc, trained_rnnt, write_tone_corpus
 
 from compressor.core.errors import UserError
 from compressor.teaching.transcripts import to_units
@@ -38,19 +38,7 @@ def test_to_units_spells_numbers_and_refuses_what_cannot_be_mapped():
 # -- a tone corpus on disk (WAV files + NeMo manifests) --------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tones")
-    g = torch.Generator().manual_seed(1)
-    for split, n in (("train", 16), ("valid", 4), ("test", 4)):
-        lines = []
-        for i in range(n):
-            k = int(torch.randint(2, 4, (1,), generator=g))
-            ids = torch.randint(0, len(LETTERS), (k,), generator=g).tolist()
-            wave = synth(ids, g)
-            sf.write(root / f"{split}_{i}.wav", wave.numpy(), 16000)
-            lines.append(json.dumps({"audio_filepath": f"{split}_{i}.wav", "duration": wave.numel() / 16000,
-                                     "text": "".join(LETTERS[j] for j in ids)}))
-        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
+    return write_tone_corpus(tmp_path_factory.mktemp("tones"))
 
 
 def _export(family: str, out: Path) -> tuple[torch.nn.Module, Path]:

@@ -58,6 +58,27 @@ class ToneData(DataModule):
                 "text": [it["text"] for it in items], "label": torch.tensor([it["label"] for it in items])}
 
 
+def write_tone_corpus(root: Path, sizes: tuple[int, int, int] = (16, 4, 4), seed: int = 1) -> Path:
+    """The tone corpus as WAV files and NeMo manifests (``train/valid/test.jsonl``) under ``root``."""
+    import json
+
+    import soundfile as sf
+
+    root.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    for split, n in zip(("train", "valid", "test"), sizes):
+        lines = []
+        for i in range(n):
+            k = int(torch.randint(2, 4, (1,), generator=g))
+            ids = torch.randint(0, len(LETTERS), (k,), generator=g).tolist()
+            wave = synth(ids, g)
+            sf.write(root / f"{split}_{i}.wav", wave.numpy(), 16000)
+            lines.append(json.dumps({"audio_filepath": f"{split}_{i}.wav", "duration": wave.numel() / 16000,
+                                     "text": "".join(LETTERS[j] for j in ids)}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def tone_data(frontend: str = "nemo", sizes: tuple[int, int, int] = (64, 16, 16), seed: int = 0,
               normalize: str = "none") -> ToneData:
     g = torch.Generator().manual_seed(seed)

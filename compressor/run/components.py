@@ -38,9 +38,19 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda", local)
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast speeds training up."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_precision(choice: str, device: torch.device) -> str:
+    """The precision a run computes in: ``auto`` is bf16 (else fp16) on a GPU and fp32 on a CPU; ``bf16`` on a CPU
+    is honoured where the CPU computes bf16 natively (else fp32: emulated bf16 is slower than fp32)."""
     if device.type != "cuda":
-        return "fp32"
+        return "bf16" if choice == "bf16" and cpu_bf16_supported() else "fp32"
     if choice == "auto":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return choice
@@ -152,6 +162,8 @@ class Run:
         if self.device.type == "cuda" and self.precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cpu" and self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
 

@@ -38,6 +38,8 @@ def rnnt_lattice_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], b
     ``auto`` (torch on a CPU without a gradient clamp, torchaudio otherwise).
     """
     logits = outputs["logits"]
+    if logits.dtype == torch.bfloat16 and logits.device.type == "cpu":
+        logits = logits.float()  # bf16 autocast on a CPU: the lattice's log-probabilities need fp32
     if impl == "auto":
         impl = "torch" if logits.device.type == "cpu" and clamp < 0 else "torchaudio"
     if impl == "torch":

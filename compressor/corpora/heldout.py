@@ -22,12 +22,11 @@ import soundfile as sf
 import torch
 from pydantic import Field, field_validator
 
-from compressor.core.progress import Progress
 from compressor.core.registry import Args
-from compressor.corpora.build import SAMPLE_RATE, _recording, build_corpus
+from compressor.corpora.build import CHUNK, SAMPLE_RATE, _pool_map, _recording, build_corpus
 from compressor.corpora.corpus import CorpusSettings, plan, split_speakers
 from compressor.corpora.datasets import ReadSpeechArgs, lhotse_cuts
-from compressor.corpora.other_synths import SYNTHESIZERS, OtherSynth, require
+from compressor.corpora.other_synths import SYNTHESIZERS, OtherSynth, OtherVoice, require
 from compressor.data.audio import resample
 from compressor.data.datasets import cache_path
 from compressor.data.formats import read_nemo_manifest
@@ -74,6 +73,7 @@ class HeldoutArgs(SpeechArgs):
     recording: Literal["base", "clean"] = Field(
         default="base", description="base: each utterance recorded as the base utterance it repeats (the large "
         "setting's noise and reverberation) | clean: no recording condition")
+    workers: int = Field(default=2, ge=1, description="synthesis processes (does not change the audio)")
 
     @field_validator("synthesizers")
     @classmethod
@@ -104,35 +104,53 @@ def base_settings(s: CorpusSettings) -> CorpusSettings:
     return replace(s, kind="read_speech", extra={})
 
 
+def _speak_chunk(job: tuple[str, list[tuple[dict[str, Any], str, int, str, str | None]]]) -> list[float]:
+    """Speak one chunk in a fresh process and write it as 16 kHz FLAC; durations in s. Pico carries state
+    from one utterance to the next, so fixed chunks in fresh processes keep the audio identical for identical
+    settings, whatever the number of workers (as espeak-ng's corpora do)."""
+    torch.set_num_threads(1)  # forked child: never start a thread pool
+    folder, items = job
+    synth = OtherSynth()
+    durations = []
+    for voice, text, seed, uid, condition in items:
+        audio, rate = synth.synthesize(text, OtherVoice(**voice), seed)
+        wave = resample(torch.from_numpy(audio), rate, SAMPLE_RATE).clamp_(-1.0, 1.0).numpy()
+        wave = _recording(wave, condition, seed)
+        sf.write(str(Path(folder) / f"{uid}.flac"), wave, SAMPLE_RATE, subtype="PCM_16")
+        durations.append(len(wave) / SAMPLE_RATE)
+    return durations
+
+
 def _fill(s: CorpusSettings, tmp: Path, workers: int) -> int:
     """Speak the base corpus's test sentences with every synthesiser into ``tmp`` (``build_corpus``'s fill)."""
-    del workers  # each synthesiser runs in this process: one thread, the audio independent of the machine
     items = plan(base_settings(s))["test"][: s.extra["sentences"]]
     names = list(s.extra["synthesizers"])
-    synth = OtherSynth()
     rows: dict[str, list[dict[str, Any]]] = {}
-    with Progress(f"synthesising held-out corpus {s.dirname()}", total=len(items) * len(names), unit="utt") as p:
-        for name in names:
-            voices = SYNTHESIZERS[name].voices[: s.extra["voices"]]
-            rows[name] = []
-            for i, item in enumerate(items):
-                voice = voices[i % len(voices)]
-                audio, rate = synth.synthesize(item["text"], voice, item["synth_seed"])
-                wave = resample(torch.from_numpy(audio), rate, SAMPLE_RATE).clamp_(-1.0, 1.0).numpy()
-                condition = item.get("condition") if s.extra["recording"] == "base" else None
-                wave = _recording(wave, condition, item["synth_seed"])
-                uid = f"{name}-{i:06d}"
-                sf.write(str(tmp / "audio" / f"{uid}.flac"), wave, SAMPLE_RATE, subtype="PCM_16")
-                rows[name].append({"audio_filepath": f"audio/{uid}.flac", "duration": round(len(wave) / SAMPLE_RATE, 3),
-                                   "text": item["text"], "id": uid, "speaker": voice.speaker_id,
-                                   "synthesizer": name, "base_id": item["id"], "condition": condition or "clean"})
-                p.update()
-    for split, entries in [("test", [r for name in names for r in rows[name]]),
-                           *[(f"test_{name}", rows[name]) for name in names]]:
+    for name in names:
+        voices = SYNTHESIZERS[name].voices[: s.extra["voices"]]
+        rows[name] = []
+        for i, item in enumerate(items):
+            voice = voices[i % len(voices)]
+            condition = item.get("condition") if s.extra["recording"] == "base" else None
+            rows[name].append({"text": item["text"], "id": f"{name}-{i:06d}", "speaker": voice.speaker_id,
+                               "synthesizer": name, "base_id": item["id"], "condition": condition or "clean",
+                               "voice": asdict(voice), "seed": item["synth_seed"], "recorded": condition})
+    everything = [r for name in names for r in rows[name]]
+    jobs = [(str(tmp / "audio"), [(r["voice"], r["text"], r["seed"], r["id"], r["recorded"])
+                                  for r in rows[name][i:i + CHUNK]])
+            for name in names for i in range(0, len(rows[name]), CHUNK)]
+    durations = iter(d for chunk in _pool_map(_speak_chunk, jobs, workers, f"synthesising held-out corpus "
+                                              f"{s.dirname()}") for d in chunk)
+    for r in everything:  # the jobs hold the rows in this order
+        r["duration"] = round(next(durations), 3)
+    keep = ("audio_filepath", "duration", "text", "id", "speaker", "synthesizer", "base_id", "condition")
+    for split, entries in [("test", everything), *[(f"test_{name}", rows[name]) for name in names]]:
         with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+            for r in entries:
+                row = {**r, "audio_filepath": f"audio/{r['id']}.flac"}
+                f.write(json.dumps({k: row[k] for k in keep}, ensure_ascii=False) + "\n")
     (tmp / "settings.json").write_text(json.dumps(asdict(s), indent=1), encoding="utf-8")
-    return sum(len(r) for r in rows.values())
+    return len(everything)
 
 
 def splits_of(args: HeldoutArgs) -> list[str]:
@@ -143,7 +161,7 @@ def build_heldout_speech(args: HeldoutArgs, *, cache_dir: Path | None = None, se
     """The held-out corpus as evaluation splits (``test``, ``test_<synthesizer>``); no training split."""
     settings = heldout_settings(args)
     cache = cache_path(cache_dir)
-    root = build_corpus(settings, cache, fill=_fill)
+    root = build_corpus(settings, cache, workers=args.workers, fill=_fill)
     splits: dict[str, list[Utterance]] = {}
     skips: list[dict[str, Any]] = []
     for split in splits_of(args):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import soundfile as sf
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compressor.core.registry import Args
 from compressor.corpora.build import CHUNK, SAMPLE_RATE, _pool_map, _recording, build_corpus
@@ -84,6 +84,13 @@ class HeldoutArgs(SpeechArgs):
         if len(set(names)) != len(names):
             raise ValueError("a synthesizer is named twice")
         return names
+
+    @model_validator(mode="after")
+    def _no_training_options(self) -> HeldoutArgs:
+        given = [k for k in ("unlabelled", "subset", "hide_labels") if getattr(self, k) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: heldout_speech is an evaluation set, it has no training split")
+        return self
 
 
 def heldout_settings(args: HeldoutArgs) -> CorpusSettings:

@@ -91,6 +91,7 @@ def test_a_missing_synthesizer_package_names_the_extra(tmp_path: Path, monkeypat
     ({"synthesizers": ["festival"]}, "unknown synthesizer.*festival.*available: pico, hibari"),
     ({"synthesizers": ["pico", "pico"]}, "named twice"),
     ({"base": {"language": "de"}}, "base.language"),
+    ({"subset": {"size": 2}}, "subset: heldout_speech is an evaluation set"),
     ({"base": {"num_speakers": 200, "test_speakers": 100}}, "asks for 100 test speakers"),
 ])
 def test_bad_heldout_sets_are_refused_before_any_work(tmp_path: Path, data: dict, message: str) -> None:

@@ -16,6 +16,7 @@ synthesiser at one speaking rate (and, for Pico, one pitch).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -68,6 +69,23 @@ SYNTHESIZERS: dict[str, SynthInfo] = {
 
 #: Pico's output level at volume 1 clips about 1% of the samples; half of it peaks near 0.6.
 _PICO_VOLUME = 0.5
+#: glibc's mallopt parameter and the allocation size from which memory always comes from the kernel, zeroed
+_M_MMAP_THRESHOLD = -3
+_MMAP_FROM = 128 * 1024
+
+
+def _zeroed_large_allocations() -> bool:
+    """Make every large allocation of this process fresh zeroed memory (glibc; False elsewhere).
+
+    py-nanotts allocates Pico's working memory with ``malloc`` on every call and Pico reads some of it before
+    writing it. glibc raises its mmap threshold after the first such block is freed, so later blocks come
+    from the heap holding the previous utterance's data, and the audio would depend on what was spoken
+    before. A fixed threshold keeps every block mmapped, hence zeroed: the same text gives the same audio."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM))
+    except (OSError, AttributeError):
+        return False
 
 
 def synth_info(name: str) -> SynthInfo:
@@ -94,7 +112,10 @@ def require(names: list[str], where: str = "synthesizers") -> dict[str, str]:
 
 
 class OtherSynth:
-    """Speaks text with the synthesisers above; each engine is loaded on first use (one per process)."""
+    """Speaks text with the synthesisers above; each engine is loaded on first use (one per process).
+
+    Loading Pico fixes this process's malloc mmap threshold (see :func:`_zeroed_large_allocations`): use it in
+    a worker process, as the held-out corpus does."""
 
     def __init__(self) -> None:
         self._engines: dict[str, Any] = {}
@@ -104,6 +125,7 @@ class OtherSynth:
             require([name])
             if name == "pico":
                 from py_nanotts import NanoTTS
+                _zeroed_large_allocations()
                 self._engines[name] = NanoTTS()
             else:
                 from hibari import Hibari

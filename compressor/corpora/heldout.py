@@ -165,7 +165,9 @@ def splits_of(args: HeldoutArgs) -> list[str]:
 
 
 def build_heldout_speech(args: HeldoutArgs, *, cache_dir: Path | None = None, seed: int = 0) -> SpeechDataModule:
-    """The held-out corpus as evaluation splits (``test``, ``test_<synthesizer>``); no training split."""
+    """Evaluation only: a read_speech corpus's test sentences spoken by non-espeak synthesisers (Pico, Hibari).
+
+    Splits ``test`` (all of them) and ``test_<synthesizer>``; no training split."""
     settings = heldout_settings(args)
     cache = cache_path(cache_dir)
     root = build_corpus(settings, cache, workers=args.workers, fill=_fill)

@@ -25,6 +25,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -184,9 +185,11 @@ def clean_stale_builds(root: Path) -> list[Path]:
 
 
 def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: int = 2,
-                 log: bool = False) -> Path:
+                 log: bool = False, fill: Callable[[CorpusSettings, Path, int], int] | None = None) -> Path:
     """Build (or reuse, once verified: see :func:`verify_corpus`) the corpus; returns its directory holding
-    ``<split>.jsonl`` and ``audio/``."""
+    ``<split>.jsonl`` and ``audio/``. ``fill(settings, folder, workers)`` writes a corpus of another kind
+    into the build folder (its manifests, ``audio/`` and ``settings.json``) and returns its utterance count;
+    by default espeak-ng speaks the corpus's plan."""
     root = corpus_dir(s, cache_dir)
     if root.parent.is_dir():
         clean_stale_builds(root)
@@ -204,7 +207,7 @@ def build_corpus(s: CorpusSettings, cache_dir: Path | None = None, *, workers: i
     t0 = time.time()
     try:
         (tmp / "audio").mkdir(parents=True)
-        total = _synthesize_into(s, tmp, workers)
+        total = (fill or _synthesize_into)(s, tmp, workers)
         (tmp / "DONE").write_text(json.dumps(_marker(tmp, s, total, time.time() - t0)), encoding="utf-8")
         if root.exists() and verify_corpus(root, s) is None:  # another process finished first
             shutil.rmtree(tmp)

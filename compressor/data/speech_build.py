@@ -291,6 +291,39 @@ def build_speech_module(
     )
 
 
+def build_eval_module(
+    splits: dict[str, list[Utterance]],
+    args: SpeechArgs,
+    *,
+    language: str = "en",
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    skipped: list[dict[str, Any]] | None = None,
+    extra_info: dict[str, Any] | None = None,
+) -> SpeechDataModule:
+    """A module of evaluation splits only (no training split): transcripts tokenised by characters (or the
+    teacher's units), feature statistics of all its audio. A run reading it as a named evaluation set
+    tokenises its transcripts again with the run's tokenizer; models keep their own training statistics."""
+    skipped = list(skipped or [])
+    adopted = teacher_tokenizer(args)
+    kept, feats_by_split = _usable(splits, args, language, cache_dir, skipped, adopted)
+    if not any(kept.values()):
+        raise UserError("the evaluation splits have no usable utterances"
+                        + (f" ({len(skipped)} skipped: first {skipped[0]['message']})" if skipped else ""))
+    tokenizer: Tokenizer = adopted or CharTokenizer(language)
+    mean, std = feature_stats(f for store in feats_by_split.values() for f in store)
+    datasets = {split: _speech_split(utts, feats_by_split[split], tokenizer, None, args, seed, split)
+                for split, utts in kept.items()}
+    info = _static_info(args, language)
+    info.update({"tokens": list(tokenizer.tokens), "vocab_size": tokenizer.vocab_size,
+                 "blank_id": tokenizer.blank_id, "tokenizer": tokenizer.kind, "feature_mean": mean,
+                 "feature_std": std, "num_utterances": {s: len(u) for s, u in kept.items()},
+                 "num_skipped": len(skipped)})
+    info.update(extra_info or {})
+    return SpeechDataModule(datasets, info, num_buckets=args.num_buckets, sampler=args.sampler,
+                            max_frames=args.max_frames, skipped=skipped, tokenizer=tokenizer)
+
+
 def label_values_of(utts: list[Utterance]) -> dict[str, list[str]]:
     """The values of every label key the utterances carry (sorted): the class label first, then the slots in the
     order the reader gave them."""

@@ -120,8 +120,9 @@ def check_baseline(spec: Spec) -> None:
         raise SpecError(f"the copy trained alone is named '{alone}', which is already a model of the spec", where)
 
 
-def check_dataset(registry: Registry, name: str, args: BaseModel) -> None:
-    """A dataset may register ``check=fn(args)`` for what its schema cannot see (disk, memory, speakers)."""
+def check_dataset(registry: Registry, name: str, args: BaseModel, where: tuple[str | int, ...] = ("data",)) -> None:
+    """A dataset may register ``check=fn(args)`` for what its schema cannot see (disk, memory, speakers,
+    packages); ``where`` is the key path of the dataset's arguments in the spec."""
     entry = registry.get("dataset", name)
     check = entry.extra.get("check")
     if check is None:
@@ -129,9 +130,9 @@ def check_dataset(registry: Registry, name: str, args: BaseModel) -> None:
     try:
         check(args)
     except SpecError as e:
-        raise SpecError(e.message, ("data", *e.path)) from None
+        raise SpecError(e.message, (*where, *e.path)) from None
     except UserError as e:
-        raise SpecError(str(e), ("data",)) from None
+        raise SpecError(str(e), where) from None
     except (Exception, SystemExit) as e:
         raise PluginError(name, "check", e, action="failed in check()", package=entry.package,
                           subject=f"dataset '{name}'") from e

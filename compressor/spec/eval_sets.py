@@ -5,6 +5,7 @@ from __future__ import annotations
 from compressor.core.errors import SpecError
 from compressor.core.registry import Registry
 from compressor.data.compat import alphabet_clash, feature_clash
+from compressor.spec.checks import check_dataset
 from compressor.spec.resolved import LoadedSpec
 
 
@@ -18,6 +19,7 @@ def check(loaded: LoadedSpec, registry: Registry) -> None:
             continue
         where = ("evaluate", "sets", name, "data")
         args = registry.parse_args("dataset", es.data.name, es.data.args(), where)
+        check_dataset(registry, es.data.name, args, where)
         hint = registry.get("dataset", es.data.name).extra.get("info")
         info = dict(hint(args)) if hint else {}
         clash = feature_clash(run_info, info)

@@ -13,6 +13,7 @@ from compressor.corpora.build import build_corpus
 from compressor.corpora.corpus import CorpusSettings, plan, split_speakers
 from compressor.corpora.datasets import LARGE_DEFAULTS, ReadSpeechArgs
 from compressor.corpora.grammars_large import large_grammar
+from compressor.corpora.voices import EN_ACCENTS, family
 
 KINDS = [("read_speech", lang, "clean") for lang in ("en", "de", "es", "ru")] + [
     ("commands", "en", "clean"), ("shifted", "en", "accent"), ("shifted", "en", "domain"),
@@ -77,8 +78,33 @@ def test_large_plan_has_unseen_sentences_and_conditions() -> None:
     conditions = {it["condition"] for items in p.values() for it in items}
     assert conditions == {"clean", "noise", "reverb"}
     assert len({w for it in p["train"] for w in it["text"].split()}) > 4000
-    assert len({it["speaker"] for it in p["train"]}) == 120 - 12 - 16
+    n_train = LARGE_DEFAULTS["num_speakers"] - LARGE_DEFAULTS["valid_speakers"] - LARGE_DEFAULTS["test_speakers"]
+    assert len({it["speaker"] for it in p["train"]}) == n_train
     assert plan(s) == p  # a pure function of the settings
+
+
+def test_large_training_voices_spread_over_accents_and_prosody() -> None:
+    s = CorpusSettings(kind="read_speech", setting="large", **{**LARGE_DEFAULTS, "train_size": 3000})
+    p = plan(s)
+    voices = [it["voice"] for it in p["train"]]
+    assert {v["name"] for v in voices} == set(EN_ACCENTS)
+    assert len({v["pitch_range"] for v in voices}) > 3 and len({v["rate"] for v in voices}) > 5
+    # evaluation voices: held-out variants only, none of a training family
+    train_families = {family(v["variant"]) for v in voices}
+    for split in ("valid", "test"):
+        assert not {family(it["voice"]["variant"]) for it in p[split]} & train_families, split
+
+
+def test_a_smaller_training_set_shares_the_evaluation_splits() -> None:
+    """A corpus with fewer training utterances is a prefix of a larger one and has the same evaluation splits,
+    none of whose sentences the larger one trains on (a model shipped from the larger one can be evaluated)."""
+    small = plan(CorpusSettings(kind="read_speech", setting="large", **{**LARGE_DEFAULTS, "train_size": 300}))
+    large = plan(CorpusSettings(kind="read_speech", setting="large", **{**LARGE_DEFAULTS, "train_size": 3000}))
+    assert small["train"] == large["train"][:300]
+    trained = {it["text"] for it in large["train"]}
+    for split in ("valid", "test", "test_seen"):
+        assert small[split] == large[split], split
+        assert not any(it["text"] in trained for it in small[split]), split
 
 
 def test_large_corpus_is_deterministic(tmp_path: Path) -> None:

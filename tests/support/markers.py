@@ -68,6 +68,7 @@ INTEGRATION_TESTS = frozenset({
     "test_slu_two_stage.py::test_far_field_commands_are_the_clean_utterances_recorded_far",
     "test_pseudo_labels_benchmark.py::test_every_spec_validates_and_the_labelled_share_keeps_its_references",
     "test_slu_two_stage_benchmark.py::test_rows_add_one_step_each",
+    "test_data_throughput_benchmark.py::test_quick_before_after_keeps_the_other_keys",
     "test_reliability_spec.py::test_refused_before_any_work[teacher.layers=100000000]",
     "test_reliability_spec.py::test_refused_before_any_work[data.train_size=12000 ; stages[0].batch_]",
 })

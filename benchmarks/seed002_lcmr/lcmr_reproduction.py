@@ -33,7 +33,10 @@ KD and vs the student alone, the paper's claims judged on paired 95% intervals),
 number), ``lcmr_wer_curves.png`` (validation WER per step, like Fig. 3), ``lcmr_ablations.png`` (strategies and
 schedulers, like Fig. 4a/b) and ``lcmr_replacing_rate.png`` (the logged replacing rates, like Fig. 2). Runs go to
 ``--work`` (default ``runs/lcmr_reproduction``), each named with a hash of its spec: a finished run is reused
-only for exactly the same settings, so an interrupted benchmark continues where it stopped.
+only for exactly the same settings, so an interrupted benchmark continues where it stopped. A finished run of
+the headline itself (``compressor run specs/rnnt_lcmr.yaml``, under ``runs/rnnt_lcmr``) whose spec is the
+``lcmr_s2_log`` row's for a seed (the machine's settings aside: threads, device, export) is reused for that seed's
+teacher, student-alone and LCMR rows.
 
 ``--teacher DIR`` uses another shipped teacher folder (``compressor teacher ship``) in place of the headline's.
 ``--tiny`` trains a tiny teacher on a tiny corpus, ships it into ``--work`` with ``compressor teacher ship`` and
@@ -212,7 +215,7 @@ def ship_tiny_teacher(args: argparse.Namespace) -> Path:
     """Train (or reuse) the tiny teacher and ship it into ``--work/pretrained/``; the shipped folder."""
     out = args.work / "pretrained" / TINY_TEACHER
     run_dir = run_one(tiny_teacher_spec(args), args)
-    stamp = out / "shipped_from"
+    stamp = out.parent / f"{TINY_TEACHER}.shipped_from"  # the run it was shipped from
     if out.is_dir() and stamp.is_file() and stamp.read_text(encoding="utf-8") == str(run_dir):
         return out
     proc = subprocess.run([sys.executable, "-m", "compressor", "teacher", "ship", str(run_dir), "--model", "student",
@@ -236,6 +239,46 @@ def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
         print(f"  reuse {found}", flush=True)
         return found
     return run_in_subprocess(spec, args.work, args.threads or os.cpu_count() or 1)
+
+
+def comparable(spec: dict[str, Any]) -> str:
+    """What decides a run's numbers, as sorted JSON: the spec without its name, description, output folder,
+    export and the trainer's machine settings (threads, device, progress bar; its precision counts)."""
+    out = {k: v for k, v in spec.items() if k not in ("name", "description", "output_dir", "trainer", "export")}
+    out["precision"] = (spec.get("trainer") or {}).get("precision")
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def headline_run(seed: int, args: argparse.Namespace, root: Path | None = None) -> Path | None:
+    """A finished ``compressor run specs/rnnt_lcmr.yaml`` of ``seed`` (under ``root``, default the headline's
+    output folder) whose spec is the ``lcmr_s2_log`` row's but for the machine's settings (see ``comparable``):
+    it gives the teacher, student-alone and LCMR rows of that seed, so it is reused (not with ``--rerun``,
+    ``--tiny`` or ``--teacher``)."""
+    if args.tiny or args.teacher is not None or args.rerun:
+        return None
+    base = headline(args)
+    root = root or REPO / str(base.get("output_dir", "runs")) / str(base["name"])
+    want = comparable(build_spec("lcmr_s2_log", seed, args))
+    for done in sorted(root.glob("*/final/COMPLETE"), reverse=True):
+        run_dir = done.parent.parent
+        try:
+            theirs = yaml.safe_load((run_dir / "resolved_spec.yaml").read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(theirs, dict) and comparable(theirs) == want:
+            return run_dir
+    return None
+
+
+def run_row(row: str, seed: int, args: argparse.Namespace) -> Path:
+    """The run directory of a run row (see ``runs_of``) and seed: a finished headline run, a finished run of
+    the same spec, or a new run."""
+    if row == "lcmr_s2_log":
+        found = headline_run(seed, args)
+        if found is not None:
+            print(f"  reuse the headline run {found}", flush=True)
+            return found
+    return run_one(build_spec(row, seed, args), args)
 
 
 def collect(run_dir: Path, model: str) -> dict[str, Any]:
@@ -263,7 +306,8 @@ def collect(run_dir: Path, model: str) -> dict[str, Any]:
     return {"wer": float(final["test/wer"]), "cer": float(final["test/cer"]),
             "wer_seen": None if seen is None else float(seen),
             "parameters": int(params.get(model, params.get(model.removesuffix("_alone"), 0))), "curve": curve,
-            "replacing_rate": rate, "seconds": sum(float(s["seconds"]) for s in stages), "run_dir": str(run_dir)}
+            "replacing_rate": rate, "seconds": 0.0 if model == "teacher" else sum(float(s["seconds"]) for s in stages),
+            "run_dir": str(run_dir)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,8 +476,9 @@ HOW_TO_RUN = [
     "python benchmarks/seed002_lcmr/lcmr_reproduction.py --render # this page from results/*.json",
     "```", "",
     "Finished runs in `runs/lcmr_reproduction` are reused (runs are named by a hash of their spec), so an "
-    "interrupted benchmark continues; `--report-only` tabulates what has finished. `--teacher DIR` compresses "
-    "another shipped teacher folder.", ""]
+    "interrupted benchmark continues; `--report-only` tabulates what has finished. A finished headline run "
+    "(`compressor run specs/rnnt_lcmr.yaml`, seed 0, in `runs/rnnt_lcmr`) is reused for seed 0's teacher, "
+    "student-alone and LCMR rows. `--teacher DIR` compresses another shipped teacher folder.", ""]
 
 
 def earlier_verdicts(table_md: Path) -> dict[tuple[str, str], str]:
@@ -564,7 +609,9 @@ def plan(args: argparse.Namespace, rows: list[str]) -> float:
         est = per_run.get(r, (steps - ft) * sps["mr_s2"] + ft * sps["student"]) + FIXED_SECONDS_PER_RUN
         total += est * len(args.seeds)
         gives = [x for x in rows if READ_FROM.get(x, (x, ""))[0] == r]
-        print(f"  {r:22s} {est / 60:6.1f} min per seed  -> rows {', '.join(gives)}")
+        reused = [sd for sd in args.seeds if r == "lcmr_s2_log" and headline_run(sd, args) is not None]
+        print(f"  {r:22s} {est / 60:6.1f} min per seed  -> rows {', '.join(gives)}"
+              + (f"  (finished headline run reused for seed(s) {reused})" if reused else ""))
     print(f"Expected: about {total / 60:.0f} min of one idle CPU core (estimated s/step at batch 24, not measured "
           f"for these models: {SECONDS_PER_STEP}), so about {total / 60 / max(1, args.jobs):.0f} min wall with "
           f"--jobs {args.jobs} on {args.jobs} idle cores; slower when other work shares the cores, much faster on "
@@ -626,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--teacher DIR")
     order = [(r, s) for s in args.seeds for r in runs_of(rows)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
-        jobs = {(r, s): pool.submit(run_one, build_spec(r, s, args), args) for r, s in order}
+        jobs = {(r, s): pool.submit(run_row, r, s, args) for r, s in order}
         dirs = {k: f.result() for k, f in jobs.items()}
     data = {r: [collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1])
                 for s in args.seeds] for r in rows}
@@ -638,7 +685,8 @@ def reportfinished(args: argparse.Namespace, rows: list[str]) -> int:
     dirs: dict[tuple[str, int], Path] = {}
     for s in args.seeds:
         for r in runs_of(rows):
-            found = finished(args.work, hashed(build_spec(r, s, args))["name"])
+            found = (headline_run(s, args) if r == "lcmr_s2_log" else None) \
+                or finished(args.work, hashed(build_spec(r, s, args))["name"])
             if found is not None:
                 dirs[(r, s)] = found
     data = {r: [collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1])

@@ -129,3 +129,21 @@ def test_results_page_renders_every_result_set_from_json() -> None:
     assert 'was "does not hold" (earlier rule: the means alone)' in page
     assert "with a teacher trained inside each seed's runs, before the shipped teacher" in page.splitlines()[2]
     assert "## How to run" in page and "lcmr_reproduction.py --plan" in page
+
+
+def test_a_finished_headline_run_is_reused_for_its_seed(tmp_path: Path) -> None:
+    bench = load_benchmark("lcmr_reproduction")
+    a = args()
+    # the headline as `compressor run` writes it (resolved_spec.yaml is the spec as run), with its own machine
+    # settings and export: the lcmr_s2_log row of seed 0 all the same
+    run_dir = tmp_path / "20261207-000000"
+    (run_dir / "final").mkdir(parents=True)
+    (run_dir / "final" / "COMPLETE").write_text("{}")
+    (run_dir / "resolved_spec.yaml").write_text(HEADLINE.read_text(encoding="utf-8"))
+    assert bench.headline_run(0, a, tmp_path) == run_dir
+    assert bench.headline_run(1, a, tmp_path) is None  # another seed
+    assert bench.headline_run(0, args("--rerun"), tmp_path) is None
+    edited = yaml.safe_load(HEADLINE.read_text(encoding="utf-8"))
+    edited["stages"][0]["steps"] = 100
+    (run_dir / "resolved_spec.yaml").write_text(yaml.safe_dump(edited))
+    assert bench.headline_run(0, a, tmp_path) is None  # not the same settings

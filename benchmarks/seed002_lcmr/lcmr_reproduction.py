@@ -321,7 +321,10 @@ SETS = {"wer": "test, unseen voices", "wer_seen": "test_seen, seen voices"}
 
 
 def seed_of(run: dict[str, Any], index: int) -> int:
-    """The seed a collected run was trained with (its run directory's ``..._seed<k>_...`` name), else its index."""
+    """The seed a collected run was trained with (recorded, else its run directory's ``..._seed<k>_...`` name,
+    else its index: result sets written before the seed was recorded)."""
+    if run.get("seed") is not None:
+        return int(run["seed"])
     m = re.search(r"_seed(\d+)_", str(run.get("run_dir", "")))
     return int(m.group(1)) if m else index
 
@@ -675,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
         jobs = {(r, s): pool.submit(run_row, r, s, args) for r, s in order}
         dirs = {k: f.result() for k, f in jobs.items()}
-    data = {r: [collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1])
+    data = {r: [dict(collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1]), seed=s)
                 for s in args.seeds] for r in rows}
     return write_results(args, data, (time.time() - t0) / 60)
 
@@ -689,7 +692,7 @@ def reportfinished(args: argparse.Namespace, rows: list[str]) -> int:
                 or finished(args.work, hashed(build_spec(r, s, args))["name"])
             if found is not None:
                 dirs[(r, s)] = found
-    data = {r: [collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1])
+    data = {r: [dict(collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1]), seed=s)
                 for s in args.seeds if (READ_FROM.get(r, (r, ""))[0], s) in dirs] for r in rows}
     # wall time: from the first run's start (its directory's timestamp) to the last run's end
     starts = [dt.datetime.strptime(d.name[:15], "%Y%m%d-%H%M%S").timestamp() for d in dirs.values()]

@@ -147,3 +147,6 @@ def test_a_finished_headline_run_is_reused_for_its_seed(tmp_path: Path) -> None:
     edited["stages"][0]["steps"] = 100
     (run_dir / "resolved_spec.yaml").write_text(yaml.safe_dump(edited))
     assert bench.headline_run(0, a, tmp_path) is None  # not the same settings
+    # a headline run's directory does not name its seed: rows pair by the seed recorded when collected
+    alone = [dict(row(0.5, 0.4), seed=2, run_dir=str(run_dir))]
+    assert bench.per_seed(alone, "wer") == {2: 0.5}

@@ -1,33 +1,46 @@
-"""Reproduce seed 002's (LCMR, Zhao et al.) Tables 2, 4, 5 and Figs. 2-4 on the synthetic read-speech corpus.
+"""Reproduce seed 002's (LCMR, Zhao et al.) Tables 2, 4, 5 and Figs. 2-4: compression from the shipped teacher.
 
     python benchmarks/seed002_lcmr/lcmr_reproduction.py --plan  # print the runs and the expected time, do nothing
-    python benchmarks/seed002_lcmr/lcmr_reproduction.py                 # the full benchmark (about 2 h on 2 CPU cores)
+    python benchmarks/seed002_lcmr/lcmr_reproduction.py         # the full benchmark (see --plan for its time)
     python benchmarks/seed002_lcmr/lcmr_reproduction.py --tiny  # a minutes-long smoke test of the whole pipeline
 
-Rows, each over ``--seeds`` (default 3 seeds), every one a ``compressor run`` of a spec derived from
-``specs/rnnt_lcmr.yaml`` (same widths, optimiser, batch size and step budget):
+Every row is derived from the headline spec ``specs/rnnt_lcmr.yaml``: its shipped pre-trained teacher (``teacher:
+{name: pretrained, id: rnnt_read_speech_en}``), its data (the large read-speech corpus, 4,000 training
+utterances, character tokens), its student, trainer, evaluation splits and its one ``lcmr`` stage (steps, batch
+size, gradient clipping, LAMB under one LR schedule, evaluation, the vtlp and spec_augment plugins). Rows, each
+over ``--seeds`` (default 0 1 2) and paired by seed:
 
-* ``teacher``: Table 1 experiment-1 teacher (4 encoder + 2 prediction LSTM layers), trained once per seed;
-  its weights are the pre-trained teacher of the KD and LCMR strategy-2 rows of that seed;
-* ``student_alone``: the student (2 + 1 layers) trained with the RNN-T loss only ("Student w/o KD");
-* ``lattice_kd``: the student with lattice KD (Panchapagesan et al.; alpha = 1e-3) from the teacher;
-* ``lcmr_s2_log``: LCMR, strategy 2 (teacher frozen), log-curriculum scheduler (Eq. 5, B = 40), then
-  fine-tuning ("Student + LCMR" of Table 2);
-* ``lcmr_s1_log``: LCMR, strategy 1 (teacher and student trained together from scratch; Table 4);
-* ``lcmr_s2_constant`` (p = 0.75, then fine-tuning at p = 1), ``lcmr_s2_linear``, ``lcmr_s2_exponential``: the
-  other replacement schedulers of Table 5.
+* ``teacher``: the shipped teacher itself, not trained: evaluated (frozen) in each seed's ``lcmr_s2_log`` run;
+  the corpus does not depend on the run's seed, so this row is the same for every seed;
+* ``student_alone``: the student trained alone for the same steps, data, optimizer and schedule, with the
+  stage's plugins that need no teacher (vtlp, spec_augment): the headline's ``baseline: {student_alone: true}``,
+  trained inside each seed's ``lcmr_s2_log`` run from the same initial weights ("Student w/o KD");
+* ``lattice_kd``: the student with lattice KD (Panchapagesan et al.; ``--kd-alpha``) from the frozen shipped
+  teacher, the same stage with ``lattice_kd`` in place of ``module_replacing`` (vtlp, spec_augment kept);
+* ``lcmr_s2_log``: exactly the headline's ``lcmr`` stage: strategy 2 (the shipped teacher frozen), the log
+  curriculum (Eq. 5), in-stage fine-tuning of the student alone for the stage's last ``finetune`` fraction
+  ("Student + LCMR" of Table 2);
+* ``lcmr_s1_log``: strategy 1 (Table 4): the teacher trained together with the student from scratch, ``train:
+  [teacher, student]``; the teacher is the shipped one's architecture (``rnnt_lstm`` with the arguments its
+  ``model.json`` records) at a random initialisation;
+* ``lcmr_s2_constant`` (p = 0.75, then the in-stage fine-tuning), ``lcmr_s2_linear``, ``lcmr_s2_exponential``:
+  the other replacement schedulers of Table 5; those that reach p = 1 reach it at the step the headline's log
+  curriculum does.
 
-Every student row trains ``--mr-steps + --ft-steps`` optimizer steps (KD and student-alone in one stage). With
-``--recipe paper`` (the default) every row uses seed 002's optimiser (LAMB, 5e-4, weight decay 1e-3; linear
-warm-up over the first 1%, exponential decay to 1e-5 from 20%) under one schedule, and LCMR is one stage whose
-last ``--ft-steps`` fine-tune the student alone (``module_replacing``'s ``finetune``); ``--recipe spec`` keeps
-the headline spec's optimiser and its separate fine-tuning stage.
-Writes into ``--out`` (default ``benchmarks/results``): ``lcmr_table.md`` (WER mean ± std over seeds,
-parameter counts, relative WER change vs lattice KD and vs the student alone, the paper's claims checked),
-``lcmr_results.json`` (every number), ``lcmr_wer_curves.png`` (validation WER per step, like Fig. 3),
-``lcmr_ablations.png`` (strategies and schedulers, like Fig. 4a/b) and ``lcmr_replacing_rate.png`` (the
-logged replacing rates, like Fig. 2). Runs go to ``--work`` (default ``runs/lcmr_reproduction``); finished
-runs are reused, so an interrupted benchmark continues where it stopped.
+Writes into ``--out`` (default ``benchmarks/seed002_lcmr/results``, file names prefixed ``--prefix``):
+``lcmr_table.md`` (WER mean ± std over seeds on each test split, parameter counts, relative WER change vs lattice
+KD and vs the student alone, the paper's claims judged on paired 95% intervals), ``lcmr_results.json`` (every
+number), ``lcmr_wer_curves.png`` (validation WER per step, like Fig. 3), ``lcmr_ablations.png`` (strategies and
+schedulers, like Fig. 4a/b) and ``lcmr_replacing_rate.png`` (the logged replacing rates, like Fig. 2). Runs go to
+``--work`` (default ``runs/lcmr_reproduction``), each named with a hash of its spec: a finished run is reused
+only for exactly the same settings, so an interrupted benchmark continues where it stopped. A finished run of
+the headline itself (``compressor run specs/rnnt_lcmr.yaml``, under ``runs/rnnt_lcmr``) whose spec is the
+``lcmr_s2_log`` row's for a seed (the machine's settings aside: threads, device, export) is reused for that seed's
+teacher, student-alone and LCMR rows.
+
+``--teacher DIR`` uses another shipped teacher folder (``compressor teacher ship``) in place of the headline's.
+``--tiny`` trains a tiny teacher on a tiny corpus, ships it into ``--work`` with ``compressor teacher ship`` and
+runs every row from it for a few steps: the pipeline exercised in minutes, without the real teacher.
 """
 
 from __future__ import annotations
@@ -57,6 +70,10 @@ from reuse import finished, hashed, run_in_subprocess  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BASE_SPEC = REPO / "specs" / "rnnt_lcmr.yaml"
+#: the spec that trains the shipped teacher: its model's arguments stand in for model.json's while the shipped
+#: folder does not exist yet (``--plan``, the tests)
+TEACHER_SPEC = REPO / "specs" / "rnnt_teacher.yaml"
+PACKAGE_PRETRAINED = REPO / "compressor" / "pretrained"
 
 ROWS = ("teacher", "student_alone", "lattice_kd", "lcmr_s2_log", "lcmr_s1_log", "lcmr_s2_constant",
         "lcmr_s2_linear", "lcmr_s2_exponential")
@@ -70,13 +87,13 @@ LABELS = {
     "lcmr_s2_linear": "Student + LCMR (strategy 2, linear)",
     "lcmr_s2_exponential": "Student + LCMR (strategy 2, exponential)",
 }
-# Seconds per optimizer step at batch 16, "cpu" widths, one thread per run, two runs on two idle cores
-# (measured; for the plan). The large corpus has longer sentences, so its steps cost more.
-SECONDS_PER_STEP = {
-    "small": {"teacher": 0.26, "student": 0.12, "kd": 0.20, "mr_s2": 0.20, "mr_s1": 0.36},
-    "large": {"teacher": 0.35, "student": 0.23, "kd": 0.35, "mr_s2": 0.30, "mr_s1": 0.45},
-}
-FIXED_SECONDS_PER_RUN = 25.0  # start-up, data loading, final test evaluation
+#: rows read from another row's run: (the run's row, the model in it)
+READ_FROM = {"teacher": ("lcmr_s2_log", "teacher"), "student_alone": ("lcmr_s2_log", "student_alone")}
+# Seconds per optimizer step at batch 24, one thread per run, two runs on two idle cores: rough estimates for
+# the headline's models (cpu widths, 6 frames stacked, bf16), not measured at this configuration.
+SECONDS_PER_STEP = {"student": 0.25, "kd": 0.40, "mr_s2": 0.35, "mr_s1": 0.55}
+FIXED_SECONDS_PER_RUN = 60.0  # start-up, data loading, the final evaluation on the test splits
+TINY_TEACHER = "tiny_teacher"
 
 
 def schedulers(mr_steps: int, stage_steps: int | None = None) -> dict[str, dict[str, Any]]:
@@ -93,106 +110,122 @@ def schedulers(mr_steps: int, stage_steps: int | None = None) -> dict[str, dict[
     }
 
 
-#: Seed 002, Sec. 4: LAMB, weight decay 1e-3; the LR ramps up to 5e-4 linearly in the first epoch (1 of 100) and
-#: decays to 1e-5 exponentially from epoch 20 to 100; one schedule over the whole training.
-PAPER_OPTIMIZER: dict[str, Any] = {"name": "lamb", "lr": 5.0e-4, "weight_decay": 1.0e-3}
-PAPER_LR_SCHEDULE: dict[str, Any] = {"name": "exponential", "warmup_fraction": 0.01, "decay_start": 0.2,
-                                     "min_lr": 1.0e-5}
-
-
-def paper_lcmr_stage(base: dict[str, Any], strategy: str, schedule: str, args: argparse.Namespace
-                     ) -> dict[str, Any]:
-    """Seed 002's LCMR as one stage under one LR schedule: module replacing for the first ``--mr-steps`` (p
-    reaching 1 at 75% of them), then the student alone for the last ``--ft-steps`` (the in-stage fine-tuning of
-    Fig. 2, epochs 75-100), LAMB at 5e-4."""
-    total = args.mr_steps + args.ft_steps
-    st = _stage(base, "lcmr", total, args)
-    plugin = {"name": "module_replacing", "teacher": "teacher", "student": "student",
-              "containers": ["encoder.layers", "predictor.layers"],
-              "replacing_rate": schedulers(args.mr_steps, total)[schedule], "finetune": args.ft_steps / total}
-    if strategy == "s1":
-        st["train"] = ["teacher", "student"]
-    else:
-        st.update(train=["student"], frozen=["teacher"])
-    st["plugins"] = [plugin]
-    return st
-
-
-def _stage(base: dict[str, Any], name: str, steps: int, args: argparse.Namespace) -> dict[str, Any]:
-    st = copy.deepcopy(base)
-    st["name"] = name
-    st["steps"] = steps
-    st["batch_size"] = args.batch_size
-    st["eval"] = {"every": max(1, args.eval_every), "max_batches": args.eval_batches}
-    st.pop("plugins", None)
-    st.pop("frozen", None)
-    if args.recipe == "paper":  # every row under seed 002's optimiser and one schedule over its training
-        st.update(optimizer=dict(PAPER_OPTIMIZER), lr_schedule=dict(PAPER_LR_SCHEDULE))
-    return st
-
-
-def build_spec(row: str, seed: int, args: argparse.Namespace, teacher_ckpt: Path | None) -> dict[str, Any]:
-    """The spec of one row and seed, derived from specs/rnnt_lcmr.yaml."""
+def headline(args: argparse.Namespace) -> dict[str, Any]:
+    """The headline spec as the benchmark reads it (``--tiny``: on a tiny corpus, tiny models, a few steps)."""
     base = yaml.safe_load(BASE_SPEC.read_text(encoding="utf-8"))
-    teacher_stage, mr_stage, ft_stage = base["stages"][0], base["stages"][1], base["stages"][-1]
+    if not args.tiny:
+        return base
+    # a small corpus (the one tests/families/test_rnnt_engine.py uses): seconds to synthesise and load
+    base["data"] = {k: v for k, v in base["data"].items() if k != "setting"}
+    base["data"].update(train_size=48, valid_size=8, test_size=8, num_speakers=6, vocab_size=32)
+    base["student"] = dict(base["student"], size="tiny")
+    (st,) = base["stages"]
+    st.update(steps=12, batch_size=4, eval={"every": 4, "max_batches": 1})
+    return base
+
+
+def lcmr_stage(base: dict[str, Any]) -> dict[str, Any]:
+    """The headline's one stage that replaces modules (a copy)."""
+    found = [st for st in base["stages"] if any(p["name"] == "module_replacing" for p in st.get("plugins", []))]
+    if len(found) != 1:
+        raise SystemExit(f"{BASE_SPEC}: expected one stage with module_replacing, found {len(found)}")
+    return copy.deepcopy(found[0])
+
+
+def teacher_ref(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """The spec's teacher: the headline's shipped teacher, or ``--teacher DIR``."""
+    return {"name": "pretrained", "path": str(args.teacher)} if args.teacher else dict(base["teacher"])
+
+
+def teacher_folder(args: argparse.Namespace, base: dict[str, Any]) -> Path:
+    """The shipped teacher's folder (it may not exist yet)."""
+    ref = teacher_ref(args, base)
+    return Path(ref["path"]) if ref.get("path") else PACKAGE_PRETRAINED / str(ref["id"])
+
+
+def scratch_teacher(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """Strategy 1's teacher: the shipped teacher's family and recorded arguments, randomly initialised. Before
+    the shipped folder exists, the model that ``specs/rnnt_teacher.yaml`` trains (the shipped teacher's recipe)."""
+    desc = teacher_folder(args, base) / "model.json"
+    if desc.is_file():
+        recorded = json.loads(desc.read_text(encoding="utf-8"))
+        return {"name": recorded["family"], **recorded["args"]}
+    return dict(yaml.safe_load(TEACHER_SPEC.read_text(encoding="utf-8"))["student"])
+
+
+def build_spec(row: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The spec of the run that gives ``row`` for ``seed`` (``teacher`` and ``student_alone`` are read from the
+    ``lcmr_s2_log`` run, see ``READ_FROM``), derived from specs/rnnt_lcmr.yaml."""
+    run_row = READ_FROM.get(row, (row, ""))[0]
+    base = headline(args)
+    stage = lcmr_stage(base)
     spec: dict[str, Any] = {
-        "name": f"{row}_seed{seed}", "seed": seed, "output_dir": str(args.work),
-        "task": dict(base["task"], **({} if args.ctc_weight is None else {"ctc_weight": args.ctc_weight})),
-        "data": base["data"],
-        "teacher": dict(base["teacher"], preset=f"exp{args.experiment}_teacher", size=args.size),
-        "student": dict(base["student"], preset=f"exp{args.experiment}_student", size=args.size),
-        "trainer": {"threads": args.threads, "device": args.device, "progress_bar": False, "log_every": 50},
-        "evaluate": {"split": "test", "extra_splits": ["test_seen"], "models": ["student"]},
+        "name": f"{run_row}_seed{seed}", "seed": seed, "output_dir": str(args.work),
+        "task": base["task"], "data": base["data"], "teacher": teacher_ref(args, base), "student": base["student"],
+        "trainer": dict(base.get("trainer", {}), threads=args.threads, device=args.device, progress_bar=False),
+        "evaluate": dict(base.get("evaluate", {}), models=["student"]),
     }
-    if args.corpus != "small":
-        spec["data"] = dict(spec["data"], setting=args.corpus)
-    if args.student_layers:
-        spec["student"].update(encoder_layers=args.student_layers[0], pred_layers=args.student_layers[1])
     if args.threads is None:
         spec["trainer"].pop("threads")
-    if args.tiny:  # a small corpus (the one tests/families/test_rnnt_engine.py uses): seconds to synthesise and load
-        spec["data"] = dict(spec["data"], train_size=48, valid_size=8, test_size=8, num_speakers=6, vocab_size=32)
-        spec["data"].pop("setting", None)
-    total = args.mr_steps + args.ft_steps
-    if row == "teacher":
-        spec["stages"] = [_stage(teacher_stage, "teacher", args.teacher_steps, args)]
-        spec["stages"][0]["train"] = ["teacher"]
-        spec["evaluate"]["models"] = ["teacher"]
+    (replacing,) = [p for p in stage["plugins"] if p["name"] == "module_replacing"]
+    own = [p for p in stage["plugins"] if p["name"] != "module_replacing"]  # vtlp, spec_augment: no teacher
+    if run_row == "lcmr_s2_log":  # the headline's stage, its evaluation (teacher too) and its student alone
+        spec["stages"] = [stage]
+        spec["evaluate"] = dict(base["evaluate"])
+        spec["baseline"] = dict(base.get("baseline") or {}, student_alone=True, model="student")
         return spec
-    if row == "student_alone":
-        spec.pop("teacher")
-        st = _stage(mr_stage, "student", total, args)
-        st["train"] = ["student"]
-        spec["stages"] = [st]
+    if run_row == "lattice_kd":
+        stage.update(name="lattice_kd", train=["student"], frozen=["teacher"],
+                     plugins=[{"name": "lattice_kd", "teacher": "teacher", "alpha": args.kd_alpha}, *own])
+        spec["stages"] = [stage]
         return spec
-    if row != "lcmr_s1_log":
-        assert teacher_ckpt is not None
-        spec["teacher"]["checkpoint"] = str(teacher_ckpt)
-    if row == "lattice_kd":
-        st = _stage(mr_stage, "lattice_kd", total, args)
-        st.update(train=["student"], frozen=["teacher"],
-                  plugins=[{"name": "lattice_kd", "teacher": "teacher", "alpha": args.kd_alpha}])
-        spec["stages"] = [st]
-        return spec
-    strategy, schedule = row.split("_")[1], row.split("_")[2]
-    if args.recipe == "paper":
-        spec["stages"] = [paper_lcmr_stage(mr_stage, strategy, schedule, args)]
-        return spec
-    mr = _stage(mr_stage, "lcmr", args.mr_steps, args)
-    plugin = {"name": "module_replacing", "teacher": "teacher", "student": "student",
-              "containers": ["encoder.layers", "predictor.layers"],
-              "replacing_rate": schedulers(args.mr_steps)[schedule]}
-    if schedule == "constant":
-        plugin["allow_partial"] = True  # p = 0.75 throughout; the fine-tuning stage runs the student alone
+    _, strategy, schedule = run_row.split("_")
+    rate = copy.deepcopy(replacing["replacing_rate"])
+    if schedule != "log":  # the other schedulers reach p = 1 where the headline's log curriculum does
+        total = int(stage["steps"])
+        reach = float(rate.get("reach_at", 0.75))
+        rate = schedulers(max(1, round(reach * total / 0.75)), total)[schedule]
+    stage["plugins"] = [dict(replacing, replacing_rate=rate), *own]
     if strategy == "s1":
-        mr["train"] = ["teacher", "student"]
+        spec["teacher"] = scratch_teacher(args, base)
+        if args.tiny:
+            spec["teacher"]["size"] = "tiny"
+        stage["train"] = ["teacher", "student"]
+        stage.pop("frozen", None)
     else:
-        mr.update(train=["student"], frozen=["teacher"])
-    mr["plugins"] = [plugin]
-    ft = _stage(ft_stage, "finetune", args.ft_steps, args)
-    ft["train"] = ["student"]
-    spec["stages"] = [mr, ft]
+        stage.update(train=["student"], frozen=["teacher"])
+    spec["stages"] = [stage]
     return spec
+
+
+def tiny_teacher_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """``--tiny``: a tiny teacher of the shipped one's shape, trained on the tiny corpus, to be shipped."""
+    base = headline(args)
+    (st,) = base["stages"]
+    model = dict(yaml.safe_load(TEACHER_SPEC.read_text(encoding="utf-8"))["student"], size="tiny")
+    return {"name": "tiny_teacher", "seed": 0, "output_dir": str(args.work), "task": base["task"],
+            "data": base["data"], "student": model,
+            "trainer": {"threads": args.threads or 1, "device": args.device, "progress_bar": False},
+            "stages": [{"name": "teacher", "train": ["student"], "steps": 24, "batch_size": st["batch_size"],
+                        "optimizer": {"name": "adamw", "lr": 3e-3}, "eval": {"every": 12, "max_batches": 1}}],
+            "evaluate": {"split": "test", "models": ["student"]}}
+
+
+def ship_tiny_teacher(args: argparse.Namespace) -> Path:
+    """Train (or reuse) the tiny teacher and ship it into ``--work/pretrained/``; the shipped folder."""
+    out = args.work / "pretrained" / TINY_TEACHER
+    run_dir = run_one(tiny_teacher_spec(args), args)
+    stamp = out.parent / f"{TINY_TEACHER}.shipped_from"  # the run it was shipped from
+    if out.is_dir() and stamp.is_file() and stamp.read_text(encoding="utf-8") == str(run_dir):
+        return out
+    proc = subprocess.run([sys.executable, "-m", "compressor", "teacher", "ship", str(run_dir), "--model", "student",
+                           "--name", TINY_TEACHER, "--out", str(out), "--force"], cwd=REPO, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"compressor teacher ship failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    stamp.write_text(str(run_dir), encoding="utf-8")
+    print(f"  shipped the tiny teacher: {out}", flush=True)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,14 +241,56 @@ def run_one(spec: dict[str, Any], args: argparse.Namespace) -> Path:
     return run_in_subprocess(spec, args.work, args.threads or os.cpu_count() or 1)
 
 
+def comparable(spec: dict[str, Any]) -> str:
+    """What decides a run's numbers, as sorted JSON: the spec without its name, description, output folder,
+    export and the trainer's machine settings (threads, device, progress bar; its precision counts)."""
+    out = {k: v for k, v in spec.items() if k not in ("name", "description", "output_dir", "trainer", "export")}
+    out["precision"] = (spec.get("trainer") or {}).get("precision")
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def headline_run(seed: int, args: argparse.Namespace, root: Path | None = None) -> Path | None:
+    """A finished ``compressor run specs/rnnt_lcmr.yaml`` of ``seed`` (under ``root``, default the headline's
+    output folder) whose spec is the ``lcmr_s2_log`` row's but for the machine's settings (see ``comparable``):
+    it gives the teacher, student-alone and LCMR rows of that seed, so it is reused (not with ``--rerun``,
+    ``--tiny`` or ``--teacher``)."""
+    if args.tiny or args.teacher is not None or args.rerun:
+        return None
+    base = headline(args)
+    root = root or REPO / str(base.get("output_dir", "runs")) / str(base["name"])
+    want = comparable(build_spec("lcmr_s2_log", seed, args))
+    for done in sorted(root.glob("*/final/COMPLETE"), reverse=True):
+        run_dir = done.parent.parent
+        try:
+            theirs = yaml.safe_load((run_dir / "resolved_spec.yaml").read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(theirs, dict) and comparable(theirs) == want:
+            return run_dir
+    return None
+
+
+def run_row(row: str, seed: int, args: argparse.Namespace) -> Path:
+    """The run directory of a run row (see ``runs_of``) and seed: a finished headline run, a finished run of
+    the same spec, or a new run."""
+    if row == "lcmr_s2_log":
+        found = headline_run(seed, args)
+        if found is not None:
+            print(f"  reuse the headline run {found}", flush=True)
+            return found
+    return run_one(build_spec(row, seed, args), args)
+
+
 def collect(run_dir: Path, model: str) -> dict[str, Any]:
-    """Final test WER/CER, parameter count, validation WER per step and replacing rates of one run."""
+    """Final test WERs, parameter count, validation WER per step and replacing rates of ``model`` in one run
+    (``student_alone``: the student trained alone in it; ``teacher``: the frozen teacher, no curve)."""
     results = json.loads((run_dir / "final" / "COMPLETE").read_text(encoding="utf-8"))
     final = results["final"][model]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    stages = results.get("alone", {}).get("stages", []) if model.endswith("_alone") else results["stages"]
     offsets: dict[str, int] = {}
     offset, curve, rate = 0, [], []
-    for stage in results["stages"]:
+    for stage in stages if model != "teacher" else []:
         offsets[stage["stage"]] = offset
         offset += int(stage["steps"])
     for rec in records:
@@ -227,10 +302,12 @@ def collect(run_dir: Path, model: str) -> dict[str, Any]:
         if "replacing_rate" in rec and rec.get("type") is None:
             rate.append((x, float(rec["replacing_rate"])))
     seen = final.get("test_seen/wer")
+    params = results["parameters"]
     return {"wer": float(final["test/wer"]), "cer": float(final["test/cer"]),
             "wer_seen": None if seen is None else float(seen),
-            "parameters": int(results["parameters"][model]), "curve": curve, "replacing_rate": rate,
-            "seconds": sum(float(s["seconds"]) for s in results["stages"]), "run_dir": str(run_dir)}
+            "parameters": int(params.get(model, params.get(model.removesuffix("_alone"), 0))), "curve": curve,
+            "replacing_rate": rate, "seconds": 0.0 if model == "teacher" else sum(float(s["seconds"]) for s in stages),
+            "run_dir": str(run_dir)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,7 +321,10 @@ SETS = {"wer": "test, unseen voices", "wer_seen": "test_seen, seen voices"}
 
 
 def seed_of(run: dict[str, Any], index: int) -> int:
-    """The seed a collected run was trained with (its run directory's ``..._seed<k>_...`` name), else its index."""
+    """The seed a collected run was trained with (recorded, else its run directory's ``..._seed<k>_...`` name,
+    else its index: result sets written before the seed was recorded)."""
+    if run.get("seed") is not None:
+        return int(run["seed"])
     m = re.search(r"_seed(\d+)_", str(run.get("run_dir", "")))
     return int(m.group(1)) if m else index
 
@@ -280,7 +360,7 @@ def claims(data: dict[str, list[dict[str, Any]]], keys: list[str]) -> list[stats
 def write_table(out: Path, data: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
                 machine: dict[str, Any], prefix: str = "lcmr") -> str:
     """The markdown table: a gap row first, then every row on both test sets, then the claims judged."""
-    text = "\n".join(table_lines(data, vars(args), machine, prefix)) + "\n"
+    text = "\n".join(table_lines(data, dict(vars(args), setup=setup_text(args)), machine, prefix)) + "\n"
     (out / f"{prefix}_table.md").write_text(text, encoding="utf-8")
     return text
 
@@ -292,21 +372,14 @@ def table_lines(data: dict[str, list[dict[str, Any]]], a: dict[str, Any], machin
     """One result set (``a``: the arguments it ran with) as a table with its provenance and the claims."""
     keys = [k for k in SETS if any(r.get(k) is not None for runs in data.values() for r in runs)]
     means = {k: {row: stats.spread(per_seed(runs, k)).mean for row, runs in data.items() if runs} for k in keys}
-    layers = a.get("student_layers")
-    recipe = a.get("recipe", "spec")
     lines = stats.measured_header(
         title, str(machine["date"]), commit or str(machine.get("commit", "not recorded")),
         f"{machine['machine']}; torch {machine['torch']}; {machine['wall_minutes']:.0f} min wall",
         caveats=caveats or [])
-    lines += [
-        f"Setup: `{a.get('corpus', 'small')}` read-speech corpus; experiment {a['experiment']} shapes (Table 1) at "
-        f"`{a['size']}` widths" + (f", student {layers[0]} encoder + {layers[1]} prediction layers" if layers else "")
-        + f"; teacher {a['teacher_steps']} steps; every student {a['mr_steps']} + {a['ft_steps']} steps; recipe "
-        f"`{recipe}` (" + ("LAMB 5e-4, one LR schedule, in-stage fine-tuning" if recipe == "paper" else
-                           "AdamW 3e-3, the LR schedule restarted for a separate fine-tuning stage") +
-        f"); batch {a['batch_size']}; seeds {a['seeds']}; greedy decoding; test = voices no training speaker uses"
-        + (", test_seen = new sentences of the training voices" if "wer_seen" in keys else "")
-        + f"; task {json.dumps(machine['task'])}.", ""]
+    lines += [f"Setup: {a['setup'] if 'setup' in a else old_setup(a)}; seeds {a['seeds']}; greedy decoding; test = "
+              "voices no training speaker uses" + (", test_seen = new sentences of the training voices"
+                                                   if "wer_seen" in keys else "")
+              + f"; task {json.dumps(machine['task'])}.", ""]
     if data.get("teacher") and data.get("student_alone"):
         gap = " / ".join(f"{_rel(means[k]['student_alone'], means[k]['teacher'])} ({SETS[k]})" for k in keys)
         lines += [f"**Gap** (the student alone's WER relative to the teacher's; the teacher is worth distilling "
@@ -339,13 +412,45 @@ def table_lines(data: dict[str, list[dict[str, Any]]], a: dict[str, Any], machin
     return lines
 
 
+def old_setup(a: dict[str, Any]) -> str:
+    """The setup of a result set measured before the shipped teacher (a teacher trained in each seed's runs)."""
+    layers = a.get("student_layers")
+    recipe = a.get("recipe", "spec")
+    return (f"`{a.get('corpus', 'small')}` read-speech corpus; experiment {a['experiment']} shapes (Table 1) at "
+            f"`{a['size']}` widths" + (f", student {layers[0]} encoder + {layers[1]} prediction layers" if layers
+                                       else "")
+            + f"; teacher trained in each seed's runs, {a['teacher_steps']} steps; every student {a['mr_steps']} + "
+            f"{a['ft_steps']} steps; recipe `{recipe}` (" + (
+                "LAMB 5e-4, one LR schedule, in-stage fine-tuning" if recipe == "paper" else
+                "AdamW 3e-3, the LR schedule restarted for a separate fine-tuning stage")
+            + f"); batch {a['batch_size']}")
+
+
+def setup_text(args: argparse.Namespace) -> str:
+    """This benchmark's setup in one line, from the headline spec it derives every row from."""
+    base = headline(args)
+    stage = lcmr_stage(base)
+    (mr,) = [p for p in stage["plugins"] if p["name"] == "module_replacing"]
+    data = base["data"]
+    teacher = teacher_ref(args, base)
+    return (f"every row derived from `specs/rnnt_lcmr.yaml`{' (--tiny)' if args.tiny else ''}: shipped teacher "
+            f"`{teacher.get('id') or teacher.get('path')}`; data {data['name']} "
+            f"{data.get('setting', 'small')}, {data.get('train_size', 'default')} training utterances, tokenizer "
+            f"{data.get('tokenizer', 'default')}; student {json.dumps(base['student'])}; every student row "
+            f"{stage['steps']} steps at batch {stage['batch_size']}, {stage['optimizer']['name']} at "
+            f"{stage['optimizer']['lr']} under one `{stage.get('lr_schedule', {}).get('name', 'constant')}` LR "
+            f"schedule; LCMR fine-tunes in-stage for the last {mr.get('finetune', 0)} of it; plugins kept in every "
+            f"row: {', '.join(p['name'] for p in stage['plugins'] if p['name'] != 'module_replacing') or 'none'}; "
+            f"lattice KD alpha {args.kd_alpha}")
+
+
 #: The result sets in results/ and what to know about each (newest first).
 RESULT_SETS: dict[str, dict[str, Any]] = {
     "lcmr": {"title": "Small corpus, 3 seeds", "recorded_in": "2fb5592", "caveats": [
         "Measured with the `spec` recipe (the headline spec's AdamW at 3e-3, the LR schedule restarted for a "
         "separate fine-tuning stage, the replacing rate reaching 1 at 75% of the replacing stage); the benchmark "
-        "now defaults to seed 002's recipe (`--recipe paper`: LAMB at 5e-4, one schedule, in-stage "
-        "fine-tuning), not re-run."]},
+        "has since moved to seed 002's recipe (LAMB, one schedule, in-stage fine-tuning, the headline spec's), "
+        "not re-run."]},
     "lcmr_large": {"title": "Large corpus, 3 seeds", "recorded_in": "c1956fb", "caveats": [
         "Measured with the `spec` recipe (AdamW 3e-3, restarted per stage), not seed 002's LAMB and single "
         "schedule; not re-run."]},
@@ -355,6 +460,28 @@ RESULT_SETS: dict[str, dict[str, Any]] = {
         "voice split and its `test_seen` set existed), with the `spec` recipe and an auxiliary CTC loss; most "
         "rows have one seed."]},
 }
+
+
+#: RESULTS.md's "how to run" part (the page is rendered by ``--render``)
+HOW_TO_RUN = [
+    "## How to run", "",
+    "Every row is derived from the headline spec `specs/rnnt_lcmr.yaml` and compresses from its shipped teacher "
+    "(`compressor/pretrained/rnnt_read_speech_en`, trained by `specs/rnnt_teacher.yaml` and shipped with "
+    "`compressor teacher ship`): the teacher itself (evaluated, not trained), the student alone (the headline's "
+    "`baseline`), lattice KD from the frozen teacher, LCMR strategy 2 with the log curriculum (the headline's "
+    "stage), strategy 1 (a teacher of the same architecture trained from scratch with the student) and the "
+    "constant, linear and exponential schedulers; each over seeds 0 1 2, the claims judged on paired 95% "
+    "intervals.", "",
+    "```text",
+    "python benchmarks/seed002_lcmr/lcmr_reproduction.py --plan   # the runs and the expected time",
+    "python benchmarks/seed002_lcmr/lcmr_reproduction.py          # the benchmark (--jobs 2 runs at a time)",
+    "python benchmarks/seed002_lcmr/lcmr_reproduction.py --tiny   # minutes: a tiny teacher shipped into the work dir",
+    "python benchmarks/seed002_lcmr/lcmr_reproduction.py --render # this page from results/*.json",
+    "```", "",
+    "Finished runs in `runs/lcmr_reproduction` are reused (runs are named by a hash of their spec), so an "
+    "interrupted benchmark continues; `--report-only` tabulates what has finished. A finished headline run "
+    "(`compressor run specs/rnnt_lcmr.yaml`, seed 0, in `runs/rnnt_lcmr`) is reused for seed 0's teacher, "
+    "student-alone and LCMR rows. `--teacher DIR` compresses another shipped teacher folder.", ""]
 
 
 def earlier_verdicts(table_md: Path) -> dict[tuple[str, str], str]:
@@ -373,6 +500,9 @@ def earlier_verdicts(table_md: Path) -> dict[tuple[str, str], str]:
 def results_page(results: Path) -> str:
     """RESULTS.md from the result JSON files in ``results``: every result set under the shared statistics."""
     lines = ["# Seed 002 (Zhao et al.): LCMR compression of an LSTM RNN-T", "",
+             "> Every result set below was measured with a teacher trained inside each seed's runs, before the "
+             "shipped teacher (`compressor/pretrained/rnnt_read_speech_en`); the benchmark now compresses from the "
+             "shipped teacher, and these figures stay until it is re-measured.", "", *HOW_TO_RUN,
              "Each result set below is re-rendered from its JSON in `results/` by `lcmr_reproduction.py --render`; "
              "where a JSON file did not record its commit, the commit named is the one that recorded the file.", ""]
     for prefix, about in RESULT_SETS.items():
@@ -409,7 +539,7 @@ def write_plots(out: Path, data: dict[str, list[dict[str, Any]]], prefix: str = 
 
     def panel(ax: Any, rows: tuple[str, ...], title: str) -> None:
         for row in rows:
-            if data.get(row):
+            if any(r["curve"] for r in data.get(row, [])):  # (the shipped teacher is not trained: no curve)
                 xs, ys = mean_curve(data[row])
                 ax.plot(xs, [100 * y for y in ys], marker=".", label=LABELS[row])
         ax.set_xlabel("optimizer step")
@@ -450,30 +580,45 @@ def write_plots(out: Path, data: dict[str, list[dict[str, Any]]], prefix: str = 
 # --------------------------------------------------------------------------------------------------
 
 
+def runs_of(rows: list[str]) -> list[str]:
+    """The rows whose runs give ``rows`` (``teacher`` and ``student_alone`` come from ``lcmr_s2_log``'s)."""
+    need = {READ_FROM.get(r, (r, ""))[0] for r in rows}
+    return [r for r in ROWS if r in need]
+
+
 def plan(args: argparse.Namespace, rows: list[str]) -> float:
-    scale = args.batch_size / 16
-    steps = args.mr_steps + args.ft_steps
-    sps = SECONDS_PER_STEP[args.corpus]
-    per_row = {
-        "teacher": args.teacher_steps * sps["teacher"],
-        "student_alone": steps * sps["student"],
+    """Print the runs and the expected time; the expected seconds of one idle core."""
+    base = headline(args)
+    stage = lcmr_stage(base)
+    steps = int(stage["steps"])
+    (mr,) = [p for p in stage["plugins"] if p["name"] == "module_replacing"]
+    ft = round(float(mr.get("finetune", 0.0)) * steps)
+    sps = {k: v * int(stage["batch_size"]) / 24 for k, v in SECONDS_PER_STEP.items()}
+    per_run = {
         "lattice_kd": steps * sps["kd"],
-        "lcmr_s1_log": (args.mr_steps * sps["mr_s1"]
-                        + args.ft_steps * sps["student"]),
+        "lcmr_s1_log": (steps - ft) * sps["mr_s1"] + ft * sps["student"],
+        # the headline's run: LCMR, then the student alone (its baseline) for as many steps
+        "lcmr_s2_log": (steps - ft) * sps["mr_s2"] + ft * sps["student"] + steps * sps["student"],
     }
-    for r in rows:
-        per_row.setdefault(r, args.mr_steps * sps["mr_s2"]
-                           + args.ft_steps * sps["student"])
+    runs = runs_of(rows)
     total = 0.0
-    print(f"Plan: {len(rows)} rows x {len(args.seeds)} seeds = {len(rows) * len(args.seeds)} runs "
-          f"(experiment {args.experiment}, size {args.size}, batch {args.batch_size}, device {args.device})")
-    for r in rows:
-        est = per_row[r] * scale + FIXED_SECONDS_PER_RUN
+    folder = teacher_folder(args, base)
+    print(f"Plan: rows {', '.join(rows)}: {len(runs)} runs x {len(args.seeds)} seeds = {len(runs) * len(args.seeds)} "
+          f"runs, every one {steps} steps at batch {stage['batch_size']} from {BASE_SPEC.relative_to(REPO)} "
+          f"(device {args.device}, {args.threads or 'all'} thread(s) per run)")
+    print(f"  teacher: {'a tiny one, trained and shipped into --work first' if args.tiny else folder}"
+          + ("" if args.tiny or (folder / 'model.json').is_file() else "  (NOT SHIPPED YET: every run needs it)"))
+    for r in runs:
+        est = per_run.get(r, (steps - ft) * sps["mr_s2"] + ft * sps["student"]) + FIXED_SECONDS_PER_RUN
         total += est * len(args.seeds)
-        print(f"  {r:22s} {est / 60:6.1f} min per seed")
-    print(f"Expected: about {total / 60:.0f} min of one idle CPU core ({sps} s/step at batch 16, "
-          f"cpu widths), so about {total / 60 / max(1, args.jobs):.0f} min wall with --jobs {args.jobs} on "
-          f"{args.jobs} idle cores; slower when other work shares the cores, much faster on a GPU")
+        gives = [x for x in rows if READ_FROM.get(x, (x, ""))[0] == r]
+        reused = [sd for sd in args.seeds if r == "lcmr_s2_log" and headline_run(sd, args) is not None]
+        print(f"  {r:22s} {est / 60:6.1f} min per seed  -> rows {', '.join(gives)}"
+              + (f"  (finished headline run reused for seed(s) {reused})" if reused else ""))
+    print(f"Expected: about {total / 60:.0f} min of one idle CPU core (estimated s/step at batch 24, not measured "
+          f"for these models: {SECONDS_PER_STEP}), so about {total / 60 / max(1, args.jobs):.0f} min wall with "
+          f"--jobs {args.jobs} on {args.jobs} idle cores; slower when other work shares the cores, much faster on "
+          "a GPU")
     return total
 
 
@@ -481,26 +626,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
-    p.add_argument("--experiment", type=int, choices=(1, 2), default=1, help="Table 1 experiment shapes")
-    p.add_argument("--size", choices=("cpu", "paper", "tiny"), default="cpu")
-    p.add_argument("--corpus", choices=("small", "large"), default="small",
-                   help="read-speech setting: small (58-word grammar) or large (thousands of words, noise)")
-    p.add_argument("--student-layers", type=int, nargs=2, metavar=("ENCODER", "PREDICTION"), default=None,
-                   help="a smaller student than the experiment's (e.g. 1 1: each layer replaces 4 / 2)")
-    p.add_argument("--teacher-steps", type=int, default=1000)
-    p.add_argument("--mr-steps", type=int, default=600, help="module replacing stage (LCMR rows)")
-    p.add_argument("--ft-steps", type=int, default=200, help="fine-tuning stage (LCMR rows)")
-    p.add_argument("--recipe", choices=("paper", "spec"), default="paper",
-                   help="paper: seed 002's LAMB at 5e-4 and one LR schedule per row, LCMR with in-stage fine-tuning "
-                        "(module_replacing finetune); spec: specs/rnnt_lcmr.yaml's optimiser and stages (the "
-                        "recipe the results in results/ were measured with)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--eval-batches", type=int, default=16,
-                   help="validation batches per evaluation (16 x 16 = the whole valid split: steadier selection)")
-    p.add_argument("--kd-alpha", type=float, default=1e-3)
-    p.add_argument("--ctc-weight", type=float, default=None,
-                   help="task ctc_weight: an auxiliary CTC term (default: the base spec's, 0 = RNN-T loss only)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="DIR",
+                   help="a shipped teacher folder (compressor teacher ship) in place of the headline's")
+    p.add_argument("--kd-alpha", type=float, default=1e-3, help="lattice KD weight (the lattice_kd row)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time (2 for 2 cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
@@ -511,18 +639,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plan", action="store_true", help="print the plan and the expected time, then exit")
     p.add_argument("--report-only", action="store_true",
                    help="tabulate the runs of these settings that have finished; start none")
-    p.add_argument("--tiny", action="store_true", help="smoke test: tiny widths, a few steps, 2 seeds")
+    p.add_argument("--tiny", action="store_true", help="smoke test: a tiny teacher shipped into --work, a tiny "
+                                                       "corpus and models, a few steps, 2 seeds")
     p.add_argument("--render", action="store_true", help="write RESULTS.md from --out's result JSON files, run "
                                                           "nothing")
     args = p.parse_args(argv)
     if args.tiny:
-        args.size, args.teacher_steps, args.mr_steps, args.ft_steps = "tiny", 12, 8, 4
-        args.eval_every, args.eval_batches, args.seeds = 4, 1, args.seeds[:2]
+        args.seeds = args.seeds[:2]
         if args.work == REPO / "runs" / "lcmr_reproduction":
             args.work = REPO / "runs" / "lcmr_reproduction_tiny"
         if args.prefix == "lcmr":
             args.prefix = "lcmr_tiny"
     args.work = args.work.resolve()
+    if args.teacher is not None:
+        args.teacher = args.teacher.resolve()
     return args
 
 
@@ -532,35 +662,24 @@ def main(argv: list[str] | None = None) -> int:
         print(render(args.out).read_text(encoding="utf-8"))
         return 0
     rows = [r for r in ROWS if r in args.rows]
-    needs_teacher = any(r not in ("teacher", "student_alone", "lcmr_s1_log") for r in rows)
-    if needs_teacher and "teacher" not in rows:
-        rows.insert(0, "teacher")
     plan(args, rows)
     if args.plan:
         return 0
     t0 = time.time()
-    dirs: dict[tuple[str, int], Path] = {}
+    if args.tiny and args.teacher is None:
+        args.teacher = ship_tiny_teacher(args)
     if args.report_only:
         return reportfinished(args, rows)
-    # Queue order keeps every core busy: the teachers, then the rows that need no teacher, then the rows that
-    # start from their seed's teacher (by then it has finished; a job waits for it otherwise).
-    independent = ("student_alone", "lcmr_s1_log")
+    folder = teacher_folder(args, headline(args))
+    if not (folder / "model.json").is_file():
+        raise SystemExit(f"no shipped teacher at {folder}: ship it first (see specs/rnnt_teacher.yaml), or pass "
+                         "--teacher DIR")
+    order = [(r, s) for s in args.seeds for r in runs_of(rows)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a `compressor run` subprocess
-        teachers = {s: pool.submit(run_one, build_spec("teacher", s, args, None), args)
-                    for s in args.seeds} if "teacher" in rows else {}
-
-        def job(row: str, seed: int) -> Path:
-            waits = row not in independent and seed in teachers  # only these rows read the teacher's weights
-            teacher = teachers[seed].result() if waits else Path()
-            return run_one(build_spec(row, seed, args, teacher / "final" / "teacher.pt"), args)
-
-        order = [(r, s) for s in args.seeds for r in rows if r in independent]
-        order += [(r, s) for s in args.seeds for r in rows if r != "teacher" and r not in independent]
-        jobs = {(r, s): pool.submit(job, r, s) for r, s in order}
-        dirs.update({("teacher", s): f.result() for s, f in teachers.items()})
-        dirs.update({k: f.result() for k, f in jobs.items()})
-    data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student") for s in args.seeds]
-            for r in rows}
+        jobs = {(r, s): pool.submit(run_row, r, s, args) for r, s in order}
+        dirs = {k: f.result() for k, f in jobs.items()}
+    data = {r: [dict(collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1]), seed=s)
+                for s in args.seeds] for r in rows}
     return write_results(args, data, (time.time() - t0) / 60)
 
 
@@ -568,26 +687,17 @@ def reportfinished(args: argparse.Namespace, rows: list[str]) -> int:
     """Results from the finished runs only (an interrupted benchmark): rows list the seeds they have."""
     dirs: dict[tuple[str, int], Path] = {}
     for s in args.seeds:
-        found = finished(args.work, hashed(build_spec("teacher", s, args, None))["name"])
-        if found is not None:
-            dirs[("teacher", s)] = found
-    for s in args.seeds:
-        for r in rows:
-            if r == "teacher":
-                continue
-            teacher = dirs.get(("teacher", s))
-            if teacher is None and r not in ("student_alone", "lcmr_s1_log"):
-                continue
-            spec = build_spec(r, s, args, (teacher or Path()) / "final" / "teacher.pt")
-            found = finished(args.work, hashed(spec)["name"])
+        for r in runs_of(rows):
+            found = (headline_run(s, args) if r == "lcmr_s2_log" else None) \
+                or finished(args.work, hashed(build_spec(r, s, args))["name"])
             if found is not None:
                 dirs[(r, s)] = found
-    data = {r: [collect(dirs[(r, s)], "teacher" if r == "teacher" else "student")
-                for s in args.seeds if (r, s) in dirs] for r in rows}
+    data = {r: [dict(collect(dirs[(READ_FROM.get(r, (r, ""))[0], s)], READ_FROM.get(r, ("", "student"))[1]), seed=s)
+                for s in args.seeds if (READ_FROM.get(r, (r, ""))[0], s) in dirs] for r in rows}
     # wall time: from the first run's start (its directory's timestamp) to the last run's end
     starts = [dt.datetime.strptime(d.name[:15], "%Y%m%d-%H%M%S").timestamp() for d in dirs.values()]
     ends = [(d / "final" / "COMPLETE").stat().st_mtime for d in dirs.values()]
-    print(f"{len(dirs)} of {len(rows) * len(args.seeds)} runs finished", flush=True)
+    print(f"{len(dirs)} of {len(runs_of(rows)) * len(args.seeds)} runs finished", flush=True)
     return write_results(args, data, (max(ends) - min(starts)) / 60 if dirs else 0.0)
 
 
@@ -598,11 +708,11 @@ def write_results(args: argparse.Namespace, data: dict[str, list[dict[str, Any]]
     machine = {"machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
                           f"{args.threads or 'all'} torch thread(s) per run, device {args.device})",
                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "torch": torch.__version__, "wall_minutes": wall_minutes,
-               "task": build_spec("student_alone", 0, args, None)["task"]}
+               "torch": torch.__version__, "wall_minutes": wall_minutes, "task": headline(args)["task"]}
     prefix = args.prefix
     machine["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                        text=True).stdout.strip()
+    args.setup = setup_text(args)
     json_data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                  "machine": machine, "rows": data, "caveats": []}
     (args.out / f"{prefix}_results.json").write_text(json.dumps(json_data, indent=1), encoding="utf-8")

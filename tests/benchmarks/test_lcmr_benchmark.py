@@ -1,36 +1,97 @@
-"""benchmarks/seed002_lcmr/lcmr_reproduction.py: the specs it derives (corpus setting, a smaller student, both test
-sets, the paper's recipe) and its report (the gap row first, every claim judged on unseen and on seen voices)."""
+"""benchmarks/seed002_lcmr/lcmr_reproduction.py: every row's spec derived from the headline (specs/rnnt_lcmr.yaml,
+the shipped teacher), and its report (the gap row first, every claim judged on unseen and on seen voices)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+import yaml
 from support import load_benchmark, write_spec
 
 from compressor.spec import load_spec
+
+HEADLINE = Path(__file__).resolve().parents[2] / "specs" / "rnnt_lcmr.yaml"
 
 
 def args(*argv: str) -> Any:
     return load_benchmark("lcmr_reproduction").parse_args(["--work", "/tmp/unused", *argv])
 
 
-def test_large_corpus_smaller_student_and_both_test_sets(tmp_path: Path) -> None:
+def headline_stage() -> dict[str, Any]:
+    (stage,) = yaml.safe_load(HEADLINE.read_text(encoding="utf-8"))["stages"]
+    return stage
+
+
+def validates(spec: dict[str, Any], tmp_path: Path, teacher: dict[str, Any]) -> None:
+    """The spec is one the engine takes (the shipped teacher, not there yet, swapped for its architecture)."""
+    spec = copy.deepcopy(spec)
+    if spec["teacher"].get("name") == "pretrained":
+        spec["teacher"] = teacher
+    load_spec(write_spec(tmp_path / f"{spec['name']}.yaml", spec), check_machine=False)
+
+
+def test_every_row_is_derived_from_the_headline(tmp_path: Path) -> None:
     bench = load_benchmark("lcmr_reproduction")
-    a = args("--corpus", "large", "--student-layers", "1", "1", "--mr-steps", "30", "--ft-steps", "10")
-    spec = bench.build_spec("lcmr_s2_log", 0, a, Path("/tmp/t/final/teacher.pt"))
-    assert spec["data"]["setting"] == "large"
-    assert (spec["student"]["encoder_layers"], spec["student"]["pred_layers"]) == (1, 1)
-    assert spec["teacher"]["preset"] == "exp1_teacher" and "encoder_layers" not in spec["teacher"]
-    assert spec["evaluate"]["extra_splits"] == ["test_seen"]
-    assert [st["steps"] for st in spec["stages"]] == [40]  # the paper's recipe: one stage, fine-tuning inside it
-    spec["teacher"].pop("checkpoint")  # (no teacher trained here) the rest is a valid spec for the engine
-    loaded = load_spec(write_spec(tmp_path / "s.yaml", spec), check_machine=False)
-    assert loaded.spec.data.setting == "large"
-    alone = bench.build_spec("student_alone", 0, a, None)
-    assert alone["stages"][0]["steps"] == 40 and "teacher" not in alone
-    small = bench.build_spec("student_alone", 0, args(), None)
-    assert "setting" not in small["data"] and "encoder_layers" not in small["student"]
+    base = yaml.safe_load(HEADLINE.read_text(encoding="utf-8"))
+    stage = headline_stage()
+    a = args()
+    specs = {row: bench.build_spec(row, 1, a) for row in bench.ROWS}
+    scratch = specs["lcmr_s1_log"]["teacher"]
+    assert scratch["name"] == "rnnt_lstm" and scratch.get("preset") == "exp2_teacher"  # the shipped one's shape
+    for row, spec in specs.items():
+        assert spec["seed"] == 1 and spec["data"] == base["data"] and spec["student"] == base["student"]
+        assert spec["evaluate"]["split"] == "test" and spec["evaluate"]["extra_splits"] == ["test_seen"]
+        (st,) = spec["stages"]
+        for key in ("steps", "batch_size", "grad_clip", "optimizer", "lr_schedule", "eval"):
+            assert st[key] == stage[key], (row, key)
+        names = [p["name"] for p in st["plugins"]]
+        assert names[1:] == ["vtlp", "spec_augment"], row  # the augmentations of the headline stay in every row
+        validates(spec, tmp_path, scratch)
+    # the headline's run gives three rows: the frozen shipped teacher, the student alone and "Student + LCMR"
+    assert specs["teacher"] == specs["student_alone"] == specs["lcmr_s2_log"]
+    log = specs["lcmr_s2_log"]
+    assert log["teacher"] == {"name": "pretrained", "id": "rnnt_read_speech_en"}
+    assert log["stages"] == [stage] and log["evaluate"]["models"] == ["teacher", "student"]
+    assert log["baseline"]["student_alone"] is True and "export" not in log
+    kd = specs["lattice_kd"]["stages"][0]
+    assert kd["plugins"][0] == {"name": "lattice_kd", "teacher": "teacher", "alpha": 1e-3}
+    assert kd["frozen"] == ["teacher"] and "baseline" not in specs["lattice_kd"]
+    s1 = specs["lcmr_s1_log"]["stages"][0]
+    assert s1["train"] == ["teacher", "student"] and "frozen" not in s1 and s1["plugins"] == stage["plugins"]
+    for sched in ("constant", "linear", "exponential"):
+        st = specs[f"lcmr_s2_{sched}"]["stages"][0]
+        mr = st["plugins"][0]
+        assert st["frozen"] == ["teacher"] and mr["finetune"] == 0.25
+        assert mr["replacing_rate"]["name"] == sched
+    # the schedulers that reach p = 1 reach it where the headline's log curriculum does
+    assert specs["lcmr_s2_exponential"]["stages"][0]["plugins"][0]["replacing_rate"]["reach_at"] == 0.75
+    assert specs["lcmr_s2_linear"]["stages"][0]["plugins"][0]["replacing_rate"]["duration"] == 1500
+    other = bench.build_spec("lattice_kd", 0, args("--teacher", "/tmp/my_teacher", "--kd-alpha", "0.01"))
+    assert other["teacher"] == {"name": "pretrained", "path": "/tmp/my_teacher"}
+    assert other["stages"][0]["plugins"][0]["alpha"] == 0.01
+
+
+def test_tiny_derives_a_tiny_corpus_and_teacher(tmp_path: Path) -> None:
+    bench = load_benchmark("lcmr_reproduction")
+    a = args("--tiny")
+    assert a.seeds == [0, 1] and a.prefix == "lcmr_tiny"
+    teacher = bench.tiny_teacher_spec(a)
+    assert teacher["student"]["size"] == "tiny" and teacher["student"]["preset"] == "exp2_teacher"
+    spec = bench.build_spec("lcmr_s1_log", 0, a)
+    assert spec["data"]["train_size"] == 48 and "setting" not in spec["data"]
+    assert spec["stages"][0]["steps"] == 12 and spec["teacher"]["size"] == "tiny"
+    validates(spec, tmp_path, spec["teacher"])
+    load_spec(write_spec(tmp_path / "teacher.yaml", teacher), check_machine=False)
+
+
+def test_plan_names_the_runs_each_row_comes_from(capsys: Any) -> None:
+    bench = load_benchmark("lcmr_reproduction")
+    assert bench.main(["--plan", "--work", "/tmp/unused"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs x 3 seeds = 18 runs" in out and "2000 steps at batch 24" in out
+    assert "-> rows teacher, student_alone, lcmr_s2_log" in out
 
 
 def row(wer: float, seen: float, params: int = 1000) -> dict[str, Any]:
@@ -46,8 +107,9 @@ def test_report_leads_with_the_gap_and_checks_claims_on_both_sets(tmp_path: Path
         "lcmr_s2_log": [row(0.55, 0.42), row(0.55, 0.42)],
     }
     machine = {"machine": "test", "date": "today", "torch": "x", "wall_minutes": 1.0, "task": {"name": "rnnt"}}
-    text = bench.write_table(tmp_path, data, args("--corpus", "large"), machine, "t")
+    text = bench.write_table(tmp_path, data, args(), machine, "t")
     assert (tmp_path / "t_table.md").read_text() == text
+    assert "every row derived from `specs/rnnt_lcmr.yaml`: shipped teacher `rnnt_read_speech_en`" in text
     gap_line = next(line for line in text.splitlines() if line.startswith("**Gap**"))
     assert "-1.9% (test, unseen voices)" in gap_line and "+25.0% (test_seen, seen voices)" in gap_line
     assert text.index("**Gap**") < text.index("| Teacher |")
@@ -59,26 +121,32 @@ def test_report_leads_with_the_gap_and_checks_claims_on_both_sets(tmp_path: Path
     assert len(sched) == 2 and all("**not measured**" in line for line in sched)
 
 
-def test_paper_recipe_lamb_one_schedule_in_stage_finetuning() -> None:
-    bench = load_benchmark("lcmr_reproduction")
-    spec = bench.build_spec("lcmr_s2_log", 0, args(), Path("/tmp/t/final/teacher.pt"))
-    (stage,) = spec["stages"]
-    assert stage["steps"] == 800 and stage["optimizer"] == {"name": "lamb", "lr": 5.0e-4, "weight_decay": 1.0e-3}
-    assert stage["lr_schedule"] == {"name": "exponential", "warmup_fraction": 0.01, "decay_start": 0.2,
-                                    "min_lr": 1.0e-5}
-    (mr,) = stage["plugins"]
-    assert mr["finetune"] == 0.25 and mr["replacing_rate"]["reach_at"] == 0.75 * 600 / 800
-    for row in ("teacher", "student_alone", "lattice_kd"):
-        assert all(st["optimizer"]["name"] == "lamb" for st in bench.build_spec(row, 0, args(), Path("/t"))["stages"])
-    # the recipe the committed results were measured with: the spec's AdamW and a separate fine-tuning stage
-    old = bench.build_spec("lcmr_s2_log", 0, args("--recipe", "spec"), Path("/tmp/t/final/teacher.pt"))
-    assert [st["name"] for st in old["stages"]] == ["lcmr", "finetune"]
-    assert old["stages"][0]["optimizer"]["name"] == "adamw"
-
-
 def test_results_page_renders_every_result_set_from_json() -> None:
     bench = load_benchmark("lcmr_reproduction")
     page = bench.results_page(bench.HERE / "results")
     assert page.count("\nMeasured 20") == 3 and "commit `2fb5592" in page
     assert "before the held-out-voice split" in page and "(n = 1, no interval)" in page
     assert 'was "does not hold" (earlier rule: the means alone)' in page
+    assert "with a teacher trained inside each seed's runs, before the shipped teacher" in page.splitlines()[2]
+    assert "## How to run" in page and "lcmr_reproduction.py --plan" in page
+
+
+def test_a_finished_headline_run_is_reused_for_its_seed(tmp_path: Path) -> None:
+    bench = load_benchmark("lcmr_reproduction")
+    a = args()
+    # the headline as `compressor run` writes it (resolved_spec.yaml is the spec as run), with its own machine
+    # settings and export: the lcmr_s2_log row of seed 0 all the same
+    run_dir = tmp_path / "20261207-000000"
+    (run_dir / "final").mkdir(parents=True)
+    (run_dir / "final" / "COMPLETE").write_text("{}")
+    (run_dir / "resolved_spec.yaml").write_text(HEADLINE.read_text(encoding="utf-8"))
+    assert bench.headline_run(0, a, tmp_path) == run_dir
+    assert bench.headline_run(1, a, tmp_path) is None  # another seed
+    assert bench.headline_run(0, args("--rerun"), tmp_path) is None
+    edited = yaml.safe_load(HEADLINE.read_text(encoding="utf-8"))
+    edited["stages"][0]["steps"] = 100
+    (run_dir / "resolved_spec.yaml").write_text(yaml.safe_dump(edited))
+    assert bench.headline_run(0, a, tmp_path) is None  # not the same settings
+    # a headline run's directory does not name its seed: rows pair by the seed recorded when collected
+    alone = [dict(row(0.5, 0.4), seed=2, run_dir=str(run_dir))]
+    assert bench.per_seed(alone, "wer") == {2: 0.5}

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field, model_validator
@@ -284,6 +284,30 @@ def end_value(schedule: Schedule, total_steps: int, total_epochs: int) -> float:
     return max(last, schedule(_EndClock(total_steps, total_epochs)))
 
 
+def init_from_groups(teacher: nn.Module, student: nn.Module, pairings: list[Pairing], which: str,
+                     dry_run: bool = False) -> None:
+    """Copy into the student modules of every group the weights of the group's first (``which="first"``) or
+    last teacher modules, one teacher module per student module; every shape is checked before any copy."""
+    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+    copies: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+    for pair in pairings:
+        k = len(pair.student)
+        if k > len(pair.teacher):
+            raise ValueError(f"student modules {list(pair.student)} outnumber their teacher group")
+        sources = pair.teacher[:k] if which == "first" else pair.teacher[-k:]
+        for t_name, s_name in zip(sources, pair.student):
+            t_state, s_state = t_mods[t_name].state_dict(), s_mods[s_name].state_dict()
+            if t_state.keys() != s_state.keys() or any(t_state[n].shape != s_state[n].shape for n in t_state):
+                raise ValueError(f"teacher module '{t_name}' and student module '{s_name}' differ in shape: "
+                                 f"init_student: {which} needs them equal")
+            copies.append((t_state, s_state))
+    if not dry_run:
+        with torch.no_grad():
+            for t_state, s_state in copies:
+                for n, tensor in s_state.items():
+                    tensor.copy_(t_state[n])
+
+
 class ModuleReplacing(Strategy):
     """Progressive module replacing (BERT-of-Theseus / LCMR): student modules replace teacher groups."""
 
@@ -312,6 +336,11 @@ class ModuleReplacing(Strategy):
                         "every student parameter trained and the stage's optimizer and LR schedule carrying "
                         "on (seed 002: epochs 75-100 of 100 = 0.25); 0 = a later stage fine-tunes")
         wrapper: str = Field(default="theseus", description="name of the hybrid in ctx.models")
+        init_student: Literal["random", "first", "last"] = Field(
+            default="random",
+            description="start each student module as a copy of the first (or last) modules of its teacher group "
+                        "(BERT-of-Theseus initialises the successor from the predecessor's layers); random: "
+                        "the student's own initialisation")
 
         @model_validator(mode="after")
         def _one_way(self) -> ModuleReplacing.Args:
@@ -370,6 +399,11 @@ class ModuleReplacing(Strategy):
                 check_shared(teacher, student, pairings)
         except ValueError as e:
             raise check.error(str(e), where) from None
+        if args.init_student != "random":
+            try:
+                init_from_groups(teacher, student, pairings, args.init_student, dry_run=True)
+            except ValueError as e:
+                raise check.error(str(e), "init_student") from None
         schedule = args.replacing_rate.build()  # validated with the spec by ScheduleArg
         if not args.allow_partial and args.finetune == 0:
             check_reaches_one(check, schedule)
@@ -382,6 +416,8 @@ class ModuleReplacing(Strategy):
         validate_pairings(teacher, student, pairings)
         if self.args.copy_shared:
             copy_shared(teacher, student, pairings)
+        if self.args.init_student != "random":  # a resumed run's checkpoint overwrites this afterwards
+            init_from_groups(teacher, student, pairings, self.args.init_student)
         self.finetune_start = finetune_start(self.args.finetune, ctx.total_steps)
         if self.finetune_start is None and not self.args.allow_partial:
             final = end_value(self.schedule, ctx.total_steps, ctx.total_epochs)

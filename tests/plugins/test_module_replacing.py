@@ -437,3 +437,23 @@ def test_finetune_makes_a_partial_schedule_valid_and_engine_runs_it(tmp_path: Pa
     final_t = torch.load(run_dir / "final" / "teacher.pt", weights_only=True)
     head = [k for k in final_s if k.startswith("classifier.")]
     assert head and any(not torch.equal(final_s[k], final_t[k]) for k in head)  # fine-tuned, not copied back
+
+
+def test_init_student_copies_the_first_module_of_each_teacher_group() -> None:
+    torch.manual_seed(0)
+    teacher = build_rnnt(RNNTArgs(size="tiny", encoder_layers=6, pred_layers=2, stack=6), INFO)
+    student = build_rnnt(RNNTArgs(size="tiny", encoder_layers=2, pred_layers=1, stack=6), INFO)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    strategy = _strategy(init_student="first", finetune=0.25)
+    strategy.compressor_prepare_models(_ctx({"teacher": teacher, "student": student}, ["student"], ["teacher"]))
+    t, s = teacher.state_dict(), student.state_dict()
+    for s_layer, t_layer in (("encoder.layers.0", "encoder.layers.0"), ("encoder.layers.1", "encoder.layers.3"),
+                             ("predictor.layers.0", "predictor.layers.0")):
+        for key in [k for k in s if k.startswith(s_layer + ".")]:
+            assert torch.equal(s[key], t[t_layer + key[len(s_layer):]]), key
+            assert not torch.equal(s[key], before[key])
+    # "last" needs the group's last module to have the student module's shape: the first encoder layer's input
+    # (6 stacked frames) differs from the third's, so it is refused before any weight is touched
+    with pytest.raises(ValueError, match="differ in shape"):
+        _strategy(init_student="last", finetune=0.25).compressor_prepare_models(
+            _ctx({"teacher": teacher, "student": student}, ["student"], ["teacher"]))

@@ -37,6 +37,12 @@ Spec::
             # containers: [encoder.layers, predictor.layers]   # ... or pair containers' children evenly
             replacing_rate: {name: log_curriculum, base: 40, reach_at: 0.75}
             finetune: 0.25                             # last 25% of the stage: the student alone
+            init_student: first                        # student modules start as their groups' first layers
+
+Initialisation: by default the student modules keep their own (random) initialisation; ``init_student: first``
+(or ``last``) copies into each student module the weights of the first (last) teacher modules of its group,
+as BERT-of-Theseus initialises its successor from the predecessor's layers, when their shapes match (checked
+at validation). With residual layers the student then starts as the teacher with layers left out.
 
 Nothing here is RNN-T specific: any model whose teacher and student modules are named works (a Transformer
 encoder's ``layers.N``, an MLP's ``blocks.N``). How it works: the hybrid (``ctx.models["theseus"]``, the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -9,10 +10,16 @@ import pytest
 from support import REPO, run_cli
 from support.tiny_teacher import headline_overrides, ship_tiny_teacher
 
-# the headline shrunk: its teacher a tiny shipped one (support.tiny_teacher), a small corpus, few steps, no held-out set
+# the headline shrunk: its teacher a tiny shipped one (support.tiny_teacher), a small corpus, few steps
+CORPUS = "{setting: large, train_size: 24, valid_size: 8, test_size: 8, test_seen_size: 4, num_speakers: 6}"
 TINY = ["data.train_size=24", "data.valid_size=8", "data.test_size=8", "data.test_seen_size=4",
         "data.num_speakers=6", "trainer.threads=1", "trainer.progress_bar=false", "stages[0].steps=8",
-        "stages[0].batch_size=8", "stages[0].eval.every=4", "stages[0].eval.max_batches=1", "evaluate.sets={}"]
+        "stages[0].batch_size=8", "stages[0].eval.every=4", "stages[0].eval.max_batches=1"]
+# the held-out set: 2 of the shrunk corpus's test sentences, one voice of each synthesiser (dropped without the
+# optional 'heldout' extra)
+HAS_HELDOUT = all(importlib.util.find_spec(m) is not None for m in ("py_nanotts", "hibari"))
+HELDOUT = ["evaluate.sets.heldout.data.sentences=2", "evaluate.sets.heldout.data.voices=1",
+           f"evaluate.sets.heldout.data.base={CORPUS}"] if HAS_HELDOUT else ["evaluate.sets={}"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,7 @@ def test_headline_lcmr_spec_runs_end_to_end(tmp_path: Path, export: bool, tiny_t
     # test_export_asr.py.
     export_items = ["export.decode_utterances=4", "export.valid_utterances=4", "export.calibration_utterances=4",
                     "export.bench_utterances=2", "export.parity_batch_sizes=[1,2]", "export.min_transcript_match=0.5"]
-    for o in headline_overrides(tiny_teacher) + TINY + export_items:
+    for o in headline_overrides(tiny_teacher) + TINY + HELDOUT + export_items:
         args += ["--set", o]
     done = run_cli(*args)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -49,6 +56,10 @@ def test_headline_lcmr_spec_runs_end_to_end(tmp_path: Path, export: bool, tiny_t
     assert results["alone"]["plan"][0]["left_out"] == ["module_replacing"]
     assert 0.0 <= results["final"]["student_alone"]["test/wer"]
     assert 0.0 <= results["final"]["student"]["test/wer"]
+    if HAS_HELDOUT:
+        held = results["sets"]["final"]
+        assert set(held) == {"teacher", "student", "student_alone"}
+        assert all(0.0 <= held[m]["heldout"]["wer"] for m in held)
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["replacing_rate"] for r in records if "replacing_rate" in r]
     assert len(rates) == 8 and rates[-1] == 1.0

@@ -2,8 +2,9 @@
 
     python benchmarks/speed/lcmr_cost.py [--spec specs/rnnt_lcmr.yaml] [--batches 6] [--repeats 3]
 
-On the spec's data, teacher and student (the headline's large read-speech corpus and Table 1 shapes by
-default), the same training batches go through four kinds of optimizer step:
+On the spec's data, teacher and student (by default the headline's: its shipped teacher of Table 1's experiment-2
+shape, the student of a third of its parameters, the large read-speech corpus), the same training batches go
+through four kinds of optimizer step:
 
 * ``student``: the student alone, RNN-T loss (the baseline of every ratio);
 * ``lattice_kd``: the frozen teacher's lattice (no gradient) plus the student's RNN-T loss and the collapsed
@@ -89,6 +90,14 @@ class _Ctx:
 
     def log_scalar(self, name: str, value: float) -> None:
         self.scalars[name] = float(value)
+
+    def forward_once(self, name: str, batch: dict[str, Any]) -> Any:
+        """The model's forward on the batch (the teacher's for lattice KD: frozen, so without gradients)."""
+        from compressor.core.context import SharedForward
+
+        model = self.models[name]
+        with self.torch.set_grad_enabled(any(p.requires_grad for p in model.parameters())):
+            return SharedForward(self.task.forward(model, batch), {})
 
 
 def make_stepper(env: dict[str, Any], kind: str) -> Any:

@@ -67,7 +67,8 @@ def test_every_row_is_derived_from_the_headline(tmp_path: Path) -> None:
         assert mr["replacing_rate"]["name"] == sched
     # the schedulers that reach p = 1 reach it where the headline's log curriculum does
     assert specs["lcmr_s2_exponential"]["stages"][0]["plugins"][0]["replacing_rate"]["reach_at"] == 0.75
-    assert specs["lcmr_s2_linear"]["stages"][0]["plugins"][0]["replacing_rate"]["duration"] == 1500
+    linear = specs["lcmr_s2_linear"]["stages"][0]["plugins"][0]["replacing_rate"]
+    assert linear["duration"] == round(0.75 * stage["steps"])
     other = bench.build_spec("lattice_kd", 0, args("--teacher", "/tmp/my_teacher", "--kd-alpha", "0.01"))
     assert other["teacher"] == {"name": "pretrained", "path": "/tmp/my_teacher"}
     assert other["stages"][0]["plugins"][0]["alpha"] == 0.01
@@ -90,7 +91,7 @@ def test_plan_names_the_runs_each_row_comes_from(capsys: Any) -> None:
     bench = load_benchmark("lcmr_reproduction")
     assert bench.main(["--plan", "--work", "/tmp/unused"]) == 0
     out = capsys.readouterr().out
-    assert "6 runs x 3 seeds = 18 runs" in out and "2000 steps at batch 24" in out
+    assert "6 runs x 3 seeds = 18 runs" in out and f"{headline_stage()['steps']} steps at batch 24" in out
     assert "-> rows teacher, student_alone, lcmr_s2_log" in out
 
 

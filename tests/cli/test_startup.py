@@ -9,16 +9,26 @@ import sys
 
 import pytest
 from support import REPO
+from support.tiny_teacher import headline_overrides, ship_tiny_teacher
 
 #: modules no listing or validation needs: the compiler stack, plotting, export runtimes, text teachers
 HEAVY = ("torch._dynamo", "torch._inductor", "sympy", "matplotlib", "transformers", "sherpa_onnx", "sentencepiece",
          "tensorboard", "onnx", "onnxruntime", "onnxscript")
 
 
+@pytest.fixture(scope="module")
+def headline_teacher(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``--set`` items giving the headline a tiny shipped teacher (validation reads its model.json)."""
+    teacher = ship_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher"))
+    return [x for o in headline_overrides(teacher) for x in ("--set", o)]
+
+
 @pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"],
-                                  ["validate", str(REPO / "specs" / "rnnt_lcmr.yaml")],
+                                  ["validate", str(REPO / "specs" / "rnnt_lcmr.yaml"), "HEADLINE_TEACHER"],
                                   ["validate", str(REPO / "specs" / "quickstart.yaml")]])
-def test_no_heavy_imports(argv: list[str]) -> None:
+def test_no_heavy_imports(argv: list[str], request: pytest.FixtureRequest) -> None:
+    if "HEADLINE_TEACHER" in argv:
+        argv = [*argv[:-1], *request.getfixturevalue("headline_teacher")]
     code = (f"import sys, json; from compressor.cli import main; rc = main({argv!r}); "
             f"print(json.dumps([rc, sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
             f"or m in {HEAVY!r})]))")

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from support import REPO, SPECS, run_cli, write_spec
+from support.tiny_teacher import headline_overrides, ship_tiny_teacher
 
 from compressor.cli.export import export_run
 from compressor.core.errors import UserError
@@ -175,24 +176,46 @@ def test_init_from_a_described_run_builds_no_source_data(ctc_run, tmp_path, call
     assert report["loaded"] and not report["skipped"]
 
 
-def test_rnnt_description(tmp_path):
-    tiny = ["data.train_size=100", "data.valid_size=8", "data.test_size=8", "data.num_speakers=6",
-            "teacher.size=tiny", "student.size=tiny", "trainer.progress_bar=false", "stages[0].steps=2",
-            "stages[1].steps=2", "stages[2].steps=1", "stages[0].eval.every=2", "stages[1].eval.every=2",
-            "stages[2].eval.every=1", "export.enabled=false", "evaluate.extra_splits=[]"]
-    run_dir = _run(tmp_path, REPO / "specs" / "rnnt_lcmr.yaml", tiny)
+def _check_rnnt_description(run_dir: Path, model: str, preset: str) -> dict:
+    """The RNN-T ``model``'s description (family, preset, front end), and its test evaluation from the description
+    alone equal to the run's; returns the description."""
     final = run_dir / "final"
-    desc = json.loads((final / "student.model.json").read_text())
-    assert desc["family"] == "rnnt_lstm" and desc["args"]["preset"] == "exp1_student" and desc["task"] == "rnnt"
+    desc = json.loads((final / f"{model}.model.json").read_text())
+    assert desc["family"] == "rnnt_lstm" and desc["args"]["preset"] == preset and desc["task"] == "rnnt"
+    assert desc["features"]["kind"] == "nemo" and desc["features"]["dim"] == 80
+    run = finished.load_run(run_dir, models=[model])
+    assert not run.data.built and run.models[model].training is False
+    got = finished.evaluate_run(run_dir, "test", [model])[model]  # the test split alone, units from the description
+    done = json.loads((final / "COMPLETE").read_text())["final"][model]
+    assert got["wer"] == pytest.approx(done["test/wer"]) and got["loss"] == pytest.approx(done["test/loss"])
+    return desc
+
+
+def test_rnnt_description(tmp_path):
+    """The headline (its teacher a tiny shipped one): a character-tokenised student."""
+    teacher = ship_tiny_teacher(tmp_path / "teacher")
+    tiny = [*headline_overrides(teacher), "data.train_size=24", "data.valid_size=8", "data.test_size=8",
+            "data.test_seen_size=4", "data.num_speakers=6", "trainer.threads=1", "trainer.progress_bar=false",
+            "stages[0].steps=2", "stages[0].batch_size=8", "stages[0].eval.every=2", "stages[0].eval.max_batches=1",
+            "export.enabled=false", "evaluate.extra_splits=[]", "evaluate.sets={}", "baseline.student_alone=false"]
+    run_dir = _run(tmp_path, REPO / "specs" / "rnnt_lcmr.yaml", tiny)
+    desc = _check_rnnt_description(run_dir, "student", "exp1_student")
+    assert desc["tokenizer"]["kind"] == "char" and desc["tokenizer"]["vocab_size"] == len(desc["units"])
+    assert desc["tokenizer"]["files"] == {"tokens_file": "student.tokens.txt"}
+    assert desc["units"] == json.loads((teacher / "model.json").read_text())["units"]  # the shipped teacher's
+
+
+def test_rnnt_sentencepiece_description(tmp_path):
+    """A SentencePiece student: its piece model is saved beside it and the description names it."""
+    # 100 training sentences: SentencePiece cannot make the spec's 64 pieces from 48 sentences of the small grammar
+    tiny = ["data.train_size=100", "data.valid_size=8", "data.test_size=8", "data.num_speakers=6",
+            "student.size=tiny", "trainer.threads=1", "trainer.progress_bar=false", "stages[0].steps=2",
+            "stages[0].eval.every=2", "export.enabled=false"]
+    run_dir = _run(tmp_path, REPO / "specs" / "rnnt_student_alone.yaml", tiny)
+    desc = _check_rnnt_description(run_dir, "student", "exp1_student")
     assert desc["tokenizer"]["kind"] == "sentencepiece" and desc["tokenizer"]["vocab_size"] == 64
     assert desc["tokenizer"]["files"] == {"tokens_file": "student.tokens.txt", "bpe_model": "student.bpe.model"}
-    assert (final / "student.bpe.model").stat().st_size > 0 and len(desc["units"]) == 64
-    assert desc["features"]["kind"] == "nemo" and desc["features"]["dim"] == 80
-    run = finished.load_run(run_dir, models=["student"])
-    assert not run.data.built and run.models["student"].training is False
-    got = finished.evaluate_run(run_dir, "test", ["student"])["student"]  # the test split alone, pieces from bpe.model
-    final = json.loads((final / "COMPLETE").read_text())["final"]["student"]
-    assert got["wer"] == pytest.approx(final["test/wer"]) and got["loss"] == pytest.approx(final["test/loss"])
+    assert (run_dir / "final" / "student.bpe.model").stat().st_size > 0 and len(desc["units"]) == 64
 
 
 def test_export_refuses_a_taken_folder_before_loading_torch(classifier_run, tmp_path):

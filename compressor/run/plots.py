@@ -126,19 +126,19 @@ def draw_stages(ax: Any, spans: list[tuple[str, int, int]], label: bool = True, 
 
 
 def _draw_series(ax: Any, by_stage: dict[str, Points], color: Any = None, label: str | None = None,
-                 evaluation: bool = False) -> None:
+                 evaluation: bool = False, linestyle: str = "-") -> None:
     flat = _flat(by_stage)
     if not flat:
         return
     xs, ys = zip(*flat)
     if evaluation or len(flat) < SMOOTH_FROM:
-        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, label=label)
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, label=label, linestyle=linestyle)
     elif not noisy(list(ys)):
-        ax.plot(xs, ys, linewidth=1.4, color=color, label=label)
+        ax.plot(xs, ys, linewidth=1.4, color=color, label=label, linestyle=linestyle)
     else:
-        line = ax.plot(xs, ys, linewidth=0.6, alpha=0.3, color=color)[0]
+        line = ax.plot(xs, ys, linewidth=0.6, alpha=0.3, color=color, linestyle=linestyle)[0]
         window = max(5, len(flat) // 50)
-        ax.plot(xs, running_mean(list(ys), window), linewidth=1.4, color=line.get_color(),
+        ax.plot(xs, running_mean(list(ys), window), linewidth=1.4, color=line.get_color(), linestyle=linestyle,
                 label=f"{label} (mean of {window})" if label else f"mean of {window} steps")
 
 
@@ -164,7 +164,12 @@ def write_plots(run_dir: Path) -> list[Path]:
     written = []
     for key, by_stage in sorted(series.items()):
         fig, ax = plt.subplots(figsize=(7.5, 3.8))
-        _draw_series(ax, by_stage, label=key, evaluation=_is_eval(key))
+        own, alone = split_alone(by_stage)
+        _draw_series(ax, own, label=key if alone else None, evaluation=_is_eval(key))
+        if alone:
+            _draw_series(ax, alone, label=f"{key}, the student trained alone", evaluation=_is_eval(key),
+                         linestyle="--")
+            ax.legend(fontsize=7)
         if log_scale(_values(by_stage)):
             ax.set_yscale("log")
         draw_stages(ax, spans)
@@ -210,7 +215,10 @@ def write_overview(series: dict[str, dict[str, Points]], spans: list[tuple[str, 
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.3 * rows), squeeze=False)
     for ax, (name, keys) in zip(axes.flat, groups):
         for key in keys:
-            _draw_series(ax, series[key], label=key, evaluation=_is_eval(key))
+            own, alone = split_alone(series[key])
+            _draw_series(ax, own, label=key, evaluation=_is_eval(key))
+            if alone:
+                _draw_series(ax, alone, label=f"{key} (trained alone)", evaluation=_is_eval(key), linestyle="--")
         if log_scale(_values(*(series[k] for k in keys))):
             ax.set_yscale("log")
         draw_stages(ax, spans)
@@ -227,9 +235,13 @@ def write_overview(series: dict[str, dict[str, Points]], spans: list[tuple[str, 
     return path
 
 
+ALONE = "_alone"
+
+
 def stage_offsets(records: list[dict[str, Any]]) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
-    """Each stage's first step on the run's x axis, by stage name in the order the stages ran (the stages of the
-    student trained alone reuse their indices, so the name places them), and the spans ``(name, x0, x1)``."""
+    """Each stage's first step on the run's x axis, by stage name in the order the stages ran, and the spans
+    ``(name, x0, x1)``. The stages of the student trained alone (``<stage>_alone``, which reuse their indices)
+    lie over the stage they repeat, so the two curves compare step for step; they have no span of their own."""
     last: dict[str, int] = {}
     for rec in records:
         if "stage_index" in rec:
@@ -237,7 +249,16 @@ def stage_offsets(records: list[dict[str, Any]]) -> tuple[dict[str, int], list[t
             last[name] = max(last.get(name, 0), int(rec.get("step", 0)))
     offsets, spans, total = {}, [], 0
     for name, steps in last.items():
+        if name.endswith(ALONE) and name[: -len(ALONE)] in offsets:
+            offsets[name] = offsets[name[: -len(ALONE)]]
+            continue
         offsets[name] = total
         spans.append((name, total, total + steps))
         total += steps
     return offsets, spans
+
+
+def split_alone(by_stage: dict[str, Points]) -> tuple[dict[str, Points], dict[str, Points]]:
+    """A series' points of the run's own stages, and those of the student trained alone (``<stage>_alone``)."""
+    own = {k: v for k, v in by_stage.items() if not k.endswith(ALONE)}
+    return own, {k: v for k, v in by_stage.items() if k.endswith(ALONE)}

@@ -127,12 +127,16 @@ def test_schedule_or_number_arguments_read_as_such() -> None:
     assert entry.args.model_validate({"weight": 0.5}).weight.name == "constant"  # a number is a constant
 
 
-def test_stages_that_reuse_an_index_are_placed_after_the_others() -> None:
-    """The student trained alone runs its stages with indices 0, 1 again: the plots place them by name, after."""
-    from compressor.run.plots import stage_offsets
+def test_the_student_alone_lies_over_the_stage_it_repeats(tmp_path) -> None:
+    """The student trained alone runs its stages with indices 0, 1 again: the plots place them by name, over the
+    stage they repeat (same steps, so the two curves compare step for step), drawn as a second, dashed series."""
+    from compressor.run.plots import split_alone, stage_offsets
 
     records = [{"stage": s, "stage_index": i, "step": n} for s, i, n in
-               (("teacher", 0, 100), ("lcmr", 1, 60), ("lcmr_alone", 0, 60))]
+               (("teacher", 0, 100), ("lcmr", 1, 60), ("finetune", 2, 20), ("lcmr_alone", 0, 60),
+                ("finetune_alone", 1, 20))]
     offsets, spans = stage_offsets(records)
-    assert offsets == {"teacher": 0, "lcmr": 100, "lcmr_alone": 160}
-    assert spans[-1] == ("lcmr_alone", 160, 220)
+    assert offsets == {"teacher": 0, "lcmr": 100, "finetune": 160, "lcmr_alone": 100, "finetune_alone": 160}
+    assert spans == [("teacher", 0, 100), ("lcmr", 100, 160), ("finetune", 160, 180)]
+    own, alone = split_alone({"lcmr": [(110, 0.5)], "lcmr_alone": [(110, 0.6)]})
+    assert own == {"lcmr": [(110, 0.5)]} and alone == {"lcmr_alone": [(110, 0.6)]}

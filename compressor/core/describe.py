@@ -99,6 +99,11 @@ def read_description(weights: Path) -> dict[str, Any] | None:
     path = description_path(weights)
     if not path.exists():
         return None
+    return parse_description(path)
+
+
+def parse_description(path: Path) -> dict[str, Any]:
+    """A model description file read and checked (family, args, format), or one line naming what is wrong."""
     try:
         desc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from compressor.core.checkpoint import file_sha256, write_atomic
-from compressor.core.describe import FORMAT
+from compressor.core.describe import parse_description
 from compressor.core.errors import UserError
 
 WEIGHTS = "model.safetensors"
@@ -93,15 +93,7 @@ def read_shipped(folder: Path) -> dict[str, Any]:
         raise UserError(f"{folder}: no such shipped model folder")
     if not path.is_file():
         raise UserError(f"{path} is missing: {folder} is not a shipped model folder")
-    try:
-        desc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(desc, dict) or not isinstance(desc.get("family"), str) or not isinstance(desc.get("args"),
-                                                                                                 dict):
-        raise UserError(f"{path}: not a model description (no 'family' and 'args')")
-    if desc.get("format") != FORMAT:
-        raise UserError(f"{path}: description format {desc.get('format')!r}, this version reads {FORMAT}")
+    desc = parse_description(path)
     weights = desc.get("weights") or {}
     if weights.get("file") != WEIGHTS or not isinstance(weights.get("sha256"), str):
         raise UserError(f"{path}: its 'weights' entry does not name {WEIGHTS} with a sha256")

@@ -113,11 +113,7 @@ class SpecAugment(Strategy):
                 args.time_width >= int(shortest):
             raise check.error(f"time_width {args.time_width} is not below the shortest utterance ({shortest} "
                               "frames): lower it or set time_width_fraction", "time_width")
-        keys = info.get("batch_keys")
-        for k in ("key", "lengths_key"):
-            if keys is not None and getattr(args, k) not in keys:
-                raise check.error(f"'{getattr(args, k)}' is not a key of this stage's batches ({', '.join(keys)})",
-                                  k)
+        check.require_batch_keys(args, "key", "lengths_key")
 
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:

@@ -105,11 +105,7 @@ class VTLP(Strategy):
         if frontend is not None and frontend not in FRONTENDS:
             raise check.error(f"vtlp warps log-mel features; this data's front end '{frontend}' is not one of "
                               f"{', '.join(FRONTENDS)}")
-        keys = info.get("batch_keys")
-        for k in ("key", "lengths_key"):
-            if keys is not None and getattr(args, k) not in keys:
-                raise check.error(f"'{getattr(args, k)}' is not a key of this stage's batches ({', '.join(keys)})",
-                                  k)
+        check.require_batch_keys(args, "key", "lengths_key")
 
     @hookimpl
     def compressor_prepare_models(self, ctx: StageContext) -> None:

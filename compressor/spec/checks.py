@@ -204,6 +204,14 @@ class CheckContext:
         if name not in names:
             raise self.error(f"no model named '{name}'{did_you_mean(name, names)}", key)
 
+    def require_batch_keys(self, args: Any, *fields: str) -> None:
+        """Refuse an argument among ``fields`` of ``args`` that names no key of this stage's batches (when the
+        data says its keys), at that argument."""
+        keys = self.data_info().get("batch_keys")
+        for k in fields:
+            if keys is not None and getattr(args, k) not in keys:
+                raise self.error(f"'{getattr(args, k)}' is not a key of this stage's batches ({', '.join(keys)})", k)
+
     def model_outputs(self, name: str) -> tuple[str, ...] | None:
         """Output keys model ``name`` returns, as its registry entry declares (``outputs=``, a tuple or a
         function of the model's arguments), or None when it does not say."""

@@ -125,10 +125,10 @@ def test_report_leads_with_the_gap_and_checks_claims_on_both_sets(tmp_path: Path
 def test_results_page_renders_every_result_set_from_json() -> None:
     bench = load_benchmark("lcmr_reproduction")
     page = bench.results_page(bench.HERE / "results")
-    assert page.count("\nMeasured 20") == 3 and "commit `2fb5592" in page
+    assert page.count("\nMeasured 20") == 4 and "commit `2fb5592" in page and "From the shipped teacher" in page
     assert "before the held-out-voice split" in page and "(n = 1, no interval)" in page
     assert 'was "does not hold" (earlier rule: the means alone)' in page
-    assert "with a teacher trained inside each seed's runs, before the shipped teacher" in page.splitlines()[2]
+    assert "with a teacher trained inside each seed's runs, before the teacher shipped" in page.splitlines()[2]
     assert "## How to run" in page and "lcmr_reproduction.py --plan" in page
 
 

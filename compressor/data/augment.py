@@ -35,6 +35,16 @@ class AugmentArgs(Args):
     gain_db: tuple[float, float] | None = Field(default=None, description="a random gain in this range (dB)")
     band_limit: float = Field(default=0.0, ge=0, le=1, description="probability of a telephone channel: 8 kHz, "
                                                                    "300-3400 Hz, resampled back")
+    silence: tuple[float, float] | None = Field(default=None, description="seconds of silence added before and "
+                                                "after the speech, each drawn from this range, at the recording's "
+                                                "own noise floor (a microphone hears silence around an utterance)")
+
+    @field_validator("silence")
+    @classmethod
+    def _seconds(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 <= v[0] <= v[1] <= 30:
+            raise ValueError(f"silence must be [low, high] seconds with 0 <= low <= high <= 30, not {list(v)}")
+        return v
 
     @field_validator("noise_dir", "rir_dir")
     @classmethod
@@ -45,7 +55,7 @@ class AugmentArgs(Args):
 
     def active(self) -> bool:
         return (self.noise_snr is not None or bool(self.speeds) or self.reverb > 0 or self.gain_db is not None
-                or self.band_limit > 0)
+                or self.band_limit > 0 or self.silence is not None)
 
 
 @lru_cache(maxsize=8)
@@ -94,11 +104,34 @@ def _room_impulse(g: torch.Generator, sample_rate: int) -> torch.Tensor:
     return ir / ir.norm()
 
 
+def noise_floor(wave: torch.Tensor, sample_rate: int = 16000) -> float:
+    """RMS of a recording's quietest 25 ms frames (the 2nd percentile): the level of its silence."""
+    frame = max(1, int(0.025 * sample_rate))
+    n = wave.numel() // frame
+    if n == 0:
+        return 0.0
+    rms = wave[: n * frame].reshape(n, frame).pow(2).mean(1).sqrt()
+    return float(rms.kthvalue(max(1, n // 50)).values)
+
+
+def add_silence(wave: torch.Tensor, before: float, after: float, g: torch.Generator,
+                sample_rate: int = 16000) -> torch.Tensor:
+    """``before`` and ``after`` seconds of Gaussian noise at the recording's noise floor (at least -80 dBFS, so
+    digital silence never appears) around ``wave``."""
+    level = max(noise_floor(wave, sample_rate), 1e-4)
+    pad = [torch.randn(int(round(s * sample_rate)), generator=g) * level for s in (before, after)]
+    return torch.cat([pad[0], wave, pad[1]])
+
+
 def augment(wave: torch.Tensor, args: AugmentArgs, seed: int, sample_rate: int = 16000) -> torch.Tensor:
     """Apply the configured augmentations to a mono waveform ``(S,)``; deterministic in ``seed``."""
     import torchaudio.functional as AF
 
     g = torch.Generator().manual_seed(seed)
+    if args.silence is not None and float(torch.rand(1, generator=g)) < args.prob:
+        lo, hi = args.silence
+        before, after = (lo + (hi - lo) * float(torch.rand(1, generator=g)) for _ in range(2))
+        wave = add_silence(wave, before, after, g, sample_rate)
     if args.speeds and float(torch.rand(1, generator=g)) < args.prob:
         factor = args.speeds[int(torch.randint(len(args.speeds), (1,), generator=g))]
         if factor != 1.0:

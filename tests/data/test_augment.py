@@ -87,3 +87,28 @@ def test_new_options_leave_the_earlier_ones_audio_unchanged() -> None:
         assert torch.equal(augment(wave, old, seed=seed), augment(wave, new, seed=seed))
     assert AugmentArgs(band_limit=0.5).active() and AugmentArgs(gain_db=(-3.0, 3.0)).active()
     assert not AugmentArgs().active()
+
+
+def test_silence_around_the_speech_at_the_recordings_noise_floor() -> None:
+    g = torch.Generator().manual_seed(2)
+    speech = 0.3 * torch.sin(2 * math.pi * 220 * torch.arange(SR) / SR)
+    floor = torch.cat([0.001 * torch.randn(SR // 2, generator=g), speech])  # a quiet start: the floor
+    args = AugmentArgs(silence=(0.2, 0.5))
+    for seed in range(4):
+        out = augment(floor, args, seed=seed)
+        added = out.numel() - floor.numel()
+        assert 0.4 * SR - 2 <= added <= 1.0 * SR + 2
+        pad_before = next(k for k in range(added + 1) if torch.equal(out[k:k + floor.numel()], floor))
+        assert 0.2 * SR - 1 <= pad_before <= 0.5 * SR + 1
+        pad = out[:pad_before]
+        assert 0.0005 < float(pad.pow(2).mean().sqrt()) < 0.002  # about the recording's own floor
+        assert torch.equal(out, augment(floor, args, seed=seed))
+    paused = torch.cat([speech, torch.zeros(SR // 10), speech])  # clean speech with a pause: digital silence
+    clean = augment(paused, AugmentArgs(silence=(0.3, 0.3)), seed=0)
+    assert clean.numel() == paused.numel() + 2 * int(0.3 * SR)
+    assert 5e-5 < float(clean[: int(0.3 * SR)].pow(2).mean().sqrt()) < 2e-4  # a clean recording: -80 dBFS
+
+
+def test_silence_range_checked() -> None:
+    with pytest.raises(ValueError, match="silence"):
+        AugmentArgs(silence=(0.5, 0.1))

@@ -1,5 +1,5 @@
-"""A run with feature augmentation and masking plugins (VTLP, SpecAugment and hidden masking) killed mid-stage and
-resumed ends bit-identical: their warps and masks come from torch's global generator, which checkpoints save."""
+"""A run with feature augmentation and masking plugins (recording level, VTLP, SpecAugment and hidden masking) killed
+mid-stage and resumed ends bit-identical: their draws come from torch's global generator, which checkpoints save."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def _masking_spec(tiny_spec: dict, out: Path) -> dict:
     distil.update(epochs=None, steps=150, checkpoint_every=3, grad_accum=1, batch_size=8)
     distil["eval"] = {"every": 20}
     distil["plugins"] = [
+        {"name": "recording_level", "gain_db": [-20, 6], "silence": [0, 0.1]},
         {"name": "vtlp", "low": 0.85, "high": 1.15},
         {"name": "spec_augment", "freq_masks": 1, "freq_width": 3, "time_masks": 1, "time_width": 4,
          "time_warp": 1},
@@ -48,7 +49,8 @@ def test_killed_masking_run_resumes_bit_identical(tiny_spec: dict, tmp_path: Pat
     # the masks were really drawn, and identically: the logged masked fractions agree step for step
     def fractions(d: Path) -> list[tuple[float, float]]:
         rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        return [(r["spec_augment_masked"], r["hidden_masked"], r["vtlp_alpha"]) for r in rows
-                if r.get("stage_index") == 1 and "type" not in r]
+        return [(r["spec_augment_masked"], r["hidden_masked"], r["vtlp_alpha"], r["recording_level_gain_db"])
+                for r in rows if r.get("stage_index") == 1 and "type" not in r]
     got, want = fractions(run_dir), fractions(ref_dir)
-    assert len(want) == 150 and got == want and all(a > 0 and b > 0 and c != 1.0 for a, b, c in want[:10])
+    assert len(want) == 150 and got == want
+    assert all(a > 0 and b > 0 and c != 1.0 and d != 0.0 for a, b, c, d in want[:10])

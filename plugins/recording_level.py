@@ -14,10 +14,13 @@ For each utterance of a training batch (each part with probability ``prob``)::
 
 The gain is exact for the log power-mel features of every front end here (``log(max(energy, eps))``, no
 dither): scaling the waveform by ``10^(g/20)`` scales every energy by ``10^(g/10)``; only channels at the floor,
-whose energy is unknown, stay there. Working on the cached features costs next to nothing per step, where the same augmentation on the
-waveform (the data's ``augment: {gain_db, silence}``) recomputes every utterance's features each step. Draws
-come from torch's global generator, so a resumed run draws the same ones; evaluation and the exported graph never
-see it. List it before ``vtlp`` and ``spec_augment``, so they warp and mask the padded utterance.
+whose energy is unknown, stay there. Working on the cached features costs next to nothing per step, where the
+same augmentation on the waveform (the data's ``augment: {gain_db, silence}``) recomputes every utterance's
+features each step. Draws come from torch's global generator, so a resumed run draws the same ones; evaluation
+and the exported graph never see it. List it before ``vtlp`` and ``spec_augment``, so they warp and mask the
+padded utterance. It makes the task harder: in the headline's 1,500 steps a student trained alone with it
+collapsed to one transcript for everything (``benchmarks/checks/results/conditions/experiments.md``); give it to
+long trainings.
 
 Spec::
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
-from support.plugin_ctx import build_strategy, feature_data, make_ctx
+from support.plugin_ctx import build_strategy, logmel_ctx
 
 from compressor.data.features import fbank
 from plugins.recording_level import LOG_FLOOR, RecordingLevel, with_gain, with_silence
@@ -37,14 +37,8 @@ def test_silence_is_drawn_from_the_quietest_frames() -> None:
     assert (out[:5] == -12.0).all() and (out[28:] == -12.0).all()
 
 
-def _ctx(lengths: list[int]):
-    data = feature_data(lengths, dim=80)
-    data.info["frontend"] = "nemo"
-    return make_ctx({"student": torch.nn.Linear(80, 2)}, data), data
-
-
 def test_plugin_lengthens_utterances_shifts_their_level_and_is_seeded() -> None:
-    ctx, data = _ctx([30, 12, 20])
+    ctx, data = logmel_ctx([30, 12, 20])
     plugin = build_strategy("recording_level", gain_db=[-20, -10], silence=[0.05, 0.1])
     batch = data.collate([data.dataset("train")[i] for i in range(3)])
     original = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in batch.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from pydantic import ValidationError
-from support.plugin_ctx import build_strategy, feature_data, make_ctx
+from support.plugin_ctx import build_strategy, logmel_ctx
 
 from plugins.vtlp import VTLP, channel_centres, warp_features, warp_source
 
@@ -38,14 +38,8 @@ def test_alpha_one_is_the_identity_and_peaks_move_with_alpha() -> None:
         assert float((src[1:] - src[:-1]).max()) < 3 * 10 / min(alpha, 1.0)  # no jump at the turn
 
 
-def _ctx(lengths: list[int]):
-    data = feature_data(lengths, dim=80)
-    data.info["frontend"] = "nemo"
-    return make_ctx({"student": torch.nn.Linear(80, 2)}, data), data
-
-
 def test_plugin_warps_real_frames_only_and_is_seeded() -> None:
-    ctx, data = _ctx([30, 12, 20])
+    ctx, data = logmel_ctx([30, 12, 20])
     vtlp = build_strategy("vtlp", low=0.8, high=1.2)
     vtlp.compressor_prepare_models(ctx)
     batch = data.collate([data.dataset("train")[i] for i in range(3)])

@@ -40,6 +40,14 @@ def make_ctx(models: dict[str, nn.Module], data: DataModule, forward: str = "stu
                         data=data, device=torch.device("cpu"), run_dir=run_dir or Path("."), spec={}, **kw)
 
 
+def logmel_ctx(lengths: list[int]) -> tuple[StageContext, FeatureData]:
+    """A context and data of 80-channel "log-mel" utterances of ``lengths`` frames (the ``nemo`` front end), for
+    strategies that transform features."""
+    data = feature_data(lengths, dim=80)
+    data.info["frontend"] = "nemo"
+    return make_ctx({"student": nn.Linear(80, 2)}, data), data
+
+
 def build_strategy(name: str, **args: Any) -> Any:
     entry = get_registry().get("strategy", name)
     return entry.factory(entry.args.model_validate(args))

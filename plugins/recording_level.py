@@ -19,8 +19,8 @@ same augmentation on the waveform (the data's ``augment: {gain_db, silence}``) r
 features each step. Draws come from torch's global generator, so a resumed run draws the same ones; evaluation
 and the exported graph never see it. List it before ``vtlp`` and ``spec_augment``, so they warp and mask the
 padded utterance. It makes the task harder: in the headline's 1,500 steps a student trained alone with it
-collapsed to one transcript for everything (``benchmarks/checks/results/conditions/experiments.md``); give it to
-long trainings.
+collapsed to almost one transcript for everything (``benchmarks/checks/results/conditions/experiments.md``);
+give it to long trainings.
 
 Spec::
 

@@ -29,6 +29,11 @@ def finished(work: Path, name: str) -> Path | None:
     return done[-1].parent.parent if done else None
 
 
+def finished_in(folder: Path) -> list[Path]:
+    """Every finished run directory (``final/COMPLETE``) directly in ``folder`` (a spec's runs, one per seed)."""
+    return sorted(d for d in folder.iterdir() if (d / "final" / "COMPLETE").is_file()) if folder.is_dir() else []
+
+
 def write_spec(work: Path, spec: dict[str, Any]) -> Path:
     """``spec`` (already hashed) written to ``work/specs/NAME.yaml``."""
     spec_dir = work / "specs"

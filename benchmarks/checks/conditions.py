@@ -26,8 +26,9 @@ from typing import Any
 
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: stats
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: stats, reuse
 import stats  # noqa: E402
+from reuse import finished_in  # noqa: E402
 
 #: name -> (augmentation arguments, what a reader sees); ``clean`` is the audio as it is
 CONDITIONS: dict[str, tuple[dict[str, Any], str]] = {
@@ -49,7 +50,7 @@ def finished_runs(paths: list[Path]) -> list[Path]:
         if (p / "final" / "COMPLETE").is_file():
             out.append(p)
         elif p.is_dir():
-            out.extend(sorted(d for d in p.iterdir() if (d / "final" / "COMPLETE").is_file()))
+            out.extend(finished_in(p))
         else:
             raise SystemExit(f"conditions: {p} is neither a finished run nor a folder of them")
     if not out:

@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: stats
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: stats, reuse
 import stats  # noqa: E402
+from reuse import finished_in  # noqa: E402
 
 MODELS = ("teacher", "student", "student_alone")
 SETS = ("test", "test_seen", "heldout")
@@ -53,7 +54,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def runs_of(folder: Path | None, extra: list[Path]) -> list[dict[str, Any]]:
-    dirs = sorted(p for p in folder.iterdir() if (p / "final" / "COMPLETE").is_file()) if folder else []
+    dirs = finished_in(folder) if folder else []
     return [read_run(d) for d in [*dirs, *extra]]
 
 

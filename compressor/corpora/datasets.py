@@ -19,6 +19,7 @@ from compressor.corpora import grammars
 from compressor.corpora.build import build_corpus, corpus_dir
 from compressor.corpora.corpus import SPLITS as SYNTHETIC_SPLITS
 from compressor.corpora.corpus import CorpusSettings, split_speakers
+from compressor.corpora.voices import wide_by_default
 from compressor.data.cache import default_cache_dir
 from compressor.data.datasets import Language, cache_path
 from compressor.data.formats import read_nemo_manifest
@@ -79,6 +80,10 @@ class ReadSpeechArgs(SyntheticArgs):
     setting: Literal["small", "large"] = Field(
         default="small", description="small: controlled grammar | large: thousands of words, noise, reverb"
     )
+    voices: Literal["narrow", "wide"] | None = Field(
+        default=None, description="training voices: narrow (one accent, rates 130-225, pitches 30-70) | wide "
+        "(every English accent, rates 110-260, pitches and pitch ranges 10-90); default: wide for large, narrow "
+        "for small. Validation and test voices are the same held-out variants either way")
 
     @model_validator(mode="after")
     def _large_defaults(self) -> ReadSpeechArgs:
@@ -86,6 +91,9 @@ class ReadSpeechArgs(SyntheticArgs):
             for key, value in LARGE_DEFAULTS.items():
                 if key not in self.model_fields_set:
                     object.__setattr__(self, key, value)
+        if self.voices == "wide" and self.language != "en":
+            raise ValueError(f"voices: wide is English only (every English accent espeak-ng has); "
+                             f"language is {self.language!r}")
         return self
 
 
@@ -104,10 +112,14 @@ class ShiftedArgs(SyntheticArgs):
 
 def _settings(kind: str, args: SyntheticArgs, language: str = "en", condition: str = "clean",
               setting: str = "small") -> CorpusSettings:
+    voices = getattr(args, "voices", None) or ""
+    if voices and (voices == "wide") == wide_by_default(kind, language, setting):
+        voices = ""  # the setting's own default: the same corpus, the same cache
     return CorpusSettings(kind=kind, language=language, condition=condition, setting=setting,
                           train_size=args.train_size, valid_size=args.valid_size, test_size=args.test_size,
                           test_seen_size=args.test_seen_size, num_speakers=args.num_speakers,
-                          valid_speakers=args.valid_speakers, test_speakers=args.test_speakers, seed=args.seed)
+                          valid_speakers=args.valid_speakers, test_speakers=args.test_speakers, seed=args.seed,
+                          voices=voices)
 
 
 def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, seed: int,

@@ -114,15 +114,22 @@ class VoiceSet:
         return out
 
 
-def voice_sets(kind: str, language: str = "en", condition: str = "clean", setting: str = "small"
-               ) -> dict[str, VoiceSet]:
+def wide_by_default(kind: str, language: str, setting: str) -> bool:
+    """Whether a corpus trains on wide voices unless told otherwise: English read speech, ``large`` setting."""
+    return kind == "read_speech" and setting == "large" and language == "en"
+
+
+def voice_sets(kind: str, language: str = "en", condition: str = "clean", setting: str = "small",
+               voices: str = "") -> dict[str, VoiceSet]:
     """Training / validation / test voice sets of a corpus kind (``commands``, ``read_speech``, ``shifted``).
 
-    English read speech in the ``large`` setting trains on every English accent with wide rates, pitches and
-    pitch ranges; its validation and test speakers are the same held-out variants as elsewhere."""
+    English read speech with ``voices="wide"`` (the ``large`` setting's default) trains on every English accent
+    with wide rates, pitches and pitch ranges; ``"narrow"`` on one accent and a narrow span; ``""`` takes the
+    setting's default. Validation and test speakers are the same held-out variants either way."""
     names: tuple[str, ...] = (ESPEAK_VOICE[language],)
     train, valid, test = TRAIN_VARIANTS, VALID_VARIANTS, TEST_VARIANTS
-    if kind == "read_speech" and setting == "large" and language == "en":
+    wide = voices == "wide" or (voices == "" and wide_by_default(kind, language, setting))
+    if wide and kind == "read_speech" and language == "en":
         return {"train": VoiceSet(EN_ACCENTS, train, WIDE_RATES, WIDE_PITCHES, WIDE_RANGES),
                 "valid": VoiceSet(names, valid, EVAL_RATES, EVAL_PITCHES),
                 "test": VoiceSet(names, test, EVAL_RATES, EVAL_PITCHES)}

@@ -63,6 +63,7 @@ class CorpusSettings:
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     voices: str = ""  # read_speech: narrow | wide training voices; "" the setting's default (keyed only when set)
+    blends: int = 0  # blended training variants (keyed only when set)
 
     def sizes(self) -> dict[str, int]:
         seen = self.test_size if self.test_seen_size is None else self.test_seen_size
@@ -70,8 +71,9 @@ class CorpusSettings:
 
     def key(self) -> str:
         blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
-        if not self.voices:
-            del blob["voices"]  # corpora built before the option keep their cache
+        for option in ("voices", "blends"):
+            if not blob[option]:
+                del blob[option]  # corpora built before the option keep their cache
         if self.setting == "large":
             blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
             blob["large"] = LARGE_VERSION
@@ -94,7 +96,7 @@ class CorpusSettings:
 def split_speakers(s: CorpusSettings) -> dict[str, list[Voice]]:
     """Training, validation and test speakers, drawn by the seed from voice sets whose variants do not
     overlap (:mod:`compressor.corpora.voices`); ``test_seen`` reuses the training speakers."""
-    sets = voice_sets(s.kind, s.language, s.condition, s.setting, s.voices)
+    sets = voice_sets(s.kind, s.language, s.condition, s.setting, s.voices, s.blends)
     n_train = max(1, s.num_speakers - s.valid_speakers - s.test_speakers)
     wanted = {"train": n_train, "valid": s.valid_speakers, "test": s.test_speakers}
     out: dict[str, list[Voice]] = {}

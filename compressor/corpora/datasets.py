@@ -84,6 +84,10 @@ class ReadSpeechArgs(SyntheticArgs):
         default=None, description="training voices: narrow (one accent, rates 130-225, pitches 30-70) | wide "
         "(every English accent, rates 110-260, pitches and pitch ranges 10-90); default: wide for large, narrow "
         "for small. Validation and test voices are the same held-out variants either way")
+    blends: int = Field(
+        default=0, ge=0, le=5000, description="blended voice variants added to the training variants: each takes "
+        "its formants, pitch, echo, tone, voicing, breath... from training variants drawn by its number, formants "
+        "moved up to 8% (never a held-out variant's settings)")
 
     @model_validator(mode="after")
     def _large_defaults(self) -> ReadSpeechArgs:
@@ -119,7 +123,7 @@ def _settings(kind: str, args: SyntheticArgs, language: str = "en", condition: s
                           train_size=args.train_size, valid_size=args.valid_size, test_size=args.test_size,
                           test_seen_size=args.test_seen_size, num_speakers=args.num_speakers,
                           valid_speakers=args.valid_speakers, test_speakers=args.test_speakers, seed=args.seed,
-                          voices=voices)
+                          voices=voices, blends=getattr(args, "blends", 0))
 
 
 def _synthetic(settings: CorpusSettings, args: SyntheticArgs, cache_dir: Path, seed: int,

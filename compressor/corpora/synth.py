@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from compressor.core.errors import UserError
+from compressor.corpora import voice_blends
+from compressor.corpora.speaker import Voice
+
+__all__ = ["Espeak", "Voice", "synthesize"]
 
 # espeak_AUDIO_OUTPUT / espeak_PARAMETER / flags from speak_lib.h
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -27,27 +30,6 @@ _ESPEAK_CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One synthetic speaker: an espeak voice (``en-us``, ``de``...), a variant (``m3``, ``f2``... or "")
-    and prosody (``rate`` in words per minute, 80..450; ``pitch`` and ``pitch_range`` 0..100)."""
-
-    name: str
-    variant: str = ""
-    rate: int = 175
-    pitch: int = 50
-    pitch_range: int = 50
-
-    @property
-    def espeak_name(self) -> str:
-        return f"{self.name}+{self.variant}" if self.variant else self.name
-
-    @property
-    def speaker_id(self) -> str:
-        tail = f"_g{self.pitch_range}" if self.pitch_range != 50 else ""
-        return f"{self.name}_{self.variant or 'default'}_r{self.rate}_p{self.pitch}{tail}"
 
 
 class Espeak:
@@ -63,7 +45,7 @@ class Espeak:
             raise UserError("speech synthesis needs the 'espeakng-loader' package (pip install "
                             "espeakng-loader)") from e
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = espeakng_loader.get_data_path().encode()
+        self._installed_data = espeakng_loader.get_data_path()
         lib = self._lib
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -75,10 +57,6 @@ class Espeak:
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
-        if rate <= 0:
-            raise RuntimeError(f"espeak-ng failed to initialise (data at {data.decode()})")
-        self.sample_rate = int(rate)
         self._chunks: list[np.ndarray] = []
 
         def _collect(wav: ctypes.POINTER(ctypes.c_short), n: int, _events: ctypes.c_void_p) -> int:
@@ -87,7 +65,19 @@ class Espeak:
             return 0
 
         self._callback = _CALLBACK(_collect)  # keep a reference: the library calls it later
-        lib.espeak_SetSynthCallback(self._callback)
+        self._data = ""
+        self._initialise(self._installed_data)
+
+    def _initialise(self, data: str) -> None:
+        """(Re)start the library on the data folder ``data``."""
+        if self._data:
+            self._lib.espeak_Terminate()
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), 0)
+        if rate <= 0:
+            raise RuntimeError(f"espeak-ng failed to initialise (data at {data})")
+        self.sample_rate = int(rate)
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._data = data
         self._voice: str | None = None
 
     @classmethod
@@ -103,6 +93,11 @@ class Espeak:
         espeak-ng draws random numbers (noise sources, jitter) from its own generator; it is re-seeded with
         ``seed`` before every utterance, so the audio does not depend on what was synthesised before."""
         with self._lock:
+            if voice_blends.is_blend(voice.variant):
+                private = voice_blends.private_data_dir(self._installed_data)
+                voice_blends.ensure_blend(voice.variant, private, self._installed_data)
+                if self._data != private:  # the same files as installed, and the blends
+                    self._initialise(private)
             if self._voice != voice.espeak_name:
                 if self._lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
                     raise UserError(f"espeak-ng has no voice '{voice.espeak_name}'")

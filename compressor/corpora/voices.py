@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from compressor.corpora.synth import Voice
+from compressor.corpora.speaker import Voice
 
 #: Variants that share formant settings (a variant outside every family is a family of its own).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -72,6 +72,21 @@ ACCENTS = ("en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp", "en", "en-gb-x
 ESPEAK_VOICE = {"en": "en-us", "de": "de", "es": "es", "ru": "ru"}
 
 
+#: Blended variants (``blend<N>``, :mod:`compressor.corpora.voice_blends`): new training voices composed from the
+#: training variants' settings.
+BLEND_PREFIX = "blend"
+
+
+def is_blend(variant: str) -> bool:
+    """Whether a variant name is a blend (``blend<N>``)."""
+    return variant.startswith(BLEND_PREFIX) and variant[len(BLEND_PREFIX):].isdigit()
+
+
+def blend_names(n: int) -> tuple[str, ...]:
+    """The names of the first ``n`` blends."""
+    return tuple(f"{BLEND_PREFIX}{i}" for i in range(n))
+
+
 def family(variant: str) -> str:
     """The family of a variant (its own name when it has none)."""
     for name, members in FAMILIES.items():
@@ -120,14 +135,15 @@ def wide_by_default(kind: str, language: str, setting: str) -> bool:
 
 
 def voice_sets(kind: str, language: str = "en", condition: str = "clean", setting: str = "small",
-               voices: str = "") -> dict[str, VoiceSet]:
+               voices: str = "", blends: int = 0) -> dict[str, VoiceSet]:
     """Training / validation / test voice sets of a corpus kind (``commands``, ``read_speech``, ``shifted``).
 
     English read speech with ``voices="wide"`` (the ``large`` setting's default) trains on every English accent
     with wide rates, pitches and pitch ranges; ``"narrow"`` on one accent and a narrow span; ``""`` takes the
-    setting's default. Validation and test speakers are the same held-out variants either way."""
+    setting's default. ``blends`` adds that many blended variants to the training variants. Validation and test
+    speakers are the same held-out variants either way."""
     names: tuple[str, ...] = (ESPEAK_VOICE[language],)
-    train, valid, test = TRAIN_VARIANTS, VALID_VARIANTS, TEST_VARIANTS
+    train, valid, test = TRAIN_VARIANTS + blend_names(blends), VALID_VARIANTS, TEST_VARIANTS
     wide = voices == "wide" or (voices == "" and wide_by_default(kind, language, setting))
     if wide and kind == "read_speech" and language == "en":
         return {"train": VoiceSet(EN_ACCENTS, train, WIDE_RATES, WIDE_PITCHES, WIDE_RANGES),

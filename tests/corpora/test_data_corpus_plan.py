@@ -128,3 +128,25 @@ def test_large_setting_defaults() -> None:
     args = ReadSpeechArgs(setting="large", train_size=500)
     assert args.train_size == 500 and args.test_size == LARGE_DEFAULTS["test_size"]
     assert ReadSpeechArgs().train_size == 2000 and ReadSpeechArgs().setting == "small"
+
+
+def test_wide_or_narrow_voices_in_either_setting() -> None:
+    """``voices`` picks the training voices of either setting; evaluation speakers and sentences stay the same,
+    and a corpus that asks for its setting's own default is the same corpus, under the same cache key."""
+    from compressor.corpora.datasets import _settings
+
+    def settings(setting: str, voices: str | None) -> CorpusSettings:
+        return _settings("read_speech", ReadSpeechArgs(setting=setting, voices=voices), "en", setting=setting)
+
+    small, wide = settings("small", None), settings("small", "wide")
+    assert settings("small", "narrow").key() == small.key() != wide.key()
+    assert settings("large", "wide").key() == settings("large", None).key() != settings("large", "narrow").key()
+    assert CorpusSettings(kind="read_speech").key() == small.key()  # corpora built before the option
+    narrow_plan, wide_plan = plan(CorpusSettings(**{**small.__dict__, "train_size": 400})), \
+        plan(CorpusSettings(**{**wide.__dict__, "train_size": 400}))
+    names = {v["voice"]["name"] for v in wide_plan["train"]}
+    assert names == set(EN_ACCENTS) and {v["voice"]["name"] for v in narrow_plan["train"]} == {"en-us"}
+    assert len({v["voice"]["pitch"] for v in wide_plan["train"]}) > len(voices.TRAIN_PITCHES)
+    assert wide_plan["test"] == narrow_plan["test"] and wide_plan["valid"] == narrow_plan["valid"]
+    with pytest.raises(ValueError, match="English only"):
+        ReadSpeechArgs(language="de", voices="wide")

@@ -1,0 +1,107 @@
+"""Blended voice variants: new espeak-ng voices composed from the settings of the training variants.
+
+An espeak-ng variant is a small text file of settings: formant frequencies, heights and widths, pitch, echo,
+spectral tone, voicing and consonant levels, breathiness, flutter, roughness, the Klatt synthesiser's mode.
+The corpora's training speakers use 37 of the synthesiser's variants; a *blend* (variant name ``blend<N>``)
+takes each group of settings from a training variant drawn by ``N`` (a variant without that group gives
+espeak's default) and moves every formant frequency by up to ±8%, so a corpus can train on as many distinct
+voices as it asks for while no held-out variant's settings are ever read. Same ``N``, same file, same audio.
+
+espeak-ng finds a variant only in its data folder, which is inside an installed package: blends are written to
+a private data folder (``$TMPDIR/compressor-espeak-<hash>``) that links to every file of the installed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from compressor.corpora.voices import TRAIN_VARIANTS, is_blend
+
+#: Groups of settings a blend takes whole from one donor variant (a formant set only makes sense as a set).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "formants": ("formant",),
+    "pitch": ("pitch",),
+    "echo": ("echo",),
+    "tone": ("tone",),
+    "voicing": ("voicing",),
+    "consonants": ("consonants",),
+    "breath": ("breath", "breathw"),
+    "flutter": ("flutter",),
+    "roughness": ("roughness",),
+    "klatt": ("klatt",),
+    "stress": ("intonation", "stressAdd", "stressAmp", "stressLength"),
+}
+FORMANT_SHIFT = 0.08
+
+
+def _variant_lines(data: Path, variant: str) -> dict[str, list[str]]:
+    """A variant file's setting lines by group (lines of no group, e.g. ``name``, left out)."""
+    text = (data / "voices" / "!v" / variant).read_text(encoding="latin-1")
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        for group, keys in GROUPS.items():
+            if words[0] in keys:
+                out.setdefault(group, []).append(" ".join(words))
+    return out
+
+
+def blend_text(variant: str, data: Path) -> str:
+    """The espeak-ng variant file of blend ``variant``, from the training variants' files under ``data``."""
+    if not is_blend(variant):
+        raise ValueError(f"{variant!r} is not a blend name (blend<N>)")
+    rng = random.Random(f"voice-blend:{variant}")
+    donors = sorted(v for v in TRAIN_VARIANTS if v)  # never a held-out variant
+    lines = ["language variant", f"name {variant}"]
+    for group in GROUPS:
+        taken = _variant_lines(data, rng.choice(donors)).get(group, [])
+        for line in taken:
+            words = line.split()
+            if group == "formants" and len(words) >= 3 and words[1] in "12345":
+                words[2] = str(max(1, round(int(words[2]) * rng.uniform(1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT))))
+            lines.append(" ".join(words))
+    return "\n".join(lines) + "\n"
+
+
+def private_data_dir(data: str) -> str:
+    """A private espeak-ng data folder that links to every file of ``data`` and can hold blends (made once,
+    shared by every process of the machine's user; folder creation and blend files are atomic)."""
+    src = Path(data)
+    key = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:12]
+    dest = Path(tempfile.gettempdir()) / f"compressor-espeak-{os.getuid() if hasattr(os, 'getuid') else 0}-{key}"
+    if (dest / "voices" / "!v").is_dir():
+        return str(dest)
+    work = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    for entry in src.iterdir():
+        if entry.name != "voices":
+            (work / entry.name).symlink_to(entry)
+    for entry in (src / "voices").iterdir():
+        if entry.name != "!v":
+            (work / "voices").mkdir(exist_ok=True)
+            (work / "voices" / entry.name).symlink_to(entry)
+    (work / "voices" / "!v").mkdir(parents=True)
+    for entry in (src / "voices" / "!v").iterdir():
+        (work / "voices" / "!v" / entry.name).symlink_to(entry)
+    try:
+        work.rename(dest)
+    except OSError:  # another process made it first: use theirs
+        for entry in sorted(work.rglob("*"), key=lambda p: -len(p.parts)):
+            entry.unlink() if entry.is_symlink() or entry.is_file() else entry.rmdir()
+        work.rmdir()
+    return str(dest)
+
+
+def ensure_blend(variant: str, private: str, data: str) -> None:
+    """Write blend ``variant``'s file into the private data folder ``private`` unless it is there."""
+    path = Path(private) / "voices" / "!v" / variant
+    if path.exists():
+        return
+    tmp = path.with_name(f".{variant}.{os.getpid()}")
+    tmp.write_text(blend_text(variant, Path(data)), encoding="latin-1")
+    os.replace(tmp, path)

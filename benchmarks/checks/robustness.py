@@ -9,9 +9,12 @@ seeds, from finished runs of two specs:
     compressor run specs/rnnt_lcmr.yaml --set seed=S --set output_dir=runs/after
     python benchmarks/checks/robustness.py --before runs/before/rnnt_lcmr --after runs/after/rnnt_lcmr
 
-(``--run`` adds a single run directory to a side, e.g. a fresh clone's.) Prints a markdown table (mean ± std over
-seeds, and the unseen/seen ratio per model) and the paired claims "student better than the student alone" per
-test set (95% t-interval over seeds); ``--out`` writes the table and a JSON of every number. The two sides are
+(``--run`` adds a single run directory to a side, e.g. a fresh clone's; ``--side NAME=FOLDER`` adds a side of any
+name, e.g. the 58-word corpus trained for voices it never heard:
+``--side "58 words, voices"=runs/voices/rnnt_lcmr``.) Prints a markdown table (mean ± std over seeds, and the
+unseen/seen ratio per model), the paired claims "student better than the student alone" per test set and, for
+every side after the first, "better than the first side" per model and set (95% t-intervals over seeds, paired by
+seed); ``--out`` writes the tables and a JSON of every number. The two sides are
 different corpora (a closed 58-word grammar against thousands of words), so their absolute WERs do not compare;
 the ratios and the held-out column say how much of what a model learned is the voices it heard.
 """
@@ -88,12 +91,35 @@ def claims(out: dict[str, Any]) -> list[str]:
     return lines
 
 
+def against_first(out: dict[str, Any]) -> list[str]:
+    """Every later side against the first, per model and set: WER points lower, paired by seed."""
+    names = list(out)
+    if len(names) < 2:
+        return []
+    first = names[0]
+    lines = [f"| recipe | model | set | better than {first} (WER points, paired by seed) | verdict |",
+             "|---|---|---|---|---|"]
+    for side in names[1:]:
+        for model in MODELS:
+            if model not in out[side] or model not in out[first]:
+                continue
+            for s in (*SETS, "ratio"):
+                diff = stats.paired(out[side][model][s], out[first][model][s], higher_is_better=False)
+                if diff.n:
+                    shown = diff.text(1, 2) if s == "ratio" else diff.text(100, 1)
+                    lines.append(f"| {side} | {model} | {'unseen / seen' if s == 'ratio' else s} | {shown} | "
+                                 f"{diff.verdict} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", type=Path, default=None, help="folder of finished runs of the earlier headline")
     p.add_argument("--after", type=Path, default=None, help="folder of finished runs of specs/rnnt_lcmr.yaml")
     p.add_argument("--run", action="append", default=[], metavar="SIDE=RUN_DIR",
                    help="one more finished run for a side (before|after)")
+    p.add_argument("--side", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a folder of finished runs as one more side, named NAME (after before and after)")
     p.add_argument("--out", type=Path, default=None, help="write robustness.md and robustness.json here")
     args = p.parse_args(argv)
     extra: dict[str, list[Path]] = {"before": [], "after": []}
@@ -101,9 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         side, _, path = item.partition("=")
         extra.setdefault(side, []).append(Path(path))
     sides = {"before": runs_of(args.before, extra["before"]), "after": runs_of(args.after, extra["after"])}
+    for item in args.side:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            p.error(f"--side {item!r}: give NAME=FOLDER")
+        sides[name] = runs_of(Path(path), extra.get(name, []))
     sides = {k: v for k, v in sides.items() if v}
     lines, out = table(sides)
-    text = "\n".join([*lines, "", *claims(out)]) + "\n"
+    compared = against_first(out)
+    text = "\n".join([*lines, "", *claims(out), *(["", *compared] if compared else [])]) + "\n"
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

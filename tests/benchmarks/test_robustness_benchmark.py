@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from support import load_benchmark
 
 robustness = load_benchmark("robustness")
@@ -34,3 +35,23 @@ def test_table_ratios_and_claims(tmp_path: Path, capsys) -> None:
     assert lines and "+11.0" in lines[0] and "holds" in lines[0]  # the student is better, beyond the interval
     held = [x for x in text.splitlines() if x.startswith("| after | heldout |")]
     assert held and "+0.0" in held[0] and "holds" not in held[0]
+
+
+def test_named_sides_are_compared_with_the_first(tmp_path: Path, capsys) -> None:
+    for seed in range(3):
+        _run(tmp_path / "before", seed, {m: (0.5, 0.125, 0.8) for m in ("teacher", "student", "student_alone")})
+        _run(tmp_path / "voices", seed, {m: (0.3 + 0.01 * seed, 0.1, 0.8)
+                                         for m in ("teacher", "student", "student_alone")})
+    assert robustness.main(["--before", str(tmp_path / "before"),
+                            "--side", f"58 words, voices={tmp_path / 'voices'}"]) == 0
+    text = capsys.readouterr().out
+    rows = {tuple(c.strip() for c in x.split("|")[1:4]): x for x in text.splitlines()
+            if x.startswith("| 58 words, voices |")}
+    assert "| 58 words, voices | student | 3 | 31.0% ± 1.0% (n = 3) | 10.0%" in text
+    assert "+19.0 [" in rows[("58 words, voices", "student", "test")] and "holds" in rows[
+        ("58 words, voices", "student", "test")]
+    assert "+0.0" in rows[("58 words, voices", "student", "heldout")]
+    assert "+0.90 [" in rows[("58 words, voices", "student", "unseen / seen")]  # 4.0 -> 3.1
+    with pytest.raises(SystemExit) as refused:
+        robustness.main(["--side", "no-folder"])
+    assert refused.value.code == 2

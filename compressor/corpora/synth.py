@@ -94,7 +94,7 @@ class Espeak:
         ``seed`` before every utterance, so the audio does not depend on what was synthesised before."""
         with self._lock:
             if voice_blends.is_blend(voice.variant):
-                private = voice_blends.private_data_dir(self._installed_data)
+                private = voice_blends.private_data_dir(self._installed_data, voice_blends.group_of(voice.variant))
                 voice_blends.ensure_blend(voice.variant, private, self._installed_data)
                 if self._data != private:  # the same files as installed, and the blends
                     self._initialise(private)

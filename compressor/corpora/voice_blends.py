@@ -8,7 +8,8 @@ espeak's default) and moves every formant frequency by up to ±8%, so a corpus c
 voices as it asks for while no held-out variant's settings are ever read. Same ``N``, same file, same audio.
 
 espeak-ng finds a variant only in its data folder, which is inside an installed package: blends are written to
-a private data folder (``$TMPDIR/compressor-espeak-<hash>``) that links to every file of the installed one.
+private data folders (``$TMPDIR/compressor-espeak-<uid>-<hash>-g<K>``) that link to every file of the installed
+one. espeak-ng lists at most 349 voices and variants, so each folder holds one group of ``GROUP`` blends.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "stress": ("intonation", "stressAdd", "stressAmp", "stressLength"),
 }
 FORMANT_SHIFT = 0.08
+GROUP = 50  # blends per private data folder (espeak-ng's voice list holds 349 entries, 104 are installed variants)
+
+
+def group_of(variant: str) -> int:
+    """The private data folder a blend lives in."""
+    return int(variant[len("blend"):]) // GROUP
 
 
 def _variant_lines(data: Path, variant: str) -> dict[str, list[str]]:
@@ -69,12 +76,13 @@ def blend_text(variant: str, data: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def private_data_dir(data: str) -> str:
-    """A private espeak-ng data folder that links to every file of ``data`` and can hold blends (made once,
-    shared by every process of the machine's user; folder creation and blend files are atomic)."""
+def private_data_dir(data: str, group: int = 0) -> str:
+    """Private espeak-ng data folder ``group``: links to every file of ``data``, and room for that group's blends
+    (made once, shared by every process of the machine's user; folder creation and blend files are atomic)."""
     src = Path(data)
     key = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:12]
-    dest = Path(tempfile.gettempdir()) / f"compressor-espeak-{os.getuid() if hasattr(os, 'getuid') else 0}-{key}"
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    dest = Path(tempfile.gettempdir()) / f"compressor-espeak-{user}-{key}-g{group}"
     if (dest / "voices" / "!v").is_dir():
         return str(dest)
     work = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
@@ -98,7 +106,7 @@ def private_data_dir(data: str) -> str:
 
 
 def ensure_blend(variant: str, private: str, data: str) -> None:
-    """Write blend ``variant``'s file into the private data folder ``private`` unless it is there."""
+    """Write blend ``variant``'s file into the private data folder ``private`` (its group's) unless it is there."""
     path = Path(private) / "voices" / "!v" / variant
     if path.exists():
         return

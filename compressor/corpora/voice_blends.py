@@ -4,7 +4,7 @@ An espeak-ng variant is a small text file of settings: formant frequencies, heig
 spectral tone, voicing and consonant levels, breathiness, flutter, roughness, the Klatt synthesiser's mode.
 The corpora's training speakers use 37 of the synthesiser's variants; a *blend* (variant name ``blend<N>``)
 takes each group of settings from a training variant drawn by ``N`` (a variant without that group gives
-espeak's default) and moves every formant frequency by up to ±8%, so a corpus can train on as many distinct
+espeak's default) and moves the frequencies of formants 1-5 by up to ±8%, so a corpus can train on as many distinct
 voices as it asks for while no held-out variant's settings are ever read. Same ``N``, same file, same audio.
 
 espeak-ng finds a variant only in its data folder, which is inside an installed package: blends are written to
@@ -20,7 +20,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from compressor.corpora.voices import TRAIN_VARIANTS, is_blend
+from compressor.corpora.voices import BLEND_PREFIX, TRAIN_VARIANTS, is_blend
 
 #: Groups of settings a blend takes whole from one donor variant (a formant set only makes sense as a set).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -42,7 +42,7 @@ GROUP = 50  # blends per private data folder (espeak-ng's voice list holds 349 e
 
 def group_of(variant: str) -> int:
     """The private data folder a blend lives in."""
-    return int(variant[len("blend"):]) // GROUP
+    return int(variant[len(BLEND_PREFIX):]) // GROUP
 
 
 def _variant_lines(data: Path, variant: str) -> dict[str, list[str]]:

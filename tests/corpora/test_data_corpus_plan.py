@@ -3,10 +3,10 @@ and the large read-speech setting (vocabulary, unseen test sentences, recording 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
+from support import audio_digest
 
 from compressor.corpora import voices
 from compressor.corpora.build import build_corpus
@@ -111,15 +111,9 @@ def test_large_corpus_is_deterministic(tmp_path: Path) -> None:
     s = CorpusSettings(kind="read_speech", setting="large", train_size=10, valid_size=4, test_size=4,
                        test_seen_size=4, num_speakers=12, valid_speakers=2, test_speakers=2)
 
-    def digest(folder: Path) -> str:
-        h = hashlib.sha1()
-        for f in sorted(folder.rglob("*.flac")):
-            h.update(f.name.encode() + f.read_bytes())
-        return h.hexdigest()
-
     a = build_corpus(s, tmp_path / "a", workers=2)
     b = build_corpus(s, tmp_path / "b", workers=1)
-    assert digest(a) == digest(b) and len(list(a.rglob("*.flac"))) == 22
+    assert audio_digest(a) == audio_digest(b) and len(list(a.rglob("*.flac"))) == 22
     manifest = (a / "test_seen.jsonl").read_text(encoding="utf-8")
     assert '"condition"' in manifest and "-large-" in a.name
 

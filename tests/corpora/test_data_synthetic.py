@@ -3,12 +3,12 @@ determinism, resume), subsets, augmentation, registry entries and the ``compress
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from support import audio_digest
 
 from compressor.cli.data import main as data_main
 from compressor.core.errors import UserError
@@ -41,13 +41,6 @@ def commands(cache: Path):
     return build_commands(CommandsArgs(**TINY), cache_dir=cache, seed=0)
 
 
-def _digest(folder: Path) -> str:
-    h = hashlib.sha1()
-    for p in sorted(folder.rglob("*.flac")):
-        h.update(p.name.encode() + p.read_bytes())
-    return h.hexdigest()
-
-
 def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     s = CorpusSettings(
         kind="read_speech", language="de", train_size=20, valid_size=6, test_size=6, num_speakers=15
@@ -55,7 +48,7 @@ def test_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     a = build_corpus(s, tmp_path / "a", workers=2)
     b = build_corpus(s, tmp_path / "b", workers=1)
     # 20 + 6 + 6 + 6: test_seen (training voices) has test_size utterances unless set
-    assert _digest(a) == _digest(b) and len(list(a.rglob("*.flac"))) == 38
+    assert audio_digest(a) == audio_digest(b) and len(list(a.rglob("*.flac"))) == 38
     stamp = (a / "DONE").stat().st_mtime_ns
     assert build_corpus(s, tmp_path / "a") == a and (a / "DONE").stat().st_mtime_ns == stamp  # reused
     other = CorpusSettings(**{**s.__dict__, "seed": 1})

@@ -3,13 +3,13 @@ same name, on the training side only, and a private data folder that speaks ever
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import espeakng_loader
 import pytest
+from support import audio_digest
 
 from compressor.corpora.build import build_corpus
 from compressor.corpora.corpus import CorpusSettings, plan
@@ -92,13 +92,7 @@ def test_a_corpus_with_blends_is_deterministic(tmp_path: Path) -> None:
     s = CorpusSettings(kind="read_speech", voices="wide", blends=6, train_size=12, valid_size=3, test_size=3,
                        test_seen_size=3, num_speakers=12, valid_speakers=2, test_speakers=2)
 
-    def digest(folder: Path) -> str:
-        h = hashlib.sha1()
-        for f in sorted(folder.rglob("*.flac")):
-            h.update(f.name.encode() + f.read_bytes())
-        return h.hexdigest()
-
     a = build_corpus(s, tmp_path / "a", workers=2)
     b = build_corpus(s, tmp_path / "b", workers=1)
-    assert digest(a) == digest(b)
+    assert audio_digest(a) == audio_digest(b)
     assert "blend" in (a / "train.jsonl").read_text(encoding="utf-8")

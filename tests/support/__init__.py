@@ -6,6 +6,7 @@ Fixtures and the ``integration`` marker hook live in ``tests/conftest.py``; the 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import subprocess
@@ -26,6 +27,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def audio_digest(folder: Path) -> str:
+    """One hash of every FLAC file's name and bytes under ``folder`` (a corpus's audio, to compare builds)."""
+    h = hashlib.sha1()
+    for path in sorted(folder.rglob("*.flac")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
 
 
 def load_benchmark(name: str) -> ModuleType:

@@ -20,6 +20,7 @@ from compressor.corpora import grammars
 from compressor.corpora.grammars_large import large_grammar
 from compressor.corpora.lexicon import lexicon_versions
 from compressor.corpora.synth import Voice
+from compressor.corpora.voice_blends import RECIPE as BLEND_RECIPE
 from compressor.corpora.voices import voice_sets
 
 VERSION = 2  # bump when the synthesis recipe changes (2: held-out voice variants, test_seen, large setting)
@@ -74,6 +75,8 @@ class CorpusSettings:
         for option in ("voices", "blends"):
             if not blob[option]:
                 del blob[option]  # corpora built before the option keep their cache
+        if self.blends:
+            blob["blend_recipe"] = BLEND_RECIPE
         if self.setting == "large":
             blob["lexicon"] = lexicon_versions()  # the word lists come from these packages
             blob["large"] = LARGE_VERSION

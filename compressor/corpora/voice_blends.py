@@ -37,6 +37,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "stress": ("intonation", "stressAdd", "stressAmp", "stressLength"),
 }
 FORMANT_SHIFT = 0.08
+MOVED_FORMANTS = ("1", "2", "3", "4", "5")
+#: Bump when what a blend's file holds changes: part of the cache key of corpora with blends.
+RECIPE = 1
 GROUP = 50  # blends per private data folder (espeak-ng's voice list holds 349 entries, 104 are installed variants)
 
 
@@ -70,7 +73,7 @@ def blend_text(variant: str, data: Path) -> str:
         taken = _variant_lines(data, rng.choice(donors)).get(group, [])
         for line in taken:
             words = line.split()
-            if group == "formants" and len(words) >= 3 and words[1] in "12345":
+            if group == "formants" and len(words) >= 3 and words[1] in MOVED_FORMANTS:
                 words[2] = str(max(1, round(int(words[2]) * rng.uniform(1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT))))
             lines.append(" ".join(words))
     return "\n".join(lines) + "\n"

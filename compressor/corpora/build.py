@@ -26,7 +26,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ def corpus_dir(s: CorpusSettings, cache_dir: Path | None = None) -> Path:
 def _marker(root: Path, s: CorpusSettings, total: int, seconds: float) -> dict[str, Any]:
     """What ``DONE`` holds: the producer, every manifest's checksum, every audio file's size."""
     audio = root / "audio"
-    return {"utterances": total, "seconds": round(seconds, 1), "producer": {"version": VERSION, **asdict(s)},
+    return {"utterances": total, "seconds": round(seconds, 1), "producer": {"version": VERSION, **s.record()},
             "sha256": {p.name: file_sha256(p) for p in sorted(root.glob("*.jsonl")) + [root / "settings.json"]},
             "audio_bytes": {p.name: p.stat().st_size for p in sorted(audio.iterdir())} if audio.is_dir() else {}}
 
@@ -142,7 +141,7 @@ def verify_corpus(root: Path, s: CorpusSettings) -> str | None:
     if not isinstance(done, dict) or not isinstance(done.get("sha256"), dict) or not isinstance(
             done.get("audio_bytes"), dict):
         return "its DONE marker holds no checksums"
-    if done.get("producer") != json.loads(json.dumps({"version": VERSION, **asdict(s)})):
+    if done.get("producer") != json.loads(json.dumps({"version": VERSION, **s.record()})):
         return "its DONE marker names other settings"
     for name, digest in done["sha256"].items():
         path = root / str(name)
@@ -235,7 +234,7 @@ def _synthesize_into(s: CorpusSettings, tmp: Path, workers: int) -> int:
                          **{k: v for k, v in item.items() if k not in ("voice", "synth_seed")}}
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         total += len(items)
-    (tmp / "settings.json").write_text(json.dumps(asdict(s), indent=1), encoding="utf-8")
+    (tmp / "settings.json").write_text(json.dumps(s.record(), indent=1), encoding="utf-8")
     return total
 
 

@@ -70,11 +70,17 @@ class CorpusSettings:
         seen = self.test_size if self.test_seen_size is None else self.test_seen_size
         return {"train": self.train_size, "valid": self.valid_size, "test": self.test_size, "test_seen": seen}
 
-    def key(self) -> str:
-        blob: dict[str, Any] = {"v": VERSION, **asdict(self)}
+    def record(self) -> dict[str, Any]:
+        """The settings as a corpus records them (its key, its ``DONE`` marker): options left unset are left
+        out, so corpora built before those options existed stay valid."""
+        out = asdict(self)
         for option in ("voices", "blends"):
-            if not blob[option]:
-                del blob[option]  # corpora built before the option keep their cache
+            if not out[option]:
+                del out[option]
+        return out
+
+    def key(self) -> str:
+        blob: dict[str, Any] = {"v": VERSION, **self.record()}
         if self.blends:
             blob["blend_recipe"] = BLEND_RECIPE
         if self.setting == "large":

@@ -156,7 +156,7 @@ def _fill(s: CorpusSettings, tmp: Path, workers: int) -> int:
             for r in entries:
                 row = {**r, "audio_filepath": f"audio/{r['id']}.flac"}
                 f.write(json.dumps({k: row[k] for k in keep}, ensure_ascii=False) + "\n")
-    (tmp / "settings.json").write_text(json.dumps(asdict(s), indent=1), encoding="utf-8")
+    (tmp / "settings.json").write_text(json.dumps(s.record(), indent=1), encoding="utf-8")
     return len(everything)
 
 

@@ -3,6 +3,7 @@ same name, on the training side only, and a private data folder that speaks ever
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,7 @@ def test_a_corpus_with_blends_is_deterministic(tmp_path: Path) -> None:
     b = build_corpus(s, tmp_path / "b", workers=1)
     assert audio_digest(a) == audio_digest(b)
     assert "blend" in (a / "train.jsonl").read_text(encoding="utf-8")
+    producer = json.loads((a / "DONE").read_text(encoding="utf-8"))["producer"]
+    assert producer["blends"] == 6 and producer["voices"] == "wide"
+    # a corpus that sets neither records neither: markers written before these options still verify
+    assert not {"voices", "blends"} & set(CorpusSettings(kind="read_speech").record())

@@ -108,7 +108,9 @@ def _signalled(tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
     spec = tiny(tmp_path)
     spec["stages"][0]["epochs"] = 400  # long enough to be interrupted mid-training
     path = write_spec(tmp_path / "long.yaml", spec)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COMPRESSOR_PROGRESS": "lines"}
+    # PYTHONFAULTHANDLER: a run that does not end after the signal is sent SIGABRT below, and its every
+    # thread's stack lands in the failure's stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COMPRESSOR_PROGRESS": "lines", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "compressor", "run", str(path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -118,7 +120,12 @@ def _signalled(tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
                 break
             time.sleep(0.05)
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            raise AssertionError(f"the run did not end within 120 s of signal {signum}; its stacks:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -102,9 +103,7 @@ def private_data_dir(data: str, group: int = 0) -> str:
     try:
         work.rename(dest)
     except OSError:  # another process made it first: use theirs
-        for entry in sorted(work.rglob("*"), key=lambda p: -len(p.parts)):
-            entry.unlink() if entry.is_symlink() or entry.is_file() else entry.rmdir()
-        work.rmdir()
+        shutil.rmtree(work)  # removes the links, never what they point to
     return str(dest)
 
 

@@ -4,12 +4,14 @@ An espeak-ng variant is a small text file of settings: formant frequencies, heig
 spectral tone, voicing and consonant levels, breathiness, flutter, roughness, the Klatt synthesiser's mode.
 The corpora's training speakers use 37 of the synthesiser's variants; a *blend* (variant name ``blend<N>``)
 takes each group of settings from a training variant drawn by ``N`` (a variant without that group gives
-espeak's default) and moves the frequencies of formants 1-5 by up to ±8%, so a corpus can train on as many distinct
-voices as it asks for while no held-out variant's settings are ever read. Same ``N``, same file, same audio.
+espeak's default), then spreads them: the frequencies of formants 1-5 move by up to ±12% and their heights by
+x0.7-1.2, and every blend writes a voicing level (x0.7-1.3) and consonant levels (x0.5-1.5 each) around its
+donor's (around 100 where the donor sets none). A corpus can so train on as many distinct voices as it asks for,
+spread beyond the 37, while no held-out variant's settings are ever read. Same ``N``, same file, same audio.
 
 espeak-ng finds a variant only in its data folder, which is inside an installed package: blends are written to
-private data folders (``$TMPDIR/compressor-espeak-<uid>-<hash>-g<K>``) that link to every file of the installed
-one. espeak-ng lists at most 349 voices and variants, so each folder holds one group of ``GROUP`` blends.
+private data folders (``$TMPDIR/compressor-espeak-<uid>-<hash>-r<recipe>-g<K>``) that link to every file of the
+installed one. espeak-ng lists at most 349 voices and variants, so each folder holds one group of ``GROUP`` blends.
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "klatt": ("klatt",),
     "stress": ("intonation", "stressAdd", "stressAmp", "stressLength"),
 }
-FORMANT_SHIFT = 0.08
+FORMANT_SHIFT = 0.12
+FORMANT_HEIGHT = (0.7, 1.2)
 MOVED_FORMANTS = ("1", "2", "3", "4", "5")
-#: Bump when what a blend's file holds changes: part of the cache key of corpora with blends.
-RECIPE = 1
+#: Settings every blend writes, spread around the donor's values (around 100 where the donor has no such line;
+#: espeak-ng's own defaults are voicing 100, consonants 90 100).
+SPREAD: dict[str, tuple[tuple[int, ...], float, float]] = {
+    "consonants": ((100, 100), 0.5, 1.5),
+    "voicing": ((100,), 0.7, 1.3),
+}
+#: Bump when what a blend's file holds changes: part of the cache key of corpora with blends and of the private
+#: data folders' names (a folder keeps the blend files it was given).
+RECIPE = 2
 GROUP = 50  # blends per private data folder (espeak-ng's voice list holds 349 entries, 104 are installed variants)
 
 
@@ -74,9 +84,16 @@ def blend_text(variant: str, data: Path) -> str:
         taken = _variant_lines(data, rng.choice(donors)).get(group, [])
         for line in taken:
             words = line.split()
-            if group == "formants" and len(words) >= 3 and words[1] in MOVED_FORMANTS:
+            if group == "formants" and len(words) >= 4 and words[1] in MOVED_FORMANTS:
                 words[2] = str(max(1, round(int(words[2]) * rng.uniform(1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT))))
+                words[3] = str(max(1, round(int(words[3]) * rng.uniform(*FORMANT_HEIGHT))))
+            if group in SPREAD:
+                continue
             lines.append(" ".join(words))
+        if group in SPREAD:
+            default, low, high = SPREAD[group]
+            values = [int(w) for w in taken[0].split()[1:]] if taken else list(default)
+            lines.append(" ".join([group, *(str(max(1, round(v * rng.uniform(low, high)))) for v in values)]))
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +103,7 @@ def private_data_dir(data: str, group: int = 0) -> str:
     src = Path(data)
     key = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:12]
     user = os.getuid() if hasattr(os, "getuid") else 0
-    dest = Path(tempfile.gettempdir()) / f"compressor-espeak-{user}-{key}-g{group}"
+    dest = Path(tempfile.gettempdir()) / f"compressor-espeak-{user}-{key}-r{RECIPE}-g{group}"
     if (dest / "voices" / "!v").is_dir():
         return str(dest)
     work = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))

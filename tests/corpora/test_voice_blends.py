@@ -14,7 +14,15 @@ from support import audio_digest
 
 from compressor.corpora.build import build_corpus
 from compressor.corpora.corpus import CorpusSettings, plan
-from compressor.corpora.voice_blends import GROUPS, blend_text, private_data_dir
+from compressor.corpora.voice_blends import (
+    FORMANT_HEIGHT,
+    FORMANT_SHIFT,
+    GROUPS,
+    RECIPE,
+    SPREAD,
+    blend_text,
+    private_data_dir,
+)
 from compressor.corpora.voices import TEST_VARIANTS, TRAIN_VARIANTS, VALID_VARIANTS, blend_names, family, is_blend
 
 DATA = Path(espeakng_loader.get_data_path())
@@ -25,19 +33,32 @@ def _lines(variant: str) -> set[str]:
     return {" ".join(line.split()) for line in text.splitlines() if line.split()}
 
 
+def _within(value: int, base: int, low: float, high: float) -> bool:
+    return base * low - 1 <= value <= base * high + 1
+
+
 def test_blends_take_their_settings_from_training_variants_only() -> None:
     donors = set().union(*(_lines(v) for v in TRAIN_VARIANTS if v))
     held_out = set().union(*(_lines(v) for v in VALID_VARIANTS + TEST_VARIANTS)) - donors
     keys = {k for ks in GROUPS.values() for k in ks}
     texts = [blend_text(name, DATA) for name in blend_names(60)]
     assert len(set(texts)) == 60 and blend_text("blend7", DATA) == texts[7]
+    assert all(any(line.startswith(f"{key} ") for line in text.splitlines()) for key in SPREAD for text in texts)
     for text in texts:
         for line in text.splitlines()[2:]:
             words = line.split()
             assert words[0] in keys, line
             if words[0] == "formant" and words[1] in "12345":
-                # the frequency moved, height and width (and any tail) from a donor's line of that formant
-                assert any(d.split()[:2] == words[:2] and d.split()[3:] == words[3:] for d in donors), line
+                # frequency and height moved within their spans, width (and any tail) from a donor's line
+                assert any(d.split()[:2] == words[:2] and d.split()[4:] == words[4:]
+                           and _within(int(words[2]), int(d.split()[2]), 1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT)
+                           and _within(int(words[3]), int(d.split()[3]), *FORMANT_HEIGHT) for d in donors), line
+            elif words[0] in SPREAD:
+                # every blend spreads these around a donor's values, or espeak-ng's defaults
+                default, low, high = SPREAD[words[0]]
+                bases = [tuple(int(w) for w in d.split()[1:]) for d in donors if d.split()[0] == words[0]]
+                assert any(len(b) == len(words) - 1 and all(_within(int(w), v, low, high) for w, v in
+                                                             zip(words[1:], b)) for b in [*bases, default]), line
             else:
                 assert line in donors and line not in held_out, line
     with pytest.raises(ValueError, match="not a blend"):
@@ -83,6 +104,8 @@ def test_private_data_folder_speaks_as_installed_and_blends_repeat() -> None:
     first, again = _speak("installed", "blend3", "m3"), _speak("installed", "blend3", "m3")
     assert first == again and first[0] != _speak("installed", "blend4")[0]
     assert Path(private_data_dir(str(DATA), 0), "voices", "!v", "blend3").is_file()
+    # a folder keeps the blend files it was given: another recipe's blends live in folders of their own
+    assert private_data_dir(str(DATA), 0).endswith(f"-r{RECIPE}-g0")
     # espeak-ng lists 349 voices at most: blends far apart live in folders of their own and all speak
     far = [f"blend{i}" for i in (0, 120, 260, 399, 1999)]
     assert len(set(_speak("installed", *far))) == len(far)

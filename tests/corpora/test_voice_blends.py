@@ -54,7 +54,7 @@ def test_blends_take_their_settings_from_training_variants_only() -> None:
                            and _within(int(words[2]), int(d.split()[2]), 1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT)
                            and _within(int(words[3]), int(d.split()[3]), *FORMANT_HEIGHT) for d in donors), line
             elif words[0] in SPREAD:
-                # every blend spreads these around a donor's values, or espeak-ng's defaults
+                # every blend writes these, spread around its donor's values (around 100 where the donor has none)
                 default, low, high = SPREAD[words[0]]
                 bases = [tuple(int(w) for w in d.split()[1:]) for d in donors if d.split()[0] == words[0]]
                 assert any(len(b) == len(words) - 1 and all(_within(int(w), v, low, high) for w, v in

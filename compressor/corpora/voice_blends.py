@@ -82,18 +82,17 @@ def blend_text(variant: str, data: Path) -> str:
     lines = ["language variant", f"name {variant}"]
     for group in GROUPS:
         taken = _variant_lines(data, rng.choice(donors)).get(group, [])
+        if group in SPREAD:
+            default, low, high = SPREAD[group]
+            values = [int(w) for w in taken[0].split()[1:]] if taken else list(default)
+            lines.append(" ".join([group, *(str(max(1, round(v * rng.uniform(low, high)))) for v in values)]))
+            continue
         for line in taken:
             words = line.split()
             if group == "formants" and len(words) >= 4 and words[1] in MOVED_FORMANTS:
                 words[2] = str(max(1, round(int(words[2]) * rng.uniform(1 - FORMANT_SHIFT, 1 + FORMANT_SHIFT))))
                 words[3] = str(max(1, round(int(words[3]) * rng.uniform(*FORMANT_HEIGHT))))
-            if group in SPREAD:
-                continue
             lines.append(" ".join(words))
-        if group in SPREAD:
-            default, low, high = SPREAD[group]
-            values = [int(w) for w in taken[0].split()[1:]] if taken else list(default)
-            lines.append(" ".join([group, *(str(max(1, round(v * rng.uniform(low, high)))) for v in values)]))
     return "\n".join(lines) + "\n"
 
 

@@ -155,6 +155,24 @@ def _fail(message: str, code: int, exc: BaseException | None = None, hint: bool 
     return code
 
 
+def entry() -> None:
+    """The ``compressor`` console script and ``python -m compressor``: :func:`main`, then exit with its code.
+
+    A run stopped by Ctrl-C or SIGTERM ends at once after its message: by then its checkpoint is written and its
+    temporary files are removed, and the interpreter's own shutdown, which garbage-collects torch's objects after
+    the signal broke into them, was seen to hang there under load.
+    """
+    code = main()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)

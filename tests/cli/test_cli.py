@@ -227,3 +227,23 @@ def test_the_readme_table_is_the_one_walked() -> None:
 def test_exit_code_table(case: tuple[int, str], tmp_path: Path, capsys, monkeypatch) -> None:
     got, err = SCENARIOS[case](tmp_path, capsys, monkeypatch)
     assert got == case[0], err
+
+
+class _Ended(Exception):
+    pass
+
+
+@pytest.mark.parametrize("code,skips_shutdown", [(0, False), (2, False), (130, True), (143, True)])
+def test_the_console_script_ends_a_signalled_run_at_once(code: int, skips_shutdown: bool, monkeypatch) -> None:
+    """Ctrl-C and SIGTERM end through ``os._exit`` (no interpreter shutdown to hang in); other codes through
+    ``sys.exit``, so atexit handlers (trackers' uploads) still run."""
+    import compressor.cli as cli_module
+
+    def hard_exit(c: int) -> None:
+        raise _Ended(c)
+
+    monkeypatch.setattr(cli_module, "main", lambda: code)
+    monkeypatch.setattr(cli_module.os, "_exit", hard_exit)
+    with pytest.raises(_Ended if skips_shutdown else SystemExit) as ended:
+        cli_module.entry()
+    assert ended.value.args[0] == code

@@ -86,8 +86,9 @@ class ReadSpeechArgs(SyntheticArgs):
         "for small. Validation and test voices are the same held-out variants either way")
     blends: int = Field(
         default=0, ge=0, le=5000, description="blended voice variants added to the training variants: each takes "
-        "its formants, pitch, echo, tone, voicing, breath... from training variants drawn by its number, formants "
-        "moved up to 8% (never a held-out variant's settings)")
+        "its formants, pitch, echo, tone, voicing, breath... from training variants drawn by its number, then spreads "
+        "them: formant frequencies up to 12%, formant heights, voicing and consonant levels (never a held-out "
+        "variant's settings; docs/data.md#training-voices-wide-and-blended)")
 
     @model_validator(mode="after")
     def _large_defaults(self) -> ReadSpeechArgs:

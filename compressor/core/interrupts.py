@@ -4,8 +4,9 @@ Python raises ``KeyboardInterrupt`` at whatever bytecode runs when the signal ar
 that bytecode can be the file-write callback that torch's C++ zip writer calls: the exception then breaks the
 writer mid-record (``unexpected pos`` errors, and heap corruption that aborts the process). The command line
 installs :func:`unwinding`, whose handler raises ``KeyboardInterrupt`` (SIGINT) or
-:class:`~compressor.core.errors.Terminated` (SIGTERM) at once, except inside :func:`deferred` blocks (atomic writes),
-where the signal is held and raised when the block ends.
+:class:`~compressor.core.errors.Terminated` (SIGTERM) at once, except inside :func:`deferred` blocks (atomic writes,
+each training step), where the signal is held and raised when the block ends. A second signal while one is held is
+raised at once: pressing Ctrl-C twice stops a step that does not end.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def _deliver(signum: int) -> None:
 
 def _handler(signum: int, frame: Any) -> None:
     global _pending
-    if _depth:
+    if _depth and _pending is None:
         _pending = signum
         return
+    _pending = None
     _deliver(signum)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from compressor.core.checkpoint import load_checked, load_checkpoint, rng_state, save_atomic, set_rng_state
 from compressor.core.context import StageContext
 from compressor.core.errors import PluginError, UserError
+from compressor.core.interrupts import deferred
 from compressor.core.limits import MAX_STAGE_STEPS
 from compressor.core.losses import LossTerms
 from compressor.core.progress import Progress, duration, format_metrics, track
@@ -218,33 +219,36 @@ class StageRunner:
             micro = 0
             logs: dict[str, float] = {}
             for batch in islice(loader, max(0, remaining)):
-                if micro == 0:
-                    ctx.scalars = {}
-                    ctx.training = True
-                    run.plugins.call("compressor_step_start", ctx=ctx)
-                batch = to_device(batch, run.device)
-                ctx.new_batch()
-                run.plugins.call("compressor_transform_batch", ctx=ctx, batch=batch)
-                last_micro = micro == accum - 1
-                sync = contextlib.nullcontext() if last_micro or run.world_size == 1 else train_model.no_sync()
-                with sync:
-                    with run.autocast():
-                        outputs = self.task.forward(train_model, batch)
-                        losses = LossTerms()
-                        losses.add("task", self.task.loss(outputs, batch))
-                        ctx.defer_batch_error(self.task, outputs, batch)
-                        run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
-                                         losses=losses)
-                        ctx.new_batch()  # the shared teacher forwards are no longer needed
-                        total = losses.total()
-                    if not torch.isfinite(total):
-                        terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())
-                        raise UserError(f"stage '{st.name}' step {ctx.step + 1}: the loss is {float(total.detach())} "
-                                        f"({terms}): training diverged; lower the learning rate or the loss "
-                                        f"weights, or set grad_clip")
-                    scaled = total / accum
-                    if scaled.requires_grad:  # e.g. a module-replacing step that drew only frozen teacher modules
-                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                # Ctrl-C / SIGTERM land between steps: raised inside torch (a custom autograd Function's forward,
+                # the autograd engine), they were seen to corrupt the heap and kill the process without a word
+                with deferred():
+                    if micro == 0:
+                        ctx.scalars = {}
+                        ctx.training = True
+                        run.plugins.call("compressor_step_start", ctx=ctx)
+                    batch = to_device(batch, run.device)
+                    ctx.new_batch()
+                    run.plugins.call("compressor_transform_batch", ctx=ctx, batch=batch)
+                    last_micro = micro == accum - 1
+                    sync = contextlib.nullcontext() if last_micro or run.world_size == 1 else train_model.no_sync()
+                    with sync:
+                        with run.autocast():
+                            outputs = self.task.forward(train_model, batch)
+                            losses = LossTerms()
+                            losses.add("task", self.task.loss(outputs, batch))
+                            ctx.defer_batch_error(self.task, outputs, batch)
+                            run.plugins.call("compressor_loss_terms", ctx=ctx, batch=batch, outputs=outputs,
+                                             losses=losses)
+                            ctx.new_batch()  # the shared teacher forwards are no longer needed
+                            total = losses.total()
+                        if not torch.isfinite(total):
+                            terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.log_dict().items())
+                            raise UserError(f"stage '{st.name}' step {ctx.step + 1}: the loss is "
+                                            f"{float(total.detach())} ({terms}): training diverged; lower the "
+                                            f"learning rate or the loss weights, or set grad_clip")
+                        scaled = total / accum
+                        if scaled.requires_grad:  # e.g. a module-replacing step that drew only frozen teacher modules
+                            (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 for k, v in losses.log_dict().items():
                     logs[k] = logs.get(k, 0.0) + v / accum
                 logs["loss/total"] = logs.get("loss/total", 0.0) + float(total.detach()) / accum
@@ -254,7 +258,8 @@ class StageRunner:
                     continue
                 micro = 0
                 lr = optimizer.param_groups[0]["lr"]
-                self._optimizer_step(optimizer, scheduler, scaler)
+                with deferred():
+                    self._optimizer_step(optimizer, scheduler, scaler)
                 ctx.step += 1
                 record = {"stage": st.name, "stage_index": self.index, "step": ctx.step, "epoch": epoch,
                           "lr": lr, **logs, **ctx.scalars,

@@ -219,8 +219,8 @@ class StageRunner:
             micro = 0
             logs: dict[str, float] = {}
             for batch in islice(loader, max(0, remaining)):
-                # Ctrl-C / SIGTERM land between steps: raised inside torch (a custom autograd Function's forward,
-                # the autograd engine), they were seen to corrupt the heap and kill the process without a word
+                # Ctrl-C / SIGTERM land between steps, not inside torch's forward, a custom autograd Function or the
+                # backward pass, where an exception leaves the step half done
                 with deferred():
                     if micro == 0:
                         ctx.scalars = {}
